@@ -1,0 +1,401 @@
+// Package ca manages a trust domain's signing authorities: the X.509 CA and
+// the JWT signing keys, their lifecycle slots (prepared, active, old), their
+// persistence, and the trust bundle they make up. It knows nothing of etcd
+// or gRPC.
+package ca
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Defaults as in SPIRE.
+const (
+	DefaultCATTL       = 24 * time.Hour
+	DefaultRefreshHint = 5 * time.Minute
+)
+
+// Status is the lifecycle state of an authority slot.
+type Status string
+
+// Slot states, as in SPIRE's CA manager.
+const (
+	StatusPrepared Status = "prepared"
+	StatusActive   Status = "active"
+	StatusOld      Status = "old"
+)
+
+// X509Slot is one X.509 CA in the lifecycle.
+type X509Slot struct {
+	Status  Status
+	Tainted bool
+	Cert    *x509.Certificate
+	Key     crypto.Signer
+}
+
+// JWTSlot is one JWT signing key in the lifecycle.
+type JWTSlot struct {
+	Status    Status
+	Tainted   bool
+	KeyID     string
+	NotBefore time.Time
+	NotAfter  time.Time
+	Key       crypto.Signer
+}
+
+// Config configures a Manager.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	// Path is the file the authorities persist to (mode 0600). Empty keeps
+	// them in memory only.
+	Path string
+	// CATTL is the lifetime of each X.509 CA and JWT key. Default 24h.
+	CATTL time.Duration
+	// RefreshHint is published in the bundle. Default 5m.
+	RefreshHint time.Duration
+	Now         func() time.Time
+	Rand        io.Reader
+	Logger      *slog.Logger
+}
+
+// Manager holds the authorities of one trust domain. It is safe for
+// concurrent use.
+type Manager struct {
+	cfg Config
+
+	mu       sync.RWMutex
+	x509     []*X509Slot
+	jwt      []*JWTSlot
+	sequence uint64
+	subs     map[chan struct{}]struct{}
+}
+
+// New loads the authorities from cfg.Path, or creates and persists a fresh
+// active X.509 CA and JWT key when there are none.
+func New(cfg Config) (*Manager, error) {
+	if cfg.TrustDomain.IsZero() {
+		return nil, errors.New("ca: trust domain is required")
+	}
+	if cfg.CATTL <= 0 {
+		cfg.CATTL = DefaultCATTL
+	}
+	if cfg.RefreshHint <= 0 {
+		cfg.RefreshHint = DefaultRefreshHint
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{cfg: cfg, subs: map[chan struct{}]struct{}{}}
+	if cfg.Path != "" {
+		if err := m.load(); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := m.Rotate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// X509Authority returns the active X.509 CA certificate and key.
+func (m *Manager) X509Authority() (*x509.Certificate, crypto.Signer) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, s := range m.x509 {
+		if s.Status == StatusActive {
+			return s.Cert, s.Key
+		}
+	}
+	return nil, nil
+}
+
+// JWTKey returns the active JWT signing key and its key ID.
+func (m *Manager) JWTKey() (string, crypto.Signer) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, s := range m.jwt {
+		if s.Status == StatusActive {
+			return s.KeyID, s.Key
+		}
+	}
+	return "", nil
+}
+
+// X509Slots returns a copy of the X.509 slots, newest first.
+func (m *Manager) X509Slots() []X509Slot {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]X509Slot, 0, len(m.x509))
+	for i := len(m.x509) - 1; i >= 0; i-- {
+		out = append(out, *m.x509[i])
+	}
+	return out
+}
+
+// JWTSlots returns a copy of the JWT slots, newest first.
+func (m *Manager) JWTSlots() []JWTSlot {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make([]JWTSlot, 0, len(m.jwt))
+	for i := len(m.jwt) - 1; i >= 0; i-- {
+		out = append(out, *m.jwt[i])
+	}
+	return out
+}
+
+// Bundle returns the trust domain's bundle: every X.509 CA and JWT key that
+// is prepared, active, or old and not yet expired.
+func (m *Manager) Bundle() *spiffebundle.Bundle {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	b := spiffebundle.New(m.cfg.TrustDomain)
+	for _, s := range m.x509 {
+		b.AddX509Authority(s.Cert)
+	}
+	for _, s := range m.jwt {
+		_ = b.AddJWTAuthority(s.KeyID, s.Key.Public())
+	}
+	b.SetSequenceNumber(m.sequence)
+	b.SetRefreshHint(m.cfg.RefreshHint)
+	return b
+}
+
+// Changed returns a channel that receives a value after every change of the
+// authorities (and so of the bundle), and a function that stops it.
+func (m *Manager) Changed() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	m.mu.Lock()
+	m.subs[ch] = struct{}{}
+	m.mu.Unlock()
+	return ch, func() {
+		m.mu.Lock()
+		delete(m.subs, ch)
+		m.mu.Unlock()
+	}
+}
+
+// Rotate advances the lifecycle at the current time, as SPIRE does: it
+// prepares the next authority once half of the active one's lifetime has
+// passed, activates it when a sixth of the lifetime remains, and drops old
+// authorities once they have expired. It reports whether anything changed.
+func (m *Manager) Rotate() (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.cfg.Now()
+	changed := false
+
+	// X.509.
+	active := m.activeX509()
+	if active == nil || !now.Before(active.Cert.NotAfter) {
+		s, err := m.newX509Slot(now)
+		if err != nil {
+			return false, err
+		}
+		if active != nil {
+			active.Status = StatusOld
+		}
+		s.Status = StatusActive
+		m.x509 = append(m.x509, s)
+		changed = true
+	} else {
+		life := active.Cert.NotAfter.Sub(active.Cert.NotBefore)
+		prepared := m.preparedX509()
+		if prepared == nil && now.Sub(active.Cert.NotBefore) >= life/2 {
+			s, err := m.newX509Slot(now)
+			if err != nil {
+				return false, err
+			}
+			m.x509 = append(m.x509, s)
+			prepared = s
+			changed = true
+		}
+		if prepared != nil && active.Cert.NotAfter.Sub(now) <= life/6 {
+			active.Status = StatusOld
+			prepared.Status = StatusActive
+			changed = true
+			m.cfg.Logger.Info("activated X.509 authority", "subject_key_id", hex.EncodeToString(prepared.Cert.SubjectKeyId))
+		}
+	}
+	kept := m.x509[:0]
+	for _, s := range m.x509 {
+		if s.Status == StatusOld && !now.Before(s.Cert.NotAfter) {
+			changed = true
+			continue
+		}
+		kept = append(kept, s)
+	}
+	m.x509 = kept
+
+	// JWT.
+	aj := m.activeJWT()
+	if aj == nil || !now.Before(aj.NotAfter) {
+		s, err := m.newJWTSlot(now)
+		if err != nil {
+			return false, err
+		}
+		if aj != nil {
+			aj.Status = StatusOld
+		}
+		s.Status = StatusActive
+		m.jwt = append(m.jwt, s)
+		changed = true
+	} else {
+		life := aj.NotAfter.Sub(aj.NotBefore)
+		pj := m.preparedJWT()
+		if pj == nil && now.Sub(aj.NotBefore) >= life/2 {
+			s, err := m.newJWTSlot(now)
+			if err != nil {
+				return false, err
+			}
+			m.jwt = append(m.jwt, s)
+			pj = s
+			changed = true
+		}
+		if pj != nil && aj.NotAfter.Sub(now) <= life/6 {
+			aj.Status = StatusOld
+			pj.Status = StatusActive
+			changed = true
+			m.cfg.Logger.Info("activated JWT key", "kid", pj.KeyID)
+		}
+	}
+	keptJ := m.jwt[:0]
+	for _, s := range m.jwt {
+		if s.Status == StatusOld && !now.Before(s.NotAfter) {
+			changed = true
+			continue
+		}
+		keptJ = append(keptJ, s)
+	}
+	m.jwt = keptJ
+
+	if !changed {
+		return false, nil
+	}
+	m.sequence++
+	if err := m.saveLocked(); err != nil {
+		return true, err
+	}
+	m.notifyLocked()
+	return true, nil
+}
+
+func (m *Manager) notifyLocked() {
+	for ch := range m.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (m *Manager) activeX509() *X509Slot {
+	for _, s := range m.x509 {
+		if s.Status == StatusActive {
+			return s
+		}
+	}
+	return nil
+}
+
+func (m *Manager) preparedX509() *X509Slot {
+	for _, s := range m.x509 {
+		if s.Status == StatusPrepared {
+			return s
+		}
+	}
+	return nil
+}
+
+func (m *Manager) activeJWT() *JWTSlot {
+	for _, s := range m.jwt {
+		if s.Status == StatusActive {
+			return s
+		}
+	}
+	return nil
+}
+
+func (m *Manager) preparedJWT() *JWTSlot {
+	for _, s := range m.jwt {
+		if s.Status == StatusPrepared {
+			return s
+		}
+	}
+	return nil
+}
+
+func (m *Manager) newX509Slot(now time.Time) (*X509Slot, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), m.cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("ca: generate X.509 CA key: %w", err)
+	}
+	serial, err := rand.Int(m.cfg.Rand, new(big.Int).Lsh(big.NewInt(1), 128))
+	if err != nil {
+		return nil, fmt.Errorf("ca: serial number: %w", err)
+	}
+	serial.Add(serial, big.NewInt(1))
+	tdURL := &url.URL{Scheme: "spiffe", Host: m.cfg.TrustDomain.Name()}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject: pkix.Name{
+			Country:      []string{"US"},
+			Organization: []string{"Signet"},
+			SerialNumber: serial.String(),
+		},
+		NotBefore:             now.Add(-10 * time.Second),
+		NotAfter:              now.Add(m.cfg.CATTL),
+		URIs:                  []*url.URL{tdURL},
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(m.cfg.Rand, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("ca: self-sign X.509 CA: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("ca: parse X.509 CA: %w", err)
+	}
+	m.cfg.Logger.Info("prepared X.509 authority", "subject_key_id", hex.EncodeToString(cert.SubjectKeyId), "not_after", cert.NotAfter)
+	return &X509Slot{Status: StatusPrepared, Cert: cert, Key: key}, nil
+}
+
+func (m *Manager) newJWTSlot(now time.Time) (*JWTSlot, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), m.cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("ca: generate JWT key: %w", err)
+	}
+	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("ca: marshal JWT key: %w", err)
+	}
+	sum := sha256.Sum256(pub)
+	kid := base64.RawURLEncoding.EncodeToString(sum[:18])
+	m.cfg.Logger.Info("prepared JWT key", "kid", kid)
+	return &JWTSlot{Status: StatusPrepared, KeyID: kid, NotBefore: now, NotAfter: now.Add(m.cfg.CATTL), Key: key}, nil
+}

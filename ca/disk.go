@@ -1,0 +1,142 @@
+package ca
+
+import (
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+const stateVersion = 1
+
+type diskState struct {
+	Version  int          `json:"version"`
+	Sequence uint64       `json:"sequence"`
+	X509     []diskX509   `json:"x509"`
+	JWT      []diskJWTKey `json:"jwt"`
+}
+
+type diskX509 struct {
+	Status  Status `json:"status"`
+	Tainted bool   `json:"tainted,omitempty"`
+	Cert    []byte `json:"cert"`
+	Key     []byte `json:"key"`
+}
+
+type diskJWTKey struct {
+	Status    Status    `json:"status"`
+	Tainted   bool      `json:"tainted,omitempty"`
+	KeyID     string    `json:"kid"`
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	Key       []byte    `json:"key"`
+}
+
+// load reads the persisted state; a missing file is not an error.
+func (m *Manager) load() error {
+	data, err := os.ReadFile(m.cfg.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("ca: read %s: %w", m.cfg.Path, err)
+	}
+	var st diskState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("ca: parse %s: %w", m.cfg.Path, err)
+	}
+	if st.Version != stateVersion {
+		return fmt.Errorf("ca: %s has state version %d, want %d", m.cfg.Path, st.Version, stateVersion)
+	}
+	for i, d := range st.X509 {
+		cert, err := x509.ParseCertificate(d.Cert)
+		if err != nil {
+			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.cfg.Path, i, err)
+		}
+		key, err := parseSigner(d.Key)
+		if err != nil {
+			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.cfg.Path, i, err)
+		}
+		m.x509 = append(m.x509, &X509Slot{Status: d.Status, Tainted: d.Tainted, Cert: cert, Key: key})
+	}
+	for i, d := range st.JWT {
+		key, err := parseSigner(d.Key)
+		if err != nil {
+			return fmt.Errorf("ca: %s: JWT key %d: %w", m.cfg.Path, i, err)
+		}
+		m.jwt = append(m.jwt, &JWTSlot{Status: d.Status, Tainted: d.Tainted, KeyID: d.KeyID, NotBefore: d.NotBefore, NotAfter: d.NotAfter, Key: key})
+	}
+	m.sequence = st.Sequence
+	return nil
+}
+
+func parseSigner(der []byte) (crypto.Signer, error) {
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse private key: %w", err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("private key of type %T cannot sign", k)
+	}
+	return s, nil
+}
+
+// saveLocked writes the state atomically with mode 0600.
+func (m *Manager) saveLocked() error {
+	if m.cfg.Path == "" {
+		return nil
+	}
+	st := diskState{Version: stateVersion, Sequence: m.sequence}
+	for _, s := range m.x509 {
+		key, err := x509.MarshalPKCS8PrivateKey(s.Key)
+		if err != nil {
+			return fmt.Errorf("ca: marshal X.509 CA key: %w", err)
+		}
+		st.X509 = append(st.X509, diskX509{Status: s.Status, Tainted: s.Tainted, Cert: s.Cert.Raw, Key: key})
+	}
+	for _, s := range m.jwt {
+		key, err := x509.MarshalPKCS8PrivateKey(s.Key)
+		if err != nil {
+			return fmt.Errorf("ca: marshal JWT key: %w", err)
+		}
+		st.JWT = append(st.JWT, diskJWTKey{Status: s.Status, Tainted: s.Tainted, KeyID: s.KeyID, NotBefore: s.NotBefore, NotAfter: s.NotAfter, Key: key})
+	}
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("ca: encode state: %w", err)
+	}
+	dir := filepath.Dir(m.cfg.Path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("ca: create %s: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".ca-*.tmp")
+	if err != nil {
+		return fmt.Errorf("ca: write state: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return fmt.Errorf("ca: write state: %w", err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("ca: write state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("ca: write state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("ca: write state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), m.cfg.Path); err != nil {
+		return fmt.Errorf("ca: write state: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,274 @@
+// Package issuer mints X.509-SVIDs and JWT-SVIDs per the SPIFFE X509-SVID and
+// JWT-SVID specifications. It is pure: it works over a signing authority and
+// a clock, and knows nothing of storage or transport.
+package issuer
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net/url"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// Defaults as in SPIRE.
+const (
+	DefaultX509TTL = time.Hour
+	DefaultJWTTTL  = 5 * time.Minute
+)
+
+// Authority is the signing material the issuer uses. It is owned by package
+// ca; the issuer only reads the current active keys.
+type Authority interface {
+	// X509Authority returns the active X.509 CA certificate and its key.
+	X509Authority() (*x509.Certificate, crypto.Signer)
+	// JWTKey returns the active JWT signing key and its key ID.
+	JWTKey() (kid string, signer crypto.Signer)
+}
+
+// ErrInvalidCSR is returned (wrapped) for CSRs that cannot be used.
+var ErrInvalidCSR = errors.New("issuer: invalid CSR")
+
+// Config configures an Issuer.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	Authority   Authority
+	// X509TTL and JWTTTL are the default lifetimes when a request gives none.
+	X509TTL time.Duration
+	JWTTTL  time.Duration
+	// Now and Rand may be injected; they default to time.Now and crypto/rand.
+	Now  func() time.Time
+	Rand io.Reader
+}
+
+// Issuer mints SVIDs.
+type Issuer struct {
+	cfg Config
+}
+
+// New returns an Issuer.
+func New(cfg Config) (*Issuer, error) {
+	if cfg.TrustDomain.IsZero() {
+		return nil, errors.New("issuer: trust domain is required")
+	}
+	if cfg.Authority == nil {
+		return nil, errors.New("issuer: authority is required")
+	}
+	if cfg.X509TTL <= 0 {
+		cfg.X509TTL = DefaultX509TTL
+	}
+	if cfg.JWTTTL <= 0 {
+		cfg.JWTTTL = DefaultJWTTTL
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	return &Issuer{cfg: cfg}, nil
+}
+
+// X509Params describes one X.509-SVID to mint.
+type X509Params struct {
+	ID        spiffeid.ID
+	PublicKey crypto.PublicKey
+	// TTL is the requested lifetime; zero means the default. The lifetime is
+	// capped so the SVID never outlives its CA.
+	TTL      time.Duration
+	DNSNames []string
+	// Subject overrides the default subject if non-empty.
+	Subject pkix.Name
+}
+
+// X509SVID mints an X.509-SVID and returns the chain: the leaf followed by
+// the issuing CA certificate when that CA is not self-signed (an
+// intermediate). Self-signed roots are never included; they are in the
+// bundle.
+func (i *Issuer) X509SVID(p X509Params) ([]*x509.Certificate, error) {
+	if err := i.checkID(p.ID, false); err != nil {
+		return nil, err
+	}
+	if err := checkPublicKey(p.PublicKey); err != nil {
+		return nil, err
+	}
+	caCert, caKey := i.cfg.Authority.X509Authority()
+	if caCert == nil || caKey == nil {
+		return nil, errors.New("issuer: no active X.509 authority")
+	}
+	now := i.cfg.Now()
+	ttl := p.TTL
+	if ttl <= 0 {
+		ttl = i.cfg.X509TTL
+	}
+	notAfter := now.Add(ttl)
+	if notAfter.After(caCert.NotAfter) {
+		notAfter = caCert.NotAfter
+	}
+	if !notAfter.After(now) {
+		return nil, errors.New("issuer: active X.509 authority has expired")
+	}
+	serial, err := randomSerial(i.cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	subject := p.Subject
+	if len(subject.Names) == 0 && subject.CommonName == "" && len(subject.Organization) == 0 {
+		subject = pkix.Name{Country: []string{"US"}, Organization: []string{"Signet"}}
+	}
+	uri := p.ID.URL()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               subject,
+		NotBefore:             now.Add(-10 * time.Second),
+		NotAfter:              notAfter,
+		URIs:                  []*url.URL{uri},
+		DNSNames:              p.DNSNames,
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment | x509.KeyUsageKeyAgreement,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+	}
+	if len(p.DNSNames) > 0 && subject.CommonName == "" {
+		tmpl.Subject.CommonName = p.DNSNames[0]
+	}
+	der, err := x509.CreateCertificate(i.cfg.Rand, tmpl, caCert, p.PublicKey, caKey)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: sign X.509-SVID: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: parse minted X.509-SVID: %w", err)
+	}
+	chain := []*x509.Certificate{leaf}
+	if !isSelfSigned(caCert) {
+		chain = append(chain, caCert)
+	}
+	return chain, nil
+}
+
+// JWTParams describes one JWT-SVID to mint.
+type JWTParams struct {
+	ID       spiffeid.ID
+	Audience []string
+	TTL      time.Duration
+}
+
+// JWTSVID mints a JWT-SVID and returns the compact token and its expiry. The
+// header carries only alg, kid and typ, as the JWT-SVID spec requires.
+func (i *Issuer) JWTSVID(p JWTParams) (string, time.Time, error) {
+	if err := i.checkID(p.ID, false); err != nil {
+		return "", time.Time{}, err
+	}
+	if len(p.Audience) == 0 {
+		return "", time.Time{}, errors.New("issuer: JWT-SVID audience is required")
+	}
+	for _, a := range p.Audience {
+		if a == "" {
+			return "", time.Time{}, errors.New("issuer: JWT-SVID audience must not contain empty values")
+		}
+	}
+	kid, key := i.cfg.Authority.JWTKey()
+	if key == nil {
+		return "", time.Time{}, errors.New("issuer: no active JWT key")
+	}
+	alg, err := jwsAlgorithm(key.Public())
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := i.cfg.Now()
+	ttl := p.TTL
+	if ttl <= 0 {
+		ttl = i.cfg.JWTTTL
+	}
+	exp := now.Add(ttl)
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
+		(&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issuer: JWT signer: %w", err)
+	}
+	claims := jwt.Claims{
+		Subject:  p.ID.String(),
+		Audience: jwt.Audience(p.Audience),
+		Expiry:   jwt.NewNumericDate(exp),
+		IssuedAt: jwt.NewNumericDate(now),
+	}
+	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("issuer: sign JWT-SVID: %w", err)
+	}
+	return tok, exp.Truncate(time.Second), nil
+}
+
+// checkID verifies the SPIFFE ID belongs to the issuer's trust domain.
+func (i *Issuer) checkID(id spiffeid.ID, allowRoot bool) error {
+	if id.IsZero() {
+		return errors.New("issuer: SPIFFE ID is required")
+	}
+	if id.TrustDomain() != i.cfg.TrustDomain {
+		return fmt.Errorf("issuer: SPIFFE ID %q is not in trust domain %q", id, i.cfg.TrustDomain)
+	}
+	if !allowRoot && id.Path() == "" {
+		return fmt.Errorf("issuer: SPIFFE ID %q has no path; SVIDs need a workload path", id)
+	}
+	return nil
+}
+
+func checkPublicKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve.Params().BitSize < 256 {
+			return fmt.Errorf("%w: ECDSA curve %s is too weak", ErrInvalidCSR, k.Curve.Params().Name)
+		}
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("%w: RSA key of %d bits is too small", ErrInvalidCSR, k.N.BitLen())
+		}
+	case ed25519.PublicKey:
+	case nil:
+		return fmt.Errorf("%w: public key is missing", ErrInvalidCSR)
+	default:
+		return fmt.Errorf("%w: unsupported public key type %T", ErrInvalidCSR, pub)
+	}
+	return nil
+}
+
+func jwsAlgorithm(pub crypto.PublicKey) (jose.SignatureAlgorithm, error) {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		switch k.Curve.Params().BitSize {
+		case 256:
+			return jose.ES256, nil
+		case 384:
+			return jose.ES384, nil
+		}
+	case *rsa.PublicKey:
+		return jose.RS256, nil
+	}
+	return "", fmt.Errorf("issuer: unsupported JWT key type %T", pub)
+}
+
+func randomSerial(r io.Reader) (*big.Int, error) {
+	limit := new(big.Int).Lsh(big.NewInt(1), 128)
+	n, err := rand.Int(r, limit)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: serial number: %w", err)
+	}
+	return n.Add(n, big.NewInt(1)), nil
+}
+
+func isSelfSigned(c *x509.Certificate) bool {
+	return c.CheckSignatureFrom(c) == nil
+}
