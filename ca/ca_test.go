@@ -64,7 +64,7 @@ func TestLifecycle(t *testing.T) {
 		{2 * time.Hour, 2, false},          // 3h: half-life passed -> prepared
 		{time.Hour + time.Minute, 2, true}, // 4h01m: < 1/6 (1h) remaining? no, 2h remain
 		{time.Hour, 2, true},               // 5h01m: <1h remaining -> activated
-		{time.Hour, 1, true},               // 6h01m: first expired -> dropped
+		{time.Hour, 2, true},               // 6h01m: first dropped, next prepared
 	}
 	// Step 3 expectation: 1h59m remain > 1h, so not yet active.
 	steps[2].wantRotated = false
