@@ -1,0 +1,393 @@
+// Package unix is the Unix workload attestor: given the process ID of a
+// workload connected to the agent's Workload API socket, it reads the
+// process's credentials and executable from /proc and returns "unix"
+// selectors with the same names and meanings as SPIRE's unix workload
+// attestor (uid, user, gid, group, supplementary_gid, supplementary_group,
+// path, sha256).
+//
+// Attestation is a snapshot: the process's start time and effective UID are
+// read before and after everything else, and a change (the process exited and
+// its PID was reused, or it changed user) fails attestation with
+// ErrProcessChanged.
+package unix
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+)
+
+// SelectorType is the type of every selector this attestor produces.
+const SelectorType = "unix"
+
+const (
+	// DefaultSizeLimit bounds how many bytes of an executable are hashed
+	// for the sha256 selector.
+	DefaultSizeLimit int64 = 1 << 30
+	// defaultHashCacheSize bounds the digest cache.
+	defaultHashCacheSize = 1024
+	// maxProcFileSize bounds reads of /proc/<pid>/{stat,status}.
+	maxProcFileSize = 64 << 10
+)
+
+// ErrProcessChanged is returned when the process at the attested PID was not
+// the same process (start time or effective UID differ) at the end of
+// attestation as at its start.
+var ErrProcessChanged = errors.New("unix: process changed during attestation")
+
+// Attestor produces unix selectors for a process. It is safe for concurrent
+// use.
+type Attestor struct {
+	procRoot     string
+	lookupUser   func(uid string) (string, error)
+	lookupGroup  func(gid string) (string, error)
+	discoverPath bool
+	sizeLimit    int64
+	log          *slog.Logger
+
+	mu        sync.Mutex
+	hashes    map[fileKey]string
+	hashOrder []fileKey // insertion order, for bounded eviction
+	hashMax   int
+}
+
+// Option configures an Attestor.
+type Option func(*Attestor)
+
+// WithProcRoot sets the procfs mount point (default "/proc"), for tests or
+// an agent running in a container with the host's /proc mounted elsewhere.
+func WithProcRoot(dir string) Option {
+	return func(a *Attestor) { a.procRoot = dir }
+}
+
+// WithUserLookup sets the function that maps a numeric UID to a user name.
+// An error means "no name": the user selector is omitted.
+func WithUserLookup(f func(uid string) (string, error)) Option {
+	return func(a *Attestor) { a.lookupUser = f }
+}
+
+// WithGroupLookup sets the function that maps a numeric GID to a group name.
+// An error means "no name": the group selector is omitted.
+func WithGroupLookup(f func(gid string) (string, error)) Option {
+	return func(a *Attestor) { a.lookupGroup = f }
+}
+
+// WithWorkloadPath enables or disables the path and sha256 selectors
+// (enabled by default). Reading another user's /proc/<pid>/exe needs the
+// agent to run as root or with CAP_SYS_PTRACE.
+func WithWorkloadPath(enabled bool) Option {
+	return func(a *Attestor) { a.discoverPath = enabled }
+}
+
+// WithSizeLimit bounds the size of executables that are hashed for the
+// sha256 selector (default DefaultSizeLimit). Larger executables get no
+// sha256 selector. A negative limit disables hashing.
+func WithSizeLimit(n int64) Option {
+	return func(a *Attestor) { a.sizeLimit = n }
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(a *Attestor) { a.log = l }
+}
+
+// New returns an Attestor.
+func New(opts ...Option) *Attestor {
+	a := &Attestor{
+		procRoot:     "/proc",
+		lookupUser:   lookupUser,
+		lookupGroup:  lookupGroup,
+		discoverPath: true,
+		sizeLimit:    DefaultSizeLimit,
+		log:          slog.New(slog.DiscardHandler),
+		hashes:       make(map[fileKey]string),
+		hashMax:      defaultHashCacheSize,
+	}
+	for _, o := range opts {
+		o(a)
+	}
+	return a
+}
+
+func lookupUser(uid string) (string, error) {
+	u, err := user.LookupId(uid)
+	if err != nil {
+		return "", err
+	}
+	return u.Username, nil
+}
+
+func lookupGroup(gid string) (string, error) {
+	g, err := user.LookupGroupId(gid)
+	if err != nil {
+		return "", err
+	}
+	return g.Name, nil
+}
+
+// Attest returns the unix selectors of the process pid.
+//
+// The uid and gid selectors use the effective IDs, as SPIRE does. Missing
+// user or group names are omitted. When the executable cannot be read (for
+// example the agent lacks permission) the path and sha256 selectors are
+// omitted and a warning logged; since entries match on a subset of the
+// workload's selectors, a missing selector can only deny, never grant.
+func (a *Attestor) Attest(ctx context.Context, pid int32) ([]*types.Selector, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("unix: invalid pid %d", pid)
+	}
+	dir := filepath.Join(a.procRoot, strconv.FormatInt(int64(pid), 10))
+
+	start, err := readStartTime(dir)
+	if err != nil {
+		return nil, err
+	}
+	st, err := readStatus(dir)
+	if err != nil {
+		return nil, err
+	}
+
+	var sel []*types.Selector
+	add := func(kind, value string) {
+		sel = append(sel, &types.Selector{Type: SelectorType, Value: kind + ":" + value})
+	}
+
+	add("uid", st.uid)
+	if name, err := a.lookupUser(st.uid); err == nil && name != "" {
+		add("user", name)
+	}
+	add("gid", st.gid)
+	if name, err := a.lookupGroup(st.gid); err == nil && name != "" {
+		add("group", name)
+	}
+	for _, g := range st.groups {
+		add("supplementary_gid", g)
+		if name, err := a.lookupGroup(g); err == nil && name != "" {
+			add("supplementary_group", name)
+		}
+	}
+
+	if a.discoverPath {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("unix: %w", err)
+		}
+		path, digest, err := a.executable(dir)
+		switch {
+		case err != nil:
+			a.log.WarnContext(ctx, "unix: cannot read workload executable; omitting path and sha256 selectors",
+				slog.Int("pid", int(pid)), slog.Any("error", err))
+		default:
+			add("path", path)
+			if digest != "" {
+				add("sha256", digest)
+			}
+		}
+	}
+
+	// Re-check that the PID still names the same process with the same
+	// effective UID, so that the selectors describe one process only.
+	start2, err := readStartTime(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProcessChanged, err)
+	}
+	st2, err := readStatus(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProcessChanged, err)
+	}
+	if start2 != start {
+		return nil, fmt.Errorf("%w: start time %s, was %s", ErrProcessChanged, start2, start)
+	}
+	if st2.uid != st.uid || st2.gid != st.gid {
+		return nil, fmt.Errorf("%w: effective uid/gid %s/%s, was %s/%s", ErrProcessChanged, st2.uid, st2.gid, st.uid, st.gid)
+	}
+	return sel, nil
+}
+
+// executable returns the path of the process's executable and, unless
+// hashing is disabled or the file is too large, its SHA-256 digest.
+func (a *Attestor) executable(dir string) (path, digest string, err error) {
+	exeLink := filepath.Join(dir, "exe")
+	path, err = os.Readlink(exeLink)
+	if err != nil {
+		return "", "", fmt.Errorf("unix: read executable path: %w", err)
+	}
+	if a.sizeLimit < 0 {
+		return path, "", nil
+	}
+
+	// Open through /proc/<pid>/exe rather than the path: it names the
+	// executable the process runs even if the path was replaced or the
+	// process lives in another mount namespace.
+	f, err := os.Open(exeLink)
+	if err != nil {
+		return "", "", fmt.Errorf("unix: open executable: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", "", fmt.Errorf("unix: stat executable: %w", err)
+	}
+	if fi.Size() > a.sizeLimit {
+		a.log.Warn("unix: workload executable exceeds size limit; omitting sha256 selector",
+			slog.String("path", path), slog.Int64("size", fi.Size()), slog.Int64("limit", a.sizeLimit))
+		return path, "", nil
+	}
+	key := keyOf(path, fi)
+	if d, ok := a.cachedHash(key); ok {
+		return path, d, nil
+	}
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, a.sizeLimit+1))
+	if err != nil {
+		return "", "", fmt.Errorf("unix: hash executable: %w", err)
+	}
+	if n > a.sizeLimit {
+		a.log.Warn("unix: workload executable grew beyond size limit; omitting sha256 selector",
+			slog.String("path", path), slog.Int64("limit", a.sizeLimit))
+		return path, "", nil
+	}
+	if n != fi.Size() {
+		// The file changed while we read it; do not cache a digest that
+		// may not match its key.
+		return path, hex.EncodeToString(h.Sum(nil)), nil
+	}
+	digest = hex.EncodeToString(h.Sum(nil))
+	a.storeHash(key, digest)
+	return path, digest, nil
+}
+
+func (a *Attestor) cachedHash(k fileKey) (string, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	d, ok := a.hashes[k]
+	return d, ok
+}
+
+func (a *Attestor) storeHash(k fileKey, digest string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.hashes[k]; ok {
+		return
+	}
+	for len(a.hashOrder) >= a.hashMax && len(a.hashOrder) > 0 {
+		delete(a.hashes, a.hashOrder[0])
+		a.hashOrder = a.hashOrder[1:]
+	}
+	a.hashes[k] = digest
+	a.hashOrder = append(a.hashOrder, k)
+}
+
+type status struct {
+	uid, gid string
+	groups   []string
+}
+
+// readStatus parses the effective UID and GID and the supplementary groups
+// from <dir>/status.
+func readStatus(dir string) (status, error) {
+	b, err := readBounded(filepath.Join(dir, "status"))
+	if err != nil {
+		return status{}, err
+	}
+	var st status
+	var haveUID, haveGID bool
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		key, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(value)
+		switch key {
+		case "Uid":
+			// real, effective, saved set, filesystem
+			if id, ok := effectiveID(fields); ok {
+				st.uid, haveUID = id, true
+			}
+		case "Gid":
+			if id, ok := effectiveID(fields); ok {
+				st.gid, haveGID = id, true
+			}
+		case "Groups":
+			for _, g := range fields {
+				if _, err := strconv.ParseUint(g, 10, 32); err == nil {
+					st.groups = append(st.groups, g)
+				}
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return status{}, fmt.Errorf("unix: parse %s/status: %w", dir, err)
+	}
+	if !haveUID || !haveGID {
+		return status{}, fmt.Errorf("unix: parse %s/status: no Uid or Gid", dir)
+	}
+	return st, nil
+}
+
+func effectiveID(fields []string) (string, bool) {
+	var id string
+	switch len(fields) {
+	case 0:
+		return "", false
+	case 1:
+		id = fields[0]
+	default:
+		id = fields[1]
+	}
+	if _, err := strconv.ParseUint(id, 10, 32); err != nil {
+		return "", false
+	}
+	return id, true
+}
+
+// readStartTime returns field 22 (starttime, clock ticks after boot) of
+// <dir>/stat. The second field (comm) is parenthesized and may itself hold
+// spaces and parentheses, so fields are counted after the last ')'.
+func readStartTime(dir string) (string, error) {
+	b, err := readBounded(filepath.Join(dir, "stat"))
+	if err != nil {
+		return "", err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return "", fmt.Errorf("unix: parse %s/stat: no comm field", dir)
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	// fields[0] is field 3 (state); starttime is field 22.
+	const idx = 22 - 3
+	if len(fields) <= idx {
+		return "", fmt.Errorf("unix: parse %s/stat: too few fields", dir)
+	}
+	if _, err := strconv.ParseUint(fields[idx], 10, 64); err != nil {
+		return "", fmt.Errorf("unix: parse %s/stat: bad starttime %q", dir, fields[idx])
+	}
+	return fields[idx], nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("unix: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxProcFileSize))
+	if err != nil {
+		return nil, fmt.Errorf("unix: read %s: %w", path, err)
+	}
+	return b, nil
+}
