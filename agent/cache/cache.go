@@ -1,0 +1,483 @@
+// Package cache is the agent's in-memory identity cache: the trust bundles,
+// the workload registration entries authorized for this agent and their
+// X.509-SVIDs, and the JWT-SVIDs minted for workloads.
+//
+// The agent's sync loop replaces the whole state with Update. Workload API
+// handlers Subscribe with a workload's selectors and receive a
+// WorkloadUpdate at once and then whenever what that workload sees changes.
+// Each subscription holds only the latest update (a channel of size one), so
+// a slow reader never blocks Update or other subscribers.
+//
+// Values handed to Update (entries, bundles, SVIDs) are shared with
+// subscribers and must not be modified afterwards; subscribers must not
+// modify what they receive.
+package cache
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/x509"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/protobuf/proto"
+)
+
+// X509SVID is an X.509-SVID and its private key.
+type X509SVID struct {
+	// Chain is the leaf certificate followed by any intermediates.
+	Chain []*x509.Certificate
+	Key   crypto.Signer
+}
+
+// Update is the full state of the cache.
+type Update struct {
+	// Bundle is the agent's own trust domain bundle (X.509 authorities and
+	// JWT keys).
+	Bundle *spiffebundle.Bundle
+	// Federated holds the bundles of foreign trust domains.
+	Federated map[spiffeid.TrustDomain]*spiffebundle.Bundle
+	// Entries are the workload entries authorized for this agent.
+	Entries []*types.Entry
+	// SVIDs are the current X.509-SVIDs, keyed by entry ID.
+	SVIDs map[string]*X509SVID
+}
+
+// Identity is one entry a workload matches, with its X.509-SVID.
+type Identity struct {
+	Entry *types.Entry
+	SVID  *X509SVID
+}
+
+// WorkloadUpdate is what one workload sees.
+type WorkloadUpdate struct {
+	// Identities are the matched entries that have an X.509-SVID, in
+	// ascending entry ID order.
+	Identities []Identity
+	// Bundle is the own trust domain's bundle; nil before the first Update.
+	Bundle *spiffebundle.Bundle
+	// Federated holds the bundles named by the identities' federates_with
+	// that the cache has.
+	Federated map[spiffeid.TrustDomain]*spiffebundle.Bundle
+}
+
+// HasIdentity reports whether the workload has at least one identity.
+func (u *WorkloadUpdate) HasIdentity() bool { return len(u.Identities) > 0 }
+
+// Option configures a Cache.
+type Option func(*Cache)
+
+// WithClock sets the clock (default time.Now).
+func WithClock(now func() time.Time) Option {
+	return func(c *Cache) { c.now = now }
+}
+
+// WithLogger sets the logger (default: discard).
+func WithLogger(l *slog.Logger) Option {
+	return func(c *Cache) { c.log = l }
+}
+
+// WithJWTMinter sets the minter FetchJWTSVID uses on a cache miss.
+func WithJWTMinter(m JWTMinter) Option {
+	return func(c *Cache) { c.minter = m }
+}
+
+// WithJWTCacheSize bounds the number of cached JWT-SVIDs (default 1000).
+func WithJWTCacheSize(n int) Option {
+	return func(c *Cache) {
+		if n > 0 {
+			c.jwt.max = n
+		}
+	}
+}
+
+// Cache is the agent's identity cache. It is safe for concurrent use.
+type Cache struct {
+	td     spiffeid.TrustDomain
+	now    func() time.Time
+	log    *slog.Logger
+	minter JWTMinter
+
+	mu   sync.RWMutex
+	st   *state
+	subs map[*Subscription]struct{}
+
+	jwt jwtCache
+}
+
+// New returns an empty cache for the trust domain td.
+func New(td spiffeid.TrustDomain, opts ...Option) *Cache {
+	c := &Cache{
+		td:   td,
+		now:  time.Now,
+		log:  slog.New(slog.DiscardHandler),
+		st:   &state{},
+		subs: make(map[*Subscription]struct{}),
+		jwt:  jwtCache{max: 1000, m: make(map[string]*JWTSVID)},
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// TrustDomain returns the cache's own trust domain.
+func (c *Cache) TrustDomain() spiffeid.TrustDomain { return c.td }
+
+// Update replaces the cache's state atomically and notifies every
+// subscriber whose view changed. Invalid entries (no ID, bad SPIFFE ID, no
+// selectors, duplicate ID) are skipped and logged.
+func (c *Cache) Update(u Update) {
+	st := c.buildState(u)
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.st
+	c.st = st
+
+	if jwtKeysRemoved(old.bundle, st.bundle) {
+		// Tokens signed by a key that left the bundle no longer verify.
+		c.jwt.clear()
+	}
+
+	views := make(map[string]*WorkloadUpdate)
+	for sub := range c.subs {
+		wu, ok := views[sub.key]
+		if !ok {
+			wu = st.workloadUpdate(sub.selectors)
+			views[sub.key] = wu
+		}
+		if equalUpdates(sub.last, wu) {
+			continue
+		}
+		sub.last = wu
+		sub.push(wu)
+	}
+}
+
+// Subscribe returns a subscription for a workload with the given selectors.
+// The current view is available on Updates at once.
+func (c *Cache) Subscribe(selectors []*types.Selector) *Subscription {
+	set := newSelectorSet(selectors)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	wu := c.st.workloadUpdate(set)
+	s := &Subscription{
+		c:         c,
+		key:       set.key(),
+		selectors: set,
+		ch:        make(chan *WorkloadUpdate, 1),
+		last:      wu,
+	}
+	s.ch <- wu
+	c.subs[s] = struct{}{}
+	return s
+}
+
+// FetchWorkloadUpdate returns the current view of a workload with the given
+// selectors.
+func (c *Cache) FetchWorkloadUpdate(selectors []*types.Selector) *WorkloadUpdate {
+	set := newSelectorSet(selectors)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.st.workloadUpdate(set)
+}
+
+// MatchingEntries returns the entries whose selectors are all among the
+// given selectors, in ascending entry ID order, whether or not they have an
+// X.509-SVID yet.
+func (c *Cache) MatchingEntries(selectors []*types.Selector) []*types.Entry {
+	set := newSelectorSet(selectors)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	recs := c.st.match(set)
+	out := make([]*types.Entry, len(recs))
+	for i, r := range recs {
+		out[i] = r.entry
+	}
+	return out
+}
+
+// Subscription delivers a workload's view of the cache.
+type Subscription struct {
+	c         *Cache
+	key       string
+	selectors selectorSet
+
+	// Guarded by c.mu.
+	ch     chan *WorkloadUpdate
+	last   *WorkloadUpdate
+	closed bool
+}
+
+// Updates returns the channel of updates. It holds at most one, the
+// latest; it is closed by Close.
+func (s *Subscription) Updates() <-chan *WorkloadUpdate { return s.ch }
+
+// Close ends the subscription. It is safe to call more than once.
+func (s *Subscription) Close() {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	delete(s.c.subs, s)
+	close(s.ch)
+}
+
+// push replaces any pending update with u. Callers hold c.mu, so there is
+// only ever one sender and the send cannot block.
+func (s *Subscription) push(u *WorkloadUpdate) {
+	select {
+	case <-s.ch:
+	default:
+	}
+	select {
+	case s.ch <- u:
+	default:
+	}
+}
+
+// record is a validated entry.
+type record struct {
+	entry         *types.Entry
+	selectors     []string
+	federatesWith []spiffeid.TrustDomain
+}
+
+type state struct {
+	bundle    *spiffebundle.Bundle
+	federated map[spiffeid.TrustDomain]*spiffebundle.Bundle
+	// bySelector indexes records by each of their selectors.
+	bySelector map[string][]*record
+	svids      map[string]*X509SVID
+}
+
+func (c *Cache) buildState(u Update) *state {
+	st := &state{
+		federated:  make(map[spiffeid.TrustDomain]*spiffebundle.Bundle, len(u.Federated)),
+		bySelector: make(map[string][]*record),
+		svids:      u.SVIDs,
+	}
+	if u.Bundle != nil {
+		if u.Bundle.TrustDomain() != c.td {
+			c.log.Error("cache: ignoring bundle of another trust domain",
+				slog.String("trust_domain", u.Bundle.TrustDomain().String()),
+				slog.String("want", c.td.String()))
+		} else {
+			st.bundle = u.Bundle
+		}
+	}
+	for td, b := range u.Federated {
+		if b == nil || td == c.td || b.TrustDomain() != td {
+			c.log.Warn("cache: ignoring federated bundle", slog.String("trust_domain", td.String()))
+			continue
+		}
+		st.federated[td] = b
+	}
+
+	seen := make(map[string]bool, len(u.Entries))
+	for _, e := range u.Entries {
+		r, ok := c.newRecord(e)
+		if !ok {
+			continue
+		}
+		if seen[e.Id] {
+			c.log.Warn("cache: skipping entry with duplicate ID", slog.String("entry_id", e.Id))
+			continue
+		}
+		seen[e.Id] = true
+		for _, k := range r.selectors {
+			st.bySelector[k] = append(st.bySelector[k], r)
+		}
+	}
+	return st
+}
+
+func (c *Cache) newRecord(e *types.Entry) (*record, bool) {
+	if e == nil || e.Id == "" {
+		c.log.Warn("cache: skipping entry without ID")
+		return nil, false
+	}
+	if _, err := EntrySPIFFEID(e); err != nil {
+		c.log.Warn("cache: skipping entry with invalid SPIFFE ID", slog.String("entry_id", e.Id), slog.Any("error", err))
+		return nil, false
+	}
+	set := newSelectorSet(e.Selectors)
+	if len(set) == 0 {
+		// An entry without selectors would match every workload.
+		c.log.Warn("cache: skipping entry without selectors", slog.String("entry_id", e.Id))
+		return nil, false
+	}
+	r := &record{entry: e, selectors: set.sorted()}
+	for _, fw := range e.FederatesWith {
+		td, err := spiffeid.TrustDomainFromString(fw)
+		if err != nil {
+			c.log.Warn("cache: ignoring invalid federates_with", slog.String("entry_id", e.Id), slog.String("trust_domain", fw))
+			continue
+		}
+		r.federatesWith = append(r.federatesWith, td)
+	}
+	return r, true
+}
+
+// match returns the records whose selectors are a subset of set, sorted by
+// entry ID.
+func (st *state) match(set selectorSet) []*record {
+	var out []*record
+	seen := make(map[*record]bool)
+	for k := range set {
+		for _, r := range st.bySelector[k] {
+			if seen[r] {
+				continue
+			}
+			seen[r] = true
+			if set.containsAll(r.selectors) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *record) int { return strings.Compare(a.entry.Id, b.entry.Id) })
+	return out
+}
+
+func (st *state) workloadUpdate(set selectorSet) *WorkloadUpdate {
+	wu := &WorkloadUpdate{
+		Bundle:    st.bundle,
+		Federated: make(map[spiffeid.TrustDomain]*spiffebundle.Bundle),
+	}
+	for _, r := range st.match(set) {
+		svid := st.svids[r.entry.Id]
+		if svid == nil || len(svid.Chain) == 0 || svid.Key == nil {
+			continue
+		}
+		wu.Identities = append(wu.Identities, Identity{Entry: r.entry, SVID: svid})
+		for _, td := range r.federatesWith {
+			if b, ok := st.federated[td]; ok {
+				wu.Federated[td] = b
+			}
+		}
+	}
+	return wu
+}
+
+// EntrySPIFFEID returns the SPIFFE ID of an entry.
+func EntrySPIFFEID(e *types.Entry) (spiffeid.ID, error) {
+	if e.GetSpiffeId() == nil {
+		return spiffeid.ID{}, errMissingSPIFFEID
+	}
+	td, err := spiffeid.TrustDomainFromString(e.SpiffeId.TrustDomain)
+	if err != nil {
+		return spiffeid.ID{}, err
+	}
+	return spiffeid.FromPath(td, e.SpiffeId.Path)
+}
+
+// selectorSet is a set of selector keys.
+type selectorSet map[string]struct{}
+
+// selectorKey encodes a selector injectively (type length, type, value).
+func selectorKey(s *types.Selector) string {
+	return strconv.Itoa(len(s.Type)) + ":" + s.Type + s.Value
+}
+
+func newSelectorSet(sel []*types.Selector) selectorSet {
+	set := make(selectorSet, len(sel))
+	for _, s := range sel {
+		if s == nil {
+			continue
+		}
+		set[selectorKey(s)] = struct{}{}
+	}
+	return set
+}
+
+func (s selectorSet) containsAll(keys []string) bool {
+	for _, k := range keys {
+		if _, ok := s[k]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func (s selectorSet) sorted() []string {
+	keys := make([]string, 0, len(s))
+	for k := range s {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// key identifies the set, so that subscribers with equal sets share one
+// computed view.
+func (s selectorSet) key() string {
+	var b strings.Builder
+	for _, k := range s.sorted() {
+		b.WriteString(strconv.Itoa(len(k)))
+		b.WriteByte(':')
+		b.WriteString(k)
+	}
+	return b.String()
+}
+
+func equalUpdates(a, b *WorkloadUpdate) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if !a.Bundle.Equal(b.Bundle) || len(a.Federated) != len(b.Federated) || len(a.Identities) != len(b.Identities) {
+		return false
+	}
+	for td, ab := range a.Federated {
+		if !ab.Equal(b.Federated[td]) {
+			return false
+		}
+	}
+	for i := range a.Identities {
+		ai, bi := a.Identities[i], b.Identities[i]
+		if ai.Entry != bi.Entry && !proto.Equal(ai.Entry, bi.Entry) {
+			return false
+		}
+		if !equalSVIDs(ai.SVID, bi.SVID) {
+			return false
+		}
+	}
+	return true
+}
+
+func equalSVIDs(a, b *X509SVID) bool {
+	if a == b {
+		return true
+	}
+	if len(a.Chain) != len(b.Chain) {
+		return false
+	}
+	for i := range a.Chain {
+		if !bytes.Equal(a.Chain[i].Raw, b.Chain[i].Raw) {
+			return false
+		}
+	}
+	return true
+}
+
+// jwtKeysRemoved reports whether a JWT key of old is missing from cur.
+func jwtKeysRemoved(old, cur *spiffebundle.Bundle) bool {
+	if old == nil {
+		return false
+	}
+	for kid := range old.JWTAuthorities() {
+		if cur == nil || !cur.HasJWTAuthority(kid) {
+			return true
+		}
+	}
+	return false
+}
