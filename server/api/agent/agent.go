@@ -1,0 +1,428 @@
+// Package agent implements the SPIRE Agent API (spire.api.server.agent.v1)
+// for Signet: join-token attestation, agent SVID renewal, join tokens, and
+// the admin calls that list, show, evict and ban agents.
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/signet-id/signet/issuer"
+	"github.com/signet-id/signet/server/api/apiutil"
+	"github.com/signet-id/signet/server/store"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// Store is the state the service needs.
+type Store interface {
+	CreateAgent(ctx context.Context, a *types.Agent) error
+	GetAgent(ctx context.Context, id string) (*types.Agent, error)
+	UpdateAgent(ctx context.Context, a *types.Agent) error
+	DeleteAgent(ctx context.Context, id string) error
+	ListAgents(ctx context.Context, f store.AgentFilter, pageSize int, pageToken string) ([]*types.Agent, string, error)
+	CountAgents(ctx context.Context, f store.AgentFilter) (int, error)
+	CreateJoinToken(ctx context.Context, token string, expiresAt time.Time) error
+	ConsumeJoinToken(ctx context.Context, token string, now time.Time) (time.Time, error)
+	CreateEntry(ctx context.Context, e *types.Entry) (*types.Entry, error)
+}
+
+// Issuer mints agent SVIDs.
+type Issuer interface {
+	X509SVID(p issuer.X509Params) ([]*x509.Certificate, error)
+}
+
+// Events receives agent lifecycle events (for the rotation event log).
+type Events interface {
+	AgentEvent(ctx context.Context, kind string, id spiffeid.ID, serial string)
+}
+
+// Config configures the service.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	Store       Store
+	Issuer      Issuer
+	// AgentTTL is the lifetime of agent SVIDs; zero means the issuer default.
+	AgentTTL time.Duration
+	// JoinTokenTTL is the default join token lifetime. Default 600s.
+	JoinTokenTTL time.Duration
+	Events       Events
+	Now          func() time.Time
+	Logger       *slog.Logger
+}
+
+// Service implements agentv1.AgentServer.
+type Service struct {
+	agentv1.UnsafeAgentServer
+	cfg Config
+}
+
+var _ agentv1.AgentServer = (*Service)(nil)
+
+// New returns the service.
+func New(cfg Config) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.JoinTokenTTL <= 0 {
+		cfg.JoinTokenTTL = 600 * time.Second
+	}
+	return &Service{cfg: cfg}
+}
+
+// AttestationTypeJoinToken is the join token attestor's name.
+const AttestationTypeJoinToken = "join_token"
+
+// JoinTokenAgentID returns the SPIFFE ID an agent attested with token gets.
+func JoinTokenAgentID(td spiffeid.TrustDomain, token string) (spiffeid.ID, error) {
+	return spiffeid.FromSegments(td, "spire", "agent", AttestationTypeJoinToken, token)
+}
+
+func (s *Service) CountAgents(ctx context.Context, req *agentv1.CountAgentsRequest) (*agentv1.CountAgentsResponse, error) {
+	var f store.AgentFilter
+	if rf := req.GetFilter(); rf != nil {
+		var err error
+		f, err = s.filter(rf.ByAttestationType, rf.BySelectorMatch, rf.ByBanned, rf.ByCanReattest, rf.ByExpiresBefore)
+		if err != nil {
+			return nil, err
+		}
+	}
+	n, err := s.cfg.Store.CountAgents(ctx, f)
+	if err != nil {
+		return nil, apiutil.StoreError("failed to count agents", err, nil, nil, nil)
+	}
+	return &agentv1.CountAgentsResponse{Count: int32(n)}, nil
+}
+
+func (s *Service) ListAgents(ctx context.Context, req *agentv1.ListAgentsRequest) (*agentv1.ListAgentsResponse, error) {
+	var f store.AgentFilter
+	if rf := req.GetFilter(); rf != nil {
+		var err error
+		f, err = s.filter(rf.ByAttestationType, rf.BySelectorMatch, rf.ByBanned, rf.ByCanReattest, rf.ByExpiresBefore)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if req.PageSize < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid page_size %d: must not be negative", req.PageSize)
+	}
+	agents, next, err := s.cfg.Store.ListAgents(ctx, f, int(req.PageSize), req.PageToken)
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return nil, status.Errorf(codes.InvalidArgument, "invalid page_token: %v", err)
+		}
+		return nil, apiutil.StoreError("failed to list agents", err, nil, nil, nil)
+	}
+	out := &agentv1.ListAgentsResponse{NextPageToken: next}
+	for _, a := range agents {
+		out.Agents = append(out.Agents, applyMask(a, req.OutputMask))
+	}
+	return out, nil
+}
+
+func (s *Service) filter(attType string, sm *types.SelectorMatch, banned, reattest *wrapperspb.BoolValue, expiresBefore string) (store.AgentFilter, error) {
+	f := store.AgentFilter{ByAttestationType: attType}
+	if sm != nil {
+		if len(sm.Selectors) == 0 {
+			return f, status.Error(codes.InvalidArgument, "invalid selector match: at least one selector is required")
+		}
+		for _, sel := range sm.Selectors {
+			if err := apiutil.CheckSelector(sel); err != nil {
+				return f, status.Errorf(codes.InvalidArgument, "invalid selector match: %v", err)
+			}
+		}
+		f.BySelectors = &store.SelectorMatch{Selectors: sm.Selectors, Match: store.MatchBehavior(sm.Match)}
+	}
+	if banned != nil {
+		b := banned.GetValue()
+		f.ByBanned = &b
+	}
+	if reattest != nil {
+		b := reattest.GetValue()
+		f.ByCanReattest = &b
+	}
+	if expiresBefore != "" {
+		t, err := time.Parse(time.RFC3339, expiresBefore)
+		if err != nil {
+			return f, status.Errorf(codes.InvalidArgument, "invalid by_expires_before %q: want RFC 3339 time such as 2026-01-02T15:04:05Z", expiresBefore)
+		}
+		f.ByExpiresBefore = t
+	}
+	return f, nil
+}
+
+func (s *Service) GetAgent(ctx context.Context, req *agentv1.GetAgentRequest) (*types.Agent, error) {
+	id, err := apiutil.IDFromProto("agent ID", s.cfg.TrustDomain, req.Id)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if !apiutil.IsAgentPath(id.Path()) {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, apiutil.AgentPrefix)
+	}
+	a, err := s.cfg.Store.GetAgent(ctx, id.String())
+	if err != nil {
+		return nil, apiutil.StoreError("agent "+id.String(), err, store.ErrNotFound, nil, nil)
+	}
+	return applyMask(a, req.OutputMask), nil
+}
+
+func (s *Service) agentIDArg(p *types.SPIFFEID) (spiffeid.ID, error) {
+	id, err := apiutil.IDFromProto("agent ID", s.cfg.TrustDomain, p)
+	if err != nil {
+		return id, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if !apiutil.IsAgentPath(id.Path()) {
+		return id, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, apiutil.AgentPrefix)
+	}
+	return id, nil
+}
+
+// DeleteAgent evicts an agent: its record is removed, its SVID is no longer
+// accepted, and it must attest again.
+func (s *Service) DeleteAgent(ctx context.Context, req *agentv1.DeleteAgentRequest) (*emptypb.Empty, error) {
+	id, err := s.agentIDArg(req.Id)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cfg.Store.DeleteAgent(ctx, id.String()); err != nil {
+		return nil, apiutil.StoreError("agent "+id.String(), err, store.ErrNotFound, nil, nil)
+	}
+	s.event(ctx, "agent.evicted", id, "")
+	s.cfg.Logger.Info("agent evicted", "agent_id", id.String())
+	return &emptypb.Empty{}, nil
+}
+
+// BanAgent marks an agent banned: its SVID is refused and it cannot attest
+// again with the same identity until the record is deleted.
+func (s *Service) BanAgent(ctx context.Context, req *agentv1.BanAgentRequest) (*emptypb.Empty, error) {
+	id, err := s.agentIDArg(req.Id)
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		a, err := s.cfg.Store.GetAgent(ctx, id.String())
+		if err != nil {
+			return nil, apiutil.StoreError("agent "+id.String(), err, store.ErrNotFound, nil, nil)
+		}
+		a.Banned = true
+		a.X509SvidSerialNumber = ""
+		err = s.cfg.Store.UpdateAgent(ctx, a)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, apiutil.StoreError("failed to ban agent", err, store.ErrNotFound, nil, nil)
+		}
+		s.event(ctx, "agent.banned", id, "")
+		s.cfg.Logger.Info("agent banned", "agent_id", id.String())
+		return &emptypb.Empty{}, nil
+	}
+	return nil, status.Error(codes.Aborted, "failed to ban agent: too many concurrent updates, retry")
+}
+
+// AttestAgent attests a new agent with a join token and issues its SVID.
+func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
+	ctx := stream.Context()
+	req, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	params := req.GetParams()
+	if params == nil {
+		return status.Error(codes.InvalidArgument, "malformed param: the first message must carry params")
+	}
+	if params.Data == nil || params.Data.Type == "" {
+		return status.Error(codes.InvalidArgument, "malformed param: missing attestation data type")
+	}
+	if params.Params == nil || len(params.Params.Csr) == 0 {
+		return status.Error(codes.InvalidArgument, "malformed param: missing CSR")
+	}
+	csr, err := issuer.ParseCSR(params.Params.Csr)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "failed to parse CSR: %v", err)
+	}
+	if params.Data.Type != AttestationTypeJoinToken {
+		return status.Errorf(codes.FailedPrecondition, "error getting node attestor: could not find node attestor type %q (supported: %s)", params.Data.Type, AttestationTypeJoinToken)
+	}
+	token := string(params.Data.Payload)
+	if token == "" {
+		return status.Error(codes.InvalidArgument, "failed to attest: join token is empty")
+	}
+	agentID, err := JoinTokenAgentID(s.cfg.TrustDomain, token)
+	if err != nil {
+		return status.Errorf(codes.InvalidArgument, "failed to attest: join token is not usable in a SPIFFE ID: %v", err)
+	}
+	// A banned agent must not be re-admitted under the same ID.
+	if a, err := s.cfg.Store.GetAgent(ctx, agentID.String()); err == nil && a.Banned {
+		return status.Error(codes.PermissionDenied, "failed to attest: agent is banned")
+	}
+	if _, err := s.cfg.Store.ConsumeJoinToken(ctx, token, s.cfg.Now()); err != nil {
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return status.Error(codes.InvalidArgument, "failed to attest: join token does not exist or has already been used")
+		case errors.Is(err, store.ErrExpired):
+			return status.Error(codes.InvalidArgument, "join token expired")
+		default:
+			return apiutil.StoreError("failed to fetch join token", err, nil, nil, nil)
+		}
+	}
+	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, TTL: s.cfg.AgentTTL})
+	if err != nil {
+		return status.Errorf(codes.Internal, "failed to sign X509 SVID: %v", err)
+	}
+	leaf := chain[0]
+	rec := &types.Agent{
+		Id:                   apiutil.IDToProto(agentID),
+		AttestationType:      AttestationTypeJoinToken,
+		X509SvidSerialNumber: leaf.SerialNumber.String(),
+		X509SvidExpiresAt:    leaf.NotAfter.Unix(),
+		CanReattest:          false,
+	}
+	if err := s.cfg.Store.CreateAgent(ctx, rec); err != nil {
+		return apiutil.StoreError("failed to create attested agent", err, nil, store.ErrAlreadyExists, nil)
+	}
+	s.event(ctx, "agent.attested", agentID, rec.X509SvidSerialNumber)
+	s.cfg.Logger.Info("agent attested", "agent_id", agentID.String(), "attestation_type", AttestationTypeJoinToken, "serial", rec.X509SvidSerialNumber)
+	return stream.Send(&agentv1.AttestAgentResponse{Step: &agentv1.AttestAgentResponse_Result_{
+		Result: &agentv1.AttestAgentResponse_Result{Svid: apiutil.X509SVIDToProto(agentID, chain), Reattestable: false},
+	}})
+}
+
+// RenewAgent issues a fresh SVID to the calling agent.
+func (s *Service) RenewAgent(ctx context.Context, req *agentv1.RenewAgentRequest) (*agentv1.RenewAgentResponse, error) {
+	agentID, err := apiutil.CallerAgent(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.Params == nil || len(req.Params.Csr) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "missing CSR")
+	}
+	csr, err := issuer.ParseCSR(req.Params.Csr)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "failed to parse CSR: %v", err)
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		a, err := s.cfg.Store.GetAgent(ctx, agentID.String())
+		if err != nil {
+			return nil, apiutil.StoreError("failed to fetch agent", err, store.ErrNotFound, nil, nil)
+		}
+		if a.Banned {
+			return nil, status.Error(codes.PermissionDenied, "agent is banned")
+		}
+		chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, TTL: s.cfg.AgentTTL})
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "failed to sign X509 SVID: %v", err)
+		}
+		a.X509SvidSerialNumber = chain[0].SerialNumber.String()
+		a.X509SvidExpiresAt = chain[0].NotAfter.Unix()
+		err = s.cfg.Store.UpdateAgent(ctx, a)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, apiutil.StoreError("failed to update agent", err, store.ErrNotFound, nil, nil)
+		}
+		s.event(ctx, "agent.renewed", agentID, a.X509SvidSerialNumber)
+		return &agentv1.RenewAgentResponse{Svid: apiutil.X509SVIDToProto(agentID, chain)}, nil
+	}
+	return nil, status.Error(codes.Aborted, "failed to renew agent: too many concurrent updates, retry")
+}
+
+// CreateJoinToken creates a single-use join token. With agent_id set, it
+// also registers that ID as an alias of the agent that will use the token.
+func (s *Service) CreateJoinToken(ctx context.Context, req *agentv1.CreateJoinTokenRequest) (*types.JoinToken, error) {
+	if req.Ttl < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "ttl is required, you must provide one greater than zero (got %d)", req.Ttl)
+	}
+	if req.Ttl == 0 {
+		return nil, status.Error(codes.InvalidArgument, "ttl is required, you must provide one")
+	}
+	var alias spiffeid.ID
+	if req.AgentId != nil {
+		id, err := apiutil.IDFromProto("agent ID", s.cfg.TrustDomain, req.AgentId)
+		if err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		if id.Path() == "" {
+			return nil, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q has no path", id)
+		}
+		alias = id
+	}
+	token := req.Token
+	if token == "" {
+		token = uuid.NewString()
+	}
+	if len(token) > 256 {
+		return nil, status.Error(codes.InvalidArgument, "invalid token: longer than 256 characters")
+	}
+	agentID, err := JoinTokenAgentID(s.cfg.TrustDomain, token)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid token: must be usable as a SPIFFE ID path segment: %v", err)
+	}
+	expiresAt := s.cfg.Now().Add(time.Duration(req.Ttl) * time.Second)
+	if err := s.cfg.Store.CreateJoinToken(ctx, token, expiresAt); err != nil {
+		return nil, apiutil.StoreError("failed to create token", err, nil, store.ErrAlreadyExists, nil)
+	}
+	if !alias.IsZero() {
+		_, err := s.cfg.Store.CreateEntry(ctx, &types.Entry{
+			SpiffeId: apiutil.IDToProto(alias),
+			ParentId: apiutil.IDToProto(agentID),
+			Selectors: []*types.Selector{{
+				Type: "spiffe_id", Value: agentID.String(),
+			}},
+		})
+		if err != nil && !errors.Is(err, store.ErrAlreadyExists) {
+			return nil, apiutil.StoreError("failed to create join token registration entry", err, nil, nil, nil)
+		}
+	}
+	return &types.JoinToken{Value: token, ExpiresAt: expiresAt.Unix()}, nil
+}
+
+// PostStatus is not implemented, as in SPIRE.
+func (s *Service) PostStatus(context.Context, *agentv1.PostStatusRequest) (*agentv1.PostStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "unimplemented")
+}
+
+func (s *Service) event(ctx context.Context, kind string, id spiffeid.ID, serial string) {
+	if s.cfg.Events != nil {
+		s.cfg.Events.AgentEvent(ctx, kind, id, serial)
+	}
+}
+
+func applyMask(a *types.Agent, m *types.AgentMask) *types.Agent {
+	if m == nil {
+		return a
+	}
+	out := &types.Agent{Id: a.Id}
+	if m.AttestationType {
+		out.AttestationType = a.AttestationType
+	}
+	if m.X509SvidSerialNumber {
+		out.X509SvidSerialNumber = a.X509SvidSerialNumber
+	}
+	if m.X509SvidExpiresAt {
+		out.X509SvidExpiresAt = a.X509SvidExpiresAt
+	}
+	if m.Selectors {
+		out.Selectors = a.Selectors
+	}
+	if m.Banned {
+		out.Banned = a.Banned
+	}
+	if m.CanReattest {
+		out.CanReattest = a.CanReattest
+	}
+	return out
+}

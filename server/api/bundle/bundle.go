@@ -1,0 +1,329 @@
+// Package bundle implements the SPIRE Bundle API (spire.api.server.bundle.v1)
+// for Signet: the trust domain's own bundle, built from the CA's
+// authorities, and federated bundles kept in the store.
+package bundle
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/signet-id/signet/server/api/apiutil"
+	"github.com/signet-id/signet/server/store"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// Source provides the trust domain's own bundle.
+type Source interface {
+	Bundle() *spiffebundle.Bundle
+}
+
+// Store keeps federated bundles.
+type Store interface {
+	CreateBundle(ctx context.Context, b *types.Bundle) error
+	GetBundle(ctx context.Context, td string) (*types.Bundle, error)
+	SetBundle(ctx context.Context, b *types.Bundle) error
+	DeleteBundle(ctx context.Context, td string) error
+	ListBundles(ctx context.Context, pageSize int, pageToken string) ([]*types.Bundle, string, error)
+	CountBundles(ctx context.Context) (int, error)
+}
+
+// Config configures the service.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	Source      Source
+	Store       Store
+	Logger      *slog.Logger
+}
+
+// Service implements bundlev1.BundleServer.
+type Service struct {
+	bundlev1.UnsafeBundleServer
+	cfg Config
+}
+
+var _ bundlev1.BundleServer = (*Service)(nil)
+
+// New returns the service.
+func New(cfg Config) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Service{cfg: cfg}
+}
+
+// ToProto converts a go-spiffe bundle to the API's Bundle message.
+func ToProto(b *spiffebundle.Bundle) (*types.Bundle, error) {
+	out := &types.Bundle{TrustDomain: b.TrustDomain().Name()}
+	for _, c := range b.X509Authorities() {
+		out.X509Authorities = append(out.X509Authorities, &types.X509Certificate{Asn1: c.Raw})
+	}
+	for kid, pub := range b.JWTAuthorities() {
+		der, err := x509.MarshalPKIXPublicKey(pub)
+		if err != nil {
+			return nil, fmt.Errorf("bundle: marshal JWT key %q: %w", kid, err)
+		}
+		out.JwtAuthorities = append(out.JwtAuthorities, &types.JWTKey{KeyId: kid, PublicKey: der})
+	}
+	if h, ok := b.RefreshHint(); ok {
+		out.RefreshHint = int64(h.Seconds())
+	}
+	if s, ok := b.SequenceNumber(); ok {
+		out.SequenceNumber = s
+	}
+	sortJWT(out.JwtAuthorities)
+	return out, nil
+}
+
+// FromProto converts a Bundle message to a go-spiffe bundle, validating it.
+func FromProto(p *types.Bundle) (*spiffebundle.Bundle, error) {
+	td, err := spiffeid.TrustDomainFromString(p.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("invalid trust domain %q: %v", p.TrustDomain, err)
+	}
+	b := spiffebundle.New(td)
+	for i, a := range p.X509Authorities {
+		c, err := x509.ParseCertificate(a.GetAsn1())
+		if err != nil {
+			return nil, fmt.Errorf("invalid X.509 authority %d: %v", i, err)
+		}
+		b.AddX509Authority(c)
+	}
+	for i, k := range p.JwtAuthorities {
+		if k.KeyId == "" {
+			return nil, fmt.Errorf("invalid JWT authority %d: missing key ID", i)
+		}
+		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("invalid JWT authority %q: %v", k.KeyId, err)
+		}
+		if err := b.AddJWTAuthority(k.KeyId, pub); err != nil {
+			return nil, fmt.Errorf("invalid JWT authority %q: %v", k.KeyId, err)
+		}
+	}
+	b.SetSequenceNumber(p.SequenceNumber)
+	return b, nil
+}
+
+func sortJWT(keys []*types.JWTKey) {
+	for i := 1; i < len(keys); i++ {
+		for j := i; j > 0 && keys[j].KeyId < keys[j-1].KeyId; j-- {
+			keys[j], keys[j-1] = keys[j-1], keys[j]
+		}
+	}
+}
+
+func applyMask(b *types.Bundle, m *types.BundleMask) *types.Bundle {
+	if m == nil {
+		return b
+	}
+	out := &types.Bundle{TrustDomain: b.TrustDomain}
+	if m.X509Authorities {
+		out.X509Authorities = b.X509Authorities
+	}
+	if m.JwtAuthorities {
+		out.JwtAuthorities = b.JwtAuthorities
+	}
+	if m.RefreshHint {
+		out.RefreshHint = b.RefreshHint
+	}
+	if m.SequenceNumber {
+		out.SequenceNumber = b.SequenceNumber
+	}
+	return out
+}
+
+func (s *Service) GetBundle(ctx context.Context, req *bundlev1.GetBundleRequest) (*types.Bundle, error) {
+	b, err := ToProto(s.cfg.Source.Bundle())
+	if err != nil {
+		return nil, status.Error(codes.Internal, err.Error())
+	}
+	return applyMask(b, req.OutputMask), nil
+}
+
+func (s *Service) CountBundles(ctx context.Context, _ *bundlev1.CountBundlesRequest) (*bundlev1.CountBundlesResponse, error) {
+	n, err := s.cfg.Store.CountBundles(ctx)
+	if err != nil {
+		return nil, apiutil.StoreError("failed to count bundles", err, nil, nil, nil)
+	}
+	return &bundlev1.CountBundlesResponse{Count: int32(n + 1)}, nil
+}
+
+func (s *Service) ListFederatedBundles(ctx context.Context, req *bundlev1.ListFederatedBundlesRequest) (*bundlev1.ListFederatedBundlesResponse, error) {
+	if req.PageSize < 0 {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid page_size %d: must not be negative", req.PageSize)
+	}
+	bs, next, err := s.cfg.Store.ListBundles(ctx, int(req.PageSize), req.PageToken)
+	if err != nil {
+		if errors.Is(err, store.ErrInvalid) {
+			return nil, status.Errorf(codes.InvalidArgument, "invalid page_token: %v", err)
+		}
+		return nil, apiutil.StoreError("failed to list bundles", err, nil, nil, nil)
+	}
+	out := &bundlev1.ListFederatedBundlesResponse{NextPageToken: next}
+	for _, b := range bs {
+		out.Bundles = append(out.Bundles, applyMask(b, req.OutputMask))
+	}
+	return out, nil
+}
+
+func (s *Service) federatedTD(name string) (spiffeid.TrustDomain, error) {
+	td, err := spiffeid.TrustDomainFromString(name)
+	if err != nil {
+		return td, status.Errorf(codes.InvalidArgument, "trust domain argument is not valid: %v", err)
+	}
+	if td == s.cfg.TrustDomain {
+		return td, status.Errorf(codes.InvalidArgument, "%q is this server's own trust domain, not a federated one; use GetBundle", name)
+	}
+	return td, nil
+}
+
+func (s *Service) GetFederatedBundle(ctx context.Context, req *bundlev1.GetFederatedBundleRequest) (*types.Bundle, error) {
+	td, err := s.federatedTD(req.TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.cfg.Store.GetBundle(ctx, td.Name())
+	if err != nil {
+		return nil, apiutil.StoreError("bundle for "+td.Name(), err, store.ErrNotFound, nil, nil)
+	}
+	return applyMask(b, req.OutputMask), nil
+}
+
+func batchStatus(err error) *types.Status {
+	if err == nil {
+		return &types.Status{Code: int32(codes.OK), Message: "OK"}
+	}
+	st := status.Convert(err)
+	return &types.Status{Code: int32(st.Code()), Message: st.Message()}
+}
+
+// checkFederated validates a federated bundle from a request.
+func (s *Service) checkFederated(b *types.Bundle) (*types.Bundle, error) {
+	if b == nil {
+		return nil, status.Error(codes.InvalidArgument, "missing bundle")
+	}
+	td, err := s.federatedTD(b.TrustDomain)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := FromProto(b); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "failed to convert bundle: %v", err)
+	}
+	out := proto.Clone(b).(*types.Bundle)
+	out.TrustDomain = td.Name()
+	return out, nil
+}
+
+func (s *Service) BatchCreateFederatedBundle(ctx context.Context, req *bundlev1.BatchCreateFederatedBundleRequest) (*bundlev1.BatchCreateFederatedBundleResponse, error) {
+	resp := &bundlev1.BatchCreateFederatedBundleResponse{}
+	for _, in := range req.Bundle {
+		b, err := s.checkFederated(in)
+		if err == nil {
+			if err = s.cfg.Store.CreateBundle(ctx, b); err != nil {
+				err = apiutil.StoreError("bundle", err, nil, store.ErrAlreadyExists, nil)
+			}
+		}
+		r := &bundlev1.BatchCreateFederatedBundleResponse_Result{Status: batchStatus(err)}
+		if err == nil {
+			r.Bundle = applyMask(b, req.OutputMask)
+		}
+		resp.Results = append(resp.Results, r)
+	}
+	return resp, nil
+}
+
+func (s *Service) BatchUpdateFederatedBundle(ctx context.Context, req *bundlev1.BatchUpdateFederatedBundleRequest) (*bundlev1.BatchUpdateFederatedBundleResponse, error) {
+	resp := &bundlev1.BatchUpdateFederatedBundleResponse{}
+	for _, in := range req.Bundle {
+		b, err := s.checkFederated(in)
+		if err == nil {
+			var cur *types.Bundle
+			cur, err = s.cfg.Store.GetBundle(ctx, b.TrustDomain)
+			if err != nil {
+				err = apiutil.StoreError("bundle", err, store.ErrNotFound, nil, nil)
+			} else {
+				b = mergeMask(cur, b, req.InputMask)
+				if err = s.cfg.Store.SetBundle(ctx, b); err != nil {
+					err = apiutil.StoreError("bundle", err, store.ErrNotFound, nil, store.ErrConflict)
+				}
+			}
+		}
+		r := &bundlev1.BatchUpdateFederatedBundleResponse_Result{Status: batchStatus(err)}
+		if err == nil {
+			r.Bundle = applyMask(b, req.OutputMask)
+		}
+		resp.Results = append(resp.Results, r)
+	}
+	return resp, nil
+}
+
+func mergeMask(cur, in *types.Bundle, m *types.BundleMask) *types.Bundle {
+	if m == nil {
+		return in
+	}
+	out := proto.Clone(cur).(*types.Bundle)
+	if m.X509Authorities {
+		out.X509Authorities = in.X509Authorities
+	}
+	if m.JwtAuthorities {
+		out.JwtAuthorities = in.JwtAuthorities
+	}
+	if m.RefreshHint {
+		out.RefreshHint = in.RefreshHint
+	}
+	if m.SequenceNumber {
+		out.SequenceNumber = in.SequenceNumber
+	}
+	return out
+}
+
+func (s *Service) BatchSetFederatedBundle(ctx context.Context, req *bundlev1.BatchSetFederatedBundleRequest) (*bundlev1.BatchSetFederatedBundleResponse, error) {
+	resp := &bundlev1.BatchSetFederatedBundleResponse{}
+	for _, in := range req.Bundle {
+		b, err := s.checkFederated(in)
+		if err == nil {
+			if err = s.cfg.Store.SetBundle(ctx, b); err != nil {
+				err = apiutil.StoreError("bundle", err, nil, nil, store.ErrConflict)
+			}
+		}
+		r := &bundlev1.BatchSetFederatedBundleResponse_Result{Status: batchStatus(err)}
+		if err == nil {
+			r.Bundle = applyMask(b, req.OutputMask)
+		}
+		resp.Results = append(resp.Results, r)
+	}
+	return resp, nil
+}
+
+func (s *Service) BatchDeleteFederatedBundle(ctx context.Context, req *bundlev1.BatchDeleteFederatedBundleRequest) (*bundlev1.BatchDeleteFederatedBundleResponse, error) {
+	resp := &bundlev1.BatchDeleteFederatedBundleResponse{}
+	for _, name := range req.TrustDomains {
+		td, err := s.federatedTD(name)
+		if err == nil {
+			if err = s.cfg.Store.DeleteBundle(ctx, td.Name()); err != nil {
+				err = apiutil.StoreError("bundle for "+td.Name(), err, store.ErrNotFound, nil, nil)
+			}
+		}
+		resp.Results = append(resp.Results, &bundlev1.BatchDeleteFederatedBundleResponse_Result{Status: batchStatus(err), TrustDomain: name})
+	}
+	return resp, nil
+}
+
+// AppendBundle and PublishJWTAuthority serve downstream servers, which Signet
+// does not support yet.
+func (s *Service) AppendBundle(context.Context, *bundlev1.AppendBundleRequest) (*types.Bundle, error) {
+	return nil, status.Error(codes.Unimplemented, "appending to the local bundle is not supported: Signet manages its own authorities")
+}
+
+func (s *Service) PublishJWTAuthority(context.Context, *bundlev1.PublishJWTAuthorityRequest) (*bundlev1.PublishJWTAuthorityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "downstream JWT authorities are not supported by Signet yet")
+}
