@@ -1,0 +1,68 @@
+// Package cli implements the signet command line: `server run`, `agent run`,
+// `quickstart`, the admin commands that talk to a server's admin socket,
+// and the workload-side `fetch` commands that talk to an agent's Workload
+// API.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+// Defaults shared by the commands, like SPIRE's.
+const (
+	DefaultAdminSocket    = "/tmp/signet-server/private/api.sock"
+	DefaultWorkloadSocket = "/tmp/signet-agent/public/api.sock"
+	DefaultServerDataDir  = "/tmp/signet-server"
+	DefaultAgentDataDir   = "/tmp/signet-agent"
+)
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := NewRootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		var ue usageError
+		if errors.As(err, &ue) {
+			fmt.Fprintf(stderr, "signet: %v\n", err)
+			return 2
+		}
+		fmt.Fprintf(stderr, "signet: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// usageError marks errors in how a command was called (exit code 2).
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+// NewRootCommand returns the signet command tree.
+func NewRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "signet",
+		Short:         "Signet: SPIFFE workload identity and secrets authority",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%w (see `%s --help`)", err, c.CommandPath())}
+	})
+	agent := newAgentCommand()
+	agent.AddCommand(agentAdminCommands()...)
+	root.AddCommand(
+		newServerCommand(),
+		agent,
+		newQuickstartCommand(),
+	)
+	addAdminCommands(root)
+	addWorkloadCommands(root)
+	return root
+}
