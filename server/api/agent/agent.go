@@ -25,10 +25,10 @@ import (
 
 // Store is the state the service needs.
 type Store interface {
-	CreateAgent(ctx context.Context, a *types.Agent) error
-	GetAgent(ctx context.Context, id string) (*types.Agent, error)
-	UpdateAgent(ctx context.Context, a *types.Agent) error
-	DeleteAgent(ctx context.Context, id string) error
+	CreateAgent(ctx context.Context, a *types.Agent) (*types.Agent, error)
+	GetAgent(ctx context.Context, id spiffeid.ID) (*types.Agent, error)
+	UpdateAgent(ctx context.Context, id spiffeid.ID, update func(*types.Agent) error) (*types.Agent, error)
+	DeleteAgent(ctx context.Context, id spiffeid.ID) error
 	ListAgents(ctx context.Context, f store.AgentFilter, pageSize int, pageToken string) ([]*types.Agent, string, error)
 	CountAgents(ctx context.Context, f store.AgentFilter) (int, error)
 	CreateJoinToken(ctx context.Context, token string, expiresAt time.Time) error
@@ -171,7 +171,7 @@ func (s *Service) GetAgent(ctx context.Context, req *agentv1.GetAgentRequest) (*
 	if !apiutil.IsAgentPath(id.Path()) {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, apiutil.AgentPrefix)
 	}
-	a, err := s.cfg.Store.GetAgent(ctx, id.String())
+	a, err := s.cfg.Store.GetAgent(ctx, id)
 	if err != nil {
 		return nil, apiutil.StoreError("agent "+id.String(), err, store.ErrNotFound, nil, nil)
 	}
@@ -196,7 +196,7 @@ func (s *Service) DeleteAgent(ctx context.Context, req *agentv1.DeleteAgentReque
 	if err != nil {
 		return nil, err
 	}
-	if err := s.cfg.Store.DeleteAgent(ctx, id.String()); err != nil {
+	if err := s.cfg.Store.DeleteAgent(ctx, id); err != nil {
 		return nil, apiutil.StoreError("agent "+id.String(), err, store.ErrNotFound, nil, nil)
 	}
 	s.event(ctx, "agent.evicted", id, "")
@@ -211,25 +211,17 @@ func (s *Service) BanAgent(ctx context.Context, req *agentv1.BanAgentRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		a, err := s.cfg.Store.GetAgent(ctx, id.String())
-		if err != nil {
-			return nil, apiutil.StoreError("agent "+id.String(), err, store.ErrNotFound, nil, nil)
-		}
+	_, err = s.cfg.Store.UpdateAgent(ctx, id, func(a *types.Agent) error {
 		a.Banned = true
 		a.X509SvidSerialNumber = ""
-		err = s.cfg.Store.UpdateAgent(ctx, a)
-		if errors.Is(err, store.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, apiutil.StoreError("failed to ban agent", err, store.ErrNotFound, nil, nil)
-		}
-		s.event(ctx, "agent.banned", id, "")
-		s.cfg.Logger.Info("agent banned", "agent_id", id.String())
-		return &emptypb.Empty{}, nil
+		return nil
+	})
+	if err != nil {
+		return nil, apiutil.StoreError("agent "+id.String(), err, store.ErrNotFound, nil, store.ErrConflict)
 	}
-	return nil, status.Error(codes.Aborted, "failed to ban agent: too many concurrent updates, retry")
+	s.event(ctx, "agent.banned", id, "")
+	s.cfg.Logger.Info("agent banned", "agent_id", id.String())
+	return &emptypb.Empty{}, nil
 }
 
 // AttestAgent attests a new agent with a join token and issues its SVID.
@@ -265,7 +257,7 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 		return status.Errorf(codes.InvalidArgument, "failed to attest: join token is not usable in a SPIFFE ID: %v", err)
 	}
 	// A banned agent must not be re-admitted under the same ID.
-	if a, err := s.cfg.Store.GetAgent(ctx, agentID.String()); err == nil && a.Banned {
+	if a, err := s.cfg.Store.GetAgent(ctx, agentID); err == nil && a.Banned {
 		return status.Error(codes.PermissionDenied, "failed to attest: agent is banned")
 	}
 	if _, err := s.cfg.Store.ConsumeJoinToken(ctx, token, s.cfg.Now()); err != nil {
@@ -290,7 +282,7 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 		X509SvidExpiresAt:    leaf.NotAfter.Unix(),
 		CanReattest:          false,
 	}
-	if err := s.cfg.Store.CreateAgent(ctx, rec); err != nil {
+	if _, err := s.cfg.Store.CreateAgent(ctx, rec); err != nil {
 		return apiutil.StoreError("failed to create attested agent", err, nil, store.ErrAlreadyExists, nil)
 	}
 	s.event(ctx, "agent.attested", agentID, rec.X509SvidSerialNumber)
@@ -313,32 +305,30 @@ func (s *Service) RenewAgent(ctx context.Context, req *agentv1.RenewAgentRequest
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "failed to parse CSR: %v", err)
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		a, err := s.cfg.Store.GetAgent(ctx, agentID.String())
-		if err != nil {
-			return nil, apiutil.StoreError("failed to fetch agent", err, store.ErrNotFound, nil, nil)
-		}
-		if a.Banned {
-			return nil, status.Error(codes.PermissionDenied, "agent is banned")
-		}
-		chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, TTL: s.cfg.AgentTTL})
-		if err != nil {
-			return nil, status.Errorf(codes.Internal, "failed to sign X509 SVID: %v", err)
-		}
-		a.X509SvidSerialNumber = chain[0].SerialNumber.String()
-		a.X509SvidExpiresAt = chain[0].NotAfter.Unix()
-		err = s.cfg.Store.UpdateAgent(ctx, a)
-		if errors.Is(err, store.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, apiutil.StoreError("failed to update agent", err, store.ErrNotFound, nil, nil)
-		}
-		s.event(ctx, "agent.renewed", agentID, a.X509SvidSerialNumber)
-		return &agentv1.RenewAgentResponse{Svid: apiutil.X509SVIDToProto(agentID, chain)}, nil
+	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, TTL: s.cfg.AgentTTL})
+	if err != nil {
+		return nil, status.Errorf(codes.Internal, "failed to sign X509 SVID: %v", err)
 	}
-	return nil, status.Error(codes.Aborted, "failed to renew agent: too many concurrent updates, retry")
+	serial := chain[0].SerialNumber.String()
+	_, err = s.cfg.Store.UpdateAgent(ctx, agentID, func(a *types.Agent) error {
+		if a.Banned {
+			return errBanned
+		}
+		a.X509SvidSerialNumber = serial
+		a.X509SvidExpiresAt = chain[0].NotAfter.Unix()
+		return nil
+	})
+	if errors.Is(err, errBanned) {
+		return nil, status.Error(codes.PermissionDenied, "agent is banned")
+	}
+	if err != nil {
+		return nil, apiutil.StoreError("failed to update agent", err, store.ErrNotFound, nil, store.ErrConflict)
+	}
+	s.event(ctx, "agent.renewed", agentID, serial)
+	return &agentv1.RenewAgentResponse{Svid: apiutil.X509SVIDToProto(agentID, chain)}, nil
 }
+
+var errBanned = errors.New("agent: banned")
 
 // CreateJoinToken creates a single-use join token. With agent_id set, it
 // also registers that ID as an alias of the agent that will use the token.

@@ -28,10 +28,10 @@ type Source interface {
 
 // Store keeps federated bundles.
 type Store interface {
-	CreateBundle(ctx context.Context, b *types.Bundle) error
-	GetBundle(ctx context.Context, td string) (*types.Bundle, error)
-	SetBundle(ctx context.Context, b *types.Bundle) error
-	DeleteBundle(ctx context.Context, td string) error
+	CreateBundle(ctx context.Context, b *types.Bundle) (*types.Bundle, error)
+	GetBundle(ctx context.Context, td spiffeid.TrustDomain) (*types.Bundle, error)
+	SetBundle(ctx context.Context, b *types.Bundle) (*types.Bundle, error)
+	DeleteBundle(ctx context.Context, td spiffeid.TrustDomain, mode store.BundleDeleteMode) error
 	ListBundles(ctx context.Context, pageSize int, pageToken string) ([]*types.Bundle, string, error)
 	CountBundles(ctx context.Context) (int, error)
 }
@@ -191,7 +191,7 @@ func (s *Service) GetFederatedBundle(ctx context.Context, req *bundlev1.GetFeder
 	if err != nil {
 		return nil, err
 	}
-	b, err := s.cfg.Store.GetBundle(ctx, td.Name())
+	b, err := s.cfg.Store.GetBundle(ctx, td)
 	if err != nil {
 		return nil, apiutil.StoreError("bundle for "+td.Name(), err, store.ErrNotFound, nil, nil)
 	}
@@ -228,7 +228,7 @@ func (s *Service) BatchCreateFederatedBundle(ctx context.Context, req *bundlev1.
 	for _, in := range req.Bundle {
 		b, err := s.checkFederated(in)
 		if err == nil {
-			if err = s.cfg.Store.CreateBundle(ctx, b); err != nil {
+			if _, err = s.cfg.Store.CreateBundle(ctx, b); err != nil {
 				err = apiutil.StoreError("bundle", err, nil, store.ErrAlreadyExists, nil)
 			}
 		}
@@ -247,12 +247,12 @@ func (s *Service) BatchUpdateFederatedBundle(ctx context.Context, req *bundlev1.
 		b, err := s.checkFederated(in)
 		if err == nil {
 			var cur *types.Bundle
-			cur, err = s.cfg.Store.GetBundle(ctx, b.TrustDomain)
+			cur, err = s.cfg.Store.GetBundle(ctx, spiffeid.RequireTrustDomainFromString(b.TrustDomain))
 			if err != nil {
 				err = apiutil.StoreError("bundle", err, store.ErrNotFound, nil, nil)
 			} else {
 				b = mergeMask(cur, b, req.InputMask)
-				if err = s.cfg.Store.SetBundle(ctx, b); err != nil {
+				if _, err = s.cfg.Store.SetBundle(ctx, b); err != nil {
 					err = apiutil.StoreError("bundle", err, store.ErrNotFound, nil, store.ErrConflict)
 				}
 			}
@@ -291,7 +291,7 @@ func (s *Service) BatchSetFederatedBundle(ctx context.Context, req *bundlev1.Bat
 	for _, in := range req.Bundle {
 		b, err := s.checkFederated(in)
 		if err == nil {
-			if err = s.cfg.Store.SetBundle(ctx, b); err != nil {
+			if _, err = s.cfg.Store.SetBundle(ctx, b); err != nil {
 				err = apiutil.StoreError("bundle", err, nil, nil, store.ErrConflict)
 			}
 		}
@@ -306,11 +306,26 @@ func (s *Service) BatchSetFederatedBundle(ctx context.Context, req *bundlev1.Bat
 
 func (s *Service) BatchDeleteFederatedBundle(ctx context.Context, req *bundlev1.BatchDeleteFederatedBundleRequest) (*bundlev1.BatchDeleteFederatedBundleResponse, error) {
 	resp := &bundlev1.BatchDeleteFederatedBundleResponse{}
+	var mode store.BundleDeleteMode
+	switch req.Mode {
+	case bundlev1.BatchDeleteFederatedBundleRequest_RESTRICT:
+		mode = store.BundleDeleteRestrict
+	case bundlev1.BatchDeleteFederatedBundleRequest_DELETE:
+		mode = store.BundleDeleteEntries
+	case bundlev1.BatchDeleteFederatedBundleRequest_DISSOCIATE:
+		mode = store.BundleDeleteDissociate
+	default:
+		return nil, status.Errorf(codes.InvalidArgument, "unknown delete mode %v", req.Mode)
+	}
 	for _, name := range req.TrustDomains {
 		td, err := s.federatedTD(name)
 		if err == nil {
-			if err = s.cfg.Store.DeleteBundle(ctx, td.Name()); err != nil {
-				err = apiutil.StoreError("bundle for "+td.Name(), err, store.ErrNotFound, nil, nil)
+			if err = s.cfg.Store.DeleteBundle(ctx, td, mode); err != nil {
+				if errors.Is(err, store.ErrInUse) {
+					err = status.Errorf(codes.FailedPrecondition, "bundle for %s is still used by entries that federate with it; delete with mode DELETE or DISSOCIATE", td.Name())
+				} else {
+					err = apiutil.StoreError("bundle for "+td.Name(), err, store.ErrNotFound, nil, nil)
+				}
 			}
 		}
 		resp.Results = append(resp.Results, &bundlev1.BatchDeleteFederatedBundleResponse_Result{Status: batchStatus(err), TrustDomain: name})

@@ -24,7 +24,7 @@ const MaxBatch = 1000
 
 // Store is the state the service needs.
 type Store interface {
-	GetAgent(ctx context.Context, id string) (*types.Agent, error)
+	GetAgent(ctx context.Context, id spiffeid.ID) (*types.Agent, error)
 	AuthorizedEntries(ctx context.Context, agentID spiffeid.ID, selectors []*types.Selector) ([]*types.Entry, error)
 }
 
@@ -71,7 +71,7 @@ func (s *Service) authorized(ctx context.Context) (map[string]*types.Entry, erro
 	if err != nil {
 		return nil, err
 	}
-	a, err := s.cfg.Store.GetAgent(ctx, agentID.String())
+	a, err := s.cfg.Store.GetAgent(ctx, agentID)
 	if err != nil {
 		return nil, apiutil.StoreError("failed to fetch caller agent", err, store.ErrNotFound, nil, nil)
 	}

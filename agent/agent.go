@@ -1,0 +1,252 @@
+// Package agent runs the Signet agent: it attests to the server, keeps its
+// agent SVID renewed, syncs the entries it is authorized for, mints workload
+// keys locally and obtains their SVIDs by CSR, caches them on disk, and
+// serves workloads over the SPIFFE Workload API.
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/agent/cache"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+)
+
+// Config configures an Agent.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	// ServerAddresses are the servers' host:port addresses, tried in order.
+	ServerAddresses []string
+	// JoinToken attests the agent the first time (unused once it has an
+	// SVID on disk).
+	JoinToken string
+	// DataDir keeps the agent SVID, its key, the bundle and cached workload
+	// SVIDs (files mode 0600 in a 0700 directory).
+	DataDir string
+	// SocketPath is the Workload API Unix socket.
+	SocketPath string
+	// TrustBundle holds the server's bundle for the first connection
+	// (bootstrap). Required unless InsecureBootstrap.
+	TrustBundle []*x509.Certificate
+	// InsecureBootstrap skips server verification on the first
+	// connection, as SPIRE's insecure_bootstrap does. Never for production.
+	InsecureBootstrap bool
+	// AllowClassicalKEX permits classical-only TLS key exchange.
+	AllowClassicalKEX bool
+	// SyncInterval is the fallback poll interval when no push arrives.
+	// Default 30s.
+	SyncInterval time.Duration
+	// WorkloadKeyFactory generates workload keys; default ECDSA P-256.
+	Rand     io.Reader
+	Now      func() time.Time
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	// Attestor attests workloads; default the Unix attestor.
+	Attestor WorkloadAttestor
+}
+
+// WorkloadAttestor returns a workload's selectors from its pid.
+type WorkloadAttestor interface {
+	Attest(ctx context.Context, pid int32) ([]*types.Selector, error)
+}
+
+// Agent is a running Signet agent.
+type Agent struct {
+	cfg   Config
+	log   *slog.Logger
+	cache *cache.Cache
+	disk  *diskState
+	m     agentMetrics
+
+	mu        sync.Mutex
+	agentSVID *cache.X509SVID
+	bundle    *spiffebundle.Bundle
+	federated map[spiffeid.TrustDomain]*spiffebundle.Bundle
+	entries   []*types.Entry
+	svids     map[string]*cache.X509SVID
+	serverIdx int
+	conn      *clients
+	force     map[string]bool
+	forceAll  bool
+	svidRev   map[string]int64
+
+	syncNow chan struct{}
+	ready   chan struct{}
+}
+
+// New validates cfg and returns an Agent ready to Run.
+func New(cfg Config) (*Agent, error) {
+	if cfg.TrustDomain.IsZero() {
+		return nil, errors.New("agent: trust domain is required (set trust_domain or --trust-domain)")
+	}
+	if len(cfg.ServerAddresses) == 0 {
+		return nil, errors.New("agent: at least one server address is required (--server-address host:port)")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("agent: data directory is required (--data-dir)")
+	}
+	if cfg.SocketPath == "" {
+		return nil, errors.New("agent: Workload API socket path is required (--socket-path)")
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = 30 * time.Second
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	a := &Agent{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		disk:      &diskState{dir: cfg.DataDir},
+		svids:     map[string]*cache.X509SVID{},
+		force:     map[string]bool{},
+		svidRev:   map[string]int64{},
+		federated: map[spiffeid.TrustDomain]*spiffebundle.Bundle{},
+		syncNow:   make(chan struct{}, 1),
+		ready:     make(chan struct{}),
+	}
+	a.m = newAgentMetrics(cfg.Registry)
+	a.cache = cache.New(cfg.TrustDomain, cache.WithClock(cfg.Now), cache.WithLogger(cfg.Logger), cache.WithJWTMinter(jwtMinter{a}))
+	return a, nil
+}
+
+// Ready is closed once the Workload API serves.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Cache returns the agent's identity cache.
+func (a *Agent) Cache() *cache.Cache { return a.cache }
+
+// AgentID returns the agent's SPIFFE ID, or the zero ID before attestation.
+func (a *Agent) AgentID() spiffeid.ID {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.agentSVID == nil {
+		return spiffeid.ID{}
+	}
+	id, _ := x509svid.IDFromCert(a.agentSVID.Chain[0])
+	return id
+}
+
+func (a *Agent) newKey() (*ecdsa.PrivateKey, error) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), a.cfg.Rand)
+	if err != nil {
+		return nil, fmt.Errorf("agent: generate key: %w", err)
+	}
+	return k, nil
+}
+
+func (a *Agent) csr(key *ecdsa.PrivateKey) ([]byte, error) {
+	der, err := x509.CreateCertificateRequest(a.cfg.Rand, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, fmt.Errorf("agent: create CSR: %w", err)
+	}
+	return der, nil
+}
+
+// publish pushes the current state to the cache and to disk.
+func (a *Agent) publish() {
+	a.mu.Lock()
+	u := cache.Update{Bundle: a.bundle, Federated: map[spiffeid.TrustDomain]*spiffebundle.Bundle{}, Entries: a.entries, SVIDs: map[string]*cache.X509SVID{}}
+	for td, b := range a.federated {
+		u.Federated[td] = b
+	}
+	for id, s := range a.svids {
+		u.SVIDs[id] = s
+	}
+	snap := persisted{Bundle: a.bundle, Entries: a.entries, SVIDs: u.SVIDs, Federated: u.Federated}
+	a.mu.Unlock()
+	a.cache.Update(u)
+	if err := a.disk.saveCache(snap); err != nil {
+		a.log.Warn("failed to persist SVID cache", "error", err)
+	}
+}
+
+// Run attests (if needed), serves the Workload API, and keeps everything in
+// sync until ctx is done.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("agent: create data dir: %w", err)
+	}
+	// Serve cached state at once, before reaching the server.
+	if snap, err := a.disk.loadCache(a.cfg.TrustDomain); err != nil {
+		a.log.Warn("ignoring unreadable SVID cache", "error", err)
+	} else if snap != nil {
+		a.mu.Lock()
+		a.bundle, a.entries, a.svids = snap.Bundle, snap.Entries, snap.SVIDs
+		for td, b := range snap.Federated {
+			a.federated[td] = b
+		}
+		a.mu.Unlock()
+		a.publish()
+		a.log.Info("serving cached SVIDs", "count", len(snap.SVIDs))
+	}
+	if s, err := a.disk.loadAgentSVID(); err != nil {
+		a.log.Warn("ignoring unreadable agent SVID", "error", err)
+	} else if s != nil && a.cfg.Now().Before(s.Chain[0].NotAfter) {
+		a.mu.Lock()
+		a.agentSVID = s
+		a.mu.Unlock()
+	}
+
+	wl, err := a.serveWorkloadAPI(ctx)
+	if err != nil {
+		return err
+	}
+	defer wl()
+	close(a.ready)
+
+	for ctx.Err() == nil {
+		err := a.session(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if errors.Is(err, errReattest) {
+			a.log.Warn("agent SVID rejected; attesting again", "error", err)
+			a.mu.Lock()
+			a.agentSVID = nil
+			a.mu.Unlock()
+			a.disk.removeAgentSVID()
+		} else if err != nil {
+			a.log.Warn("server session ended", "error", err)
+		}
+		a.m.reconnects.Inc()
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+// tlsConfig returns the client TLS configuration for the server.
+func (a *Agent) baseTLS() *tls.Config {
+	curves := []tls.CurveID{tls.X25519MLKEM768}
+	if a.cfg.AllowClassicalKEX {
+		curves = append(curves, tls.X25519, tls.CurveP256)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS13, CurvePreferences: curves}
+}

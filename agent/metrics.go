@@ -1,0 +1,27 @@
+package agent
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type agentMetrics struct {
+	attestations  prometheus.Counter
+	agentRenewals prometheus.Counter
+	svidsIssued   prometheus.Counter
+	syncs         prometheus.Counter
+	syncSeconds   prometheus.Histogram
+	reconnects    prometheus.Counter
+	pushes        *prometheus.CounterVec
+}
+
+func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
+	m := agentMetrics{
+		attestations:  prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_attestations_total", Help: "Successful node attestations."}),
+		agentRenewals: prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_svid_renewals_total", Help: "Agent SVID renewals."}),
+		svidsIssued:   prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_workload_svids_issued_total", Help: "Workload X.509-SVIDs obtained from the server."}),
+		syncs:         prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_syncs_total", Help: "Completed syncs with the server."}),
+		syncSeconds:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "signet_agent_sync_seconds", Help: "Duration of a sync with the server.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		reconnects:    prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_server_reconnects_total", Help: "Server sessions that ended and were reopened."}),
+		pushes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signet_agent_push_notifications_total", Help: "Push notifications received, by kind."}, []string{"kind"}),
+	}
+	reg.MustRegister(m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes)
+	return m
+}

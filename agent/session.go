@@ -1,0 +1,513 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/signet-id/signet/agent/cache"
+	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
+	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
+)
+
+// errReattest means the server no longer accepts the agent SVID.
+var errReattest = errors.New("agent: server refused the agent SVID")
+
+// errRenewed ends a session after the agent SVID was renewed, so the next
+// connection presents the new one.
+var errRenewed = errors.New("agent: agent SVID renewed")
+
+// maxBatch bounds one BatchNewX509SVID call.
+const maxBatch = 500
+
+func (a *Agent) serverID() spiffeid.ID {
+	return spiffeid.RequireFromPath(a.cfg.TrustDomain, "/spire/server")
+}
+
+// dial connects to addr, verifying the server against roots (or not at all
+// when roots is nil and insecure bootstrap is allowed), and presenting
+// client (if not nil).
+func (a *Agent) dial(addr string, roots []*x509.Certificate, client *cache.X509SVID) (*grpc.ClientConn, error) {
+	tc := a.baseTLS()
+	tc.InsecureSkipVerify = true // verified below by SPIFFE ID, not hostname
+	serverID := a.serverID()
+	if roots != nil {
+		b := x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
+		tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			id, _, err := x509svid.ParseAndVerify(raw, b)
+			if err != nil {
+				return fmt.Errorf("agent: server certificate: %w", err)
+			}
+			if id != serverID {
+				return fmt.Errorf("agent: server presented %q, want %q", id, serverID)
+			}
+			return nil
+		}
+	} else if !a.cfg.InsecureBootstrap {
+		return nil, errors.New("agent: no trust bundle to verify the server: pass --trust-bundle (the server's bundle PEM) or --insecure-bootstrap")
+	}
+	if client != nil {
+		cert := &tls.Certificate{PrivateKey: client.Key, Leaf: client.Chain[0]}
+		for _, c := range client.Chain {
+			cert.Certificate = append(cert.Certificate, c.Raw)
+		}
+		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+}
+
+// roots returns the X.509 authorities to verify the server with.
+func (a *Agent) roots() []*x509.Certificate {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.bundle != nil && len(a.bundle.X509Authorities()) > 0 {
+		return a.bundle.X509Authorities()
+	}
+	if len(a.cfg.TrustBundle) > 0 {
+		return a.cfg.TrustBundle
+	}
+	return nil
+}
+
+func (a *Agent) attest(ctx context.Context, addr string) error {
+	if a.cfg.JoinToken == "" {
+		return errors.New("agent: not attested yet and no join token: pass --join-token (create one with `signet token generate`)")
+	}
+	conn, err := a.dial(addr, a.roots(), nil)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	key, err := a.newKey()
+	if err != nil {
+		return err
+	}
+	csr, err := a.csr(key)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	stream, err := agentv1.NewAgentClient(conn).AttestAgent(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: attest: %w", err)
+	}
+	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params_{Params: &agentv1.AttestAgentRequest_Params{
+		Data:   &types.AttestationData{Type: "join_token", Payload: []byte(a.cfg.JoinToken)},
+		Params: &agentv1.AgentX509SVIDParams{Csr: csr},
+	}}}); err != nil {
+		return fmt.Errorf("agent: attest: %w", err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return fmt.Errorf("agent: attest: %w", err)
+	}
+	_ = stream.CloseSend()
+	res := resp.GetResult()
+	if res == nil || res.Svid == nil {
+		return errors.New("agent: attest: server sent no SVID")
+	}
+	svid, err := parseChain(res.Svid.CertChain, key)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.agentSVID = svid
+	a.mu.Unlock()
+	if err := a.disk.saveAgentSVID(svid); err != nil {
+		return err
+	}
+	a.m.attestations.Inc()
+	a.log.Info("agent attested", "agent_id", a.AgentID().String())
+	return nil
+}
+
+func parseChain(ders [][]byte, key crypto.Signer) (*cache.X509SVID, error) {
+	if len(ders) == 0 {
+		return nil, errors.New("agent: empty certificate chain")
+	}
+	var chain []*x509.Certificate
+	for _, d := range ders {
+		c, err := x509.ParseCertificate(d)
+		if err != nil {
+			return nil, fmt.Errorf("agent: parse SVID: %w", err)
+		}
+		chain = append(chain, c)
+	}
+	return &cache.X509SVID{Chain: chain, Key: key}, nil
+}
+
+// session runs one connection to a server until it fails or the agent SVID
+// is renewed.
+func (a *Agent) session(ctx context.Context) error {
+	a.mu.Lock()
+	addr := a.cfg.ServerAddresses[a.serverIdx%len(a.cfg.ServerAddresses)]
+	svid := a.agentSVID
+	a.mu.Unlock()
+	if svid == nil {
+		if err := a.attest(ctx, addr); err != nil {
+			a.nextServer()
+			return err
+		}
+		a.mu.Lock()
+		svid = a.agentSVID
+		a.mu.Unlock()
+	}
+	conn, err := a.dial(addr, a.roots(), svid)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	c := &clients{
+		agent:  agentv1.NewAgentClient(conn),
+		entry:  entryv1.NewEntryClient(conn),
+		svid:   svidv1.NewSVIDClient(conn),
+		bundle: bundlev1.NewBundleClient(conn),
+		notify: notifyv1.NewNotifierClient(conn),
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.mu.Lock()
+	a.conn = c
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.conn == c {
+			a.conn = nil
+		}
+		a.mu.Unlock()
+	}()
+
+	watchErr := make(chan error, 1)
+	go func() { watchErr <- a.watch(ctx, c) }()
+
+	if err := a.sync(ctx, c); err != nil {
+		a.nextServer()
+		return classify(err)
+	}
+	ticker := time.NewTicker(a.cfg.SyncInterval)
+	defer ticker.Stop()
+	for {
+		renewAt := halfLife(svid.Chain[0])
+		wait := renewAt.Sub(a.cfg.Now())
+		if wait <= 0 {
+			if err := a.renewAgent(ctx, c); err != nil {
+				return classify(err)
+			}
+			return errRenewed
+		}
+		timer := time.NewTimer(min(wait, a.cfg.SyncInterval))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case err := <-watchErr:
+			timer.Stop()
+			a.nextServer()
+			return classify(fmt.Errorf("agent: push stream: %w", err))
+		case <-a.syncNow:
+		case <-ticker.C:
+		case <-timer.C:
+		}
+		timer.Stop()
+		if err := a.sync(ctx, c); err != nil {
+			a.nextServer()
+			return classify(err)
+		}
+	}
+}
+
+func (a *Agent) nextServer() {
+	a.mu.Lock()
+	a.serverIdx++
+	a.mu.Unlock()
+}
+
+func classify(err error) error {
+	if status.Code(err) == codes.PermissionDenied || status.Code(errors.Unwrap(err)) == codes.PermissionDenied {
+		return fmt.Errorf("%w: %v", errReattest, err)
+	}
+	return err
+}
+
+type clients struct {
+	agent  agentv1.AgentClient
+	entry  entryv1.EntryClient
+	svid   svidv1.SVIDClient
+	bundle bundlev1.BundleClient
+	notify notifyv1.NotifierClient
+}
+
+func (a *Agent) watch(ctx context.Context, c *clients) error {
+	stream, err := c.notify.Watch(ctx, &notifyv1.WatchRequest{})
+	if err != nil {
+		return err
+	}
+	for {
+		n, err := stream.Recv()
+		if err != nil {
+			return err
+		}
+		a.m.pushes.WithLabelValues(n.Kind.String()).Inc()
+		if n.Kind == notifyv1.Notification_KIND_RENEW_NOW {
+			a.mu.Lock()
+			if len(n.EntryIds) == 0 {
+				a.forceAll = true
+			}
+			for _, id := range n.EntryIds {
+				a.force[id] = true
+			}
+			a.mu.Unlock()
+		}
+		if n.Kind == notifyv1.Notification_KIND_HELLO {
+			continue
+		}
+		select {
+		case a.syncNow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func halfLife(c *x509.Certificate) time.Time {
+	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) / 2)
+}
+
+func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
+	key, err := a.newKey()
+	if err != nil {
+		return err
+	}
+	csr, err := a.csr(key)
+	if err != nil {
+		return err
+	}
+	resp, err := c.agent.RenewAgent(ctx, &agentv1.RenewAgentRequest{Params: &agentv1.AgentX509SVIDParams{Csr: csr}})
+	if err != nil {
+		return fmt.Errorf("agent: renew agent SVID: %w", err)
+	}
+	svid, err := parseChain(resp.Svid.GetCertChain(), key)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.agentSVID = svid
+	a.mu.Unlock()
+	if err := a.disk.saveAgentSVID(svid); err != nil {
+		return err
+	}
+	a.m.agentRenewals.Inc()
+	a.log.Info("agent SVID renewed", "expires_at", svid.Chain[0].NotAfter)
+	return nil
+}
+
+// sync refreshes the bundle and entries and obtains missing or due SVIDs.
+func (a *Agent) sync(ctx context.Context, c *clients) error {
+	start := a.cfg.Now()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	pb, err := c.bundle.GetBundle(ctx, &bundlev1.GetBundleRequest{})
+	if err != nil {
+		return fmt.Errorf("agent: get bundle: %w", err)
+	}
+	own, err := bundleFromProto(pb)
+	if err != nil {
+		return err
+	}
+	er, err := c.entry.GetAuthorizedEntries(ctx, &entryv1.GetAuthorizedEntriesRequest{})
+	if err != nil {
+		return fmt.Errorf("agent: get authorized entries: %w", err)
+	}
+	entries := er.Entries
+	federated := map[spiffeid.TrustDomain]*spiffebundle.Bundle{}
+	for _, e := range entries {
+		for _, name := range e.FederatesWith {
+			td, err := spiffeid.TrustDomainFromString(name)
+			if err != nil || federated[td] != nil {
+				continue
+			}
+			fb, err := c.bundle.GetFederatedBundle(ctx, &bundlev1.GetFederatedBundleRequest{TrustDomain: name})
+			if err != nil {
+				a.log.Warn("federated bundle unavailable", "trust_domain", name, "error", err)
+				continue
+			}
+			if b, err := bundleFromProto(fb); err == nil {
+				federated[td] = b
+			}
+		}
+	}
+
+	now := a.cfg.Now()
+	a.mu.Lock()
+	due := []*types.Entry{}
+	keep := map[string]*cache.X509SVID{}
+	for _, e := range entries {
+		s := a.svids[e.Id]
+		if s != nil && !a.forceAll && !a.force[e.Id] && !needsRenewal(s, e, own, now, a.svidRev[e.Id]) {
+			keep[e.Id] = s
+			continue
+		}
+		due = append(due, e)
+	}
+	a.forceAll = false
+	a.force = map[string]bool{}
+	a.mu.Unlock()
+
+	issued, revs, err := a.newSVIDs(ctx, c, due)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.bundle = own
+	a.federated = federated
+	a.entries = entries
+	for id, s := range issued {
+		keep[id] = s
+	}
+	for id, r := range revs {
+		a.svidRev[id] = r
+	}
+	a.svids = keep
+	a.mu.Unlock()
+	a.publish()
+	a.m.syncs.Inc()
+	a.m.syncSeconds.Observe(a.cfg.Now().Sub(start).Seconds())
+	if len(issued) > 0 {
+		a.log.Debug("synced", "entries", len(entries), "new_svids", len(issued))
+	}
+	return nil
+}
+
+// needsRenewal reports whether s must be replaced: past half-life, no
+// longer chaining to the bundle, or issued for an older entry revision.
+func needsRenewal(s *cache.X509SVID, e *types.Entry, b *spiffebundle.Bundle, now time.Time, rev int64) bool {
+	leaf := s.Chain[0]
+	if !now.Before(halfLife(leaf)) {
+		return true
+	}
+	if rev != 0 && rev != e.RevisionNumber {
+		return true
+	}
+	if _, _, err := x509svid.Verify(s.Chain, b); err != nil {
+		return true
+	}
+	id, err := x509svid.IDFromCert(leaf)
+	if err != nil || id.String() != "spiffe://"+e.SpiffeId.GetTrustDomain()+e.SpiffeId.GetPath() {
+		return true
+	}
+	return false
+}
+
+func (a *Agent) newSVIDs(ctx context.Context, c *clients, due []*types.Entry) (map[string]*cache.X509SVID, map[string]int64, error) {
+	out := map[string]*cache.X509SVID{}
+	revs := map[string]int64{}
+	for start := 0; start < len(due); start += maxBatch {
+		chunk := due[start:min(start+maxBatch, len(due))]
+		keys := make([]crypto.Signer, len(chunk))
+		req := &svidv1.BatchNewX509SVIDRequest{}
+		for i, e := range chunk {
+			k, err := a.newKey()
+			if err != nil {
+				return nil, nil, err
+			}
+			csr, err := a.csr(k)
+			if err != nil {
+				return nil, nil, err
+			}
+			keys[i] = k
+			req.Params = append(req.Params, &svidv1.NewX509SVIDParams{EntryId: e.Id, Csr: csr})
+		}
+		resp, err := c.svid.BatchNewX509SVID(ctx, req)
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: request SVIDs: %w", err)
+		}
+		for i, r := range resp.Results {
+			if i >= len(chunk) {
+				break
+			}
+			if codes.Code(r.GetStatus().GetCode()) != codes.OK {
+				a.log.Warn("server refused an SVID", "entry_id", chunk[i].Id, "code", codes.Code(r.GetStatus().GetCode()).String(), "message", r.GetStatus().GetMessage())
+				continue
+			}
+			s, err := parseChain(r.Svid.GetCertChain(), keys[i])
+			if err != nil {
+				return nil, nil, err
+			}
+			out[chunk[i].Id] = s
+			revs[chunk[i].Id] = chunk[i].RevisionNumber
+			a.m.svidsIssued.Inc()
+		}
+	}
+	return out, revs, nil
+}
+
+func bundleFromProto(p *types.Bundle) (*spiffebundle.Bundle, error) {
+	td, err := spiffeid.TrustDomainFromString(p.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("agent: bundle trust domain: %w", err)
+	}
+	b := spiffebundle.New(td)
+	for _, a := range p.X509Authorities {
+		c, err := x509.ParseCertificate(a.Asn1)
+		if err != nil {
+			return nil, fmt.Errorf("agent: bundle X.509 authority: %w", err)
+		}
+		b.AddX509Authority(c)
+	}
+	for _, k := range p.JwtAuthorities {
+		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("agent: bundle JWT key %q: %w", k.KeyId, err)
+		}
+		_ = b.AddJWTAuthority(k.KeyId, pub)
+	}
+	b.SetSequenceNumber(p.SequenceNumber)
+	if p.RefreshHint > 0 {
+		b.SetRefreshHint(time.Duration(p.RefreshHint) * time.Second)
+	}
+	return b, nil
+}
+
+// jwtMinter obtains JWT-SVIDs from the server for the cache.
+type jwtMinter struct{ a *Agent }
+
+func (m jwtMinter) MintJWTSVID(ctx context.Context, id spiffeid.ID, audience []string) (string, time.Time, error) {
+	a := m.a
+	a.mu.Lock()
+	c := a.conn
+	var entryID string
+	for _, e := range a.entries {
+		if "spiffe://"+e.SpiffeId.GetTrustDomain()+e.SpiffeId.GetPath() == id.String() {
+			entryID = e.Id
+			break
+		}
+	}
+	a.mu.Unlock()
+	if c == nil {
+		return "", time.Time{}, errors.New("agent: not connected to a server; JWT-SVIDs cannot be minted offline")
+	}
+	if entryID == "" {
+		return "", time.Time{}, fmt.Errorf("agent: no entry for %q", id)
+	}
+	resp, err := c.svid.NewJWTSVID(ctx, &svidv1.NewJWTSVIDRequest{EntryId: entryID, Audience: audience})
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("agent: mint JWT-SVID: %w", err)
+	}
+	return resp.Svid.Token, time.Unix(resp.Svid.ExpiresAt, 0), nil
+}

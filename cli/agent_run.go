@@ -1,0 +1,165 @@
+package cli
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/signet-id/signet/agent"
+	"github.com/signet-id/signet/config"
+	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+func newAgentCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "agent", Short: "Run the agent, or manage agents on a server"}
+	cmd.AddCommand(newAgentRunCommand())
+	return cmd
+}
+
+type agentFlags struct {
+	configPath        string
+	trustDomain       string
+	serverAddresses   []string
+	joinToken         string
+	dataDir           string
+	socketPath        string
+	trustBundle       string
+	insecureBootstrap bool
+	logLevel          string
+	logFormat         string
+	allowClassical    bool
+	metricsAddress    string
+}
+
+func newAgentRunCommand() *cobra.Command {
+	var f agentFlags
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent: attest to the server and serve the Workload API",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, ls, err := f.build()
+			if err != nil {
+				return err
+			}
+			cfg.Logger = newLogger(cmd.ErrOrStderr(), ls.level, ls.format)
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			cfg.Registry = reg
+			if f.metricsAddress != "" {
+				stop, err := serveMetrics(f.metricsAddress, reg, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
+			a, err := agent.New(cfg)
+			if err != nil {
+				return err
+			}
+			return a.Run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.configPath, "config", "", "HCL configuration file (flags override it)")
+	fl.StringVar(&f.trustDomain, "trust-domain", "", "trust domain, e.g. example.org")
+	fl.StringSliceVar(&f.serverAddresses, "server-address", nil, "server host:port; repeat for failover (default 127.0.0.1:8081)")
+	fl.StringVar(&f.joinToken, "join-token", "", "join token for the first attestation (from `signet token generate`)")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the agent SVID and cached SVIDs (default "+DefaultAgentDataDir+")")
+	fl.StringVar(&f.socketPath, "socket-path", "", "Workload API Unix socket (default "+DefaultWorkloadSocket+")")
+	fl.StringVar(&f.trustBundle, "trust-bundle", "", "PEM file with the server's trust bundle, to verify it on first contact (`signet bundle show > bundle.pem`)")
+	fl.BoolVar(&f.insecureBootstrap, "insecure-bootstrap", false, "do not verify the server on first contact (testing only)")
+	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
+	fl.StringVar(&f.logFormat, "log-format", "", "text or json (default text)")
+	fl.BoolVar(&f.allowClassical, "allow-classical-key-exchange", false, "also offer classical-only TLS key exchange")
+	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port")
+	return cmd
+}
+
+func (f *agentFlags) build() (agent.Config, logSettings, error) {
+	var cfg agent.Config
+	var file config.Agent
+	if f.configPath != "" {
+		af, err := config.LoadAgent(f.configPath)
+		if err != nil {
+			return cfg, logSettings{}, usageError{err}
+		}
+		file = *af.Agent
+	}
+	td := pick(f.trustDomain, file.TrustDomain)
+	if td == "" {
+		return cfg, logSettings{}, usageError{errors.New("a trust domain is required: pass --trust-domain example.org or set trust_domain in the agent block")}
+	}
+	var err error
+	cfg.TrustDomain, err = spiffeid.TrustDomainFromString(td)
+	if err != nil {
+		return cfg, logSettings{}, usageError{fmt.Errorf("invalid trust domain %q: %v", td, err)}
+	}
+	cfg.ServerAddresses = f.serverAddresses
+	if len(cfg.ServerAddresses) == 0 {
+		cfg.ServerAddresses = file.ServerAddresses
+	}
+	if len(cfg.ServerAddresses) == 0 && file.ServerAddress != "" {
+		port := file.ServerPort
+		if port == 0 {
+			port = 8081
+		}
+		cfg.ServerAddresses = []string{net.JoinHostPort(file.ServerAddress, strconv.Itoa(port))}
+	}
+	if len(cfg.ServerAddresses) == 0 {
+		cfg.ServerAddresses = []string{"127.0.0.1:8081"}
+	}
+	for _, a := range cfg.ServerAddresses {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return cfg, logSettings{}, usageError{fmt.Errorf("invalid server address %q: want host:port", a)}
+		}
+	}
+	cfg.JoinToken = pick(f.joinToken, file.JoinToken)
+	cfg.DataDir = pick(f.dataDir, file.DataDir, DefaultAgentDataDir)
+	cfg.SocketPath = pick(f.socketPath, file.SocketPath, DefaultWorkloadSocket)
+	cfg.InsecureBootstrap = f.insecureBootstrap || file.InsecureBootstrap
+	cfg.AllowClassicalKEX = f.allowClassical || file.AllowClassicalKEX
+	if p := pick(f.trustBundle, file.TrustBundlePath); p != "" {
+		certs, err := readPEMCerts(p)
+		if err != nil {
+			return cfg, logSettings{}, usageError{err}
+		}
+		cfg.TrustBundle = certs
+	}
+	ls := logSettings{level: pick(f.logLevel, file.LogLevel, "info"), format: pick(f.logFormat, file.LogFormat, "text")}
+	return cfg, ls, checkLog(ls)
+}
+
+func readPEMCerts(path string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("trust bundle: %w", err)
+	}
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("trust bundle %s: %w", path, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("trust bundle %s holds no PEM certificates (write it with `signet bundle show --format pem`)", path)
+	}
+	return out, nil
+}

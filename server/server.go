@@ -1,0 +1,417 @@
+// Package server runs the Signet server: it opens etcd (embedded or
+// external), loads the CA, serves the SPIRE server APIs to agents over mTLS
+// and to admins over a local Unix socket, and pushes changes to agents.
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/ca"
+	"github.com/signet-id/signet/issuer"
+	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
+	agentapi "github.com/signet-id/signet/server/api/agent"
+	"github.com/signet-id/signet/server/api/apiutil"
+	bundleapi "github.com/signet-id/signet/server/api/bundle"
+	entryapi "github.com/signet-id/signet/server/api/entry"
+	svidapi "github.com/signet-id/signet/server/api/svid"
+	"github.com/signet-id/signet/server/etcdserver"
+	"github.com/signet-id/signet/server/notify"
+	"github.com/signet-id/signet/server/store"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
+	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// Config configures a Server.
+type Config struct {
+	TrustDomain spiffeid.TrustDomain
+	// DataDir holds the embedded etcd data and the CA keys.
+	DataDir string
+	// BindAddress is the agent listener (host:port). Default 0.0.0.0:8081.
+	BindAddress string
+	// AdminSocket is the admin API's Unix socket. Default
+	// DataDir/private/api.sock.
+	AdminSocket string
+	// Etcd selects an external etcd cluster; empty Endpoints embeds one.
+	Etcd EtcdConfig
+
+	CATTL        time.Duration
+	X509SVIDTTL  time.Duration
+	JWTSVIDTTL   time.Duration
+	AgentSVIDTTL time.Duration
+
+	TLS TLSPolicy
+	// AdminIDs are SPIFFE IDs allowed to call admin RPCs over mTLS, in
+	// addition to entries marked admin.
+	AdminIDs []spiffeid.ID
+	// RotationInterval is how often the CA lifecycle is advanced. Default 10s.
+	RotationInterval time.Duration
+
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Now      func() time.Time
+}
+
+// EtcdConfig points the server at an external etcd cluster.
+type EtcdConfig struct {
+	Endpoints []string
+	CertFile  string
+	KeyFile   string
+	CAFile    string
+}
+
+// Server is a running Signet server.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	store   *store.Store
+	ca      *ca.Manager
+	issuer  *issuer.Issuer
+	hub     *notify.Hub
+	metrics metrics
+
+	serverCert atomic.Pointer[tls.Certificate]
+	certExpiry atomic.Int64
+
+	ready     chan struct{}
+	agentAddr atomic.Pointer[net.TCPAddr]
+}
+
+type metrics struct {
+	kex *prometheus.CounterVec
+}
+
+// New validates cfg and returns a Server ready to Run.
+func New(cfg Config) (*Server, error) {
+	if cfg.TrustDomain.IsZero() {
+		return nil, errors.New("server: trust domain is required (set trust_domain or --trust-domain)")
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("server: data directory is required (set data_dir or --data-dir)")
+	}
+	if cfg.BindAddress == "" {
+		cfg.BindAddress = "0.0.0.0:8081"
+	}
+	if cfg.AdminSocket == "" {
+		cfg.AdminSocket = filepath.Join(cfg.DataDir, "private", "api.sock")
+	}
+	if cfg.RotationInterval <= 0 {
+		cfg.RotationInterval = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}
+	s.metrics.kex = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signet_server_tls_handshakes_total",
+		Help: "TLS handshakes on the agent listener, by negotiated key exchange group.",
+	}, []string{"group"})
+	cfg.Registry.MustRegister(s.metrics.kex)
+	return s, nil
+}
+
+// Ready is closed once the server serves both listeners.
+func (s *Server) Ready() <-chan struct{} { return s.ready }
+
+// AgentAddr returns the agent listener's address once Ready.
+func (s *Server) AgentAddr() *net.TCPAddr { return s.agentAddr.Load() }
+
+// AdminSocket returns the admin socket path.
+func (s *Server) AdminSocket() string { return s.cfg.AdminSocket }
+
+// CA returns the server's CA manager (for tests and tools).
+func (s *Server) CA() *ca.Manager { return s.ca }
+
+// Run starts the server and blocks until ctx is done or a listener fails.
+func (s *Server) Run(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("server: create data dir: %w", err)
+	}
+	cli, closeEtcd, err := s.openEtcd(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeEtcd()
+
+	st, err := store.New(cli, s.cfg.TrustDomain, store.WithLogger(s.log), store.WithClock(s.cfg.Now))
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if err := st.Start(ctx); err != nil {
+		return fmt.Errorf("server: start store: %w", err)
+	}
+	defer st.Close()
+	s.store = st
+
+	s.ca, err = ca.New(ca.Config{
+		TrustDomain: s.cfg.TrustDomain,
+		Path:        filepath.Join(s.cfg.DataDir, "ca", "ca.json"),
+		CATTL:       s.cfg.CATTL,
+		Now:         s.cfg.Now,
+		Logger:      s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	s.issuer, err = issuer.New(issuer.Config{
+		TrustDomain: s.cfg.TrustDomain,
+		Authority:   s.ca,
+		X509TTL:     s.cfg.X509SVIDTTL,
+		JWTTTL:      s.cfg.JWTSVIDTTL,
+		Now:         s.cfg.Now,
+	})
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if err := s.rotateServerSVID(); err != nil {
+		return err
+	}
+	s.hub = notify.New(hubState{s}, s.cfg.Registry)
+
+	agentSrv := grpc.NewServer(append(s.agentInterceptors(),
+		grpc.Creds(kexCreds{TransportCredentials: credentials.NewTLS(s.agentTLSConfig()), observe: s.observeKEX}),
+		grpc.MaxRecvMsgSize(4<<20))...)
+	adminSrv := grpc.NewServer(append(s.adminInterceptors(), grpc.MaxRecvMsgSize(4<<20))...)
+	for _, g := range []*grpc.Server{agentSrv, adminSrv} {
+		s.register(g)
+	}
+
+	lis, err := net.Listen("tcp", s.cfg.BindAddress)
+	if err != nil {
+		return fmt.Errorf("server: listen on %s: %w (choose another --bind-address)", s.cfg.BindAddress, err)
+	}
+	s.agentAddr.Store(lis.Addr().(*net.TCPAddr))
+	adminLis, err := listenAdmin(s.cfg.AdminSocket)
+	if err != nil {
+		lis.Close()
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	wg.Add(4)
+	go func() { defer wg.Done(); errc <- agentSrv.Serve(lis) }()
+	go func() { defer wg.Done(); errc <- adminSrv.Serve(adminLis) }()
+	go func() { defer wg.Done(); s.rotationLoop(ctx) }()
+	go func() { defer wg.Done(); s.pushLoop(ctx) }()
+	s.log.Info("server ready", "trust_domain", s.cfg.TrustDomain.Name(), "agent_address", lis.Addr().String(), "admin_socket", s.cfg.AdminSocket)
+	close(s.ready)
+
+	select {
+	case <-ctx.Done():
+		err = nil
+	case err = <-errc:
+		err = fmt.Errorf("server: serve: %w", err)
+	}
+	cancel()
+	stopped := make(chan struct{})
+	go func() {
+		agentSrv.GracefulStop()
+		adminSrv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		agentSrv.Stop()
+		adminSrv.Stop()
+	}
+	wg.Wait()
+	_ = os.Remove(s.cfg.AdminSocket)
+	s.log.Info("server stopped")
+	return err
+}
+
+func (s *Server) register(g *grpc.Server) {
+	agentv1.RegisterAgentServer(g, agentapi.New(agentapi.Config{
+		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer,
+		AgentTTL: s.cfg.AgentSVIDTTL, Now: s.cfg.Now, Logger: s.log,
+	}))
+	entryv1.RegisterEntryServer(g, entryapi.New(entryapi.Config{
+		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log,
+	}))
+	svidv1.RegisterSVIDServer(g, svidapi.New(svidapi.Config{
+		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer, Logger: s.log,
+	}))
+	bundlev1.RegisterBundleServer(g, bundleapi.New(bundleapi.Config{
+		TrustDomain: s.cfg.TrustDomain, Source: s.ca, Store: s.store, Logger: s.log,
+	}))
+	notifyv1.RegisterNotifierServer(g, s.hub)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	healthpb.RegisterHealthServer(g, hs)
+}
+
+func (s *Server) observeKEX(id tls.CurveID) {
+	s.metrics.kex.WithLabelValues(id.String()).Inc()
+	s.log.Debug("agent TLS handshake", "kex_group", id.String())
+}
+
+func (s *Server) openEtcd(ctx context.Context) (*clientv3.Client, func(), error) {
+	if len(s.cfg.Etcd.Endpoints) == 0 {
+		e, err := etcdserver.Start(ctx, etcdserver.Config{
+			Name:   "signet",
+			Dir:    filepath.Join(s.cfg.DataDir, "etcd"),
+			Logger: s.log,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("server: start embedded etcd: %w", err)
+		}
+		return e.Client(), func() { _ = e.Close() }, nil
+	}
+	cfg := clientv3.Config{Endpoints: s.cfg.Etcd.Endpoints, DialTimeout: 5 * time.Second, Context: ctx}
+	if s.cfg.Etcd.CertFile != "" || s.cfg.Etcd.CAFile != "" {
+		tc, err := etcdTLS(s.cfg.Etcd)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: connect to etcd %v: %w", s.cfg.Etcd.Endpoints, err)
+	}
+	return cli, func() { _ = cli.Close() }, nil
+}
+
+// listenAdmin opens the admin socket with mode 0600 in a 0700 directory.
+func listenAdmin(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("server: create admin socket dir: %w", err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("server: remove stale admin socket %s: %w", path, err)
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen on admin socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("server: chmod admin socket: %w", err)
+	}
+	return lis, nil
+}
+
+// rotateServerSVID issues the server's own X.509-SVID for the agent listener.
+func (s *Server) rotateServerSVID() error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), randReader())
+	if err != nil {
+		return fmt.Errorf("server: generate server key: %w", err)
+	}
+	chain, err := s.issuer.X509SVID(issuer.X509Params{
+		ID:        apiutil.ServerID(s.cfg.TrustDomain),
+		PublicKey: key.Public(),
+		DNSNames:  []string{"localhost"},
+	})
+	if err != nil {
+		return fmt.Errorf("server: issue server SVID: %w", err)
+	}
+	c := &tls.Certificate{PrivateKey: key, Leaf: chain[0]}
+	for _, x := range chain {
+		c.Certificate = append(c.Certificate, x.Raw)
+	}
+	s.serverCert.Store(c)
+	s.certExpiry.Store(chain[0].NotAfter.Unix())
+	return nil
+}
+
+// rotationLoop advances the CA lifecycle and renews the server SVID at half
+// life or when the active authority changed.
+func (s *Server) rotationLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.RotationInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		changed, err := s.ca.Rotate()
+		if err != nil {
+			s.log.Error("CA rotation failed", "error", err)
+		}
+		cert := s.serverCert.Load()
+		now := s.cfg.Now()
+		half := cert.Leaf.NotBefore.Add(cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore) / 2)
+		active, _ := s.ca.X509Authority()
+		if changed || now.After(half) || cert.Leaf.CheckSignatureFrom(active) != nil {
+			if err := s.rotateServerSVID(); err != nil {
+				s.log.Error("server SVID rotation failed", "error", err)
+			}
+		}
+		if changed {
+			seq, _ := s.ca.Bundle().SequenceNumber()
+			s.hub.BundleChanged(seq)
+		}
+	}
+}
+
+// pushLoop turns store events into notifications for the affected agents.
+func (s *Server) pushLoop(ctx context.Context) {
+	events, cancel := s.store.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if len(ev.Bundles) > 0 {
+				seq, _ := s.ca.Bundle().SequenceNumber()
+				s.hub.BundleChanged(seq)
+			}
+			if ev.Resync {
+				s.hub.EntriesChanged(ev.Revision)
+				continue
+			}
+			if len(ev.AffectedAgents) == 0 {
+				continue
+			}
+			affected := make(map[string]bool, len(ev.AffectedAgents))
+			for _, a := range ev.AffectedAgents {
+				affected[a] = true
+			}
+			s.hub.Publish(&notifyv1.Notification{Kind: notifyv1.Notification_KIND_ENTRIES_CHANGED, Revision: ev.Revision},
+				func(agent spiffeid.ID) bool { return affected[agent.String()] })
+		}
+	}
+}
+
+type hubState struct{ s *Server }
+
+func (h hubState) Revision() int64 { return h.s.store.Revision() }
+func (h hubState) BundleSequence() uint64 {
+	seq, _ := h.s.ca.Bundle().SequenceNumber()
+	return seq
+}

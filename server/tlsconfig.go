@@ -1,0 +1,84 @@
+package server
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc/credentials"
+	"net"
+)
+
+// TLSPolicy is the key-exchange policy of a TLS endpoint.
+type TLSPolicy struct {
+	// AllowClassical permits classical-only key exchange (X25519, P-256) in
+	// addition to X25519MLKEM768. Off by default: post-quantum is required.
+	AllowClassical bool
+}
+
+// CurvePreferences returns the key-exchange groups the policy allows.
+func (p TLSPolicy) CurvePreferences() []tls.CurveID {
+	if p.AllowClassical {
+		return []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256}
+	}
+	return []tls.CurveID{tls.X25519MLKEM768}
+}
+
+// agentTLSConfig builds the agent listener's TLS configuration: TLS 1.3
+// only, the server's current SVID, and client SVIDs (optional, because
+// attestation comes before an agent has one) verified against the current
+// bundle.
+func (s *Server) agentTLSConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		CurvePreferences: s.cfg.TLS.CurvePreferences(),
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c := s.serverCert.Load()
+			if c == nil {
+				return nil, errors.New("server: no server SVID yet")
+			}
+			return c, nil
+		},
+		ClientAuth: tls.RequestClientCert,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return nil
+			}
+			chain := make([]*x509.Certificate, 0, len(raw))
+			for _, r := range raw {
+				c, err := x509.ParseCertificate(r)
+				if err != nil {
+					return fmt.Errorf("server: client certificate: %w", err)
+				}
+				chain = append(chain, c)
+			}
+			if _, _, err := x509svid.Verify(chain, s.ca.Bundle()); err != nil {
+				return fmt.Errorf("server: client SVID: %w", err)
+			}
+			return nil
+		},
+	}
+}
+
+// kexCreds wraps TLS transport credentials to log and count the key
+// exchange group each handshake negotiated.
+type kexCreds struct {
+	credentials.TransportCredentials
+	observe func(tls.CurveID)
+}
+
+func (c kexCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	nc, ai, err := c.TransportCredentials.ServerHandshake(conn)
+	if err == nil {
+		if ti, ok := ai.(credentials.TLSInfo); ok {
+			c.observe(ti.State.CurveID)
+		}
+	}
+	return nc, ai, err
+}
+
+func (c kexCreds) Clone() credentials.TransportCredentials {
+	return kexCreds{TransportCredentials: c.TransportCredentials.Clone(), observe: c.observe}
+}
