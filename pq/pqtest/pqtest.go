@@ -17,6 +17,7 @@ import (
 
 	"github.com/signet-id/signet/pq/altsig"
 	"github.com/signet-id/signet/pq/mldsa"
+	"github.com/signet-id/signet/pq/purecert"
 )
 
 // TrustDomain is the trust domain of the chains built here.
@@ -147,6 +148,27 @@ func Hybrid(now time.Time) (*Chain, error) {
 	}
 	c.Leaf.Key, c.Leaf.AltKey = NewECKey(), NewMLDSAKey(mldsa.MLDSA44)
 	if c.Leaf.Cert, err = parse(altsig.CreateCertificate(rand.Reader, LeafTemplate(LeafID, now, time.Hour), c.Intermediate.Cert, c.Leaf.Key.Public(), c.Intermediate.Key, c.Intermediate.AltKey, c.Leaf.AltKey.PublicKey())); err != nil {
+		return nil, fmt.Errorf("leaf: %w", err)
+	}
+	return &c, nil
+}
+
+// Pure builds a pure ML-DSA chain: ML-DSA-65 root, ML-DSA-44 intermediate
+// and leaf.
+func Pure(now time.Time) (*Chain, error) {
+	var c Chain
+	var err error
+	c.Root.AltKey = NewMLDSAKey(mldsa.MLDSA65)
+	rt := CATemplate("root", now, 24*time.Hour)
+	if c.Root.Cert, err = parse(purecert.CreateCertificate(rand.Reader, rt, rt, c.Root.AltKey.PublicKey(), c.Root.AltKey)); err != nil {
+		return nil, fmt.Errorf("root: %w", err)
+	}
+	c.Intermediate.AltKey = NewMLDSAKey(mldsa.MLDSA44)
+	if c.Intermediate.Cert, err = parse(purecert.CreateCertificate(rand.Reader, CATemplate("intermediate", now, 12*time.Hour), c.Root.Cert, c.Intermediate.AltKey.PublicKey(), c.Root.AltKey)); err != nil {
+		return nil, fmt.Errorf("intermediate: %w", err)
+	}
+	c.Leaf.AltKey = NewMLDSAKey(mldsa.MLDSA44)
+	if c.Leaf.Cert, err = parse(purecert.CreateCertificate(rand.Reader, LeafTemplate(LeafID, now, time.Hour), c.Intermediate.Cert, c.Leaf.AltKey.PublicKey(), c.Intermediate.AltKey)); err != nil {
 		return nil, fmt.Errorf("leaf: %w", err)
 	}
 	return &c, nil
