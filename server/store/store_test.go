@@ -14,6 +14,7 @@ import (
 	"github.com/signet-id/signet/server/etcdserver"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -364,3 +365,7 @@ func TestConcurrentWritersLoseNoUpdates(t *testing.T) {
 		t.Fatalf("ok=%d exists=%d", ok, exists)
 	}
 }
+
+func clientWithPrefix() []clientv3.OpOption { return []clientv3.OpOption{clientv3.WithPrefix()} }
+
+func containsBytes(b []byte, s string) bool { return strings.Contains(string(b), s) }
