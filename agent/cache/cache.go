@@ -74,14 +74,22 @@ func (u *WorkloadUpdate) HasIdentity() bool { return len(u.Identities) > 0 }
 // Option configures a Cache.
 type Option func(*Cache)
 
-// WithClock sets the clock (default time.Now).
+// WithClock sets the clock (default time.Now). Nil keeps the default.
 func WithClock(now func() time.Time) Option {
-	return func(c *Cache) { c.now = now }
+	return func(c *Cache) {
+		if now != nil {
+			c.now = now
+		}
+	}
 }
 
-// WithLogger sets the logger (default: discard).
+// WithLogger sets the logger (default: discard). Nil keeps the default.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *Cache) { c.log = l }
+	return func(c *Cache) {
+		if l != nil {
+			c.log = l
+		}
+	}
 }
 
 // WithJWTMinter sets the minter FetchJWTSVID uses on a cache miss.

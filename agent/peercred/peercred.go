@@ -70,7 +70,11 @@ type config struct {
 // WithProcRoot sets the procfs mount point used to read process start
 // times (default "/proc").
 func WithProcRoot(dir string) Option {
-	return func(c *config) { c.procRoot = dir }
+	return func(c *config) {
+		if dir != "" {
+			c.procRoot = dir
+		}
+	}
 }
 
 // NewCredentials returns server-side transport credentials for a Unix

@@ -3,6 +3,7 @@ package workloadapi_test
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"net"
 	"os"
 	"path/filepath"
@@ -68,6 +69,12 @@ type env struct {
 // holding entries (each given a fresh SVID) and the real unix attestor.
 func start(t *testing.T, entries ...*types.Entry) *env {
 	t.Helper()
+	return startWith(t, nil, entries...)
+}
+
+// startWith is start with a hook to adjust the server's configuration.
+func startWith(t *testing.T, configure func(*workloadapi.Config), entries ...*types.Entry) *env {
+	t.Helper()
 	ca := cachetest.NewCA(t, td)
 	e := &env{
 		t:     t,
@@ -81,12 +88,16 @@ func start(t *testing.T, entries ...*types.Entry) *env {
 	}
 	e.apply()
 
-	srv, err := workloadapi.New(workloadapi.Config{
+	cfg := workloadapi.Config{
 		Cache:       e.cache,
 		Attestor:    unix.New(),
 		TrustDomain: td,
 		Registerer:  e.reg,
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := workloadapi.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -639,5 +650,49 @@ func TestNewValidatesConfig(t *testing.T) {
 		if _, err := workloadapi.New(cfg); err == nil {
 			t.Errorf("New(%+v) succeeded", cfg)
 		}
+	}
+}
+
+func TestAllowUnauthenticatedVerifiers(t *testing.T) {
+	e := startWith(t, func(c *workloadapi.Config) { c.AllowUnauthenticatedVerifiers = true },
+		newEntry("e1", "/someone-else", otherSelector()))
+	ctx := testContext(t)
+
+	x509s, err := gsw.FetchX509Bundles(ctx, gsw.WithAddr(e.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := x509s.GetX509BundleForTrustDomain(td); err != nil || !b.HasX509Authority(e.ca.Cert()) {
+		t.Fatalf("own bundle not delivered: %v", err)
+	}
+	if _, err := gsw.FetchJWTBundles(ctx, gsw.WithAddr(e.addr)); err != nil {
+		t.Fatal(err)
+	}
+	// Still no SVIDs.
+	_, err = gsw.FetchX509SVID(ctx, gsw.WithAddr(e.addr))
+	wantCode(t, err, codes.PermissionDenied)
+}
+
+type failingAttestor struct{ err error }
+
+func (a failingAttestor) Attest(context.Context, int32) ([]*types.Selector, error) { return nil, a.err }
+
+func TestAttestationFailure(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		code codes.Code
+	}{
+		{"plain error", errors.New("cannot read /proc"), codes.Internal},
+		{"status error", status.Error(codes.Unavailable, "attestor busy"), codes.Unavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := startWith(t, func(c *workloadapi.Config) { c.Attestor = failingAttestor{tt.err} },
+				newEntry("e1", "/web", mySelector()))
+			ctx := testContext(t)
+			_, err := gsw.FetchJWTSVID(ctx, jwtsvid.Params{Audience: "a"}, gsw.WithAddr(e.addr))
+			wantCode(t, err, tt.code)
+		})
 	}
 }

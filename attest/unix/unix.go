@@ -71,19 +71,31 @@ type Option func(*Attestor)
 // WithProcRoot sets the procfs mount point (default "/proc"), for tests or
 // an agent running in a container with the host's /proc mounted elsewhere.
 func WithProcRoot(dir string) Option {
-	return func(a *Attestor) { a.procRoot = dir }
+	return func(a *Attestor) {
+		if dir != "" {
+			a.procRoot = dir
+		}
+	}
 }
 
 // WithUserLookup sets the function that maps a numeric UID to a user name.
 // An error means "no name": the user selector is omitted.
 func WithUserLookup(f func(uid string) (string, error)) Option {
-	return func(a *Attestor) { a.lookupUser = f }
+	return func(a *Attestor) {
+		if f != nil {
+			a.lookupUser = f
+		}
+	}
 }
 
 // WithGroupLookup sets the function that maps a numeric GID to a group name.
 // An error means "no name": the group selector is omitted.
 func WithGroupLookup(f func(gid string) (string, error)) Option {
-	return func(a *Attestor) { a.lookupGroup = f }
+	return func(a *Attestor) {
+		if f != nil {
+			a.lookupGroup = f
+		}
+	}
 }
 
 // WithWorkloadPath enables or disables the path and sha256 selectors
@@ -100,9 +112,13 @@ func WithSizeLimit(n int64) Option {
 	return func(a *Attestor) { a.sizeLimit = n }
 }
 
-// WithLogger sets the logger (default: discard).
+// WithLogger sets the logger (default: discard). Nil keeps the default.
 func WithLogger(l *slog.Logger) Option {
-	return func(a *Attestor) { a.log = l }
+	return func(a *Attestor) {
+		if l != nil {
+			a.log = l
+		}
+	}
 }
 
 // New returns an Attestor.
