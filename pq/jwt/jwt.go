@@ -83,7 +83,6 @@ func header(alg, kid string) ([]byte, error) {
 	return jcs.Marshal(map[string]any{"alg": alg, "kid": kid, "typ": "JWT"})
 }
 
-
 // canonicalClaims turns any claims value into the I-JSON object it
 // serializes to.
 func canonicalClaims(claims any) (map[string]any, error) {
