@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+)
+
+// usageErrorf builds a usageError (exit code 2).
+func usageErrorf(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+// noArgs rejects positional arguments with a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageErrorf("%s takes no arguments, got %q (values go in flags; see `%s --help`)", cmd.CommandPath(), args, cmd.CommandPath())
+	}
+	return nil
+}
+
+// parseID parses a SPIFFE ID given in --flag.
+func parseID(flag, s string) (*types.SPIFFEID, error) {
+	id, err := spiffeid.FromString(s)
+	if err != nil {
+		return nil, usageErrorf("invalid --%s %q: %v (want spiffe://<trust-domain>/<path>)", flag, s, err)
+	}
+	return &types.SPIFFEID{TrustDomain: id.TrustDomain().Name(), Path: id.Path()}, nil
+}
+
+// parseTrustDomain accepts "example.org" or "spiffe://example.org".
+func parseTrustDomain(flag, s string) (spiffeid.TrustDomain, error) {
+	td, err := spiffeid.TrustDomainFromString(s)
+	if err != nil {
+		return spiffeid.TrustDomain{}, usageErrorf("invalid --%s %q: %v (want a trust domain name like example.org)", flag, s, err)
+	}
+	return td, nil
+}
+
+// parseSelectors parses "type:value" selectors; the value may contain
+// colons (unix:uid:1000 is type unix, value uid:1000).
+func parseSelectors(flag string, in []string) ([]*types.Selector, error) {
+	out := make([]*types.Selector, 0, len(in))
+	for _, s := range in {
+		typ, value, ok := strings.Cut(s, ":")
+		if !ok || typ == "" || value == "" {
+			return nil, usageErrorf("invalid --%s %q: must be formatted as type:value, e.g. unix:uid:1000", flag, s)
+		}
+		out = append(out, &types.Selector{Type: typ, Value: value})
+	}
+	return out, nil
+}
+
+// ttlValue is a TTL flag: a Go duration ("1h", "90s") or whole seconds
+// ("3600"), stored in seconds and bounded to int32 like the API field.
+type ttlValue struct{ seconds int32 }
+
+var _ pflag.Value = (*ttlValue)(nil)
+
+func (t *ttlValue) String() string { return strconv.Itoa(int(t.seconds)) }
+func (t *ttlValue) Type() string   { return "duration|seconds" }
+
+func (t *ttlValue) Set(s string) error {
+	secs, err := parseTTL(s)
+	if err != nil {
+		return err
+	}
+	t.seconds = secs
+	return nil
+}
+
+func parseTTL(s string) (int32, error) {
+	var secs int64
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		secs = n
+	} else {
+		d, derr := time.ParseDuration(s)
+		if derr != nil {
+			return 0, fmt.Errorf("%q is neither seconds nor a duration like 1h or 90s", s)
+		}
+		if d%time.Second != 0 {
+			return 0, fmt.Errorf("%q is not a whole number of seconds", s)
+		}
+		secs = int64(d / time.Second)
+	}
+	if secs < 0 {
+		return 0, errors.New("must not be negative")
+	}
+	if secs > math.MaxInt32 {
+		return 0, fmt.Errorf("%d seconds is too long (at most %d)", secs, math.MaxInt32)
+	}
+	return int32(secs), nil
+}
+
+// matchFlag is a --match flag value: exact, subset, superset or any.
+type matchFlag string
+
+var _ pflag.Value = (*matchFlag)(nil)
+
+func (m *matchFlag) String() string { return string(*m) }
+func (m *matchFlag) Type() string   { return "exact|subset|superset|any" }
+
+func (m *matchFlag) Set(s string) error {
+	s = strings.ToLower(s)
+	switch s {
+	case "exact", "subset", "superset", "any":
+		*m = matchFlag(s)
+		return nil
+	}
+	return fmt.Errorf("unknown match mode %q: use exact, subset, superset or any", s)
+}
+
+func (m matchFlag) selectorMatch() types.SelectorMatch_MatchBehavior {
+	switch m {
+	case "exact":
+		return types.SelectorMatch_MATCH_EXACT
+	case "subset":
+		return types.SelectorMatch_MATCH_SUBSET
+	case "any":
+		return types.SelectorMatch_MATCH_ANY
+	}
+	return types.SelectorMatch_MATCH_SUPERSET
+}
+
+func (m matchFlag) federatesWithMatch() types.FederatesWithMatch_MatchBehavior {
+	switch m {
+	case "exact":
+		return types.FederatesWithMatch_MATCH_EXACT
+	case "subset":
+		return types.FederatesWithMatch_MATCH_SUBSET
+	case "any":
+		return types.FederatesWithMatch_MATCH_ANY
+	}
+	return types.FederatesWithMatch_MATCH_SUPERSET
+}
+
+// spireNormalize is a flag normalization func that accepts spire-server's
+// camelCase flag names, so that `--spiffeID` works like `--spiffe-id`.
+func spireNormalize(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	switch name {
+	case "spiffeID":
+		name = "spiffe-id"
+	case "parentID":
+		name = "parent-id"
+	case "entryID":
+		name = "entry-id"
+	case "entryExpiry":
+		name = "entry-expiry"
+	case "x509SVIDTTL":
+		name = "x509-svid-ttl"
+	case "jwtSVIDTTL":
+		name = "jwt-svid-ttl"
+	case "federatesWith":
+		name = "federates-with"
+	case "socketPath":
+		name = "socket-path"
+	case "matchSelectorsOn":
+		name = "match"
+	case "matchFederatesWithOn":
+		name = "match-federates-with"
+	case "attestationType":
+		name = "attestation-type"
+	case "canReattest":
+		name = "can-reattest"
+	}
+	return pflag.NormalizedName(name)
+}
