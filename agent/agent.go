@@ -197,6 +197,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	} else if snap != nil {
 		a.mu.Lock()
 		a.bundle, a.entries, a.svids = snap.Bundle, snap.Entries, snap.SVIDs
+		for _, e := range snap.Entries {
+			if _, ok := snap.SVIDs[e.Id]; ok {
+				a.svidRev[e.Id] = e.RevisionNumber
+			}
+		}
 		for td, b := range snap.Federated {
 			a.federated[td] = b
 		}

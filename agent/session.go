@@ -212,6 +212,9 @@ func (a *Agent) session(ctx context.Context) error {
 			}
 			return errRenewed
 		}
+		if next := a.nextWorkloadRenewal(); !next.IsZero() {
+			wait = min(wait, max(next.Sub(a.cfg.Now()), 10*time.Millisecond))
+		}
 		timer := time.NewTimer(min(wait, a.cfg.SyncInterval))
 		select {
 		case <-ctx.Done():
@@ -359,7 +362,8 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 	keep := map[string]*cache.X509SVID{}
 	for _, e := range entries {
 		s := a.svids[e.Id]
-		if s != nil && !a.forceAll && !a.force[e.Id] && !needsRenewal(s, e, own, now, a.svidRev[e.Id]) {
+		rev, known := a.svidRev[e.Id]
+		if s != nil && !a.forceAll && !a.force[e.Id] && !needsRenewal(s, e, own, now, known && rev != e.RevisionNumber) {
 			keep[e.Id] = s
 			continue
 		}
@@ -396,12 +400,12 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 
 // needsRenewal reports whether s must be replaced: past half-life, no
 // longer chaining to the bundle, or issued for an older entry revision.
-func needsRenewal(s *cache.X509SVID, e *types.Entry, b *spiffebundle.Bundle, now time.Time, rev int64) bool {
+func needsRenewal(s *cache.X509SVID, e *types.Entry, b *spiffebundle.Bundle, now time.Time, entryChanged bool) bool {
 	leaf := s.Chain[0]
 	if !now.Before(halfLife(leaf)) {
 		return true
 	}
-	if rev != 0 && rev != e.RevisionNumber {
+	if entryChanged {
 		return true
 	}
 	if _, _, err := x509svid.Verify(s.Chain, b); err != nil {
@@ -510,4 +514,19 @@ func (m jwtMinter) MintJWTSVID(ctx context.Context, id spiffeid.ID, audience []s
 		return "", time.Time{}, fmt.Errorf("agent: mint JWT-SVID: %w", err)
 	}
 	return resp.Svid.Token, time.Unix(resp.Svid.ExpiresAt, 0), nil
+}
+
+// nextWorkloadRenewal returns the earliest half-life among cached workload
+// SVIDs, or the zero time if there are none.
+func (a *Agent) nextWorkloadRenewal() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var next time.Time
+	for _, s := range a.svids {
+		h := halfLife(s.Chain[0])
+		if next.IsZero() || h.Before(next) {
+			next = h
+		}
+	}
+	return next
 }
