@@ -28,7 +28,7 @@ import (
 
 var td = spiffeid.RequireTrustDomainFromString("example.org")
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("SIGNET_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 	}
@@ -37,7 +37,7 @@ func testLogger(t *testing.T) *slog.Logger {
 
 // shortDir returns a directory with a short path (Unix socket paths are
 // limited to 108 bytes), removed after the test.
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	t.Helper()
 	d, err := os.MkdirTemp("", "sg")
 	if err != nil {
@@ -55,7 +55,7 @@ type testServer struct {
 	admin  *grpc.ClientConn
 }
 
-func startServer(t *testing.T, dir string) *testServer {
+func startServer(t testing.TB, dir string) *testServer {
 	t.Helper()
 	srv, err := server.New(server.Config{
 		TrustDomain:      td,
@@ -96,7 +96,7 @@ func (s *testServer) stop() {
 	s.cancel = nil
 }
 
-func (s *testServer) token(t *testing.T, ttl int32) string {
+func (s *testServer) token(t testing.TB, ttl int32) string {
 	t.Helper()
 	tok, err := agentv1.NewAgentClient(s.admin).CreateJoinToken(context.Background(), &agentv1.CreateJoinTokenRequest{Ttl: ttl})
 	if err != nil {
@@ -115,7 +115,7 @@ func protoID(id spiffeid.ID) *types.SPIFFEID {
 
 // createEntry registers id under parent for the given selectors and returns
 // the entry.
-func (s *testServer) createEntry(t *testing.T, id, parent spiffeid.ID, sels ...*types.Selector) *types.Entry {
+func (s *testServer) createEntry(t testing.TB, id, parent spiffeid.ID, sels ...*types.Selector) *types.Entry {
 	t.Helper()
 	resp, err := entryv1.NewEntryClient(s.admin).BatchCreateEntry(context.Background(), &entryv1.BatchCreateEntryRequest{Entries: []*types.Entry{{
 		SpiffeId: protoID(id), ParentId: protoID(parent), Selectors: sels,
@@ -140,7 +140,7 @@ type testAgent struct {
 	done   chan error
 }
 
-func startAgent(t *testing.T, srv *testServer, dir, token string) *testAgent {
+func startAgent(t testing.TB, srv *testServer, dir, token string) *testAgent {
 	t.Helper()
 	a, err := agent.New(agent.Config{
 		TrustDomain:     td,
@@ -178,7 +178,7 @@ func (a *testAgent) stop() {
 
 // rawAgent attests over the real agent API with token and returns a
 // connection authenticated by the new agent SVID.
-func rawAgent(t *testing.T, srv *testServer, token string) (*grpc.ClientConn, spiffeid.ID) {
+func rawAgent(t testing.TB, srv *testServer, token string) (*grpc.ClientConn, spiffeid.ID) {
 	t.Helper()
 	roots := x509.NewCertPool()
 	for _, c := range srv.CA().Bundle().X509Authorities() {
@@ -228,7 +228,7 @@ func attestWith(conn *grpc.ClientConn, token string, csr []byte) ([][]byte, erro
 }
 
 // dialTLS connects to the agent listener without a client certificate.
-func dialTLS(t *testing.T, srv *testServer, roots *x509.CertPool) *grpc.ClientConn {
+func dialTLS(t testing.TB, srv *testServer, roots *x509.CertPool) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(srv.AgentAddr().String(), grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13, RootCAs: roots, ServerName: "localhost"})))
 	if err != nil {
