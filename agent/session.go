@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/agent/cache"
+	"github.com/signet-id/signet/issuer"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
@@ -288,9 +289,7 @@ func (a *Agent) watch(ctx context.Context, c *clients) error {
 	}
 }
 
-func halfLife(c *x509.Certificate) time.Time {
-	return c.NotBefore.Add(c.NotAfter.Sub(c.NotBefore) / 2)
-}
+func halfLife(c *x509.Certificate) time.Time { return issuer.RenewalTime(c) }
 
 func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
 	key, err := a.newKey()

@@ -27,6 +27,10 @@ import (
 const (
 	DefaultX509TTL = time.Hour
 	DefaultJWTTTL  = 5 * time.Minute
+	// Backdate is how far before issuance an X.509-SVID's NotBefore is set,
+	// to tolerate clock skew. Renewal schedules measure lifetime from
+	// NotBefore+Backdate.
+	Backdate = 10 * time.Second
 )
 
 // Authority is the signing material the issuer uses. It is owned by package
@@ -132,7 +136,7 @@ func (i *Issuer) X509SVID(p X509Params) ([]*x509.Certificate, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               subject,
-		NotBefore:             now.Add(-10 * time.Second),
+		NotBefore:             now.Add(-Backdate),
 		NotAfter:              notAfter,
 		URIs:                  []*url.URL{uri},
 		DNSNames:              p.DNSNames,
@@ -271,4 +275,15 @@ func randomSerial(r io.Reader) (*big.Int, error) {
 
 func isSelfSigned(c *x509.Certificate) bool {
 	return c.CheckSignatureFrom(c) == nil
+}
+
+// RenewalTime returns the half-life of an X.509-SVID issued by this package,
+// measured from its issuance (NotBefore+Backdate, when that is before
+// NotAfter) rather than from the backdated NotBefore.
+func RenewalTime(c *x509.Certificate) time.Time {
+	start := c.NotBefore.Add(Backdate)
+	if !start.Before(c.NotAfter) {
+		start = c.NotBefore
+	}
+	return start.Add(c.NotAfter.Sub(start) / 2)
 }

@@ -361,7 +361,7 @@ func (s *Server) rotationLoop(ctx context.Context) {
 		}
 		cert := s.serverCert.Load()
 		now := s.cfg.Now()
-		half := cert.Leaf.NotBefore.Add(cert.Leaf.NotAfter.Sub(cert.Leaf.NotBefore) / 2)
+		half := issuer.RenewalTime(cert.Leaf)
 		active, _ := s.ca.X509Authority()
 		if changed || now.After(half) || cert.Leaf.CheckSignatureFrom(active) != nil {
 			if err := s.rotateServerSVID(); err != nil {

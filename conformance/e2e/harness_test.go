@@ -55,8 +55,21 @@ type testServer struct {
 	admin  *grpc.ClientConn
 }
 
+// serverOptions adjust a test server's configuration.
+type serverOptions struct {
+	agentTTL time.Duration
+}
+
 func startServer(t testing.TB, dir string) *testServer {
+	return startServerWith(t, dir, nil)
+}
+
+func startServerWith(t testing.TB, dir string, opt func(*serverOptions)) *testServer {
 	t.Helper()
+	var o serverOptions
+	if opt != nil {
+		opt(&o)
+	}
 	srv, err := server.New(server.Config{
 		TrustDomain:      td,
 		DataDir:          filepath.Join(dir, "server"),
@@ -64,6 +77,7 @@ func startServer(t testing.TB, dir string) *testServer {
 		AdminSocket:      filepath.Join(dir, "admin.sock"),
 		Logger:           testLogger(t).With("component", "server"),
 		RotationInterval: time.Second,
+		AgentSVIDTTL:     o.agentTTL,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -236,4 +250,8 @@ func dialTLS(t testing.TB, srv *testServer, roots *x509.CertPool) *grpc.ClientCo
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+func (s *testServer) agentRecord(ctx context.Context, id spiffeid.ID) (*types.Agent, error) {
+	return agentv1.NewAgentClient(s.admin).GetAgent(ctx, &agentv1.GetAgentRequest{Id: protoID(id)})
 }
