@@ -187,18 +187,38 @@ func CreateCertificate(rand io.Reader, template, parent *x509.Certificate, pub c
 		return nil, err
 	}
 
-	// Check what we produced, as crypto/x509 does.
-	cert, err := x509.ParseCertificate(out)
-	if err != nil {
+	// Check what we produced, as crypto/x509 does: it must parse and both
+	// signatures must verify (a faulty or mismatched signer is caught here).
+	if _, err := x509.ParseCertificate(out); err != nil {
 		return nil, fmt.Errorf("altsig: produced an unparsable certificate: %w", err)
 	}
-	if err := (&x509.Certificate{PublicKey: priv.Public()}).CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
+	if err := checkClassic(priv.Public(), hash, signed, sig); err != nil {
 		return nil, fmt.Errorf("altsig: classical signature returned by signer is invalid: %w", err)
 	}
-	if err := VerifyAlt(cert, issuerAltPub); err != nil {
-		return nil, fmt.Errorf("altsig: alternative signature returned by signer is invalid: %w", err)
+	if !issuerAltPub.Verify(pre, altSig) {
+		return nil, errors.New("altsig: alternative signature returned by signer is invalid")
 	}
 	return out, nil
+}
+
+// checkClassic verifies a classical signature over signed (a digest, or the
+// message itself for Ed25519).
+func checkClassic(pub crypto.PublicKey, hash crypto.Hash, signed, sig []byte) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(k, signed, sig) {
+			return errors.New("ECDSA verification failure")
+		}
+		return nil
+	case *rsa.PublicKey:
+		return rsa.VerifyPKCS1v15(k, hash, signed, sig)
+	case ed25519.PublicKey:
+		if !ed25519.Verify(k, signed, sig) {
+			return errors.New("Ed25519 verification failure")
+		}
+		return nil
+	}
+	return fmt.Errorf("unsupported key type %T", pub)
 }
 
 // signingParams mirrors crypto/x509's choice of signature algorithm for a

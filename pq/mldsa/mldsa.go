@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa44"
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
@@ -121,12 +122,14 @@ func AlgorithmFromName(name string) (Algorithm, bool) {
 	return 0, false
 }
 
-// PublicKey is an ML-DSA public key.
+// PublicKey is an ML-DSA public key. Decoding is cheap: the expansion of
+// the key for verification happens once, on the first Verify.
 type PublicKey struct {
-	alg Algorithm
-	raw []byte
-	k44 *mldsa44.PublicKey
-	k65 *mldsa65.PublicKey
+	alg    Algorithm
+	raw    []byte
+	unpack sync.Once
+	k44    *mldsa44.PublicKey
+	k65    *mldsa65.PublicKey
 }
 
 // NewPublicKey decodes the FIPS 204 encoding of a public key of alg.
@@ -137,20 +140,31 @@ func NewPublicKey(alg Algorithm, raw []byte) (*PublicKey, error) {
 	if len(raw) != alg.PublicKeySize() {
 		return nil, fmt.Errorf("%w: %s public key is %d bytes, want %d", ErrInvalidKey, alg, len(raw), alg.PublicKeySize())
 	}
-	pk := &PublicKey{alg: alg, raw: append([]byte(nil), raw...)}
-	switch alg {
-	case MLDSA44:
-		pk.k44 = new(mldsa44.PublicKey)
-		if err := pk.k44.UnmarshalBinary(raw); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	return &PublicKey{alg: alg, raw: append([]byte(nil), raw...)}, nil
+}
+
+// expand decodes the circl key on first use. Every byte string of the right
+// size is a valid encoding, so it cannot fail.
+func (pk *PublicKey) expand() {
+	pk.unpack.Do(func() {
+		defer cleanUpper()
+		switch pk.alg {
+		case MLDSA44:
+			if pk.k44 == nil {
+				var buf [mldsa44.PublicKeySize]byte
+				copy(buf[:], pk.raw)
+				pk.k44 = new(mldsa44.PublicKey)
+				pk.k44.Unpack(&buf)
+			}
+		case MLDSA65:
+			if pk.k65 == nil {
+				var buf [mldsa65.PublicKeySize]byte
+				copy(buf[:], pk.raw)
+				pk.k65 = new(mldsa65.PublicKey)
+				pk.k65.Unpack(&buf)
+			}
 		}
-	case MLDSA65:
-		pk.k65 = new(mldsa65.PublicKey)
-		if err := pk.k65.UnmarshalBinary(raw); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidKey, err)
-		}
-	}
-	return pk, nil
+	})
 }
 
 // Algorithm returns the parameter set of the key.
@@ -174,6 +188,8 @@ func (pk *PublicKey) Verify(msg, sig []byte) bool {
 	if pk == nil || len(sig) != pk.alg.SignatureSize() {
 		return false
 	}
+	pk.expand()
+	defer cleanUpper()
 	switch pk.alg {
 	case MLDSA44:
 		return mldsa44.Verify(pk.k44, msg, nil, sig)
@@ -221,6 +237,7 @@ func NewKeyFromSeed(alg Algorithm, seed []byte) (*PrivateKey, error) {
 	}
 	sk := &PrivateKey{alg: alg}
 	copy(sk.seed[:], seed)
+	defer cleanUpper()
 	switch alg {
 	case MLDSA44:
 		pub, priv := mldsa44.NewKeyFromSeed(&sk.seed)
@@ -264,6 +281,7 @@ func (sk *PrivateKey) Sign(_ io.Reader, msg []byte, opts crypto.SignerOpts) ([]b
 	}
 	sig := make([]byte, sk.alg.SignatureSize())
 	var err error
+	defer cleanUpper()
 	switch sk.alg {
 	case MLDSA44:
 		err = mldsa44.SignTo(sk.k44, msg, nil, true, sig)
