@@ -34,6 +34,7 @@ func agentAdminCommands() []*cobra.Command {
 	}
 	for _, c := range cmds {
 		c.SetGlobalNormalizationFunc(spireNormalize)
+		c.SetFlagErrorFunc(spireFlagError)
 	}
 	return cmds
 }

@@ -69,6 +69,7 @@ func newBundleCommand() *cobra.Command {
 		newBundleCountCommand(),
 	)
 	c.SetGlobalNormalizationFunc(spireNormalize)
+	c.SetFlagErrorFunc(spireFlagError)
 	return c
 }
 

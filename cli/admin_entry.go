@@ -42,6 +42,7 @@ func newEntryCommand() *cobra.Command {
 		newEntryCountCommand(),
 	)
 	c.SetGlobalNormalizationFunc(spireNormalize)
+	c.SetFlagErrorFunc(spireFlagError)
 	return c
 }
 
@@ -253,13 +254,8 @@ func newEntryCreateCommand() *cobra.Command {
 			if err != nil {
 				return c.rpcErr("creating entry", err)
 			}
-			// Like SPIRE, show the requested entry for failed items.
-			for i, r := range resp.GetResults() {
-				if r.GetStatus().GetCode() != int32(codes.OK) && r.Entry == nil && i < len(req.Entries) {
-					r.Entry = req.Entries[i]
-				}
-			}
-			return printEntryResults(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.admin.output, "create", resp, resp.GetResults())
+			existing := fillFailedEntries(req.Entries, resp.GetResults())
+			return printEntryResults(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.admin.output, "create", resp, resp.GetResults(), existing)
 		}),
 	}
 	f.register(c.Flags(), "a custom ID for the entry (default: the server generates one)")
@@ -300,12 +296,8 @@ values. Repeatable flags (--selector, --dns, --federates-with) replace the whole
 			if err != nil {
 				return c.rpcErr("updating entry", err)
 			}
-			for i, r := range resp.GetResults() {
-				if r.GetStatus().GetCode() != int32(codes.OK) && r.Entry == nil && i < len(req.Entries) {
-					r.Entry = req.Entries[i]
-				}
-			}
-			return printEntryResults(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.admin.output, "update", resp, resp.GetResults())
+			existing := fillFailedEntries(req.Entries, resp.GetResults())
+			return printEntryResults(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.admin.output, "update", resp, resp.GetResults(), existing)
 		}),
 	}
 	f.register(c.Flags(), "the ID of the entry to update (required)")
@@ -318,9 +310,36 @@ type entryResult interface {
 	GetEntry() *types.Entry
 }
 
+// fillFailedEntries puts the requested entry into each failed result, as
+// spire-server does, so that the output shows what was refused. For an
+// AlreadyExists failure the server returns the entry that already exists;
+// its ID is returned by result index so it can be shown too.
+func fillFailedEntries[R entryResult](req []*types.Entry, results []R) map[int]string {
+	existing := map[int]string{}
+	for i, r := range results {
+		if r.GetStatus().GetCode() == int32(codes.OK) || i >= len(req) {
+			continue
+		}
+		if codes.Code(r.GetStatus().GetCode()) == codes.AlreadyExists && r.GetEntry().GetId() != "" {
+			existing[i] = r.GetEntry().GetId()
+		}
+		setResultEntry(r, req[i])
+	}
+	return existing
+}
+
+func setResultEntry(r any, e *types.Entry) {
+	switch r := r.(type) {
+	case *entryv1.BatchCreateEntryResponse_Result:
+		r.Entry = e
+	case *entryv1.BatchUpdateEntryResponse_Result:
+		r.Entry = e
+	}
+}
+
 // printEntryResults prints per-item results of a batch create or update
 // and returns an error if any item failed.
-func printEntryResults[R entryResult](out, errOut io.Writer, format outputFormat, verb string, resp proto.Message, results []R) error {
+func printEntryResults[R entryResult](out, errOut io.Writer, format outputFormat, verb string, resp proto.Message, results []R, existing map[int]string) error {
 	failed := 0
 	for _, r := range results {
 		if r.GetStatus().GetCode() != int32(codes.OK) {
@@ -337,15 +356,18 @@ func printEntryResults[R entryResult](out, errOut io.Writer, format outputFormat
 				printEntry(out, r.GetEntry())
 			}
 		}
-		for _, r := range results {
+		for i, r := range results {
 			if st := r.GetStatus(); st.GetCode() != int32(codes.OK) {
 				fmt.Fprintf(errOut, "Failed to %s the following entry (%s):\n", verb, statusText(codes.Code(st.GetCode()), st.GetMessage()))
+				if id, ok := existing[i]; ok {
+					fmt.Fprintf(errOut, "Existing entry   : %s (see `signet entry show --entry-id %s`)\n", id, id)
+				}
 				printEntry(errOut, r.GetEntry())
 			}
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("failed to %s %d of %s: %w", verb, failed, pluralize(len(results), "entry", "entries"), errBatchFailed)
+		return fmt.Errorf("failed to %s %d of %s (%w)", verb, failed, pluralize(len(results), "entry", "entries"), errBatchFailed)
 	}
 	return nil
 }
@@ -671,7 +693,7 @@ func printDeleteResults(out, errOut io.Writer, format outputFormat, resp *entryv
 		}
 	}
 	if failed > 0 {
-		return fmt.Errorf("failed to delete %d of %s: %w", failed, pluralize(len(resp.GetResults()), "entry", "entries"), errBatchFailed)
+		return fmt.Errorf("failed to delete %d of %s (%w)", failed, pluralize(len(resp.GetResults()), "entry", "entries"), errBatchFailed)
 	}
 	return nil
 }

@@ -413,3 +413,26 @@ func TestParseTTL(t *testing.T) {
 		}
 	}
 }
+
+func TestFlagErrorsThroughMain(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"entry", "show", "-spiffeID", "spiffe://example.org/x"}, "unknown flag -spiffeID: long flags take two dashes, e.g. --spiffe-id (see `signet entry show --help`)"},
+		{[]string{"agent", "list", "-output", "json"}, `write --output json (two dashes) or -o json`},
+		{[]string{"token", "generate", "--ttl", "soon"}, `invalid argument "soon" for "--ttl" flag`},
+		{[]string{"bundle", "show", "--format", "der"}, "use pem or spiffe (see `signet bundle show --help`)"},
+		{[]string{"entry", "create", "extra"}, "signet entry create takes no arguments"},
+		{[]string{"healthcheck", "--timeout", "0s"}, "--timeout must be positive"},
+		{[]string{"bundle", "delete", "--id", "other.org", "--mode", "wipe"}, `unknown --mode "wipe"`},
+		{[]string{"bundle", "set"}, "--id is required"},
+		{[]string{"entry", "delete"}, "--entry-id is required"},
+	}
+	for _, tt := range tests {
+		code, out, errOut := run(t, append(tt.args, "--socket-path", "/nonexistent/api.sock")...)
+		if code != 2 || out != "" || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", tt.args, code, out, errOut, tt.want)
+		}
+	}
+}

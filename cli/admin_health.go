@@ -66,5 +66,6 @@ store and the CA answer. Exit code 0 means healthy.`,
 	c.Flags().BoolVar(&verbose, "verbose", false, "print each step")
 	c.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the server")
 	c.SetGlobalNormalizationFunc(spireNormalize)
+	c.SetFlagErrorFunc(spireFlagError)
 	return c
 }

@@ -173,3 +173,16 @@ func spireNormalize(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 	}
 	return pflag.NormalizedName(name)
 }
+
+// spireFlagError is the flag error func of Signet's admin and fetch
+// commands. pflag reads spire-server's single-dash long flags (-spiffeID)
+// as clusters of shorthands; say plainly to use two dashes.
+func spireFlagError(c *cobra.Command, err error) error {
+	msg := err.Error()
+	if i := strings.Index(msg, " in -"); strings.HasPrefix(msg, "unknown shorthand flag") && i >= 0 {
+		arg := msg[i+len(" in "):]
+		name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		return usageErrorf("unknown flag %s: long flags take two dashes, e.g. --%s (see `%s --help`)", arg, spireNormalize(nil, name), c.CommandPath())
+	}
+	return usageErrorf("%v (see `%s --help`)", err, c.CommandPath())
+}

@@ -65,11 +65,11 @@ func TestRenderEntryResults(t *testing.T) {
 	entries := sampleEntries()
 	resp := &entryv1.BatchCreateEntryResponse{Results: []*entryv1.BatchCreateEntryResponse_Result{
 		{Status: &types.Status{Code: int32(codes.OK), Message: "OK"}, Entry: entries[1]},
-		{Status: &types.Status{Code: int32(codes.InvalidArgument), Message: `invalid SPIFFE ID: trust domain "other.org" is not the server's`}, Entry: entries[0]},
+		{Status: &types.Status{Code: int32(codes.AlreadyExists), Message: "similar entry already exists"}, Entry: entries[0]},
 	}}
 	for _, format := range []outputFormat{outputText, outputJSON} {
 		var out, errOut bytes.Buffer
-		err := printEntryResults(&out, &errOut, format, "create", resp, resp.Results)
+		err := printEntryResults(&out, &errOut, format, "create", resp, resp.Results, map[int]string{1: "existing-id"})
 		if !errors.Is(err, errBatchFailed) || !strings.Contains(err.Error(), "failed to create 1 of 2 entries") {
 			t.Errorf("%s: error %v", format, err)
 		}
@@ -81,11 +81,28 @@ func TestRenderEntryResults(t *testing.T) {
 		{Status: &types.Status{Code: int32(codes.OK)}, Entry: entries[1]},
 	}}
 	var out, errOut bytes.Buffer
-	if err := printEntryResults(&out, &errOut, outputText, "update", ok, ok.Results); err != nil {
+	if err := printEntryResults(&out, &errOut, outputText, "update", ok, ok.Results, nil); err != nil {
 		t.Fatal(err)
 	}
 	if errOut.Len() != 0 || !strings.HasPrefix(out.String(), "Entry ID         : a-entry\n") {
 		t.Errorf("update output: %q / %q", out.String(), errOut.String())
+	}
+}
+
+func TestFillFailedEntries(t *testing.T) {
+	req := sampleEntries()
+	results := []*entryv1.BatchCreateEntryResponse_Result{
+		{Status: &types.Status{Code: int32(codes.OK)}, Entry: &types.Entry{Id: "new"}},
+		{Status: &types.Status{Code: int32(codes.AlreadyExists), Message: "similar entry already exists"}, Entry: &types.Entry{Id: "old"}},
+		{Status: &types.Status{Code: int32(codes.InvalidArgument), Message: "bad"}},
+	}
+	req = append(req, &types.Entry{Id: "third"})
+	existing := fillFailedEntries(req, results)
+	if results[0].Entry.Id != "new" || results[1].Entry != req[1] || results[2].Entry != req[2] {
+		t.Errorf("entries: %v", results)
+	}
+	if len(existing) != 1 || existing[1] != "old" {
+		t.Errorf("existing: %v", existing)
 	}
 }
 

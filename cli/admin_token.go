@@ -28,6 +28,7 @@ func newTokenCommand() *cobra.Command {
 	}
 	c.AddCommand(newTokenGenerateCommand())
 	c.SetGlobalNormalizationFunc(spireNormalize)
+	c.SetFlagErrorFunc(spireFlagError)
 	return c
 }
 

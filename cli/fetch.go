@@ -38,6 +38,7 @@ The socket is --socket-path if given, else $SPIFFE_ENDPOINT_SOCKET, else
 	}
 	c.AddCommand(newFetchX509Command(), newFetchJWTCommand(), newFetchBundleCommand())
 	c.SetGlobalNormalizationFunc(spireNormalize)
+	c.SetFlagErrorFunc(spireFlagError)
 	return c
 }
 

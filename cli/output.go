@@ -37,6 +37,8 @@ func (o *outputFormat) Set(s string) error {
 		*o = outputText
 	case "json":
 		*o = outputJSON
+	case "utput":
+		return errors.New(`"-output" reads as -o "utput": write --output json (two dashes) or -o json`)
 	default:
 		return fmt.Errorf("unknown output format %q: use text or json", s)
 	}
@@ -152,4 +154,4 @@ func hintForCode(code codes.Code) string {
 
 // errBatchFailed is returned when some items of a batch call failed; each
 // failure has already been printed.
-var errBatchFailed = errors.New("one or more items failed")
+var errBatchFailed = errors.New("each failure is shown above")
