@@ -59,7 +59,8 @@ func newBundleCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "bundle",
 		Short: "Show the trust bundle; manage federated bundles (list, set, delete, count)",
-		Args:  noArgs,
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
 	}
 	c.AddCommand(
 		newBundleShowCommand(),

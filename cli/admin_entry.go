@@ -32,7 +32,8 @@ func newEntryCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "entry",
 		Short: "Manage registration entries (create, show, update, delete, count)",
-		Args:  noArgs,
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
 	}
 	c.AddCommand(
 		newEntryCreateCommand(),

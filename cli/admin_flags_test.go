@@ -416,21 +416,28 @@ func TestParseTTL(t *testing.T) {
 
 func TestFlagErrorsThroughMain(t *testing.T) {
 	tests := []struct {
-		args []string
-		want string
+		args  []string
+		want  string
+		group bool
 	}{
-		{[]string{"entry", "show", "-spiffeID", "spiffe://example.org/x"}, "unknown flag -spiffeID: long flags take two dashes, e.g. --spiffe-id (see `signet entry show --help`)"},
-		{[]string{"agent", "list", "-output", "json"}, `write --output json (two dashes) or -o json`},
-		{[]string{"token", "generate", "--ttl", "soon"}, `invalid argument "soon" for "--ttl" flag`},
-		{[]string{"bundle", "show", "--format", "der"}, "use pem or spiffe (see `signet bundle show --help`)"},
-		{[]string{"entry", "create", "extra"}, "signet entry create takes no arguments"},
-		{[]string{"healthcheck", "--timeout", "0s"}, "--timeout must be positive"},
-		{[]string{"bundle", "delete", "--id", "other.org", "--mode", "wipe"}, `unknown --mode "wipe"`},
-		{[]string{"bundle", "set"}, "--id is required"},
-		{[]string{"entry", "delete"}, "--entry-id is required"},
+		{[]string{"entry", "shwo"}, `unknown command "shwo" for "signet entry"; did you mean "show"?`, true},
+		{[]string{"fetch", "svid"}, `unknown command "svid" for "signet fetch"`, true},
+		{[]string{"entry", "show", "-spiffeID", "spiffe://example.org/x"}, "unknown flag -spiffeID: long flags take two dashes, e.g. --spiffe-id (see `signet entry show --help`)", false},
+		{[]string{"agent", "list", "-output", "json"}, `write --output json (two dashes) or -o json`, false},
+		{[]string{"token", "generate", "--ttl", "soon"}, `invalid argument "soon" for "--ttl" flag`, false},
+		{[]string{"bundle", "show", "--format", "der"}, "use pem or spiffe (see `signet bundle show --help`)", false},
+		{[]string{"entry", "create", "extra"}, "signet entry create takes no arguments", false},
+		{[]string{"healthcheck", "--timeout", "0s"}, "--timeout must be positive", false},
+		{[]string{"bundle", "delete", "--id", "other.org", "--mode", "wipe"}, `unknown --mode "wipe"`, false},
+		{[]string{"bundle", "set"}, "--id is required", false},
+		{[]string{"entry", "delete"}, "--entry-id is required", false},
 	}
 	for _, tt := range tests {
-		code, out, errOut := run(t, append(tt.args, "--socket-path", "/nonexistent/api.sock")...)
+		args := tt.args
+		if !tt.group {
+			args = append(args, "--socket-path", "/nonexistent/api.sock")
+		}
+		code, out, errOut := run(t, args...)
 		if code != 2 || out != "" || !strings.Contains(errOut, tt.want) {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q; want exit 2 and %q", tt.args, code, out, errOut, tt.want)
 		}

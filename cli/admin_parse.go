@@ -27,6 +27,23 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// groupRun is the run function of a command that only groups
+// subcommands: without arguments it prints help; an unknown subcommand is
+// a usage error.
+func groupRun(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return cmd.Help()
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += fmt.Sprintf("; did you mean %q?", s[0])
+	}
+	return usageErrorf("%s (see `%s --help`)", msg, cmd.CommandPath())
+}
+
 // parseID parses a SPIFFE ID given in --flag.
 func parseID(flag, s string) (*types.SPIFFEID, error) {
 	id, err := spiffeid.FromString(s)

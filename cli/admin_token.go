@@ -24,7 +24,8 @@ func newTokenCommand() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "token",
 		Short: "Manage join tokens",
-		Args:  noArgs,
+		Args:  cobra.ArbitraryArgs,
+		RunE:  groupRun,
 	}
 	c.AddCommand(newTokenGenerateCommand())
 	c.SetGlobalNormalizationFunc(spireNormalize)

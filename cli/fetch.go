@@ -34,7 +34,8 @@ spire-agent) for the identities of the calling process.
 
 The socket is --socket-path if given, else $SPIFFE_ENDPOINT_SOCKET, else
 ` + DefaultWorkloadSocket + `.`,
-		Args: noArgs,
+		Args: cobra.ArbitraryArgs,
+		RunE: groupRun,
 	}
 	c.AddCommand(newFetchX509Command(), newFetchJWTCommand(), newFetchBundleCommand())
 	c.SetGlobalNormalizationFunc(spireNormalize)
