@@ -258,15 +258,19 @@ type clients struct {
 	notify notifyv1.NotifierClient
 }
 
+// watch receives push notifications and triggers syncs. A server without
+// the signet.notify.v1 service (such as SPIRE) answers Unimplemented: the
+// agent then keeps the session and relies on polling every SyncInterval, so
+// watch returns only when ctx is done.
 func (a *Agent) watch(ctx context.Context, c *clients) error {
 	stream, err := c.notify.Watch(ctx, &notifyv1.WatchRequest{})
 	if err != nil {
-		return err
+		return a.watchFailed(ctx, err)
 	}
 	for {
 		n, err := stream.Recv()
 		if err != nil {
-			return err
+			return a.watchFailed(ctx, err)
 		}
 		a.m.pushes.WithLabelValues(n.Kind.String()).Inc()
 		if n.Kind == notifyv1.Notification_KIND_RENEW_NOW {
@@ -287,6 +291,17 @@ func (a *Agent) watch(ctx context.Context, c *clients) error {
 		default:
 		}
 	}
+}
+
+// watchFailed returns err, unless the server does not serve push
+// notifications: then it waits for ctx so the session goes on polling.
+func (a *Agent) watchFailed(ctx context.Context, err error) error {
+	if status.Code(err) != codes.Unimplemented {
+		return err
+	}
+	a.log.Info("server has no push notification stream; polling for changes", "interval", a.cfg.SyncInterval.String())
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 func halfLife(c *x509.Certificate) time.Time { return issuer.RenewalTime(c) }
