@@ -6,8 +6,6 @@ package ca
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
@@ -23,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -49,6 +48,8 @@ type X509Slot struct {
 	Tainted bool
 	Cert    *x509.Certificate
 	Key     crypto.Signer
+	// AltKey is the ML-DSA alternative signing key (hybrid profile only).
+	AltKey crypto.Signer
 }
 
 // JWTSlot is one JWT signing key in the lifecycle.
@@ -59,6 +60,10 @@ type JWTSlot struct {
 	NotBefore time.Time
 	NotAfter  time.Time
 	Key       crypto.Signer
+	// AltKey and AltKeyID are the ML-DSA-44 companion key of a hybrid
+	// profile's JWT key.
+	AltKey   crypto.Signer
+	AltKeyID string
 }
 
 // Config configures a Manager.
@@ -71,9 +76,11 @@ type Config struct {
 	CATTL time.Duration
 	// RefreshHint is published in the bundle. Default 5m.
 	RefreshHint time.Duration
-	Now         func() time.Time
-	Rand        io.Reader
-	Logger      *slog.Logger
+	// Profile selects classic, hybrid or pq credentials. Default classic.
+	Profile Profile
+	Now     func() time.Time
+	Rand    io.Reader
+	Logger  *slog.Logger
 }
 
 // Manager holds the authorities of one trust domain. It is safe for
@@ -99,6 +106,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if cfg.RefreshHint <= 0 {
 		cfg.RefreshHint = DefaultRefreshHint
+	}
+	if cfg.Profile == "" {
+		cfg.Profile = ProfileClassic
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -177,6 +187,9 @@ func (m *Manager) Bundle() *spiffebundle.Bundle {
 		b.AddX509Authority(s.Cert)
 	}
 	for _, s := range m.jwt {
+		if _, isPQ := s.Key.(*mldsa.PrivateKey); isPQ {
+			continue // published in signet_mldsa_keys, see MLDSAJWTKeys
+		}
 		_ = b.AddJWTAuthority(s.KeyID, s.Key.Public())
 	}
 	b.SetSequenceNumber(m.sequence)
@@ -349,10 +362,6 @@ func (m *Manager) preparedJWT() *JWTSlot {
 }
 
 func (m *Manager) newX509Slot(now time.Time) (*X509Slot, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), m.cfg.Rand)
-	if err != nil {
-		return nil, fmt.Errorf("ca: generate X.509 CA key: %w", err)
-	}
 	serial, err := rand.Int(m.cfg.Rand, new(big.Int).Lsh(big.NewInt(1), 128))
 	if err != nil {
 		return nil, fmt.Errorf("ca: serial number: %w", err)
@@ -373,29 +382,45 @@ func (m *Manager) newX509Slot(now time.Time) (*X509Slot, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	der, err := x509.CreateCertificate(m.cfg.Rand, tmpl, tmpl, key.Public(), key)
+	cert, key, altKey, err := m.signCA(tmpl)
 	if err != nil {
-		return nil, fmt.Errorf("ca: self-sign X.509 CA: %w", err)
+		return nil, err
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("ca: parse X.509 CA: %w", err)
-	}
-	m.cfg.Logger.Info("prepared X.509 authority", "subject_key_id", hex.EncodeToString(cert.SubjectKeyId), "not_after", cert.NotAfter)
-	return &X509Slot{Status: StatusPrepared, Cert: cert, Key: key}, nil
+	m.cfg.Logger.Info("prepared X.509 authority", "subject_key_id", hex.EncodeToString(cert.SubjectKeyId), "not_after", cert.NotAfter, "profile", string(m.cfg.Profile))
+	return &X509Slot{Status: StatusPrepared, Cert: cert, Key: key, AltKey: altKey}, nil
 }
 
 func (m *Manager) newJWTSlot(now time.Time) (*JWTSlot, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), m.cfg.Rand)
+	key, altKey, err := m.newJWTKeys()
 	if err != nil {
-		return nil, fmt.Errorf("ca: generate JWT key: %w", err)
+		return nil, err
 	}
-	pub, err := x509.MarshalPKIXPublicKey(key.Public())
+	kid, err := keyID(key.Public())
 	if err != nil {
-		return nil, fmt.Errorf("ca: marshal JWT key: %w", err)
+		return nil, err
 	}
-	sum := sha256.Sum256(pub)
-	kid := base64.RawURLEncoding.EncodeToString(sum[:18])
-	m.cfg.Logger.Info("prepared JWT key", "kid", kid)
-	return &JWTSlot{Status: StatusPrepared, KeyID: kid, NotBefore: now, NotAfter: now.Add(m.cfg.CATTL), Key: key}, nil
+	s := &JWTSlot{Status: StatusPrepared, KeyID: kid, NotBefore: now, NotAfter: now.Add(m.cfg.CATTL), Key: key, AltKey: altKey}
+	if altKey != nil {
+		if s.AltKeyID, err = keyID(altKey.Public()); err != nil {
+			return nil, err
+		}
+	}
+	m.cfg.Logger.Info("prepared JWT key", "kid", kid, "profile", string(m.cfg.Profile))
+	return s, nil
+}
+
+// keyID derives a key ID from the SHA-256 of the public key's SPKI.
+func keyID(pub crypto.PublicKey) (string, error) {
+	var der []byte
+	var err error
+	if mp, ok := pub.(*mldsa.PublicKey); ok {
+		der, err = mldsa.MarshalPKIXPublicKey(mp)
+	} else {
+		der, err = x509.MarshalPKIXPublicKey(pub)
+	}
+	if err != nil {
+		return "", fmt.Errorf("ca: marshal public key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	return base64.RawURLEncoding.EncodeToString(sum[:18]), nil
 }

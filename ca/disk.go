@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/signet-id/signet/pq/mldsa"
 )
 
 const stateVersion = 1
@@ -26,6 +28,7 @@ type diskX509 struct {
 	Tainted bool   `json:"tainted,omitempty"`
 	Cert    []byte `json:"cert"`
 	Key     []byte `json:"key"`
+	AltKey  []byte `json:"alt_key,omitempty"`
 }
 
 type diskJWTKey struct {
@@ -35,6 +38,8 @@ type diskJWTKey struct {
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
 	Key       []byte    `json:"key"`
+	AltKey    []byte    `json:"alt_key,omitempty"`
+	AltKeyID  string    `json:"alt_kid,omitempty"`
 }
 
 // load reads the persisted state; a missing file is not an error.
@@ -62,14 +67,26 @@ func (m *Manager) load() error {
 		if err != nil {
 			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.cfg.Path, i, err)
 		}
-		m.x509 = append(m.x509, &X509Slot{Status: d.Status, Tainted: d.Tainted, Cert: cert, Key: key})
+		slot := &X509Slot{Status: d.Status, Tainted: d.Tainted, Cert: cert, Key: key}
+		if len(d.AltKey) > 0 {
+			if slot.AltKey, err = parseSigner(d.AltKey); err != nil {
+				return fmt.Errorf("ca: %s: X.509 authority %d alt key: %w", m.cfg.Path, i, err)
+			}
+		}
+		m.x509 = append(m.x509, slot)
 	}
 	for i, d := range st.JWT {
 		key, err := parseSigner(d.Key)
 		if err != nil {
 			return fmt.Errorf("ca: %s: JWT key %d: %w", m.cfg.Path, i, err)
 		}
-		m.jwt = append(m.jwt, &JWTSlot{Status: d.Status, Tainted: d.Tainted, KeyID: d.KeyID, NotBefore: d.NotBefore, NotAfter: d.NotAfter, Key: key})
+		slot := &JWTSlot{Status: d.Status, Tainted: d.Tainted, KeyID: d.KeyID, NotBefore: d.NotBefore, NotAfter: d.NotAfter, Key: key, AltKeyID: d.AltKeyID}
+		if len(d.AltKey) > 0 {
+			if slot.AltKey, err = parseSigner(d.AltKey); err != nil {
+				return fmt.Errorf("ca: %s: JWT key %d alt key: %w", m.cfg.Path, i, err)
+			}
+		}
+		m.jwt = append(m.jwt, slot)
 	}
 	m.sequence = st.Sequence
 	return nil
@@ -78,7 +95,11 @@ func (m *Manager) load() error {
 func parseSigner(der []byte) (crypto.Signer, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)
 	if err != nil {
-		return nil, fmt.Errorf("parse private key: %w", err)
+		mk, merr := mldsa.ParsePKCS8PrivateKey(der)
+		if merr != nil {
+			return nil, fmt.Errorf("parse private key: %w", err)
+		}
+		return mk, nil
 	}
 	s, ok := k.(crypto.Signer)
 	if !ok {
@@ -94,18 +115,30 @@ func (m *Manager) saveLocked() error {
 	}
 	st := diskState{Version: stateVersion, Sequence: m.sequence}
 	for _, s := range m.x509 {
-		key, err := x509.MarshalPKCS8PrivateKey(s.Key)
+		key, err := marshalKey(s.Key)
 		if err != nil {
 			return fmt.Errorf("ca: marshal X.509 CA key: %w", err)
 		}
-		st.X509 = append(st.X509, diskX509{Status: s.Status, Tainted: s.Tainted, Cert: s.Cert.Raw, Key: key})
+		dx := diskX509{Status: s.Status, Tainted: s.Tainted, Cert: s.Cert.Raw, Key: key}
+		if s.AltKey != nil {
+			if dx.AltKey, err = marshalKey(s.AltKey); err != nil {
+				return fmt.Errorf("ca: marshal X.509 CA alt key: %w", err)
+			}
+		}
+		st.X509 = append(st.X509, dx)
 	}
 	for _, s := range m.jwt {
-		key, err := x509.MarshalPKCS8PrivateKey(s.Key)
+		key, err := marshalKey(s.Key)
 		if err != nil {
 			return fmt.Errorf("ca: marshal JWT key: %w", err)
 		}
-		st.JWT = append(st.JWT, diskJWTKey{Status: s.Status, Tainted: s.Tainted, KeyID: s.KeyID, NotBefore: s.NotBefore, NotAfter: s.NotAfter, Key: key})
+		dj := diskJWTKey{Status: s.Status, Tainted: s.Tainted, KeyID: s.KeyID, NotBefore: s.NotBefore, NotAfter: s.NotAfter, Key: key, AltKeyID: s.AltKeyID}
+		if s.AltKey != nil {
+			if dj.AltKey, err = marshalKey(s.AltKey); err != nil {
+				return fmt.Errorf("ca: marshal JWT alt key: %w", err)
+			}
+		}
+		st.JWT = append(st.JWT, dj)
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

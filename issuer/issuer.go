@@ -18,8 +18,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -95,6 +94,8 @@ type X509Params struct {
 	DNSNames []string
 	// Subject overrides the default subject if non-empty.
 	Subject pkix.Name
+	// AltPublicKey is the subject's ML-DSA key for the hybrid profile.
+	AltPublicKey *mldsa.PublicKey
 }
 
 // X509SVID mints an X.509-SVID and returns the chain: the leaf followed by
@@ -105,8 +106,10 @@ func (i *Issuer) X509SVID(p X509Params) ([]*x509.Certificate, error) {
 	if err := i.checkID(p.ID, false); err != nil {
 		return nil, err
 	}
-	if err := checkPublicKey(p.PublicKey); err != nil {
-		return nil, err
+	if _, pq := p.PublicKey.(*mldsa.PublicKey); !pq {
+		if err := checkPublicKey(p.PublicKey); err != nil {
+			return nil, err
+		}
 	}
 	caCert, caKey := i.cfg.Authority.X509Authority()
 	if caCert == nil || caKey == nil {
@@ -148,7 +151,7 @@ func (i *Issuer) X509SVID(p X509Params) ([]*x509.Certificate, error) {
 	if len(p.DNSNames) > 0 && subject.CommonName == "" {
 		tmpl.Subject.CommonName = p.DNSNames[0]
 	}
-	der, err := x509.CreateCertificate(i.cfg.Rand, tmpl, caCert, p.PublicKey, caKey)
+	der, err := i.signLeaf(tmpl, caCert, caKey, p)
 	if err != nil {
 		return nil, fmt.Errorf("issuer: sign X.509-SVID: %w", err)
 	}
@@ -184,32 +187,13 @@ func (i *Issuer) JWTSVID(p JWTParams) (string, time.Time, error) {
 			return "", time.Time{}, errors.New("issuer: JWT-SVID audience must not contain empty values")
 		}
 	}
-	kid, key := i.cfg.Authority.JWTKey()
-	if key == nil {
-		return "", time.Time{}, errors.New("issuer: no active JWT key")
-	}
-	alg, err := jwsAlgorithm(key.Public())
-	if err != nil {
-		return "", time.Time{}, err
-	}
 	now := i.cfg.Now()
 	ttl := p.TTL
 	if ttl <= 0 {
 		ttl = i.cfg.JWTTTL
 	}
 	exp := now.Add(ttl)
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("issuer: JWT signer: %w", err)
-	}
-	claims := jwt.Claims{
-		Subject:  p.ID.String(),
-		Audience: jwt.Audience(p.Audience),
-		Expiry:   jwt.NewNumericDate(exp),
-		IssuedAt: jwt.NewNumericDate(now),
-	}
-	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
+	tok, err := i.signJWT(jwtClaims(p.ID.String(), p.Audience, exp, now))
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issuer: sign JWT-SVID: %w", err)
 	}
@@ -247,21 +231,6 @@ func checkPublicKey(pub crypto.PublicKey) error {
 		return fmt.Errorf("%w: unsupported public key type %T", ErrInvalidCSR, pub)
 	}
 	return nil
-}
-
-func jwsAlgorithm(pub crypto.PublicKey) (jose.SignatureAlgorithm, error) {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		switch k.Curve.Params().BitSize {
-		case 256:
-			return jose.ES256, nil
-		case 384:
-			return jose.ES384, nil
-		}
-	case *rsa.PublicKey:
-		return jose.RS256, nil
-	}
-	return "", fmt.Errorf("issuer: unsupported JWT key type %T", pub)
 }
 
 func randomSerial(r io.Reader) (*big.Int, error) {

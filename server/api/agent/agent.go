@@ -241,7 +241,7 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	if params.Params == nil || len(params.Params.Csr) == 0 {
 		return status.Error(codes.InvalidArgument, "malformed param: missing CSR")
 	}
-	csr, err := issuer.ParseCSR(params.Params.Csr)
+	csr, err := issuer.ParseCSRInfo(params.Params.Csr)
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "failed to parse CSR: %v", err)
 	}
@@ -270,7 +270,7 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 			return apiutil.StoreError("failed to fetch join token", err, nil, nil, nil)
 		}
 	}
-	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, TTL: s.cfg.AgentTTL})
+	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, AltPublicKey: csr.AltPublicKey, TTL: s.cfg.AgentTTL})
 	if err != nil {
 		return status.Errorf(codes.Internal, "failed to sign X509 SVID: %v", err)
 	}
@@ -301,11 +301,11 @@ func (s *Service) RenewAgent(ctx context.Context, req *agentv1.RenewAgentRequest
 	if req.Params == nil || len(req.Params.Csr) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "missing CSR")
 	}
-	csr, err := issuer.ParseCSR(req.Params.Csr)
+	csr, err := issuer.ParseCSRInfo(req.Params.Csr)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "failed to parse CSR: %v", err)
 	}
-	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, TTL: s.cfg.AgentTTL})
+	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, AltPublicKey: csr.AltPublicKey, TTL: s.cfg.AgentTTL})
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "failed to sign X509 SVID: %v", err)
 	}

@@ -124,7 +124,7 @@ func (s *Service) newX509(ctx context.Context, p *svidv1.NewX509SVIDParams, entr
 	if !ok {
 		return result(codes.NotFound, "entry "+p.EntryId+" not found or not authorized for this agent")
 	}
-	csr, err := issuer.ParseCSR(p.Csr)
+	csr, err := issuer.ParseCSRInfo(p.Csr)
 	if err != nil {
 		return result(codes.InvalidArgument, "malformed CSR: "+err.Error())
 	}
@@ -133,10 +133,11 @@ func (s *Service) newX509(ctx context.Context, p *svidv1.NewX509SVIDParams, entr
 		return result(codes.Internal, "stored entry is invalid: "+err.Error())
 	}
 	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{
-		ID:        id,
-		PublicKey: csr.PublicKey,
-		TTL:       time.Duration(e.X509SvidTtl) * time.Second,
-		DNSNames:  e.DnsNames,
+		ID:           id,
+		PublicKey:    csr.PublicKey,
+		AltPublicKey: csr.AltPublicKey,
+		TTL:          time.Duration(e.X509SvidTtl) * time.Second,
+		DNSNames:     e.DnsNames,
 	})
 	if err != nil {
 		return result(codes.Internal, "failed to sign X509-SVID: "+err.Error())
@@ -183,10 +184,11 @@ func (s *Service) MintX509SVID(ctx context.Context, req *svidv1.MintX509SVIDRequ
 	if req.Ttl < 0 {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid ttl %d: must not be negative", req.Ttl)
 	}
-	csr, err := issuer.ParseCSR(req.Csr)
+	info, err := issuer.ParseCSRInfo(req.Csr)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "malformed CSR: %v", err)
 	}
+	csr := info.Request
 	if len(csr.URIs) != 1 {
 		return nil, status.Errorf(codes.InvalidArgument, "CSR must have exactly one URI SAN, the SPIFFE ID (found %d)", len(csr.URIs))
 	}
@@ -205,7 +207,7 @@ func (s *Service) MintX509SVID(ctx context.Context, req *svidv1.MintX509SVIDRequ
 			return nil, status.Errorf(codes.InvalidArgument, "CSR DNS name %q: %v", dns, err)
 		}
 	}
-	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: id, PublicKey: csr.PublicKey, TTL: time.Duration(req.Ttl) * time.Second, DNSNames: csr.DNSNames, Subject: csr.Subject})
+	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: id, PublicKey: info.PublicKey, AltPublicKey: info.AltPublicKey, TTL: time.Duration(req.Ttl) * time.Second, DNSNames: csr.DNSNames, Subject: csr.Subject})
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "failed to sign X509-SVID: %v", err)
 	}
