@@ -13,6 +13,7 @@ import (
 	"github.com/signet-id/signet/pq/altsig"
 	pqmldsa "github.com/signet-id/signet/pq/mldsa"
 	"github.com/signet-id/signet/pq/pqtest"
+	"github.com/signet-id/signet/pq/purecert"
 )
 
 // Go 1.27's crypto/x509 verifies ML-DSA certificate chains. Run with
@@ -124,5 +125,20 @@ func TestGo127VerifiesAltSignatures(t *testing.T) {
 		if err := mldsa.Verify(pub.(*mldsa.PublicKey), a.PreTBS, a.Signature, nil); err != nil {
 			t.Fatalf("Go 1.27 crypto/mldsa rejects the alt signature of %s: %v", l.cert.Subject, err)
 		}
+	}
+}
+
+func TestGo127ChecksPureCSR(t *testing.T) {
+	k := pqtest.NewMLDSAKey(pqmldsa.MLDSA44)
+	der, err := purecert.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{"web.example"}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Fatalf("Go 1.27 rejects the pure ML-DSA CSR: %v", err)
 	}
 }

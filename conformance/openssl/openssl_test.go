@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"github.com/signet-id/signet/pq/altsig"
 	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/signet-id/signet/pq/pqtest"
+	"github.com/signet-id/signet/pq/purecert"
 )
 
 // opensslPath finds shared/tools/openssl35 by walking up from the working
@@ -255,5 +257,28 @@ func TestPKCS8Interop(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestCertificateRequests(t *testing.T) {
+	dir := t.TempDir()
+	u, _ := url.Parse(pqtest.LeafID)
+	tmpl := &x509.CertificateRequest{URIs: []*url.URL{u}}
+	ec := pqtest.NewECKey()
+	alt := pqtest.NewMLDSAKey(mldsa.MLDSA44)
+	hybrid, err := altsig.CreateCertificateRequest(rand.Reader, tmpl, ec, alt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pure, err := purecert.CreateCertificateRequest(rand.Reader, tmpl, alt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, der := range map[string][]byte{"hybrid": hybrid, "pure": pure} {
+		f := writeFile(t, dir, name+".pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+		out := mustOpenSSL(t, "req", "-in", f, "-verify", "-noout")
+		if !strings.Contains(out, "verify OK") {
+			t.Fatalf("%s CSR: %s", name, out)
+		}
 	}
 }

@@ -291,3 +291,39 @@ func TestCreateRejects(t *testing.T) {
 		}
 	}
 }
+
+func TestCertificateRequest(t *testing.T) {
+	k := pqtest.NewMLDSAKey(mldsa.MLDSA44)
+	u, _ := url.Parse(pqtest.LeafID)
+	der, err := purecert.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}, DNSNames: []string{"web.example"}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(csr.URIs) != 1 || csr.URIs[0].String() != pqtest.LeafID || len(csr.DNSNames) != 1 {
+		t.Fatalf("SANs %v %v", csr.URIs, csr.DNSNames)
+	}
+	pub, err := purecert.CheckCertificateRequest(csr)
+	if err != nil || !pub.Equal(k.PublicKey()) {
+		t.Fatalf("CheckCertificateRequest: %v", err)
+	}
+	bad := append([]byte(nil), der...)
+	bad[len(bad)-3] ^= 1
+	bc, _ := x509.ParseCertificateRequest(bad)
+	if _, err := purecert.CheckCertificateRequest(bc); !errors.Is(err, purecert.ErrBadSignature) {
+		t.Fatalf("tampered CSR: %v", err)
+	}
+	ec := pqtest.NewECKey()
+	classic, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}}, ec)
+	cc, _ := x509.ParseCertificateRequest(classic)
+	if _, err := purecert.CheckCertificateRequest(cc); !errors.Is(err, purecert.ErrNotMLDSA) {
+		t.Fatalf("classic CSR: %v", err)
+	}
+	// A CSR without any requested extension.
+	if _, err := purecert.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, k); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,89 @@
+package altsig
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"net/url"
+	"testing"
+
+	"github.com/signet-id/signet/pq/internal/certder"
+	"github.com/signet-id/signet/pq/mldsa"
+)
+
+func csrTemplate() *x509.CertificateRequest {
+	u, _ := url.Parse("spiffe://example.org/workload")
+	return &x509.CertificateRequest{URIs: []*url.URL{u}}
+}
+
+func TestCertificateRequest(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	alt, _ := mldsa.GenerateKey(rand.Reader, mldsa.MLDSA44)
+	der, err := CreateCertificateRequest(rand.Reader, csrTemplate(), ec, alt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		t.Fatal(err)
+	}
+	if len(csr.URIs) != 1 || csr.URIs[0].String() != "spiffe://example.org/workload" {
+		t.Fatalf("URIs %v", csr.URIs)
+	}
+	pub, err := CheckCertificateRequest(csr)
+	if err != nil || !pub.Equal(alt.PublicKey()) {
+		t.Fatalf("CheckCertificateRequest: %v", err)
+	}
+
+	// A classic CSR.
+	classic, _ := x509.CreateCertificateRequest(rand.Reader, csrTemplate(), ec)
+	cc, _ := x509.ParseCertificateRequest(classic)
+	if _, err := CheckCertificateRequest(cc); !errors.Is(err, ErrNoAltPublicKey) {
+		t.Fatalf("classic CSR: %v", err)
+	}
+
+	// Someone else's ML-DSA key swapped in (classical signature redone):
+	// no proof of possession.
+	other, _ := mldsa.GenerateKey(rand.Reader, mldsa.MLDSA44)
+	c, _ := certder.ParseCertificate(der)
+	cri, _ := certder.ParseCRI(c.TBS)
+	spki, _ := mldsa.MarshalPKIXPublicKey(other.PublicKey())
+	for i, a := range cri.Attributes {
+		if a.ID.Equal(OIDSubjectAltPublicKeyInfo) {
+			cri.Attributes[i], _ = certder.NewAttribute(a.ID, spki)
+		}
+	}
+	cri.SortAttributes()
+	info, _ := cri.Marshal(nil)
+	sig, _ := ecdsaSign(ec, info)
+	swapped, _ := (&certder.Certificate{TBS: info, SignatureAlgorithm: c.SignatureAlgorithm, Signature: sig}).Marshal()
+	sc, err := x509.ParseCertificateRequest(swapped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sc.CheckSignature(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CheckCertificateRequest(sc); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("swapped key: %v", err)
+	}
+
+	// The classical signature still guards the whole request.
+	bad := append([]byte(nil), der...)
+	bad[len(bad)-3] ^= 1
+	bc, _ := x509.ParseCertificateRequest(bad)
+	if _, err := CheckCertificateRequest(bc); err == nil {
+		t.Fatal("broken classical signature accepted")
+	}
+}
+
+func ecdsaSign(k *ecdsa.PrivateKey, msg []byte) ([]byte, error) {
+	h := sha256.Sum256(msg)
+	return ecdsa.SignASN1(rand.Reader, k, h[:])
+}
