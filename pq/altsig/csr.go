@@ -3,6 +3,7 @@ package altsig
 import (
 	"crypto"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -15,13 +16,18 @@ import (
 
 // CreateCertificateRequest creates a hybrid PKCS #10 request: an ordinary
 // CSR made by crypto/x509 from template and signed by priv, that also
-// carries three attributes with the same OIDs as the certificate extensions:
-// subjectAltPublicKeyInfo (the ML-DSA public key of altPriv),
-// altSignatureAlgorithm, and altSignatureValue — altPriv's signature over
-// the CertificationRequestInfo without the altSignatureValue attribute,
-// which proves possession of the ML-DSA key. The classical signature covers
-// all attributes. priv signs twice (the first CSR is discarded); this runs
-// on the node, once per key.
+//
+//   - requests the subjectAltPublicKeyInfo extension (2.5.29.72) holding
+//     altPriv's ML-DSA public key, in the extensionRequest attribute like
+//     any requested extension (x509.CertificateRequest.Extensions shows it);
+//   - proves possession of that key with two attributes that reuse the
+//     certificate extension OIDs: altSignatureAlgorithm (2.5.29.73, value
+//     the AlgorithmIdentifier) and altSignatureValue (2.5.29.74, value a BIT
+//     STRING): altPriv's signature over the CertificationRequestInfo without
+//     the altSignatureValue attribute.
+//
+// The classical signature covers everything. priv signs twice (the first
+// CSR is discarded); this runs on the node, once per key.
 func CreateCertificateRequest(rand io.Reader, template *x509.CertificateRequest, priv crypto.Signer, altPriv crypto.Signer) ([]byte, error) {
 	if template == nil || priv == nil {
 		return nil, errors.New("altsig: nil template or signer")
@@ -34,7 +40,19 @@ func CreateCertificateRequest(rand io.Reader, template *x509.CertificateRequest,
 	if err != nil {
 		return nil, err
 	}
-	draft, err := x509.CreateCertificateRequest(rand, template, priv)
+	spki, err := mldsa.MarshalPKIXPublicKey(altPub)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := *template
+	tmpl.ExtraExtensions = append(append([]pkix.Extension(nil), template.ExtraExtensions...),
+		pkix.Extension{Id: OIDSubjectAltPublicKeyInfo, Value: spki})
+	for _, e := range template.ExtraExtensions {
+		if e.Id.Equal(OIDSubjectAltPublicKeyInfo) {
+			return nil, errors.New("altsig: template already requests subjectAltPublicKeyInfo")
+		}
+	}
+	draft, err := x509.CreateCertificateRequest(rand, &tmpl, priv)
 	if err != nil {
 		return nil, fmt.Errorf("altsig: %w", err)
 	}
@@ -46,29 +64,20 @@ func CreateCertificateRequest(rand io.Reader, template *x509.CertificateRequest,
 	if err != nil {
 		return nil, fmt.Errorf("altsig: %w", err)
 	}
-	for _, id := range []asn1.ObjectIdentifier{OIDSubjectAltPublicKeyInfo, OIDAltSignatureAlgorithm, OIDAltSignatureValue} {
+	for _, id := range []asn1.ObjectIdentifier{OIDAltSignatureAlgorithm, OIDAltSignatureValue} {
 		if _, ok := cri.Find(id); ok {
 			return nil, fmt.Errorf("altsig: template already carries attribute %s", id)
 		}
-	}
-	spki, err := mldsa.MarshalPKIXPublicKey(altPub)
-	if err != nil {
-		return nil, err
 	}
 	algID, err := altPub.Algorithm().MarshalAlgorithmIdentifier()
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range []struct {
-		id  asn1.ObjectIdentifier
-		val []byte
-	}{{OIDSubjectAltPublicKeyInfo, spki}, {OIDAltSignatureAlgorithm, algID}} {
-		attr, err := certder.NewAttribute(a.id, a.val)
-		if err != nil {
-			return nil, err
-		}
-		cri.Attributes = append(cri.Attributes, attr)
+	attr, err := certder.NewAttribute(OIDAltSignatureAlgorithm, algID)
+	if err != nil {
+		return nil, err
 	}
+	cri.Attributes = append(cri.Attributes, attr)
 	cri.SortAttributes()
 	pre, err := cri.Marshal(OIDAltSignatureValue)
 	if err != nil {
@@ -80,7 +89,7 @@ func CreateCertificateRequest(rand io.Reader, template *x509.CertificateRequest,
 	}
 	var bs cryptobyte.Builder
 	bs.AddASN1BitString(altSig)
-	attr, err := certder.NewAttribute(OIDAltSignatureValue, bs.BytesOrPanic())
+	attr, err = certder.NewAttribute(OIDAltSignatureValue, bs.BytesOrPanic())
 	if err != nil {
 		return nil, err
 	}
@@ -116,12 +125,26 @@ func CreateCertificateRequest(rand io.Reader, template *x509.CertificateRequest,
 
 // CheckCertificateRequest checks a hybrid CSR: the classical signature
 // (csr.CheckSignature) and the proof of possession of the ML-DSA key in its
-// subjectAltPublicKeyInfo attribute. It returns that key. A CSR without the
-// attribute yields ErrNoAltPublicKey (after a valid classical signature), so
-// callers can accept classic CSRs where their policy allows.
+// requested subjectAltPublicKeyInfo extension. It returns that key. A CSR
+// that requests no subjectAltPublicKeyInfo yields ErrNoAltPublicKey, one
+// that requests it without proof yields ErrNoAltSignature (both after a
+// valid classical signature), so callers can apply their own policy.
 func CheckCertificateRequest(csr *x509.CertificateRequest) (*mldsa.PublicKey, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("altsig: CSR classical signature: %w", err)
+	}
+	var pub *mldsa.PublicKey
+	for _, e := range csr.Extensions {
+		if e.Id.Equal(OIDSubjectAltPublicKeyInfo) {
+			p, err := mldsa.ParsePKIXPublicKey(e.Value)
+			if err != nil {
+				return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %v", ErrMalformed, err)
+			}
+			pub = p
+		}
+	}
+	if pub == nil {
+		return nil, ErrNoAltPublicKey
 	}
 	c, err := certder.ParseCertificate(csr.Raw)
 	if err != nil {
@@ -140,17 +163,6 @@ func CheckCertificateRequest(csr *x509.CertificateRequest) (*mldsa.PublicKey, er
 			return nil, false, fmt.Errorf("%w: attribute %s must have exactly one value", ErrMalformed, id)
 		}
 		return a.Values[0], true, nil
-	}
-	spki, ok, err := one(OIDSubjectAltPublicKeyInfo)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, ErrNoAltPublicKey
-	}
-	pub, err := mldsa.ParsePKIXPublicKey(spki)
-	if err != nil {
-		return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %v", ErrMalformed, err)
 	}
 	algDER, ok1, err := one(OIDAltSignatureAlgorithm)
 	if err != nil {

@@ -1,11 +1,13 @@
 package altsig
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"net/url"
 	"testing"
@@ -33,6 +35,9 @@ func TestCertificateRequest(t *testing.T) {
 	if err := csr.CheckSignature(); err != nil {
 		t.Fatal(err)
 	}
+	if len(csr.Extensions) < 2 || !csr.Extensions[len(csr.Extensions)-1].Id.Equal(OIDSubjectAltPublicKeyInfo) {
+		t.Fatalf("subjectAltPublicKeyInfo not requested: %v", csr.Extensions)
+	}
 	if len(csr.URIs) != 1 || csr.URIs[0].String() != "spiffe://example.org/workload" {
 		t.Fatalf("URIs %v", csr.URIs)
 	}
@@ -48,19 +53,13 @@ func TestCertificateRequest(t *testing.T) {
 		t.Fatalf("classic CSR: %v", err)
 	}
 
-	// Someone else's ML-DSA key swapped in (classical signature redone):
-	// no proof of possession.
+	// Someone else's ML-DSA key requested (classical signature redone): no
+	// proof of possession.
 	other, _ := mldsa.GenerateKey(rand.Reader, mldsa.MLDSA44)
-	c, _ := certder.ParseCertificate(der)
-	cri, _ := certder.ParseCRI(c.TBS)
 	spki, _ := mldsa.MarshalPKIXPublicKey(other.PublicKey())
-	for i, a := range cri.Attributes {
-		if a.ID.Equal(OIDSubjectAltPublicKeyInfo) {
-			cri.Attributes[i], _ = certder.NewAttribute(a.ID, spki)
-		}
-	}
-	cri.SortAttributes()
-	info, _ := cri.Marshal(nil)
+	mine, _ := mldsa.MarshalPKIXPublicKey(alt.PublicKey())
+	c, _ := certder.ParseCertificate(der)
+	info := bytes.Replace(c.TBS, mine, spki, 1)
 	sig, _ := ecdsaSign(ec, info)
 	swapped, _ := (&certder.Certificate{TBS: info, SignatureAlgorithm: c.SignatureAlgorithm, Signature: sig}).Marshal()
 	sc, err := x509.ParseCertificateRequest(swapped)
@@ -72,6 +71,15 @@ func TestCertificateRequest(t *testing.T) {
 	}
 	if _, err := CheckCertificateRequest(sc); !errors.Is(err, ErrBadSignature) {
 		t.Fatalf("swapped key: %v", err)
+	}
+
+	// The extension requested without proof (as a plain ExtraExtension).
+	tm := csrTemplate()
+	tm.ExtraExtensions = []pkix.Extension{{Id: OIDSubjectAltPublicKeyInfo, Value: mine}}
+	np, _ := x509.CreateCertificateRequest(rand.Reader, tm, ec)
+	npc, _ := x509.ParseCertificateRequest(np)
+	if _, err := CheckCertificateRequest(npc); !errors.Is(err, ErrNoAltSignature) {
+		t.Fatalf("no proof: %v", err)
 	}
 
 	// The classical signature still guards the whole request.
