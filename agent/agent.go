@@ -6,11 +6,13 @@ package agent
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +23,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/agent/cache"
+	"github.com/signet-id/signet/pq/altsig"
+	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -159,12 +163,42 @@ func (a *Agent) newKey() (*ecdsa.PrivateKey, error) {
 	return k, nil
 }
 
-func (a *Agent) csr(key *ecdsa.PrivateKey) ([]byte, error) {
-	der, err := x509.CreateCertificateRequest(a.cfg.Rand, &x509.CertificateRequest{}, key)
-	if err != nil {
-		return nil, fmt.Errorf("agent: create CSR: %w", err)
+// csr builds a CSR for key. In a hybrid trust domain (its CA carries ML-DSA
+// alternative signatures) it also generates an ML-DSA-44 key on the node and
+// requests it as the subjectAltPublicKeyInfo; that key is returned too.
+func (a *Agent) csr(key *ecdsa.PrivateKey) ([]byte, crypto.Signer, error) {
+	tmpl := &x509.CertificateRequest{}
+	var alt *mldsa.PrivateKey
+	if a.hybrid() {
+		var err error
+		alt, err = mldsa.GenerateKey(a.cfg.Rand, mldsa.MLDSA44)
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: generate ML-DSA key: %w", err)
+		}
+		spki, err := mldsa.MarshalPKIXPublicKey(alt.PublicKey())
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: marshal ML-DSA key: %w", err)
+		}
+		tmpl.ExtraExtensions = []pkix.Extension{{Id: altsig.OIDSubjectAltPublicKeyInfo, Value: spki}}
 	}
-	return der, nil
+	der, err := x509.CreateCertificateRequest(a.cfg.Rand, tmpl, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("agent: create CSR: %w", err)
+	}
+	if alt == nil {
+		return der, nil, nil
+	}
+	return der, alt, nil
+}
+
+// hybrid reports whether the trust domain's CA uses the hybrid profile.
+func (a *Agent) hybrid() bool {
+	for _, c := range a.roots() {
+		if altsig.HasAlt(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // publish pushes the current state to the cache and to disk.

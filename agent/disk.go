@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/signet-id/signet/agent/cache"
+	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -30,8 +31,9 @@ const (
 )
 
 type diskSVID struct {
-	Chain [][]byte `json:"chain"`
-	Key   []byte   `json:"key"`
+	Chain  [][]byte `json:"chain"`
+	Key    []byte   `json:"key"`
+	AltKey []byte   `json:"alt_key,omitempty"`
 }
 
 type diskCache struct {
@@ -56,6 +58,11 @@ func encodeSVID(s *cache.X509SVID) (diskSVID, error) {
 		return diskSVID{}, fmt.Errorf("agent: marshal key: %w", err)
 	}
 	d := diskSVID{Key: key}
+	if ak, ok := s.AltKey.(*mldsa.PrivateKey); ok {
+		if d.AltKey, err = mldsa.MarshalPKCS8PrivateKey(ak); err != nil {
+			return diskSVID{}, fmt.Errorf("agent: marshal ML-DSA key: %w", err)
+		}
+	}
 	for _, c := range s.Chain {
 		d.Chain = append(d.Chain, c.Raw)
 	}
@@ -71,7 +78,18 @@ func decodeSVID(d diskSVID) (*cache.X509SVID, error) {
 	if !ok {
 		return nil, fmt.Errorf("agent: key of type %T cannot sign", k)
 	}
-	return parseChain(d.Chain, signer)
+	s, err := parseChain(d.Chain, signer)
+	if err != nil {
+		return nil, err
+	}
+	if len(d.AltKey) > 0 {
+		ak, err := mldsa.ParsePKCS8PrivateKey(d.AltKey)
+		if err != nil {
+			return nil, fmt.Errorf("agent: parse ML-DSA key: %w", err)
+		}
+		s.AltKey = ak
+	}
+	return s, nil
 }
 
 func (d *diskState) saveAgentSVID(s *cache.X509SVID) error {

@@ -99,7 +99,7 @@ func (a *Agent) attest(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
-	csr, err := a.csr(key)
+	csr, altKey, err := a.csr(key)
 	if err != nil {
 		return err
 	}
@@ -128,6 +128,7 @@ func (a *Agent) attest(ctx context.Context, addr string) error {
 	if err != nil {
 		return err
 	}
+	svid.AltKey = altKey
 	a.mu.Lock()
 	a.agentSVID = svid
 	a.mu.Unlock()
@@ -311,7 +312,7 @@ func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
 	if err != nil {
 		return err
 	}
-	csr, err := a.csr(key)
+	csr, altKey, err := a.csr(key)
 	if err != nil {
 		return err
 	}
@@ -323,6 +324,7 @@ func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
 	if err != nil {
 		return err
 	}
+	svid.AltKey = altKey
 	a.mu.Lock()
 	a.agentSVID = svid
 	a.mu.Unlock()
@@ -438,17 +440,18 @@ func (a *Agent) newSVIDs(ctx context.Context, c *clients, due []*types.Entry) (m
 	for start := 0; start < len(due); start += maxBatch {
 		chunk := due[start:min(start+maxBatch, len(due))]
 		keys := make([]crypto.Signer, len(chunk))
+		altKeys := make([]crypto.Signer, len(chunk))
 		req := &svidv1.BatchNewX509SVIDRequest{}
 		for i, e := range chunk {
 			k, err := a.newKey()
 			if err != nil {
 				return nil, nil, err
 			}
-			csr, err := a.csr(k)
+			csr, alt, err := a.csr(k)
 			if err != nil {
 				return nil, nil, err
 			}
-			keys[i] = k
+			keys[i], altKeys[i] = k, alt
 			req.Params = append(req.Params, &svidv1.NewX509SVIDParams{EntryId: e.Id, Csr: csr})
 		}
 		resp, err := c.svid.BatchNewX509SVID(ctx, req)
@@ -467,6 +470,7 @@ func (a *Agent) newSVIDs(ctx context.Context, c *clients, due []*types.Entry) (m
 			if err != nil {
 				return nil, nil, err
 			}
+			s.AltKey = altKeys[i]
 			out[chunk[i].Id] = s
 			revs[chunk[i].Id] = chunk[i].RevisionNumber
 			a.m.svidsIssued.Inc()

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/config"
 	"github.com/signet-id/signet/server"
 	"github.com/spf13/cobra"
@@ -41,6 +42,7 @@ type serverFlags struct {
 	logFormat      string
 	allowClassical bool
 	metricsAddress string
+	profile        string
 }
 
 func newServerRunCommand() *cobra.Command {
@@ -86,6 +88,7 @@ func newServerRunCommand() *cobra.Command {
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (default text)")
 	fl.BoolVar(&f.allowClassical, "allow-classical-key-exchange", false, "also accept classical-only TLS key exchange (X25519, P-256); post-quantum X25519MLKEM768 is required otherwise")
 	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port (e.g. 127.0.0.1:9988)")
+	fl.StringVar(&f.profile, "credential-profile", "", "classic (ECDSA P-256) or hybrid (ECDSA plus ML-DSA alternative signatures); default classic")
 	return cmd
 }
 
@@ -140,6 +143,9 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 		*d.dst, _ = config.Duration(d.v) // validated by LoadServer
 	}
 	cfg.TLS.AllowClassical = f.allowClassical || file.AllowClassicalKEX
+	if cfg.Profile, err = ca.ParseProfile(pick(f.profile, file.CredentialProfile)); err != nil {
+		return cfg, logSettings{}, usageError{err}
+	}
 	for _, s := range file.AdminIDs {
 		id, err := spiffeid.FromString(s)
 		if err != nil {

@@ -40,6 +40,7 @@ type Server struct {
 	LogFormat          string   `hcl:"log_format,optional"`
 	AllowClassicalKEX  bool     `hcl:"allow_classical_key_exchange,optional"`
 	AdminIDs           []string `hcl:"admin_ids,optional"`
+	CredentialProfile  string   `hcl:"credential_profile,optional"`
 }
 
 // Etcd is the `etcd` block: an external cluster instead of the embedded one.

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
+	"github.com/signet-id/signet/pq/mldsa"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	agentapi "github.com/signet-id/signet/server/api/agent"
 	"github.com/signet-id/signet/server/api/apiutil"
@@ -59,6 +60,11 @@ type Config struct {
 	X509SVIDTTL  time.Duration
 	JWTSVIDTTL   time.Duration
 	AgentSVIDTTL time.Duration
+
+	// Profile is the trust domain's credential profile: classic (default)
+	// or hybrid. pq is refused: Go 1.26's crypto/tls cannot authenticate
+	// with ML-DSA certificates, so agents could not connect.
+	Profile ca.Profile
 
 	TLS TLSPolicy
 	// AdminIDs are SPIFFE IDs allowed to call admin RPCs over mTLS, in
@@ -108,6 +114,15 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.DataDir == "" {
 		return nil, errors.New("server: data directory is required (set data_dir or --data-dir)")
+	}
+	switch cfg.Profile {
+	case "":
+		cfg.Profile = ca.ProfileClassic
+	case ca.ProfileClassic, ca.ProfileHybrid:
+	case ca.ProfilePQ:
+		return nil, errors.New("server: credential profile pq cannot be served yet: Go 1.26 crypto/tls cannot authenticate agents and servers with ML-DSA certificates; use hybrid (ECDSA chain plus ML-DSA alternative signatures)")
+	default:
+		return nil, fmt.Errorf("server: unknown credential profile %q (use classic or hybrid)", cfg.Profile)
 	}
 	if cfg.BindAddress == "" {
 		cfg.BindAddress = "0.0.0.0:8081"
@@ -173,6 +188,7 @@ func (s *Server) Run(ctx context.Context) error {
 		TrustDomain: s.cfg.TrustDomain,
 		Path:        filepath.Join(s.cfg.DataDir, "ca", "ca.json"),
 		CATTL:       s.cfg.CATTL,
+		Profile:     s.cfg.Profile,
 		Now:         s.cfg.Now,
 		Logger:      s.log,
 	})
@@ -327,11 +343,19 @@ func (s *Server) rotateServerSVID() error {
 	if err != nil {
 		return fmt.Errorf("server: generate server key: %w", err)
 	}
-	chain, err := s.issuer.X509SVID(issuer.X509Params{
+	params := issuer.X509Params{
 		ID:        apiutil.ServerID(s.cfg.TrustDomain),
 		PublicKey: key.Public(),
 		DNSNames:  []string{"localhost"},
-	})
+	}
+	if s.cfg.Profile == ca.ProfileHybrid {
+		alt, err := mldsa.GenerateKey(randReader(), mldsa.MLDSA44)
+		if err != nil {
+			return fmt.Errorf("server: generate server ML-DSA key: %w", err)
+		}
+		params.AltPublicKey = alt.PublicKey()
+	}
+	chain, err := s.issuer.X509SVID(params)
 	if err != nil {
 		return fmt.Errorf("server: issue server SVID: %w", err)
 	}

@@ -35,6 +35,10 @@ type X509SVID struct {
 	// Chain is the leaf certificate followed by any intermediates.
 	Chain []*x509.Certificate
 	Key   crypto.Signer
+	// AltKey is the ML-DSA key matching the leaf's subjectAltPublicKeyInfo
+	// (hybrid profile). The Workload API has no field for it; it stays in
+	// the agent.
+	AltKey crypto.Signer
 }
 
 // Update is the full state of the cache.

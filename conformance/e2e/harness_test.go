@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/agent"
+	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/server"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
@@ -58,6 +59,7 @@ type testServer struct {
 // serverOptions adjust a test server's configuration.
 type serverOptions struct {
 	agentTTL time.Duration
+	profile  ca.Profile
 }
 
 func startServer(t testing.TB, dir string) *testServer {
@@ -78,6 +80,7 @@ func startServerWith(t testing.TB, dir string, opt func(*serverOptions)) *testSe
 		Logger:           testLogger(t).With("component", "server"),
 		RotationInterval: time.Second,
 		AgentSVIDTTL:     o.agentTTL,
+		Profile:          o.profile,
 	})
 	if err != nil {
 		t.Fatal(err)

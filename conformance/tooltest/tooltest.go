@@ -1,0 +1,54 @@
+// Package tooltest finds the external tools the interop tests run:
+// OpenSSL 3.5 from shared/tools beside the repository. A missing tool fails
+// the test when CI=true and skips it otherwise.
+package tooltest
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// OpenSSL returns the path of shared/tools/openssl35, found by walking up
+// from the working directory (the repository is checked out beside
+// shared/).
+func OpenSSL(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		p := filepath.Join(dir, "shared", "tools", "openssl35")
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("shared/tools/openssl35 not found beside the repository")
+	}
+	t.Skip("shared/tools/openssl35 not found beside the repository")
+	return ""
+}
+
+// RunOpenSSL runs OpenSSL with args and returns its combined output and
+// whether it exited 0.
+func RunOpenSSL(t testing.TB, stdin string, args ...string) (string, bool) {
+	t.Helper()
+	cmd := exec.Command(OpenSSL(t), args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			t.Fatalf("running openssl %v: %v", args, err)
+		}
+	}
+	return string(out), err == nil
+}
