@@ -61,6 +61,7 @@ func NewRootCommand() *cobra.Command {
 		newServerCommand(),
 		agent,
 		newQuickstartCommand(),
+		newVerifyCommand(),
 	)
 	addAdminCommands(root)
 	addWorkloadCommands(root)

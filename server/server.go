@@ -22,6 +22,7 @@ import (
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/pq/mldsa"
+	"github.com/signet-id/signet/pq/pqbundle"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	agentapi "github.com/signet-id/signet/server/api/agent"
 	"github.com/signet-id/signet/server/api/apiutil"
@@ -208,6 +209,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.rotateServerSVID(); err != nil {
 		return err
 	}
+	s.writeBundleFile()
 	s.hub = notify.New(hubState{s}, s.cfg.Registry)
 
 	agentSrv := grpc.NewServer(append(s.agentInterceptors(),
@@ -395,6 +397,7 @@ func (s *Server) rotationLoop(ctx context.Context) {
 		if changed {
 			seq, _ := s.ca.Bundle().SequenceNumber()
 			s.hub.BundleChanged(seq)
+			s.writeBundleFile()
 		}
 	}
 }
@@ -438,4 +441,27 @@ func (h hubState) Revision() int64 { return h.s.store.Revision() }
 func (h hubState) BundleSequence() uint64 {
 	seq, _ := h.s.ca.Bundle().SequenceNumber()
 	return seq
+}
+
+// BundleFile is the SPIFFE bundle JSON the server keeps current in its data
+// directory, with ML-DSA JWT keys in the signet_mldsa_keys member.
+const BundleFile = "bundle.spiffe.json"
+
+// writeBundleFile writes the current bundle to DataDir/BundleFile (0644:
+// a bundle is public).
+func (s *Server) writeBundleFile() {
+	data, err := pqbundle.Marshal(s.ca.Bundle(), s.ca.MLDSAJWTKeys())
+	if err != nil {
+		s.log.Error("failed to encode the bundle", "error", err)
+		return
+	}
+	path := filepath.Join(s.cfg.DataDir, BundleFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		s.log.Error("failed to write the bundle file", "error", err)
+		return
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		s.log.Error("failed to write the bundle file", "error", err)
+	}
 }
