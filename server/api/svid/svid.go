@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
@@ -34,10 +35,16 @@ type Issuer interface {
 	JWTSVID(p issuer.JWTParams) (string, time.Time, error)
 }
 
-// Events receives issuance events (for the rotation event log).
+// Events receives issuance events (for the rotation event log and for
+// tracking which authority signed the SVIDs agents hold). agentID and
+// entryID are zero and empty for admin mints; authorityID is the issuing
+// CA's authority ID (ca.IssuerAuthorityID of the leaf).
 type Events interface {
-	SVIDIssued(ctx context.Context, entryID string, id spiffeid.ID, serial string, expiresAt time.Time)
+	SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID string, id spiffeid.ID, serial, authorityID string, expiresAt time.Time)
 }
+
+// The store's tracker records which authority signed each agent's SVIDs.
+var _ Events = (*store.SVIDTracker)(nil)
 
 // Config configures the service.
 type Config struct {
@@ -143,7 +150,8 @@ func (s *Service) newX509(ctx context.Context, p *svidv1.NewX509SVIDParams, entr
 		return result(codes.Internal, "failed to sign X509-SVID: "+err.Error())
 	}
 	if s.cfg.Events != nil {
-		s.cfg.Events.SVIDIssued(ctx, e.Id, id, chain[0].SerialNumber.String(), chain[0].NotAfter)
+		agentID, _ := apiutil.CallerAgent(ctx)
+		s.cfg.Events.SVIDIssued(ctx, agentID, e.Id, id, chain[0].SerialNumber.String(), ca.IssuerAuthorityID(chain[0]), chain[0].NotAfter)
 	}
 	return &svidv1.BatchNewX509SVIDResponse_Result{
 		Status: &types.Status{Code: int32(codes.OK), Message: "OK"},
@@ -212,7 +220,7 @@ func (s *Service) MintX509SVID(ctx context.Context, req *svidv1.MintX509SVIDRequ
 		return nil, status.Errorf(codes.Internal, "failed to sign X509-SVID: %v", err)
 	}
 	if s.cfg.Events != nil {
-		s.cfg.Events.SVIDIssued(ctx, "", id, chain[0].SerialNumber.String(), chain[0].NotAfter)
+		s.cfg.Events.SVIDIssued(ctx, spiffeid.ID{}, "", id, chain[0].SerialNumber.String(), ca.IssuerAuthorityID(chain[0]), chain[0].NotAfter)
 	}
 	return &svidv1.MintX509SVIDResponse{Svid: apiutil.X509SVIDToProto(id, chain)}, nil
 }
