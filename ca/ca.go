@@ -70,8 +70,11 @@ type JWTSlot struct {
 type Config struct {
 	TrustDomain spiffeid.TrustDomain
 	// Path is the file the authorities persist to (mode 0600). Empty keeps
-	// them in memory only.
+	// them in memory only, unless Storage is set.
 	Path string
+	// Storage overrides Path, e.g. with encrypted state shared by server
+	// replicas in etcd.
+	Storage Storage
 	// CATTL is the lifetime of each X.509 CA and JWT key. Default 24h.
 	CATTL time.Duration
 	// RefreshHint is published in the bundle. Default 5m.
@@ -88,6 +91,7 @@ type Config struct {
 type Manager struct {
 	cfg Config
 
+	storage  Storage
 	mu       sync.RWMutex
 	x509     []*X509Slot
 	jwt      []*JWTSlot
@@ -119,11 +123,15 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{cfg: cfg, subs: map[chan struct{}]struct{}{}}
-	if cfg.Path != "" {
-		if err := m.load(); err != nil {
-			return nil, err
+	m := &Manager{cfg: cfg, subs: map[chan struct{}]struct{}{}, storage: cfg.Storage}
+	if m.storage == nil {
+		m.storage = memoryStorage{}
+		if cfg.Path != "" {
+			m.storage = FileStorage{Path: cfg.Path}
 		}
+	}
+	if err := m.load(); err != nil {
+		return nil, err
 	}
 	if _, err := m.Rotate(); err != nil {
 		return nil, err
@@ -310,6 +318,15 @@ func (m *Manager) Rotate() (bool, error) {
 	}
 	m.sequence++
 	if err := m.saveLocked(); err != nil {
+		if errors.Is(err, ErrStaleState) {
+			// Another replica advanced the lifecycle first: adopt its
+			// state instead of ours, so no authority is activated twice.
+			if lerr := m.load(); lerr != nil {
+				return false, lerr
+			}
+			m.notifyLocked()
+			return true, nil
+		}
 		return true, err
 	}
 	m.notifyLocked()

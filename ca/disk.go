@@ -4,11 +4,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/signet-id/signet/pq/mldsa"
@@ -42,35 +38,42 @@ type diskJWTKey struct {
 	AltKeyID  string    `json:"alt_kid,omitempty"`
 }
 
-// load reads the persisted state; a missing file is not an error.
+// load reads the persisted state into m (replacing its slots); empty
+// storage is not an error.
 func (m *Manager) load() error {
-	data, err := os.ReadFile(m.cfg.Path)
-	if errors.Is(err, fs.ErrNotExist) {
+	data, err := m.storage.Load()
+	if err != nil {
+		return fmt.Errorf("ca: load state: %w", err)
+	}
+	if len(data) == 0 {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("ca: read %s: %w", m.cfg.Path, err)
-	}
+	return m.decodeLocked(data)
+}
+
+// decodeLocked replaces m's slots with the encoded state data.
+func (m *Manager) decodeLocked(data []byte) error {
 	var st diskState
 	if err := json.Unmarshal(data, &st); err != nil {
-		return fmt.Errorf("ca: parse %s: %w", m.cfg.Path, err)
+		return fmt.Errorf("ca: parse %s: %w", m.storage, err)
 	}
 	if st.Version != stateVersion {
-		return fmt.Errorf("ca: %s has state version %d, want %d", m.cfg.Path, st.Version, stateVersion)
+		return fmt.Errorf("ca: %s has state version %d, want %d", m.storage, st.Version, stateVersion)
 	}
+	m.x509, m.jwt = nil, nil
 	for i, d := range st.X509 {
 		cert, err := x509.ParseCertificate(d.Cert)
 		if err != nil {
-			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.cfg.Path, i, err)
+			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.storage, i, err)
 		}
 		key, err := parseSigner(d.Key)
 		if err != nil {
-			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.cfg.Path, i, err)
+			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.storage, i, err)
 		}
 		slot := &X509Slot{Status: d.Status, Tainted: d.Tainted, Cert: cert, Key: key}
 		if len(d.AltKey) > 0 {
 			if slot.AltKey, err = parseSigner(d.AltKey); err != nil {
-				return fmt.Errorf("ca: %s: X.509 authority %d alt key: %w", m.cfg.Path, i, err)
+				return fmt.Errorf("ca: %s: X.509 authority %d alt key: %w", m.storage, i, err)
 			}
 		}
 		m.x509 = append(m.x509, slot)
@@ -78,12 +81,12 @@ func (m *Manager) load() error {
 	for i, d := range st.JWT {
 		key, err := parseSigner(d.Key)
 		if err != nil {
-			return fmt.Errorf("ca: %s: JWT key %d: %w", m.cfg.Path, i, err)
+			return fmt.Errorf("ca: %s: JWT key %d: %w", m.storage, i, err)
 		}
 		slot := &JWTSlot{Status: d.Status, Tainted: d.Tainted, KeyID: d.KeyID, NotBefore: d.NotBefore, NotAfter: d.NotAfter, Key: key, AltKeyID: d.AltKeyID}
 		if len(d.AltKey) > 0 {
 			if slot.AltKey, err = parseSigner(d.AltKey); err != nil {
-				return fmt.Errorf("ca: %s: JWT key %d alt key: %w", m.cfg.Path, i, err)
+				return fmt.Errorf("ca: %s: JWT key %d alt key: %w", m.storage, i, err)
 			}
 		}
 		m.jwt = append(m.jwt, slot)
@@ -110,9 +113,6 @@ func parseSigner(der []byte) (crypto.Signer, error) {
 
 // saveLocked writes the state atomically with mode 0600.
 func (m *Manager) saveLocked() error {
-	if m.cfg.Path == "" {
-		return nil
-	}
 	st := diskState{Version: stateVersion, Sequence: m.sequence}
 	for _, s := range m.x509 {
 		key, err := marshalKey(s.Key)
@@ -144,32 +144,8 @@ func (m *Manager) saveLocked() error {
 	if err != nil {
 		return fmt.Errorf("ca: encode state: %w", err)
 	}
-	dir := filepath.Dir(m.cfg.Path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("ca: create %s: %w", dir, err)
-	}
-	tmp, err := os.CreateTemp(dir, ".ca-*.tmp")
-	if err != nil {
-		return fmt.Errorf("ca: write state: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("ca: write state: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("ca: write state: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("ca: write state: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("ca: write state: %w", err)
-	}
-	if err := os.Rename(tmp.Name(), m.cfg.Path); err != nil {
-		return fmt.Errorf("ca: write state: %w", err)
+	if err := m.storage.Save(data); err != nil {
+		return fmt.Errorf("ca: save state: %w", err)
 	}
 	return nil
 }

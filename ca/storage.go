@@ -1,0 +1,102 @@
+package ca
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Storage persists the encoded CA state (private keys included). Replicas
+// that share a Storage must see each other's writes: Save fails with
+// ErrStaleState when the stored state changed since this manager last
+// loaded or saved it, so two replicas never both apply a transition.
+type Storage interface {
+	// Load returns the stored state, or nil when there is none.
+	Load() ([]byte, error)
+	// Save replaces the stored state.
+	Save(data []byte) error
+	// String names the storage in errors, e.g. a path.
+	String() string
+}
+
+// ErrStaleState is returned by Storage.Save when another writer changed the
+// state first; the manager reloads and re-evaluates.
+var ErrStaleState = errors.New("ca: state changed by another replica")
+
+// FileStorage keeps the state in one file, written atomically with mode
+// 0600 in a 0700 directory.
+type FileStorage struct{ Path string }
+
+var _ Storage = FileStorage{}
+
+func (f FileStorage) String() string { return f.Path }
+
+// Load implements Storage.
+func (f FileStorage) Load() ([]byte, error) {
+	data, err := os.ReadFile(f.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
+
+// Save implements Storage.
+func (f FileStorage) Save(data []byte) error {
+	dir := filepath.Dir(f.Path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".ca-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), f.Path)
+}
+
+// memoryStorage keeps nothing.
+type memoryStorage struct{}
+
+func (memoryStorage) Load() ([]byte, error) { return nil, nil }
+func (memoryStorage) Save([]byte) error     { return nil }
+func (memoryStorage) String() string        { return "memory" }
+
+// Reload re-reads the shared storage, for example after a watch saw another
+// replica write it. It reports whether the state changed.
+func (m *Manager) Reload() (bool, error) {
+	data, err := m.storage.Load()
+	if err != nil {
+		return false, fmt.Errorf("ca: reload state: %w", err)
+	}
+	if len(data) == 0 {
+		return false, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	before := m.sequence
+	if err := m.decodeLocked(data); err != nil {
+		return false, err
+	}
+	if m.sequence == before {
+		return false, nil
+	}
+	m.notifyLocked()
+	return true, nil
+}
