@@ -43,6 +43,7 @@ type serverFlags struct {
 	allowClassical bool
 	metricsAddress string
 	profile        string
+	caKEKFile      string
 }
 
 func newServerRunCommand() *cobra.Command {
@@ -88,6 +89,7 @@ func newServerRunCommand() *cobra.Command {
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (default text)")
 	fl.BoolVar(&f.allowClassical, "allow-classical-key-exchange", false, "also accept classical-only TLS key exchange (X25519, P-256); post-quantum X25519MLKEM768 is required otherwise")
 	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port (e.g. 127.0.0.1:9988)")
+	fl.StringVar(&f.caKEKFile, "ca-kek-file", "", "file with the 32-byte key that seals the CA in an external etcd shared by replicas")
 	fl.StringVar(&f.profile, "credential-profile", "", "classic (ECDSA P-256) or hybrid (ECDSA plus ML-DSA alternative signatures); default classic")
 	return cmd
 }
@@ -133,6 +135,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 		return cfg, logSettings{}, usageError{fmt.Errorf("invalid --bind-address %q: want host:port", cfg.BindAddress)}
 	}
 	cfg.AdminSocket = pick(f.socketPath, file.SocketPath, DefaultAdminSocket)
+	cfg.CAKEKFile = pick(f.caKEKFile, file.CAKEKPath)
 	if len(f.etcdEndpoints) > 0 {
 		cfg.Etcd = server.EtcdConfig{Endpoints: f.etcdEndpoints, CertFile: f.etcdCert, KeyFile: f.etcdKey, CAFile: f.etcdCA}
 	}

@@ -41,6 +41,7 @@ type Server struct {
 	AllowClassicalKEX  bool     `hcl:"allow_classical_key_exchange,optional"`
 	AdminIDs           []string `hcl:"admin_ids,optional"`
 	CredentialProfile  string   `hcl:"credential_profile,optional"`
+	CAKEKPath          string   `hcl:"ca_kek_path,optional"`
 }
 
 // Etcd is the `etcd` block: an external cluster instead of the embedded one.

@@ -55,7 +55,12 @@ type Config struct {
 	// DataDir/private/api.sock.
 	AdminSocket string
 	// Etcd selects an external etcd cluster; empty Endpoints embeds one.
+	// Replicas sharing an external cluster share the CA too, sealed in etcd
+	// with the key-encryption key in CAKEKFile.
 	Etcd EtcdConfig
+	// CAKEKFile holds the 32-byte key that seals the CA state in etcd
+	// (required with an external etcd).
+	CAKEKFile string
 
 	CATTL        time.Duration
 	X509SVIDTTL  time.Duration
@@ -185,9 +190,21 @@ func (s *Server) Run(ctx context.Context) error {
 	defer st.Close()
 	s.store = st
 
+	var caStorage ca.Storage = ca.FileStorage{Path: filepath.Join(s.cfg.DataDir, "ca", "ca.json")}
+	var shared *etcdCAStorage
+	if len(s.cfg.Etcd.Endpoints) > 0 {
+		kek, err := loadKEK(s.cfg.CAKEKFile)
+		if err != nil {
+			return err
+		}
+		if shared, err = newEtcdCAStorage(cli, "/signet/"+s.cfg.TrustDomain.Name()+"/ca/state", kek); err != nil {
+			return err
+		}
+		caStorage = shared
+	}
 	s.ca, err = ca.New(ca.Config{
 		TrustDomain: s.cfg.TrustDomain,
-		Path:        filepath.Join(s.cfg.DataDir, "ca", "ca.json"),
+		Storage:     caStorage,
 		CATTL:       s.cfg.CATTL,
 		Profile:     s.cfg.Profile,
 		Now:         s.cfg.Now,
@@ -236,6 +253,10 @@ func (s *Server) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	wg.Add(4)
+	if shared != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); s.watchCA(ctx, shared) }()
+	}
 	go func() { defer wg.Done(); errc <- agentSrv.Serve(lis) }()
 	go func() { defer wg.Done(); errc <- adminSrv.Serve(adminLis) }()
 	go func() { defer wg.Done(); s.rotationLoop(ctx) }()
@@ -385,21 +406,33 @@ func (s *Server) rotationLoop(ctx context.Context) {
 		if err != nil {
 			s.log.Error("CA rotation failed", "error", err)
 		}
+		if changed {
+			s.caChanged()
+			continue
+		}
 		cert := s.serverCert.Load()
-		now := s.cfg.Now()
-		half := issuer.RenewalTime(cert.Leaf)
-		active, _ := s.ca.X509Authority()
-		if changed || now.After(half) || cert.Leaf.CheckSignatureFrom(active) != nil {
+		if s.cfg.Now().After(issuer.RenewalTime(cert.Leaf)) {
 			if err := s.rotateServerSVID(); err != nil {
 				s.log.Error("server SVID rotation failed", "error", err)
 			}
 		}
-		if changed {
-			seq, _ := s.ca.Bundle().SequenceNumber()
-			s.hub.BundleChanged(seq)
-			s.writeBundleFile()
+	}
+}
+
+// caChanged reacts to a change of the CA state (here or on another
+// replica): re-issue the server SVID if its signer is no longer active,
+// publish the bundle, and tell the agents.
+func (s *Server) caChanged() {
+	cert := s.serverCert.Load()
+	active, _ := s.ca.X509Authority()
+	if cert == nil || active == nil || cert.Leaf.CheckSignatureFrom(active) != nil {
+		if err := s.rotateServerSVID(); err != nil {
+			s.log.Error("server SVID rotation failed", "error", err)
 		}
 	}
+	seq, _ := s.ca.Bundle().SequenceNumber()
+	s.hub.BundleChanged(seq)
+	s.writeBundleFile()
 }
 
 // pushLoop turns store events into notifications for the affected agents.
