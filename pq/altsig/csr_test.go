@@ -95,3 +95,20 @@ func ecdsaSign(k *ecdsa.PrivateKey, msg []byte) ([]byte, error) {
 	h := sha256.Sum256(msg)
 	return ecdsa.SignASN1(rand.Reader, k, h[:])
 }
+
+func FuzzCheckCertificateRequest(f *testing.F) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	alt, _ := mldsa.GenerateKey(rand.Reader, mldsa.MLDSA44)
+	der, err := CreateCertificateRequest(rand.Reader, csrTemplate(), ec, alt)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(der)
+	f.Fuzz(func(t *testing.T, der []byte) {
+		csr, err := x509.ParseCertificateRequest(der)
+		if err != nil {
+			return
+		}
+		_, _ = CheckCertificateRequest(csr)
+	})
+}

@@ -107,3 +107,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseCRI(f *testing.F) {
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{DNSNames: []string{"a"}}, k)
+	c, _ := ParseCertificate(csr)
+	f.Add(c.TBS)
+	f.Fuzz(func(t *testing.T, der []byte) {
+		cri, err := ParseCRI(der)
+		if err != nil {
+			return
+		}
+		out, err := cri.Marshal(nil)
+		if err != nil || !bytes.Equal(out, der) {
+			t.Fatalf("CRI does not round-trip: %v", err)
+		}
+	})
+}
