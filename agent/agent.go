@@ -12,7 +12,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
@@ -175,20 +174,17 @@ func (a *Agent) csr(key *ecdsa.PrivateKey) ([]byte, crypto.Signer, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("agent: generate ML-DSA key: %w", err)
 		}
-		spki, err := mldsa.MarshalPKIXPublicKey(alt.PublicKey())
+		der, err := altsig.CreateCertificateRequest(a.cfg.Rand, tmpl, key, alt)
 		if err != nil {
-			return nil, nil, fmt.Errorf("agent: marshal ML-DSA key: %w", err)
+			return nil, nil, fmt.Errorf("agent: create hybrid CSR: %w", err)
 		}
-		tmpl.ExtraExtensions = []pkix.Extension{{Id: altsig.OIDSubjectAltPublicKeyInfo, Value: spki}}
+		return der, alt, nil
 	}
 	der, err := x509.CreateCertificateRequest(a.cfg.Rand, tmpl, key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agent: create CSR: %w", err)
 	}
-	if alt == nil {
-		return der, nil, nil
-	}
-	return der, alt, nil
+	return der, nil, nil
 }
 
 // hybrid reports whether the trust domain's CA uses the hybrid profile.

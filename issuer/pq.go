@@ -44,15 +44,16 @@ func ParseCSRInfo(der []byte) (*CSRInfo, error) {
 		return nil, fmt.Errorf("%w: malformed CSR: %v", ErrInvalidCSR, err)
 	}
 	info := &CSRInfo{Request: csr}
-	if csr.PublicKeyAlgorithm == x509.UnknownPublicKeyAlgorithm {
-		pub, err := mldsa.ParsePKIXPublicKey(csr.RawSubjectPublicKeyInfo)
+	if _, err := mldsa.ParsePKIXPublicKey(csr.RawSubjectPublicKeyInfo); err == nil {
+		pub, err := purecert.CheckCertificateRequest(csr)
 		if err != nil {
-			return nil, fmt.Errorf("%w: unsupported public key: %v", ErrInvalidCSR, err)
-		}
-		if !pub.Verify(csr.RawTBSCertificateRequest, csr.Signature) {
-			return nil, fmt.Errorf("%w: CSR ML-DSA signature check failed", ErrInvalidCSR)
+			return nil, fmt.Errorf("%w: %v", ErrInvalidCSR, err)
 		}
 		info.PublicKey = pub
+		return info, nil
+	}
+	if csr.PublicKeyAlgorithm == x509.UnknownPublicKeyAlgorithm {
+		return nil, fmt.Errorf("%w: unsupported public key algorithm", ErrInvalidCSR)
 	} else {
 		if err := csr.CheckSignature(); err != nil {
 			return nil, fmt.Errorf("%w: CSR signature check failed: %v", ErrInvalidCSR, err)
@@ -64,9 +65,10 @@ func ParseCSRInfo(der []byte) (*CSRInfo, error) {
 	}
 	for _, e := range csr.Extensions {
 		if e.Id.Equal(altsig.OIDSubjectAltPublicKeyInfo) {
-			alt, err := mldsa.ParsePKIXPublicKey(e.Value)
+			// A requested ML-DSA key must come with proof of possession.
+			alt, err := altsig.CheckCertificateRequest(csr)
 			if err != nil {
-				return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %v", ErrInvalidCSR, err)
+				return nil, fmt.Errorf("%w: ML-DSA subjectAltPublicKeyInfo: %v", ErrInvalidCSR, err)
 			}
 			info.AltPublicKey = alt
 		}

@@ -15,8 +15,10 @@ import (
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/conformance/svidspec"
 	"github.com/signet-id/signet/issuer"
+	"github.com/signet-id/signet/pq/altsig"
 	pqjwt "github.com/signet-id/signet/pq/jwt"
 	"github.com/signet-id/signet/pq/mldsa"
+	"github.com/signet-id/signet/pq/purecert"
 	"github.com/signet-id/signet/pq/verify"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -143,9 +145,17 @@ func TestParseCSRInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+	// Requesting an ML-DSA key without proving possession is refused.
+	noProof, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
 		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 72}, Value: spki}},
 	}, ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := issuer.ParseCSRInfo(noProof); !errors.Is(err, issuer.ErrInvalidCSR) {
+		t.Fatalf("CSR without ML-DSA proof of possession: %v, want ErrInvalidCSR", err)
+	}
+	der, err := altsig.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, ec, alt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,5 +165,17 @@ func TestParseCSRInfo(t *testing.T) {
 	}
 	if info.AltPublicKey == nil || !info.AltPublicKey.Equal(alt.PublicKey()) {
 		t.Fatal("alt public key not extracted")
+	}
+	// A pure ML-DSA request.
+	pure, err := purecert.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, alt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinfo, err := issuer.ParseCSRInfo(pure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pk, ok := pinfo.PublicKey.(*mldsa.PublicKey); !ok || !pk.Equal(alt.PublicKey()) {
+		t.Fatalf("pure CSR key %T", pinfo.PublicKey)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	pqjwt "github.com/signet-id/signet/pq/jwt"
 	"github.com/signet-id/signet/pq/mldsa"
+	"github.com/signet-id/signet/pq/purecert"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -40,7 +41,7 @@ func Marshal(b *spiffebundle.Bundle, keys map[string]*mldsa.PublicKey) ([]byte, 
 	var pqRoots []*x509.Certificate
 	c := b.Clone()
 	for _, a := range c.X509Authorities() {
-		if a.PublicKey == nil {
+		if purecert.IsPure(a) {
 			pqRoots = append(pqRoots, a)
 			c.RemoveX509Authority(a)
 		}
