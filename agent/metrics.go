@@ -10,6 +10,7 @@ type agentMetrics struct {
 	syncSeconds   prometheus.Histogram
 	reconnects    prometheus.Counter
 	pushes        *prometheus.CounterVec
+	kex           *prometheus.CounterVec
 }
 
 func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
@@ -21,7 +22,8 @@ func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
 		syncSeconds:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "signet_agent_sync_seconds", Help: "Duration of a sync with the server.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 		reconnects:    prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_server_reconnects_total", Help: "Server sessions that ended and were reopened."}),
 		pushes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signet_agent_push_notifications_total", Help: "Push notifications received, by kind."}, []string{"kind"}),
+		kex:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signet_agent_tls_handshakes_total", Help: "TLS handshakes with servers, by negotiated key exchange group."}, []string{"group"}),
 	}
-	reg.MustRegister(m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes)
+	reg.MustRegister(m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes, m.kex)
 	return m
 }

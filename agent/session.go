@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/signet-id/signet/agent/cache"
@@ -70,7 +71,31 @@ func (a *Agent) dial(addr string, roots []*x509.Certificate, client *cache.X509S
 		}
 		tc.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
 	}
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
+	creds := kexObserver{TransportCredentials: credentials.NewTLS(tc), observe: func(id tls.CurveID) {
+		a.m.kex.WithLabelValues(id.String()).Inc()
+		a.log.Debug("server TLS handshake", "server", addr, "kex_group", id.String())
+	}}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+}
+
+// kexObserver reports the key-exchange group of every client handshake.
+type kexObserver struct {
+	credentials.TransportCredentials
+	observe func(tls.CurveID)
+}
+
+func (k kexObserver) ClientHandshake(ctx context.Context, authority string, conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	nc, ai, err := k.TransportCredentials.ClientHandshake(ctx, authority, conn)
+	if err == nil {
+		if ti, ok := ai.(credentials.TLSInfo); ok {
+			k.observe(ti.State.CurveID)
+		}
+	}
+	return nc, ai, err
+}
+
+func (k kexObserver) Clone() credentials.TransportCredentials {
+	return kexObserver{TransportCredentials: k.TransportCredentials.Clone(), observe: k.observe}
 }
 
 // roots returns the X.509 authorities to verify the server with.
