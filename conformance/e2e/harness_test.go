@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/server"
@@ -60,6 +61,7 @@ type testServer struct {
 type serverOptions struct {
 	agentTTL time.Duration
 	profile  ca.Profile
+	registry *prometheus.Registry
 }
 
 func startServer(t testing.TB, dir string) *testServer {
@@ -81,6 +83,7 @@ func startServerWith(t testing.TB, dir string, opt func(*serverOptions)) *testSe
 		RotationInterval: time.Second,
 		AgentSVIDTTL:     o.agentTTL,
 		Profile:          o.profile,
+		Registry:         o.registry,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 )
@@ -106,5 +107,36 @@ func TestAgentRenewsAtHalfLife(t *testing.T) {
 	// A 4s SVID is renewed about 2s after issuance, not continuously.
 	if gap := time.Since(renewed); gap < time.Second {
 		t.Fatalf("agent SVID renewed again after %v; renewal is not waiting for half-life", gap)
+	}
+}
+
+func TestNegotiatedGroupIsExported(t *testing.T) {
+	dir := shortDir(t)
+	reg := prometheus.NewRegistry()
+	srv := startServerWith(t, dir, func(o *serverOptions) { o.registry = reg })
+	token := srv.token(t, 600)
+	ag := startAgent(t, srv, dir, token)
+	waitFor(t, 30*time.Second, "agent attested", func() bool { return !ag.AgentID().IsZero() })
+	var pq, other float64
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "signet_server_tls_handshakes_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "group" && l.GetValue() == "X25519MLKEM768" {
+					pq += m.GetCounter().GetValue()
+				} else if l.GetName() == "group" {
+					other += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if pq == 0 || other != 0 {
+		t.Fatalf("handshakes by group: X25519MLKEM768=%v other=%v; want only post-quantum ones", pq, other)
 	}
 }
