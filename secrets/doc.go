@@ -1,0 +1,22 @@
+// Package secrets is Signet's Vault broker: the server's Vault client and
+// its authentication (token, AppRole, and jwt auth with a JWT-SVID), secret
+// policies that map SPIFFE ID patterns to Vault paths (stored in etcd), and
+// a Broker that reads KV v2 and leased secrets, pushes new values when a
+// KV v2 version changes or a lease is renewed or replaced, renews renewable
+// leases at about 2/3 of their TTL, re-reads non-renewable ones before 85%
+// of their TTL, and revokes the leases it created when a policy or an entry
+// is deleted.
+//
+// Secret values never leave memory except towards the subscriber: they are
+// not logged, not put in errors or metrics, and not written to etcd. Only
+// metadata is: policy, path, KV version, the SHA-256 of a lease ID, TTLs.
+//
+// # Leased secrets
+//
+// A policy with Engine EngineLeased names a Vault path whose response
+// carries a lease: either a secret with a lease ID (dynamic secret engines:
+// renewed through sys/leases/renew, revoked through sys/leases/revoke) or an
+// auth block (auth/token/create and other token-issuing paths: renewed
+// through auth/token/renew, revoked by accessor). With Params the path is
+// written (POST) with those parameters, otherwise it is read.
+package secrets
