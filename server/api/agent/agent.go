@@ -115,10 +115,8 @@ func (s *Service) ListAgents(ctx context.Context, req *agentv1.ListAgentsRequest
 			return nil, err
 		}
 	}
-	if req.PageSize < 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "invalid page_size %d: must not be negative", req.PageSize)
-	}
-	agents, next, err := s.cfg.Store.ListAgents(ctx, f, int(req.PageSize), req.PageToken)
+	// As in SPIRE, a page size below one lists everything at once.
+	agents, next, err := s.cfg.Store.ListAgents(ctx, f, max(int(req.PageSize), 0), req.PageToken)
 	if err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			return nil, status.Errorf(codes.InvalidArgument, "invalid page_token: %v", err)
@@ -131,6 +129,9 @@ func (s *Service) ListAgents(ctx context.Context, req *agentv1.ListAgentsRequest
 	}
 	return out, nil
 }
+
+// spireTimeFormat is the layout of by_expires_before in SPIRE's Agent API.
+const spireTimeFormat = "2006-01-02 15:04:05 -0700 -07"
 
 func (s *Service) filter(attType string, sm *types.SelectorMatch, banned, reattest *wrapperspb.BoolValue, expiresBefore string) (store.AgentFilter, error) {
 	f := store.AgentFilter{ByAttestationType: attType}
@@ -154,9 +155,13 @@ func (s *Service) filter(attType string, sm *types.SelectorMatch, banned, reatte
 		f.ByCanReattest = &b
 	}
 	if expiresBefore != "" {
-		t, err := time.Parse(time.RFC3339, expiresBefore)
+		// SPIRE's format (what the spire-server CLI sends) or RFC 3339.
+		t, err := time.Parse(spireTimeFormat, expiresBefore)
 		if err != nil {
-			return f, status.Errorf(codes.InvalidArgument, "invalid by_expires_before %q: want RFC 3339 time such as 2026-01-02T15:04:05Z", expiresBefore)
+			t, err = time.Parse(time.RFC3339, expiresBefore)
+		}
+		if err != nil {
+			return f, status.Errorf(codes.InvalidArgument, "invalid by_expires_before %q: want %q (as SPIRE) or RFC 3339, such as 2026-01-02T15:04:05Z", expiresBefore, spireTimeFormat)
 		}
 		f.ByExpiresBefore = t
 	}

@@ -117,7 +117,8 @@ func CheckSelector(s *types.Selector) error {
 }
 
 // CheckDNSName validates a DNS name for an X.509-SVID SAN (labels of
-// letters, digits and hyphens; a leading "*." wildcard is allowed).
+// letters, digits, hyphens and underscores, as SPIRE accepts; a leading
+// "*." wildcard is allowed).
 func CheckDNSName(name string) error {
 	n := strings.TrimPrefix(name, "*.")
 	if n == "" || len(name) > 253 {
@@ -131,7 +132,7 @@ func CheckDNSName(name string) error {
 			return fmt.Errorf("label %q must not start or end with '-'", label)
 		}
 		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
 				return fmt.Errorf("label %q contains %q", label, r)
 			}
 		}

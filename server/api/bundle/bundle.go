@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -141,10 +142,27 @@ func applyMask(b *types.Bundle, m *types.BundleMask) *types.Bundle {
 	return out
 }
 
+// jwtAuthorities is implemented by sources that know when each JWT key
+// expires (ca.Manager). SPIRE publishes it as the key's expires_at.
+type jwtAuthorities interface {
+	JWTAuthorities() []ca.AuthorityInfo
+}
+
+var _ jwtAuthorities = (*ca.Manager)(nil)
+
 func (s *Service) GetBundle(ctx context.Context, req *bundlev1.GetBundleRequest) (*types.Bundle, error) {
 	b, err := ToProto(s.cfg.Source.Bundle())
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
+	}
+	if ja, ok := s.cfg.Source.(jwtAuthorities); ok {
+		expiry := map[string]int64{}
+		for _, a := range ja.JWTAuthorities() {
+			expiry[a.ID] = a.NotAfter.Unix()
+		}
+		for _, k := range b.JwtAuthorities {
+			k.ExpiresAt = expiry[k.KeyId]
+		}
 	}
 	return applyMask(b, req.OutputMask), nil
 }
@@ -158,10 +176,8 @@ func (s *Service) CountBundles(ctx context.Context, _ *bundlev1.CountBundlesRequ
 }
 
 func (s *Service) ListFederatedBundles(ctx context.Context, req *bundlev1.ListFederatedBundlesRequest) (*bundlev1.ListFederatedBundlesResponse, error) {
-	if req.PageSize < 0 {
-		return nil, status.Errorf(codes.InvalidArgument, "invalid page_size %d: must not be negative", req.PageSize)
-	}
-	bs, next, err := s.cfg.Store.ListBundles(ctx, int(req.PageSize), req.PageToken)
+	// As in SPIRE, a page size below one lists everything at once.
+	bs, next, err := s.cfg.Store.ListBundles(ctx, max(int(req.PageSize), 0), req.PageToken)
 	if err != nil {
 		if errors.Is(err, store.ErrInvalid) {
 			return nil, status.Errorf(codes.InvalidArgument, "invalid page_token: %v", err)

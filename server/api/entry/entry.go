@@ -199,7 +199,8 @@ func (s *Service) BatchUpdateEntry(ctx context.Context, req *entryv1.BatchUpdate
 
 func (s *Service) updateEntry(ctx context.Context, e *types.Entry, inputMask, outputMask *types.EntryMask) *entryv1.BatchUpdateEntryResponse_Result {
 	if e == nil || e.Id == "" {
-		return &entryv1.BatchUpdateEntryResponse_Result{Status: errStatus(codes.InvalidArgument, "missing entry ID")}
+		// SPIRE answers NotFound: no entry has the empty ID.
+		return &entryv1.BatchUpdateEntryResponse_Result{Status: errStatus(codes.NotFound, "entry not found: missing entry ID")}
 	}
 	if err := s.validateEntry(e, inputMask, false); err != nil {
 		return &entryv1.BatchUpdateEntryResponse_Result{Status: errStatus(codes.InvalidArgument, err.Error())}
@@ -404,7 +405,9 @@ func (s *Service) filter(bySpiffeID, byParentID *types.SPIFFEID, bySelectors *ty
 		f.ByFederatesWith = &store.FederatesWithMatch{TrustDomains: tds, Match: store.MatchBehavior(byFederatesWith.Match)}
 	}
 	f.ByHint = byHint
-	if hasDownstream {
+	// As in SPIRE, by_downstream=true keeps only downstream entries and
+	// false does not filter at all (the spire-server CLI always sends it).
+	if hasDownstream && downstream {
 		f.ByDownstream = &downstream
 	}
 	return f, nil

@@ -279,7 +279,7 @@ func TestBatchCreateEntryInvalid(t *testing.T) {
 		{"store svid mixed types", func(x *types.Entry) { x.StoreSvid = true; x.Selectors = sels("a:1", "b:1") }, codes.InvalidArgument, "invalid selectors: selector types must be the same when store_svid is set"},
 		{"negative x509 ttl", func(x *types.Entry) { x.X509SvidTtl = -1 }, codes.InvalidArgument, "invalid x509_svid_ttl: -1 is negative"},
 		{"negative jwt ttl", func(x *types.Entry) { x.JwtSvidTtl = -5 }, codes.InvalidArgument, "invalid jwt_svid_ttl: -5 is negative"},
-		{"bad dns name", func(x *types.Entry) { x.DnsNames = []string{"ok.example", "bad_name.example"} }, codes.InvalidArgument, `invalid dns_names: "bad_name.example": label "bad_name" contains '_'`},
+		{"bad dns name", func(x *types.Entry) { x.DnsNames = []string{"ok.example", "bad name.example"} }, codes.InvalidArgument, `invalid dns_names: "bad name.example": label "bad name" contains ' '`},
 		{"empty dns name", func(x *types.Entry) { x.DnsNames = []string{""} }, codes.InvalidArgument, `invalid dns_names: "": empty or longer than 253 characters`},
 		{"bad federates_with", func(x *types.Entry) { x.FederatesWith = []string{"Bad TD"} }, codes.InvalidArgument, `invalid federates_with: "Bad TD": trust domain characters are limited to lowercase letters, numbers, dots, dashes, and underscores`},
 		{"federates_with unknown bundle", func(x *types.Entry) { x.FederatesWith = []string{"nobundle.test"} }, codes.InvalidArgument, `failed to create entry: unable to find federated bundle "nobundle.test"`},
@@ -393,7 +393,8 @@ func TestListAndCountEntries(t *testing.T) {
 		{"hint", &filter{ByHint: wrapperspb.String("hint")}, []string{"/b", "/c"}},
 		{"empty hint matches all", &filter{ByHint: wrapperspb.String("")}, []string{"/a", "/b", "/c"}},
 		{"downstream", &filter{ByDownstream: wrapperspb.Bool(true)}, []string{"/c"}},
-		{"not downstream", &filter{ByDownstream: wrapperspb.Bool(false)}, []string{"/a", "/b"}},
+		// SPIRE ignores by_downstream=false: it matches every entry.
+		{"downstream false does not filter", &filter{ByDownstream: wrapperspb.Bool(false)}, []string{"/a", "/b", "/c"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -537,7 +538,7 @@ func TestBatchUpdateEntry(t *testing.T) {
 		code  codes.Code
 		msg   string
 	}{
-		{"missing id", &types.Entry{Hint: "x"}, &types.EntryMask{Hint: true}, codes.InvalidArgument, "missing entry ID"},
+		{"missing id", &types.Entry{Hint: "x"}, &types.EntryMask{Hint: true}, codes.NotFound, "entry not found: missing entry ID"},
 		{"unknown id", &types.Entry{Id: "nope", Hint: "x"}, &types.EntryMask{Hint: true}, codes.NotFound, "entry not found"},
 		{"bad masked spiffe id", &types.Entry{Id: b.Id, SpiffeId: &types.SPIFFEID{Path: "/x"}}, &types.EntryMask{SpiffeId: true}, codes.InvalidArgument, "invalid spiffe_id: trust domain is missing"},
 		{"empty masked selectors", &types.Entry{Id: b.Id}, &types.EntryMask{Selectors: true}, codes.InvalidArgument, "invalid selectors: selector list is empty"},
