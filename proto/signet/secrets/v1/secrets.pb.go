@@ -237,7 +237,7 @@ type WorkloadWatchSecretRequest struct {
 	// name is the secret's name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// spiffe_id selects one of the caller's identities when it has several
-	// (default: the first, in entry ID order, that is granted the secret).
+	// (default: the first in entry ID order).
 	SpiffeId      string `protobuf:"bytes,2,opt,name=spiffe_id,json=spiffeId,proto3" json:"spiffe_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
