@@ -142,29 +142,48 @@ func applyMask(b *types.Bundle, m *types.BundleMask) *types.Bundle {
 	return out
 }
 
-// jwtAuthorities is implemented by sources that know when each JWT key
-// expires (ca.Manager). SPIRE publishes it as the key's expires_at.
-type jwtAuthorities interface {
+// lifecycle is implemented by sources that know their authorities'
+// lifecycle (ca.Manager): SPIRE publishes each JWT key's expiry and marks
+// tainted authorities, so that agents replace what they signed.
+type lifecycle interface {
+	X509Authorities() []ca.AuthorityInfo
 	JWTAuthorities() []ca.AuthorityInfo
 }
 
-var _ jwtAuthorities = (*ca.Manager)(nil)
+var _ lifecycle = (*ca.Manager)(nil)
 
 func (s *Service) GetBundle(ctx context.Context, req *bundlev1.GetBundleRequest) (*types.Bundle, error) {
 	b, err := ToProto(s.cfg.Source.Bundle())
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
-	if ja, ok := s.cfg.Source.(jwtAuthorities); ok {
-		expiry := map[string]int64{}
-		for _, a := range ja.JWTAuthorities() {
-			expiry[a.ID] = a.NotAfter.Unix()
-		}
-		for _, k := range b.JwtAuthorities {
-			k.ExpiresAt = expiry[k.KeyId]
-		}
+	if lc, ok := s.cfg.Source.(lifecycle); ok {
+		addLifecycle(b, lc)
 	}
 	return applyMask(b, req.OutputMask), nil
+}
+
+// addLifecycle sets the JWT keys' expiry and the tainted flags.
+func addLifecycle(b *types.Bundle, lc lifecycle) {
+	tainted := map[string]bool{}
+	for _, a := range lc.X509Authorities() {
+		tainted[a.ID] = a.Tainted
+	}
+	for _, a := range b.X509Authorities {
+		if c, err := x509.ParseCertificate(a.Asn1); err == nil {
+			a.Tainted = tainted[ca.X509AuthorityID(c)]
+		}
+	}
+	jwt := map[string]ca.AuthorityInfo{}
+	for _, a := range lc.JWTAuthorities() {
+		jwt[a.ID] = a
+	}
+	for _, k := range b.JwtAuthorities {
+		if a, ok := jwt[k.KeyId]; ok {
+			k.ExpiresAt = a.NotAfter.Unix()
+			k.Tainted = a.Tainted
+		}
+	}
 }
 
 func (s *Service) CountBundles(ctx context.Context, _ *bundlev1.CountBundlesRequest) (*bundlev1.CountBundlesResponse, error) {
