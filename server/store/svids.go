@@ -17,7 +17,8 @@ import (
 //
 //	/signet/<td>/svids/<authority ID>/<agent SPIFFE ID>#<entry ID>
 //
-// one key per (agent, entry): the latest SVID issued for it. Keying by the
+// one key per (agent, entry): the latest SVID issued for it. The agent's
+// own X.509-SVID is recorded with an empty entry ID. Keying by the
 // issuing authority first makes "how many SVIDs does authority A still
 // sign" a range read of A's prefix only, which shrinks to nothing as
 // agents renew after a taint. '#' cannot occur in a SPIFFE ID, so the
@@ -30,7 +31,7 @@ const (
 )
 
 // SVIDRecord is the latest X.509-SVID the server issued to an agent for a
-// registration entry.
+// registration entry, or (EntryID empty) the agent's own SVID.
 type SVIDRecord struct {
 	AgentID     string    `json:"agent_id"`
 	EntryID     string    `json:"entry_id"`
@@ -60,8 +61,8 @@ func (s *Store) checkSVIDRecord(r *SVIDRecord) error {
 	if err := s.checkAgentID(id); err != nil {
 		return err
 	}
-	if r.EntryID == "" {
-		return invalidf("SVID record for agent %q has no entry ID", r.AgentID)
+	if strings.Contains(r.EntryID, "#") {
+		return invalidf("SVID record entry ID %q contains '#'", r.EntryID)
 	}
 	return nil
 }
@@ -189,12 +190,13 @@ func (s *Store) scanSVIDs(ctx context.Context, prefix string, fn func(page []*SV
 }
 
 // live reports whether r still stands for an SVID in use at now: not
-// expired, and its agent and entry still exist. Caller holds s.mu (read).
+// expired, and its agent and entry (if any) still exist. Caller holds s.mu
+// (read).
 func (s *Store) liveLocked(r *SVIDRecord, now time.Time) bool {
 	if !now.Before(r.ExpiresAt) {
 		return false
 	}
-	if _, ok := s.idx.entries[r.EntryID]; !ok {
+	if _, ok := s.idx.entries[r.EntryID]; !ok && r.EntryID != "" {
 		return false
 	}
 	_, ok := s.idx.agents[r.AgentID]
@@ -349,10 +351,11 @@ func NewSVIDTracker(s *Store, authorities func() []string, opts ...TrackerOption
 }
 
 // SVIDIssued queues a record of an X.509-SVID issued to agentID for
-// entryID and signed by authorityID. Issuances without an agent or entry
-// (admin mints) are not tracked. It never blocks on etcd.
+// entryID and signed by authorityID; an empty entryID records the agent's
+// own SVID. Issuances without an agent (admin mints) are not tracked. It
+// never blocks on etcd.
 func (t *SVIDTracker) SVIDIssued(_ context.Context, agentID spiffeid.ID, entryID string, id spiffeid.ID, serial, authorityID string, expiresAt time.Time) {
-	if agentID.IsZero() || entryID == "" {
+	if agentID.IsZero() {
 		return
 	}
 	r := SVIDRecord{

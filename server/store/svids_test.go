@@ -106,33 +106,38 @@ func TestSVIDTrackingCounts(t *testing.T) {
 			f.issue(tr, a1, e2, authA, time.Hour)
 			f.issue(tr, a1, e2, authB, time.Hour)
 		}, 1, 2, 3},
+		{"the agents' own SVIDs count too", func() {
+			tr.SVIDIssued(ctx, a1, "", a1, "7", authA, f.clk.now().Add(time.Hour))
+			tr.SVIDIssued(ctx, a2, "", a2, "8", authA, f.clk.now().Add(time.Hour))
+		}, 3, 2, 5},
+		{"an agent SVID renewed by B", func() { tr.SVIDIssued(ctx, a2, "", a2, "9", authB, f.clk.now().Add(time.Hour)) }, 2, 3, 5},
 		{"admin mints and records without an authority are not tracked", func() {
 			tr.SVIDIssued(ctx, spiffeid.ID{}, "", spiffeid.RequireFromPath(f.td, "/minted"), "9", authA, f.clk.now().Add(time.Hour))
 			tr.SVIDIssued(ctx, a1, e1, spiffeid.RequireFromPath(f.td, "/w"), "9", "", f.clk.now().Add(time.Hour))
-		}, 1, 2, 3},
-		{"e3's SVID expires", func() { f.clk.t.Add(int64((11 * time.Minute).Seconds())) }, 0, 2, 3},
+		}, 2, 3, 5},
+		{"e3's SVID expires", func() { f.clk.t.Add(int64((11 * time.Minute).Seconds())) }, 1, 3, 5},
 		{"e1 deleted", func() {
 			if err := f.st.DeleteEntry(ctx, e1); err != nil {
 				t.Fatal(err)
 			}
-		}, 0, 1, 3},
-		{"a1 evicted", func() {
+		}, 1, 2, 5},
+		{"a1 evicted: its entries' and its own SVIDs no longer count", func() {
 			if err := f.st.DeleteAgent(ctx, a1); err != nil {
 				t.Fatal(err)
 			}
-		}, 0, 0, 3},
+		}, 0, 1, 5},
 		{"pruned within the grace period: only the expired record goes", func() {
 			n, err := f.st.PruneSVIDRecords(ctx, f.clk.now(), time.Hour)
 			if err != nil || n != 1 {
 				t.Fatalf("pruned %d, %v; want 1", n, err)
 			}
-		}, 0, 0, 2},
+		}, 0, 1, 4},
 		{"pruned after the grace period: orphans go too", func() {
 			n, err := f.st.PruneSVIDRecords(ctx, f.clk.now(), time.Minute)
-			if err != nil || n != 2 {
-				t.Fatalf("pruned %d, %v; want 2", n, err)
+			if err != nil || n != 3 {
+				t.Fatalf("pruned %d, %v; want 3", n, err)
 			}
-		}, 0, 0, 0},
+		}, 0, 1, 1},
 	}
 	for _, s := range steps {
 		s.do()
@@ -246,7 +251,7 @@ func TestSVIDRecordValidation(t *testing.T) {
 	cases := map[string]func(r *SVIDRecord){
 		"no authority":         func(r *SVIDRecord) { r.AuthorityID = "" },
 		"slash in authority":   func(r *SVIDRecord) { r.AuthorityID = "a/b" },
-		"no entry":             func(r *SVIDRecord) { r.EntryID = "" },
+		"hash in entry ID":     func(r *SVIDRecord) { r.EntryID = "a#b" },
 		"bad agent ID":         func(r *SVIDRecord) { r.AgentID = "agent" },
 		"foreign agent":        func(r *SVIDRecord) { r.AgentID = "spiffe://other.test/spire/agent/x" },
 		"agent ID has no path": func(r *SVIDRecord) { r.AgentID = "spiffe://" + f.td.Name() },
