@@ -37,9 +37,10 @@ type CAClient interface {
 	// the lifecycle (prepared, active, old), newest first.
 	ListAuthorities(ctx context.Context, in *ListAuthoritiesRequest, opts ...grpc.CallOption) (*ListAuthoritiesResponse, error)
 	// CountSVIDsByAuthority counts the X.509-SVIDs the server issued to
-	// agents that the given X.509 authority signed, that have not expired
-	// and have not been replaced (the latest SVID per agent and entry counts,
-	// for entries and agents that still exist).
+	// agents (for their entries, and the agents' own SVIDs) that the given
+	// X.509 authority signed, that have not expired and have not been
+	// replaced (the latest SVID per agent and entry counts, for entries and
+	// agents that still exist).
 	CountSVIDsByAuthority(ctx context.Context, in *CountSVIDsByAuthorityRequest, opts ...grpc.CallOption) (*CountSVIDsByAuthorityResponse, error)
 }
 
@@ -79,9 +80,10 @@ type CAServer interface {
 	// the lifecycle (prepared, active, old), newest first.
 	ListAuthorities(context.Context, *ListAuthoritiesRequest) (*ListAuthoritiesResponse, error)
 	// CountSVIDsByAuthority counts the X.509-SVIDs the server issued to
-	// agents that the given X.509 authority signed, that have not expired
-	// and have not been replaced (the latest SVID per agent and entry counts,
-	// for entries and agents that still exist).
+	// agents (for their entries, and the agents' own SVIDs) that the given
+	// X.509 authority signed, that have not expired and have not been
+	// replaced (the latest SVID per agent and entry counts, for entries and
+	// agents that still exist).
 	CountSVIDsByAuthority(context.Context, *CountSVIDsByAuthorityRequest) (*CountSVIDsByAuthorityResponse, error)
 	mustEmbedUnimplementedCAServer()
 }
