@@ -62,6 +62,8 @@ func NewRootCommand() *cobra.Command {
 		agent,
 		newQuickstartCommand(),
 		newVerifyCommand(),
+		auditCommand(),
+		caCommand(),
 	)
 	addAdminCommands(root)
 	addWorkloadCommands(root)

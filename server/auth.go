@@ -70,6 +70,24 @@ var policy = map[string]access{
 	"/spire.api.server.bundle.v1.Bundle/PublishJWTAuthority":        accessAdmin,
 
 	"/signet.notify.v1.Notifier/Watch": accessAgent,
+
+	"/spire.api.server.localauthority.v1.LocalAuthority/GetJWTAuthorityState":        accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/PrepareJWTAuthority":         accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/ActivateJWTAuthority":        accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/TaintJWTAuthority":           accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/RevokeJWTAuthority":          accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/GetX509AuthorityState":       accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/PrepareX509Authority":        accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/ActivateX509Authority":       accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/TaintX509Authority":          accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/TaintX509UpstreamAuthority":  accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/RevokeX509Authority":         accessAdmin,
+	"/spire.api.server.localauthority.v1.LocalAuthority/RevokeX509UpstreamAuthority": accessAdmin,
+	"/signet.ca.v1.CA/ListAuthorities":                                               accessAdmin,
+	"/signet.ca.v1.CA/CountSVIDsByAuthority":                                         accessAdmin,
+	"/signet.audit.v1.Audit/Tail":                                                    accessAdmin,
+	"/signet.audit.v1.Audit/Export":                                                  accessAdmin,
+	"/signet.audit.v1.Audit/Archive":                                                 accessAdmin,
 }
 
 // allowed reports whether a caller of kind k may call a method with access a.

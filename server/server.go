@@ -23,11 +23,16 @@ import (
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/signet-id/signet/pq/pqbundle"
+	auditv1 "github.com/signet-id/signet/proto/signet/audit/v1"
+	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
+	"github.com/signet-id/signet/rotation/eventlog"
 	agentapi "github.com/signet-id/signet/server/api/agent"
 	"github.com/signet-id/signet/server/api/apiutil"
+	auditapi "github.com/signet-id/signet/server/api/audit"
 	bundleapi "github.com/signet-id/signet/server/api/bundle"
 	entryapi "github.com/signet-id/signet/server/api/entry"
+	"github.com/signet-id/signet/server/api/localauthority"
 	svidapi "github.com/signet-id/signet/server/api/svid"
 	"github.com/signet-id/signet/server/etcdserver"
 	"github.com/signet-id/signet/server/notify"
@@ -36,6 +41,7 @@ import (
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	localauthorityv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/localauthority/v1"
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
@@ -78,6 +84,9 @@ type Config struct {
 	AdminIDs []spiffeid.ID
 	// RotationInterval is how often the CA lifecycle is advanced. Default 10s.
 	RotationInterval time.Duration
+	// CheckpointInterval is how often a signed checkpoint is appended to
+	// the rotation event log. Default 5m.
+	CheckpointInterval time.Duration
 
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
@@ -100,10 +109,15 @@ type Server struct {
 	ca      *ca.Manager
 	issuer  *issuer.Issuer
 	hub     *notify.Hub
+	events  *events
+	evlog   *eventlog.Log
 	metrics metrics
 
 	serverCert atomic.Pointer[tls.Certificate]
 	certExpiry atomic.Int64
+
+	// lastAuthorities is the CA state last logged (rotation loop only).
+	lastAuthorities authoritySnapshot
 
 	ready     chan struct{}
 	agentAddr atomic.Pointer[net.TCPAddr]
@@ -138,6 +152,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.RotationInterval <= 0 {
 		cfg.RotationInterval = 10 * time.Second
+	}
+	if cfg.CheckpointInterval <= 0 {
+		cfg.CheckpointInterval = 5 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -229,6 +246,31 @@ func (s *Server) Run(ctx context.Context) error {
 	s.writeBundleFile()
 	s.hub = notify.New(hubState{s}, s.cfg.Registry)
 
+	// Rotation event log (outside the store's watched prefix) and the SVID
+	// tracker behind forced rotation.
+	s.evlog, err = eventlog.New(cli, "/signet-events/"+s.cfg.TrustDomain.Name()+"/", eventlog.WithClock(s.cfg.Now), eventlog.WithLogger(s.log))
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	app := eventlog.NewAppender(s.evlog, eventlog.WithRegisterer(s.cfg.Registry))
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := app.Close(cctx); err != nil {
+			s.log.Error("rotation events not written at shutdown", "error", err)
+		}
+	}()
+	tracker := store.NewSVIDTracker(st, func() []string {
+		var ids []string
+		for _, a := range s.ca.X509Authorities() {
+			ids = append(ids, a.ID)
+		}
+		return ids
+	})
+	s.events = &events{s: s, app: app, tracker: tracker}
+	s.lastAuthorities = snapshotAuthorities(s.ca)
+	checkpointer := eventlog.NewCheckpointer(s.evlog, eventlog.SVIDKey(serverSVIDSource{s}), eventlog.WithInterval(s.cfg.CheckpointInterval))
+
 	agentSrv := grpc.NewServer(append(s.agentInterceptors(),
 		grpc.Creds(kexCreds{TransportCredentials: credentials.NewTLS(s.agentTLSConfig()), observe: s.observeKEX}),
 		grpc.MaxRecvMsgSize(4<<20))...)
@@ -252,7 +294,9 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	wg.Add(4)
+	wg.Add(6)
+	go func() { defer wg.Done(); _ = tracker.Run(ctx) }()
+	go func() { defer wg.Done(); checkpointer.Run(ctx) }()
 	if shared != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); s.watchCA(ctx, shared) }()
@@ -292,14 +336,20 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) register(g *grpc.Server) {
 	agentv1.RegisterAgentServer(g, agentapi.New(agentapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer,
-		AgentTTL: s.cfg.AgentSVIDTTL, Now: s.cfg.Now, Logger: s.log,
+		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, Now: s.cfg.Now, Logger: s.log,
 	}))
 	entryv1.RegisterEntryServer(g, entryapi.New(entryapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log,
 	}))
 	svidv1.RegisterSVIDServer(g, svidapi.New(svidapi.Config{
-		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer, Logger: s.log,
+		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer, Events: s.events, Logger: s.log,
 	}))
+	la := localauthority.New(localauthority.Config{
+		CA: s.ca, Notifier: s.hub, Counter: s.events.tracker, Events: s.events, Now: s.cfg.Now, Logger: s.log,
+	})
+	localauthorityv1.RegisterLocalAuthorityServer(g, la)
+	cav1.RegisterCAServer(g, la.CAService())
+	auditv1.RegisterAuditServer(g, auditapi.New(auditapi.Config{Log: s.evlog, Logger: s.log}))
 	bundlev1.RegisterBundleServer(g, bundleapi.New(bundleapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Source: s.ca, Store: s.store, Logger: s.log,
 	}))
@@ -423,6 +473,9 @@ func (s *Server) rotationLoop(ctx context.Context) {
 // replica): re-issue the server SVID if its signer is no longer active,
 // publish the bundle, and tell the agents.
 func (s *Server) caChanged() {
+	now := snapshotAuthorities(s.ca)
+	s.events.logTransitions(context.Background(), s.lastAuthorities, now)
+	s.lastAuthorities = now
 	cert := s.serverCert.Load()
 	active, _ := s.ca.X509Authority()
 	if cert == nil || active == nil || cert.Leaf.CheckSignatureFrom(active) != nil {

@@ -62,6 +62,8 @@ type serverOptions struct {
 	agentTTL time.Duration
 	profile  ca.Profile
 	registry *prometheus.Registry
+	// checkpointInterval shortens the event log's checkpoint interval.
+	checkpointInterval time.Duration
 }
 
 func startServer(t testing.TB, dir string) *testServer {
@@ -74,16 +76,21 @@ func startServerWith(t testing.TB, dir string, opt func(*serverOptions)) *testSe
 	if opt != nil {
 		opt(&o)
 	}
+	var reg prometheus.Registerer
+	if o.registry != nil {
+		reg = o.registry
+	}
 	srv, err := server.New(server.Config{
-		TrustDomain:      td,
-		DataDir:          filepath.Join(dir, "server"),
-		BindAddress:      "127.0.0.1:0",
-		AdminSocket:      filepath.Join(dir, "admin.sock"),
-		Logger:           testLogger(t).With("component", "server"),
-		RotationInterval: time.Second,
-		AgentSVIDTTL:     o.agentTTL,
-		Profile:          o.profile,
-		Registry:         o.registry,
+		TrustDomain:        td,
+		DataDir:            filepath.Join(dir, "server"),
+		BindAddress:        "127.0.0.1:0",
+		AdminSocket:        filepath.Join(dir, "admin.sock"),
+		Logger:             testLogger(t).With("component", "server"),
+		RotationInterval:   time.Second,
+		AgentSVIDTTL:       o.agentTTL,
+		Profile:            o.profile,
+		Registry:           reg,
+		CheckpointInterval: o.checkpointInterval,
 	})
 	if err != nil {
 		t.Fatal(err)

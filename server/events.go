@@ -1,0 +1,130 @@
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"time"
+
+	"github.com/signet-id/signet/ca"
+	"github.com/signet-id/signet/rotation/eventlog"
+	"github.com/signet-id/signet/server/store"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+)
+
+// events fans the API services' lifecycle callbacks out to the SVID tracker
+// (for forced rotation) and the rotation event log.
+type events struct {
+	s       *Server
+	app     *eventlog.Appender
+	tracker *store.SVIDTracker
+}
+
+func (e *events) append(ctx context.Context, ev eventlog.Event) {
+	if err := e.app.Append(ctx, ev); err != nil {
+		e.s.log.Error("failed to record a rotation event", "kind", ev.Kind, "subject", ev.Subject, "error", err)
+	}
+}
+
+// SVIDIssued implements svid.Events.
+func (e *events) SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID string, id spiffeid.ID, serial, authorityID string, expiresAt time.Time) {
+	if e.tracker != nil && !agentID.IsZero() {
+		e.tracker.SVIDIssued(ctx, agentID, entryID, id, serial, authorityID, expiresAt)
+	}
+	actor := "admin"
+	if !agentID.IsZero() {
+		actor = agentID.String()
+	}
+	e.append(ctx, eventlog.Event{
+		Kind: eventlog.KindSVIDIssued, Subject: id.String(), Actor: actor, Serial: serial, KeyID: authorityID,
+		Details: map[string]string{"entry_id": entryID, "expires_at": expiresAt.UTC().Format(time.RFC3339)},
+	})
+}
+
+// AgentEvent implements agent.Events.
+func (e *events) AgentEvent(ctx context.Context, kind string, id spiffeid.ID, serial string) {
+	actor := id.String()
+	if kind == eventlog.KindAgentEvicted || kind == eventlog.KindAgentBanned {
+		actor = "admin"
+	}
+	e.append(ctx, eventlog.Event{Kind: kind, Subject: id.String(), Actor: actor, Serial: serial})
+}
+
+// AuthorityChanged implements localauthority.Events (admin transitions).
+func (e *events) AuthorityChanged(ctx context.Context, kind string, a ca.AuthorityInfo) {
+	e.append(ctx, eventlog.Event{Kind: kind, Subject: e.s.cfg.TrustDomain.Name(), Actor: "admin", KeyID: a.ID,
+		Details: map[string]string{"not_after": a.NotAfter.UTC().Format(time.RFC3339)}})
+}
+
+// authoritySnapshot is what the scheduler-driven lifecycle is diffed
+// against to log its transitions.
+type authoritySnapshot map[string]ca.AuthorityInfo
+
+func snapshotAuthorities(m *ca.Manager) authoritySnapshot {
+	out := authoritySnapshot{}
+	for _, a := range m.X509Authorities() {
+		out["x509/"+a.ID] = a
+	}
+	for _, a := range m.JWTAuthorities() {
+		out["jwt/"+a.ID] = a
+	}
+	return out
+}
+
+// logTransitions appends ca.* / jwtkey.* events for what changed between
+// two snapshots (the automatic lifecycle: prepare and activate).
+func (e *events) logTransitions(ctx context.Context, before, after authoritySnapshot) {
+	for k, a := range after {
+		prefix := "ca."
+		if a.Kind == ca.KindJWT {
+			prefix = "jwtkey."
+		}
+		b, existed := before[k]
+		switch {
+		case !existed && a.Status == ca.StatusActive:
+			e.append(ctx, authorityEvent(e.s, prefix+"prepared", a))
+			e.append(ctx, authorityEvent(e.s, prefix+"activated", a))
+		case !existed:
+			e.append(ctx, authorityEvent(e.s, prefix+"prepared", a))
+		case b.Status != ca.StatusActive && a.Status == ca.StatusActive:
+			e.append(ctx, authorityEvent(e.s, prefix+"activated", a))
+		}
+	}
+}
+
+func authorityEvent(s *Server, kind string, a ca.AuthorityInfo) eventlog.Event {
+	return eventlog.Event{Kind: kind, Subject: s.cfg.TrustDomain.Name(), Actor: "scheduler", KeyID: a.ID,
+		Details: map[string]string{"not_after": a.NotAfter.UTC().Format(time.RFC3339)}}
+}
+
+// serverSVIDSource offers the server's own X.509-SVID (for checkpoint
+// signatures that chain to the trust bundle).
+type serverSVIDSource struct{ s *Server }
+
+var _ x509svid.Source = serverSVIDSource{}
+
+func (src serverSVIDSource) GetX509SVID() (*x509svid.SVID, error) {
+	c := src.s.serverCert.Load()
+	if c == nil {
+		return nil, errors.New("server: no server SVID yet")
+	}
+	chain := make([]*x509.Certificate, 0, len(c.Certificate))
+	for _, der := range c.Certificate {
+		x, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, x)
+	}
+	id, err := x509svid.IDFromCert(chain[0])
+	if err != nil {
+		return nil, err
+	}
+	signer, ok := c.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("server: server key cannot sign")
+	}
+	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: signer}, nil
+}
