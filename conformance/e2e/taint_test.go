@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/ca"
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
 	"github.com/signet-id/signet/rotation/taint"
@@ -28,7 +27,7 @@ import (
 func TestTaintForcesRotation(t *testing.T) {
 	const agents, entriesPerAgent = 3, 4
 	dir := shortDir(t)
-	srv := startServerWith(t, dir, func(o *serverOptions) { o.registry = prometheus.NewRegistry() })
+	srv := startServer(t, dir)
 	la := localauthorityv1.NewLocalAuthorityClient(srv.admin)
 	cas := cav1.NewCAClient(srv.admin)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
