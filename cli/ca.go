@@ -408,7 +408,8 @@ Agents that are offline keep theirs until they expire or the agent is evicted.`,
 				}
 				var cause error
 				switch {
-				case errors.Is(nr.Err, context.DeadlineExceeded):
+				case errors.Is(nr.Err, context.DeadlineExceeded) || status.Code(nr.Err) == codes.DeadlineExceeded:
+					// The last count may end with the RPC's own deadline.
 					cause = fmt.Errorf("timed out (--timeout %s)", timeout)
 				case errors.Is(nr.Err, context.Canceled):
 					cause = errors.New("interrupted")

@@ -280,3 +280,27 @@ func TestCAUsageErrors(t *testing.T) {
 	_, errOut = runCA(t, s.sock, 1, "activate", "--x509", "--authority-id", "00ff")
 	mustContain(t, "activate unknown", errOut, "InvalidArgument: unexpected authority ID")
 }
+
+// TestCACommandsAgainstServer runs the forced-rotation workflow through
+// `signet` (the root command) against a real server's admin socket.
+func TestCACommandsAgainstServer(t *testing.T) {
+	sock, srv := startServer(t, "example.org")
+	old := ""
+	for _, a := range srv.CA().X509Authorities() {
+		if a.Status == ca.StatusActive {
+			old = a.ID
+		}
+	}
+	out, _ := cli(t, sock, 0, "ca", "show")
+	mustContain(t, "show", out, "X.509 authorities:", old, "Bundle sequence number:")
+	out, _ = cli(t, sock, 0, "ca", "prepare", "--x509")
+	next := authorityIDFrom(t, out)
+	cli(t, sock, 0, "ca", "activate", "--x509", "--authority-id", next)
+	out, _ = cli(t, sock, 0, "ca", "taint", "--x509", "--authority-id", old, "--wait", "--interval", "10ms")
+	mustContain(t, "taint --wait", out, "All 0 SVIDs signed by "+old+" replaced in ")
+	cli(t, sock, 0, "ca", "revoke", "--x509", "--authority-id", old)
+	out, _ = cli(t, sock, 0, "ca", "show", "--output", "json")
+	if strings.Contains(out, old) || !strings.Contains(out, next) {
+		t.Fatalf("show after revoke: %s", out)
+	}
+}
