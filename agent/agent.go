@@ -86,6 +86,9 @@ type Agent struct {
 	conn      *clients
 	force     map[string]bool
 	forceAll  bool
+	// renewSelf: the server asked for every SVID to be renewed now,
+	// the agent's own included.
+	renewSelf bool
 	svidRev   map[string]int64
 
 	syncNow chan struct{}

@@ -233,7 +233,11 @@ func (a *Agent) session(ctx context.Context) error {
 	for {
 		renewAt := halfLife(svid.Chain[0])
 		wait := renewAt.Sub(a.cfg.Now())
-		if wait <= 0 {
+		a.mu.Lock()
+		renewSelf := a.renewSelf
+		a.renewSelf = false
+		a.mu.Unlock()
+		if wait <= 0 || renewSelf {
 			if err := a.renewAgent(ctx, c); err != nil {
 				return classify(err)
 			}
@@ -303,6 +307,7 @@ func (a *Agent) watch(ctx context.Context, c *clients) error {
 			a.mu.Lock()
 			if len(n.EntryIds) == 0 {
 				a.forceAll = true
+				a.renewSelf = true
 			}
 			for _, id := range n.EntryIds {
 				a.force[id] = true

@@ -5,6 +5,7 @@ import (
 	"crypto"
 	"crypto/x509"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/signet-id/signet/ca"
@@ -53,7 +54,12 @@ func (e *events) AgentEvent(ctx context.Context, kind string, id spiffeid.ID, se
 }
 
 // AuthorityChanged implements localauthority.Events (admin transitions).
+// Prepare and activate also show up in the CA state diff that
+// logTransitions records, so only taint and revoke are logged here.
 func (e *events) AuthorityChanged(ctx context.Context, kind string, a ca.AuthorityInfo) {
+	if strings.HasSuffix(kind, ".prepared") || strings.HasSuffix(kind, ".activated") {
+		return
+	}
 	e.append(ctx, eventlog.Event{Kind: kind, Subject: e.s.cfg.TrustDomain.Name(), Actor: "admin", KeyID: a.ID,
 		Details: map[string]string{"not_after": a.NotAfter.UTC().Format(time.RFC3339)}})
 }
@@ -95,7 +101,7 @@ func (e *events) logTransitions(ctx context.Context, before, after authoritySnap
 }
 
 func authorityEvent(s *Server, kind string, a ca.AuthorityInfo) eventlog.Event {
-	return eventlog.Event{Kind: kind, Subject: s.cfg.TrustDomain.Name(), Actor: "scheduler", KeyID: a.ID,
+	return eventlog.Event{Kind: kind, Subject: s.cfg.TrustDomain.Name(), Actor: "server", KeyID: a.ID,
 		Details: map[string]string{"not_after": a.NotAfter.UTC().Format(time.RFC3339)}}
 }
 

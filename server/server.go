@@ -119,7 +119,9 @@ type Server struct {
 	// lastAuthorities is the CA state last logged (rotation loop only).
 	lastAuthorities authoritySnapshot
 
-	ready     chan struct{}
+	ready chan struct{}
+	// caKick asks the rotation loop to react to an admin CA change.
+	caKick    chan struct{}
 	agentAddr atomic.Pointer[net.TCPAddr]
 }
 
@@ -165,7 +167,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), caKick: make(chan struct{}, 1)}
 	s.metrics.kex = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signet_server_tls_handshakes_total",
 		Help: "TLS handshakes on the agent listener, by negotiated key exchange group.",
@@ -336,7 +338,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) register(g *grpc.Server) {
 	agentv1.RegisterAgentServer(g, agentapi.New(agentapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer,
-		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, Now: s.cfg.Now, Logger: s.log,
+		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, SVIDs: s.events.tracker, Now: s.cfg.Now, Logger: s.log,
 	}))
 	entryv1.RegisterEntryServer(g, entryapi.New(entryapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log,
@@ -345,7 +347,7 @@ func (s *Server) register(g *grpc.Server) {
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer, Events: s.events, Logger: s.log,
 	}))
 	la := localauthority.New(localauthority.Config{
-		CA: s.ca, Notifier: s.hub, Counter: s.events.tracker, Events: s.events, Now: s.cfg.Now, Logger: s.log,
+		CA: s.ca, Notifier: caNotifier{s}, Counter: s.events.tracker, Events: s.events, Now: s.cfg.Now, Logger: s.log,
 	})
 	localauthorityv1.RegisterLocalAuthorityServer(g, la)
 	cav1.RegisterCAServer(g, la.CAService())
@@ -450,6 +452,9 @@ func (s *Server) rotationLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case <-s.caKick:
+			s.caChanged()
+			continue
 		case <-t.C:
 		}
 		changed, err := s.ca.Rotate()
@@ -551,3 +556,17 @@ func (s *Server) writeBundleFile() {
 		s.log.Error("failed to write the bundle file", "error", err)
 	}
 }
+
+// caNotifier lets the LocalAuthority API's changes take the same path as
+// scheduled rotations: the rotation loop re-issues the server SVID when its
+// signer is no longer active, publishes the bundle and tells the agents.
+type caNotifier struct{ s *Server }
+
+func (n caNotifier) BundleChanged(uint64) {
+	select {
+	case n.s.caKick <- struct{}{}:
+	default:
+	}
+}
+
+func (n caNotifier) RenewNow(ctx context.Context) { n.s.hub.RenewNow(ctx) }

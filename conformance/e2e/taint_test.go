@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/ca"
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
 	"github.com/signet-id/signet/rotation/taint"
@@ -42,7 +43,8 @@ func TestTaintForcesRotation(t *testing.T) {
 	}
 	old := state.Active.AuthorityId
 
-	var sockets []string
+	var sockets, tokens []string
+	var started []*testAgent
 	for i := range agents {
 		adir := filepath.Join(dir, fmt.Sprintf("a%d", i))
 		if err := os.MkdirAll(adir, 0o700); err != nil {
@@ -52,7 +54,10 @@ func TestTaintForcesRotation(t *testing.T) {
 		for j := range entriesPerAgent {
 			srv.createEntry(t, spiffeid.RequireFromPath(td, fmt.Sprintf("/agent%d/workload%d", i, j)), agentIDFor(token), uidSelector(os.Getuid()))
 		}
-		sockets = append(sockets, startAgent(t, srv, adir, token).socket)
+		ta := startAgent(t, srv, adir, token)
+		started = append(started, ta)
+		tokens = append(tokens, token)
+		sockets = append(sockets, ta.socket)
 	}
 
 	// issuers returns, over every agent's Workload API, how many SVIDs
@@ -122,4 +127,26 @@ func TestTaintForcesRotation(t *testing.T) {
 			t.Fatal("revoked authority still in the bundle")
 		}
 	}
+
+	// After the revoke, an agent restarted from its data directory must
+	// still reach the server (its own SVID and the server's are new).
+	started[1].stop()
+	adir := filepath.Join(dir, "a1")
+	a, err := agent.New(agent.Config{
+		TrustDomain: td, ServerAddresses: []string{srv.AgentAddr().String()}, JoinToken: tokens[1],
+		DataDir: filepath.Join(adir, "agent"), SocketPath: filepath.Join(adir, "wl2.sock"),
+		TrustBundle: srv.CA().Bundle().X509Authorities(), Logger: testLogger(t), SyncInterval: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(rctx) }()
+	defer func() { rcancel(); <-done }()
+	srv.createEntry(t, spiffeid.RequireFromPath(td, "/after-revoke"), agentIDFor(tokens[1]), uidSelector(os.Getuid()))
+	waitFor(t, 30*time.Second, "restarted agent serves a new entry's SVID", func() bool {
+		svids, err := workloadapi.FetchX509SVIDs(ctx, workloadapi.WithAddr("unix://"+filepath.Join(adir, "wl2.sock")))
+		return err == nil && len(svids) == entriesPerAgent+1
+	})
 }

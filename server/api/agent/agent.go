@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
@@ -56,8 +57,13 @@ type Config struct {
 	// JoinTokenTTL is the default join token lifetime. Default 600s.
 	JoinTokenTTL time.Duration
 	Events       Events
-	Now          func() time.Time
-	Logger       *slog.Logger
+	// SVIDs, if set, records every agent SVID issued (store.SVIDTracker),
+	// so that a forced rotation counts the agents' own SVIDs too.
+	SVIDs interface {
+		SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID string, id spiffeid.ID, serial, authorityID string, expiresAt time.Time)
+	}
+	Now    func() time.Time
+	Logger *slog.Logger
 }
 
 // Service implements agentv1.AgentServer.
@@ -280,6 +286,7 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 		return status.Errorf(codes.Internal, "failed to sign X509 SVID: %v", err)
 	}
 	leaf := chain[0]
+	s.trackSVID(ctx, agentID, leaf)
 	rec := &types.Agent{
 		Id:                   apiutil.IDToProto(agentID),
 		AttestationType:      AttestationTypeJoinToken,
@@ -315,6 +322,7 @@ func (s *Service) RenewAgent(ctx context.Context, req *agentv1.RenewAgentRequest
 		return nil, status.Errorf(codes.Internal, "failed to sign X509 SVID: %v", err)
 	}
 	serial := chain[0].SerialNumber.String()
+	s.trackSVID(ctx, agentID, chain[0])
 	_, err = s.cfg.Store.UpdateAgent(ctx, agentID, func(a *types.Agent) error {
 		if a.Banned {
 			return errBanned
@@ -420,4 +428,10 @@ func applyMask(a *types.Agent, m *types.AgentMask) *types.Agent {
 		out.CanReattest = a.CanReattest
 	}
 	return out
+}
+
+func (s *Service) trackSVID(ctx context.Context, agentID spiffeid.ID, leaf *x509.Certificate) {
+	if s.cfg.SVIDs != nil {
+		s.cfg.SVIDs.SVIDIssued(ctx, agentID, "", agentID, leaf.SerialNumber.String(), ca.IssuerAuthorityID(leaf), leaf.NotAfter)
+	}
 }
