@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -427,6 +428,123 @@ func pemCAs(a, b result) error {
 	return nil
 }
 
+// mintedX509 compares x509 mint outputs: an SVID for the requested ID and
+// DNS name, a private key, and the trust domain's roots.
+func mintedX509(a, b result) error {
+	check := func(out string) (int, error) {
+		var ms []struct {
+			X509SVID   [][]byte `json:"x509_svid"`
+			PrivateKey []byte   `json:"private_key"`
+			RootCAs    [][]byte `json:"root_cas"`
+		}
+		if err := json.Unmarshal([]byte(out), &ms); err != nil {
+			return 0, err
+		}
+		if len(ms) != 1 {
+			return 0, fmt.Errorf("want one mint result: %s", out)
+		}
+		m := ms[0]
+		if len(m.X509SVID) == 0 || len(m.PrivateKey) == 0 || len(m.RootCAs) == 0 {
+			return 0, fmt.Errorf("incomplete mint output: %s", out)
+		}
+		leaf, err := x509.ParseCertificate(m.X509SVID[0])
+		if err != nil {
+			return 0, err
+		}
+		id, err := x509svid.IDFromCert(leaf)
+		if err != nil {
+			return 0, err
+		}
+		if id.String() != "spiffe://example.org/minted" || !slices.Equal(leaf.DNSNames, []string{"m.example.org"}) {
+			return 0, fmt.Errorf("minted %v %v", id, leaf.DNSNames)
+		}
+		if life := leaf.NotAfter.Sub(leaf.NotBefore); life > 11*time.Minute {
+			return 0, fmt.Errorf("minted SVID lives %v, want about 10m", life)
+		}
+		if _, err := x509.ParsePKCS8PrivateKey(m.PrivateKey); err != nil {
+			return 0, fmt.Errorf("private key: %w", err)
+		}
+		return len(m.X509SVID), nil
+	}
+	na, err := check(a.out)
+	if err != nil {
+		return fmt.Errorf("signet: %w", err)
+	}
+	nb, err := check(b.out)
+	if err != nil {
+		return fmt.Errorf("spire: %w", err)
+	}
+	if na != nb {
+		return fmt.Errorf("chain length: signet %d, spire %d", na, nb)
+	}
+	return nil
+}
+
+// mintedJWT compares jwt mint outputs: the response fields, and the
+// token's header and claims. A single audience may be a string or a
+// one-element array (RFC 7519 §4.1.3); SPIRE writes an array.
+func mintedJWT(a, b result) error {
+	decode := func(out string) (map[string]any, error) {
+		var r struct {
+			SVID struct {
+				Token string
+				ID    struct {
+					TrustDomain string `json:"trust_domain"`
+					Path        string
+				} `json:"id"`
+				ExpiresAt string `json:"expires_at"`
+				IssuedAt  string `json:"issued_at"`
+			}
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			return nil, err
+		}
+		parts := strings.Split(r.SVID.Token, ".")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("token is not a JWS: %q", r.SVID.Token)
+		}
+		var hdr, claims map[string]any
+		for i, dst := range []*map[string]any{&hdr, &claims} {
+			raw, err := base64.RawURLEncoding.DecodeString(parts[i])
+			if err != nil {
+				return nil, err
+			}
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return nil, err
+			}
+		}
+		if s, ok := claims["aud"].(string); ok {
+			claims["aud"] = []any{s}
+		}
+		exp, _ := claims["exp"].(float64)
+		iat, _ := claims["iat"].(float64)
+		return map[string]any{
+			"id": r.SVID.ID, "alg": hdr["alg"], "typ": hdr["typ"], "has_kid": hdr["kid"] != nil,
+			"sub": claims["sub"], "aud": claims["aud"], "lifetime": exp - iat,
+			"expires_at_matches": fmt.Sprint(int64(exp)) == r.SVID.ExpiresAt,
+		}, nil
+	}
+	da, err := decode(a.out)
+	if err != nil {
+		return fmt.Errorf("signet: %w", err)
+	}
+	db, err := decode(b.out)
+	if err != nil {
+		return fmt.Errorf("spire: %w", err)
+	}
+	if d := diffJSON("", jsonRoundTrip(da), jsonRoundTrip(db)); len(d) > 0 {
+		return fmt.Errorf("minted JWT-SVIDs differ (signet vs spire):\n  %s", strings.Join(d, "\n  "))
+	}
+	return nil
+}
+
+func jsonRoundTrip(v any) any {
+	raw, _ := json.Marshal(v)
+	var out any
+	_ = json.Unmarshal(raw, &out)
+	return out
+}
+
 // sameText compares text outputs exactly.
 func sameText(a, b result) error {
 	if a.out != b.out {
@@ -539,6 +657,21 @@ func TestSPIREServerCLI(t *testing.T) {
 	}
 	fixtures := shortDir(t)
 	fedPEM, otherJSON := federationFixtures(t, fixtures)
+	entryData := filepath.Join(fixtures, "entries.json")
+	if err := os.WriteFile(entryData, []byte(`{"entries": [
+		{"entry_id": "d-1", "spiffe_id": "spiffe://example.org/data/1", "parent_id": "spiffe://example.org/spire/agent/join_token/tok-a",
+		 "selectors": [{"type": "unix", "value": "uid:4001"}], "x509_svid_ttl": 300, "dns_names": ["d1.example.org"]},
+		{"entry_id": "d-2", "spiffe_id": "spiffe://example.org/data/2", "parent_id": "spiffe://example.org/spire/agent/join_token/tok-a",
+		 "selectors": [{"type": "unix", "value": "uid:4002"}], "admin": true},
+		{"entry_id": "d-3", "spiffe_id": "spiffe://other.org/data/3", "parent_id": "spiffe://example.org/spire/agent/join_token/tok-a",
+		 "selectors": [{"type": "unix", "value": "uid:4003"}]}
+	]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deleteData := filepath.Join(fixtures, "delete.json")
+	if err := os.WriteFile(deleteData, []byte(`{"ids": ["d-1", "d-2", "d-3"]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	agentA := "spiffe://example.org/spire/agent/join_token/tok-a"
 	agentB := "spiffe://example.org/spire/agent/join_token/tok-b"
 	agentC := "spiffe://example.org/spire/agent/join_token/tok-c"
@@ -551,6 +684,7 @@ func TestSPIREServerCLI(t *testing.T) {
 		{name: "bundle set spiffe", args: with("bundle", "set", "-id", "spiffe://other.example", "-format", "spiffe", "-path", otherJSON)},
 		{name: "bundle set own trust domain refused", args: with("bundle", "set", "-id", "spiffe://example.org", "-path", fedPEM)},
 		{name: "bundle count", args: with("bundle", "count")},
+		{name: "bundle list pretty", args: []string{"bundle", "list", "-id", "spiffe://fed.example"}, compare: sameText},
 		{name: "bundle list", args: with("bundle", "list")},
 		{name: "bundle list id", args: with("bundle", "list", "-id", "spiffe://fed.example")},
 		{name: "bundle list id spiffe format", args: []string{"bundle", "list", "-id", "spiffe://other.example", "-format", "spiffe"}, compare: sameJWKS},
@@ -590,6 +724,9 @@ func TestSPIREServerCLI(t *testing.T) {
 		{name: "entry show federatesWith any", args: with("entry", "show", "-federatesWith", "spiffe://fed.example", "-matchFederatesWithOn", "any"), ids: []string{"e-fed"}},
 		{name: "entry show hint", args: with("entry", "show", "-hint", "blue"), ids: []string{"e-full"}},
 		{name: "entry show downstream", args: with("entry", "show", "-downstream"), ids: []string{"e-down"}},
+		{name: "entry show pretty", args: []string{"entry", "show", "-entryID", "e-full"}, compare: sameText},
+		{name: "entry show selector pretty", args: []string{"entry", "show", "-selector", "unix:uid:1001"}, compare: sameText},
+		{name: "entry count pretty", args: []string{"entry", "count"}, compare: sameText},
 		{name: "entry count", args: with("entry", "count")},
 		{name: "entry count filtered", args: with("entry", "count", "-parentID", agentA, "-selector", "unix:uid:1000", "-matchSelectorsOn", "any")},
 		{name: "entry count downstream", args: with("entry", "count", "-downstream")},
@@ -603,6 +740,13 @@ func TestSPIREServerCLI(t *testing.T) {
 		{name: "entry delete unknown entryID", args: with("entry", "delete", "-entryID", "e-exp")},
 		{name: "entry count after delete", args: with("entry", "count")},
 
+		{name: "entry create data file", args: with("entry", "create", "-data", entryData)},
+		{name: "entry delete file", args: with("entry", "delete", "-file", deleteData)},
+
+		// Minting for workloads without an agent.
+		{name: "x509 mint", args: with("x509", "mint", "-spiffeID", "spiffe://example.org/minted", "-dns", "m.example.org", "-ttl", "10m"), compare: mintedX509},
+		{name: "jwt mint", args: with("jwt", "mint", "-spiffeID", "spiffe://example.org/minted", "-audience", "db", "-ttl", "5m"), compare: mintedJWT},
+
 		// Join tokens.
 		{name: "token generate", args: with("token", "generate", "-ttl", "600"), ignore: []string{"value"}},
 		{name: "token generate spiffeID", args: with("token", "generate", "-spiffeID", "spiffe://example.org/alias"), capture: captureJSON("token", "value"), ignore: []string{"value"}},
@@ -611,6 +755,7 @@ func TestSPIREServerCLI(t *testing.T) {
 
 		// Agents: tok-a, tok-b and tok-c attested on both.
 		{name: "agent count", args: with("agent", "count")},
+		{name: "agent count pretty", args: []string{"agent", "count"}, compare: sameText},
 		{name: "agent list", args: with("agent", "list"), ids: []string{"tok-a", "tok-b", "tok-c"}},
 		{name: "agent list attestationType", args: with("agent", "list", "-attestationType", "join_token"), ids: []string{"tok-a", "tok-b", "tok-c"}},
 		{name: "agent list attestationType none", args: with("agent", "list", "-attestationType", "x509pop"), ids: []string{}},
@@ -660,6 +805,9 @@ func TestSPIREServerCLI(t *testing.T) {
 				if err := row.capture(spB, b.out); err != nil {
 					t.Errorf("spire: capture: %v", err)
 				}
+			}
+			if os.Getenv("SIGNET_TEST_LOG") != "" {
+				t.Logf("signet: %s %v\nspire:  %s %v", a.out, a.err, b.out, b.err)
 			}
 			if err := compareJSON(row, sgB, spB, a, b); err != nil {
 				t.Errorf("spire-server %s\n%v\nsignet raw: %s %v\nspire raw:  %s %v", strings.Join(row.args, " "), err, a.out, a.err, b.out, b.err)

@@ -20,6 +20,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/server"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
@@ -224,8 +225,9 @@ type signetServer struct {
 }
 
 type signetOptions struct {
-	now   func() time.Time
-	caTTL time.Duration
+	now      func() time.Time
+	caTTL    time.Duration
+	registry prometheus.Registerer
 }
 
 func startSignet(t *testing.T, opts signetOptions) *signetServer {
@@ -242,6 +244,7 @@ func startSignet(t *testing.T, opts signetOptions) *signetServer {
 		RotationInterval: time.Second,
 		CATTL:            opts.caTTL,
 		Now:              opts.now,
+		Registry:         opts.registry,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/ca"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
@@ -46,6 +47,30 @@ func checkJWT(t *testing.T, ctx context.Context, socket string, want spiffeid.ID
 	if _, err := jwtsvid.ParseAndValidate(svid.Marshal(), bundles, []string{"db"}); err != nil {
 		t.Fatalf("JWT-SVID does not validate against the served JWT bundle: %v", err)
 	}
+}
+
+// handshakes returns the agent listener's TLS handshakes by key exchange
+// group.
+func handshakes(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "signet_server_tls_handshakes_total" {
+			continue
+		}
+		for _, m := range mf.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "group" {
+					out[l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }
 
 func protoID(id spiffeid.ID) *types.SPIFFEID {
@@ -99,7 +124,8 @@ func TestSPIREAgentToSignetServer(t *testing.T) {
 	bins := spireBinaries(t)
 	clk := &clock{}
 	clk.Set(-55 * time.Minute)
-	srv := startSignet(t, signetOptions{now: clk.Now, caTTL: time.Hour})
+	reg := prometheus.NewRegistry()
+	srv := startSignet(t, signetOptions{now: clk.Now, caTTL: time.Hour, registry: reg})
 	token := srv.token(t)
 	agentID := spiffeid.RequireFromSegments(td, "spire", "agent", "join_token", token)
 	me := spiffeid.RequireFromPath(td, "/workload/spire-agent")
@@ -159,7 +185,20 @@ func TestSPIREAgentToSignetServer(t *testing.T) {
 		if a.AttestationType != "join_token" || a.Banned {
 			t.Fatalf("agent record %+v", a)
 		}
+		// spire-agent negotiated the post-quantum hybrid key exchange that
+		// Signet requires by default, and nothing else.
+		groups := handshakes(t, reg)
+		if groups["X25519MLKEM768"] == 0 || len(groups) != 1 {
+			t.Fatalf("TLS key exchange groups negotiated with spire-agent: %v, want only X25519MLKEM768", groups)
+		}
 	})
+	firstSerial := func() string {
+		a, err := srv.agentRecord(agentID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.X509SvidSerialNumber
+	}()
 
 	oldCA := activeCA(srv)
 	t.Run("CA rotation prepared authority reaches workload bundle", func(t *testing.T) {
@@ -238,6 +277,15 @@ func TestSPIREAgentToSignetServer(t *testing.T) {
 		if !hasAuthority(b.X509Authorities(), prev) {
 			t.Fatal("previous authority left the workload bundle before it expired")
 		}
+	})
+
+	t.Run("agent SVID renewed", func(t *testing.T) {
+		// spire-agent renews its own SVID (RenewAgent) past half-life; the
+		// server records the new serial and keeps accepting the agent.
+		waitFor(t, 60*time.Second, "a renewed agent SVID", func() bool {
+			a, err := srv.agentRecord(agentID)
+			return err == nil && a.X509SvidSerialNumber != firstSerial && !a.Banned
+		})
 	})
 
 	t.Run("entry update re-issues SVID", func(t *testing.T) {
