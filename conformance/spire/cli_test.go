@@ -382,15 +382,6 @@ func listedIDs(out string) ([]string, error) {
 	return ids, nil
 }
 
-func hasJSONOutput(args []string) bool {
-	for i, a := range args {
-		if a == "-output" && i+1 < len(args) && args[i+1] == "json" {
-			return true
-		}
-	}
-	return false
-}
-
 // pemCAs compares PEM outputs: the same number of CA certificates, each a
 // CA of the trust domain.
 func pemCAs(a, b result) error {

@@ -337,7 +337,7 @@ func startSPIREServer(t *testing.T, bins binaries) *spireServer {
 		})
 		s = &spireServer{proc: startProc(t, "spire-server", bins.server, "run", "-config", cfg),
 			bin: bins.server, socket: socket, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
-		if s.waitHealthy(t) {
+		if s.waitHealthy() {
 			return s
 		}
 		s.stop()
@@ -347,7 +347,7 @@ func startSPIREServer(t *testing.T, bins binaries) *spireServer {
 }
 
 // waitHealthy polls the health check until it passes or the process exits.
-func (s *spireServer) waitHealthy(t *testing.T) bool {
+func (s *spireServer) waitHealthy() bool {
 	for i := 0; i < 300; i++ {
 		if s.exited() {
 			return false

@@ -90,9 +90,10 @@ func runAPICases(t *testing.T, sg, sp *backend, cases []apiCase) {
 	}
 }
 
-// batchCodes lists the per-item status codes of a batch response.
+// batchResult is one item's result in a batch response.
 type batchResult interface{ GetStatus() *types.Status }
 
+// codesOf lists the per-item statuses of a batch response.
 func codesOf[R batchResult](results []R) codeList {
 	out := make(codeList, 0, len(results))
 	for _, r := range results {
@@ -169,17 +170,18 @@ func uniq(id *types.SPIFFEID, n int) *types.SPIFFEID {
 	return &types.SPIFFEID{TrustDomain: id.TrustDomain, Path: fmt.Sprintf("/u%d", n)}
 }
 
-func pemlessBundle(t *testing.T, trustDomain string) *types.Bundle {
+// federatedBundle returns a bundle for another trust domain with one X.509
+// authority and one JWT key.
+func federatedBundle(t *testing.T, trustDomain string) *types.Bundle {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	der, err := x509.MarshalPKIXPublicKey(key.Public())
 	if err != nil {
 		t.Fatal(err)
 	}
-	fixtures := federationCA(t, trustDomain)
 	return &types.Bundle{
 		TrustDomain:     trustDomain,
-		X509Authorities: []*types.X509Certificate{{Asn1: fixtures.Raw}},
+		X509Authorities: []*types.X509Certificate{{Asn1: federationCA(t, trustDomain).Raw}},
 		JwtAuthorities:  []*types.JWTKey{{KeyId: "kid-" + trustDomain, PublicKey: der, ExpiresAt: 4102444800}},
 		RefreshHint:     60,
 		SequenceNumber:  3,
@@ -202,7 +204,7 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 	agentID := func(tok string) *types.SPIFFEID {
 		return &types.SPIFFEID{TrustDomain: td.Name(), Path: "/spire/agent/join_token/" + tok}
 	}
-	fedA, fedB := pemlessBundle(t, "a.example"), pemlessBundle(t, "b.example")
+	fedA, fedB := federatedBundle(t, "a.example"), federatedBundle(t, "b.example")
 	for _, b := range []*backend{sg, sp} {
 		for _, tok := range tokens {
 			b.createToken(t, tok)
@@ -366,7 +368,7 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 			}},
 			{name: "BatchCreateFederatedBundle result", call: func(ctx context.Context, b *backend) (any, error) {
 				return bundleClient(b).BatchCreateFederatedBundle(ctx, &bundlev1.BatchCreateFederatedBundleRequest{
-					Bundle: []*types.Bundle{pemlessBundle(t, "d.example")}, OutputMask: &types.BundleMask{RefreshHint: true},
+					Bundle: []*types.Bundle{federatedBundle(t, "d.example")}, OutputMask: &types.BundleMask{RefreshHint: true},
 				})
 			}},
 			{name: "BatchUpdateFederatedBundle per-item status", call: func(ctx context.Context, b *backend) (any, error) {
@@ -392,7 +394,7 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 			}},
 			{name: "BatchSetFederatedBundle per-item status", call: func(ctx context.Context, b *backend) (any, error) {
 				r, err := bundleClient(b).BatchSetFederatedBundle(ctx, &bundlev1.BatchSetFederatedBundleRequest{
-					Bundle: []*types.Bundle{fedB, pemlessBundle(t, "e.example"), {TrustDomain: td.Name(), X509Authorities: fedA.X509Authorities}, bad},
+					Bundle: []*types.Bundle{fedB, federatedBundle(t, "e.example"), {TrustDomain: td.Name(), X509Authorities: fedA.X509Authorities}, bad},
 				})
 				if err != nil {
 					return nil, err
