@@ -3,6 +3,7 @@ package secrets_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -413,5 +414,91 @@ path "secret/metadata/*" { capabilities = ["read"] }`); err != nil {
 		f.guard.saw(u.Err.Error())
 	case <-time.After(time.Minute):
 		t.Fatal("no update")
+	}
+}
+
+func TestNonRenewableLeaseReplacedBeforeExpiry(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	vc := f.vault.Client(t)
+	if err := vc.Sys().Mount("pki", &vault.MountInput{Type: "pki", Config: vault.MountConfigInput{MaxLeaseTTL: "87600h"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.vault.Write(t, "pki/root/generate/internal", map[string]any{"common_name": "Test Root", "ttl": "8760h"})
+	f.vault.Write(t, "pki/roles/web", map[string]any{"allowed_domains": "example.org", "allow_subdomains": true, "generate_lease": true, "max_ttl": "1h"})
+	p := secrets.Policy{ID: "web-cert", SPIFFEIDPattern: webID.String(), Path: "pki/issue/web", Engine: secrets.EngineLeased,
+		Params: map[string]string{"common_name": "web.example.org", "ttl": "4s"}}
+	sub, err := f.broker.Watch(p, webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	first := next(t, f.guard, sub)
+	var fields map[string]any
+	if err := json.Unmarshal(first.Data, &fields); err != nil {
+		t.Fatal(err)
+	}
+	f.guard.secret(fields["private_key"].(string))
+	if first.Renewable || first.LeaseIDHash == "" || first.LeaseTTL <= 0 || first.LeaseTTL > 4*time.Second {
+		t.Fatalf("first lease: %v renewable=%v", first, first.Renewable)
+	}
+	second := next(t, f.guard, sub)
+	if second.Version != 2 || second.LeaseIDHash == first.LeaseIDHash || !second.UpdatedAt.Before(first.ExpiresAt) {
+		t.Fatalf("replacement: %v (first expires %v)", second, first.ExpiresAt)
+	}
+	if err := json.Unmarshal(second.Data, &fields); err != nil {
+		t.Fatal(err)
+	}
+	f.guard.secret(fields["private_key"].(string))
+	if strings.Contains(strings.Join(f.events.kinds(), ","), secrets.KindLeaseRenewed) {
+		t.Fatal("a non-renewable lease was renewed")
+	}
+}
+
+// TestLogsNeverCarrySecrets runs every path that logs (reads, new
+// versions, leases obtained, renewed and revoked, read failures, refusals)
+// with debug logging captured, and fails if a secret value appears in a log
+// line, an event or an error (the leak guard checks when the test ends).
+func TestLogsNeverCarrySecrets(t *testing.T) {
+	f := newFixture(t, nil, nil)
+	f.guard.secret("kv-secret-alpha")
+	f.guard.secret("kv-secret-beta")
+	f.vault.PutKV(t, "secret", "scan", map[string]any{"a": "kv-secret-alpha"})
+	kv, err := f.broker.Watch(secrets.Policy{ID: "scan", SPIFFEIDPattern: webID.String(), Path: "secret/scan", Engine: secrets.EngineKV2}, webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kv.Close()
+	next(t, f.guard, kv)
+	f.vault.PutKV(t, "secret", "scan", map[string]any{"a": "kv-secret-beta"})
+	next(t, f.guard, kv)
+
+	tok, err := f.broker.Watch(tokenPolicy("2s", "1h"), webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	v := next(t, f.guard, tok)
+	f.guard.secret(string(v.Data))
+	r := next(t, f.guard, tok) // renewed
+	f.guard.secret(string(r.Data))
+
+	// A missing field fails without echoing the secret.
+	bad, err := f.broker.Watch(secrets.Policy{ID: "scan-bad", SPIFFEIDPattern: webID.String(), Path: "secret/scan", Engine: secrets.EngineKV2, Field: "nope"}, webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if u := <-bad.Updates(); u.Err == nil {
+		t.Fatal("missing field delivered a value")
+	} else {
+		f.guard.saw(u.Err.Error())
+	}
+	f.broker.Revoke(testCtx(t), "batch-token")
+
+	logs := f.guard.logs.String()
+	for _, want := range []string{"lease obtained", "lease renewed", "lease revoked", "new secret version delivered", "lease_id_hash"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %q: the scan would prove nothing", want)
+		}
 	}
 }

@@ -154,6 +154,12 @@ func (c *Client) do(ctx context.Context, op func(*vault.Client) error) error {
 	if err == nil || !errors.Is(err, ErrVaultDenied) {
 		return err
 	}
+	// Vault answers 403 both for a policy denial and for a token it no
+	// longer knows (expired, or a restarted dev server): only the latter
+	// is helped by logging in again.
+	if _, lerr := c.api.Auth().Token().LookupSelfWithContext(ctx); lerr == nil {
+		return err
+	}
 	if lerr := c.Login(ctx); lerr != nil {
 		return err
 	}
