@@ -9,6 +9,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +50,8 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+var tdCounter atomic.Int64
 
 type syncBuf struct {
 	mu sync.Mutex
@@ -116,7 +119,7 @@ func setup(t *testing.T) *env {
 	vs := vaulttest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	td := spiffeid.RequireTrustDomainFromString(strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")) + ".test")
+	td := spiffeid.RequireTrustDomainFromString(fmt.Sprintf("%s-%d.test", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), tdCounter.Add(1)))
 	logs := &syncBuf{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	st, err := store.New(testEtcd.Client(), td)
