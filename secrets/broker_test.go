@@ -15,6 +15,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/rotation/eventlog"
+	"github.com/signet-id/signet/rotation/scheduler/schedtest"
 	"github.com/signet-id/signet/secrets"
 	"github.com/signet-id/signet/secrets/vaulttest"
 )
@@ -133,7 +134,7 @@ type fixture struct {
 	log    *slog.Logger
 }
 
-func newFixture(t *testing.T, auth secrets.Auth, vs *vaulttest.Server) *fixture {
+func newFixture(t *testing.T, auth secrets.Auth, vs *vaulttest.Server, opts ...func(*secrets.BrokerConfig)) *fixture {
 	t.Helper()
 	if vs == nil {
 		vs = vaulttest.Start(t)
@@ -147,10 +148,14 @@ func newFixture(t *testing.T, auth secrets.Auth, vs *vaulttest.Server) *fixture 
 		t.Fatal(err)
 	}
 	sink := &recordingSink{g: guard}
-	b, err := secrets.NewBroker(secrets.BrokerConfig{
+	cfg := secrets.BrokerConfig{
 		Client: c, PollInterval: 100 * time.Millisecond, MaxBackoff: 500 * time.Millisecond,
 		Events: sink, Actor: "spiffe://example.org/spire/server", Logger: log,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	b, err := secrets.NewBroker(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,5 +505,44 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %q: the scan would prove nothing", want)
 		}
+	}
+}
+
+// TestLeaseRenewalOnInjectedClock drives the renewal schedule with a fake
+// clock: nothing happens before 2/3 of the TTL, the renewal happens once
+// the clock passes it.
+func TestLeaseRenewalOnInjectedClock(t *testing.T) {
+	start := time.Unix(1_900_000_000, 0)
+	clk := schedtest.NewClock(start)
+	f := newFixture(t, nil, nil, func(c *secrets.BrokerConfig) { c.Clock = clk })
+	sub, err := f.broker.Watch(tokenPolicy("1h", "24h"), webID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	first := next(t, f.guard, sub)
+	f.guard.secret(string(first.Data))
+	if !first.ExpiresAt.Equal(start.Add(time.Hour)) {
+		t.Fatalf("expires at %v, want %v", first.ExpiresAt, start.Add(time.Hour))
+	}
+	if err := clk.WaitTimers(testCtx(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := clk.Next(); !at.Equal(start.Add(40 * time.Minute)) {
+		t.Fatalf("renewal due at %v, want 2/3 of the TTL (%v)", at, start.Add(40*time.Minute))
+	}
+	clk.Advance(39 * time.Minute)
+	select {
+	case u := <-sub.Updates():
+		t.Fatalf("update before 2/3 of the TTL: %v %v", u.Value, u.Err)
+	default:
+	}
+	clk.Advance(2 * time.Minute)
+	renewed := next(t, f.guard, sub)
+	if renewed.Version != 1 || !renewed.ExpiresAt.Equal(start.Add(41*time.Minute+time.Hour)) {
+		t.Fatalf("renewed: %v expires %v", renewed, renewed.ExpiresAt)
+	}
+	if !strings.Contains(strings.Join(f.events.kinds(), ","), secrets.KindLeaseRenewed) {
+		t.Fatalf("no renewal event: %v", f.events.kinds())
 	}
 }
