@@ -51,9 +51,9 @@ func sleepCh(ctx context.Context) <-chan time.Time {
 	return time.After(500 * time.Millisecond)
 }
 
-// HashID returns the hex SHA-256 of a lease ID or token accessor, the only
-// form in which they are logged, stored or sent to the event log. Empty
-// stays empty.
+// HashID returns the first 16 bytes of the SHA-256 of a lease ID or token
+// accessor, in hex: the only form in which they are logged, stored or sent
+// to the event log. Empty stays empty.
 func HashID(id string) string {
 	if id == "" {
 		return ""

@@ -17,6 +17,24 @@
 // carries a lease: either a secret with a lease ID (dynamic secret engines:
 // renewed through sys/leases/renew, revoked through sys/leases/revoke) or an
 // auth block (auth/token/create and other token-issuing paths: renewed
-// through auth/token/renew, revoked by accessor). With Params the path is
-// written (POST) with those parameters, otherwise it is read.
+// through auth/token/renew-accessor, revoked by accessor). With Params the
+// path is written (POST) with those parameters, otherwise it is read.
+//
+// # Scheduling
+//
+// Each secret a subscriber watches has one goroutine that sleeps on the
+// injected Clock until its next action: the KV v2 metadata poll, the lease
+// renewal at 2/3 of the TTL, or the replacement at 85%. Leases are not put
+// in the etcd-backed rotation scheduler: a lease (and the value it came
+// with) lives only in the memory of the server replica that streams it,
+// the scheduler runs items on whichever replica leads, and its payloads
+// are stored in etcd, where lease IDs must not go. Every lease event
+// (vault.lease.issued, .renewed, .revoked, .expired) and every new KV
+// version (secret.version.changed) goes to the rotation event log through
+// an EventSink, with the lease ID hashed.
+//
+// A secret nobody watches any more is kept (and its lease renewed) for
+// IdleTimeout, so that an agent reconnecting does not cause a new lease,
+// then dropped and its lease revoked. When Vault fails, subscribers keep
+// the last value and reads are retried with capped backoff.
 package secrets
