@@ -45,12 +45,6 @@ func sleep(ctx context.Context, clock Clock, d time.Duration) bool {
 	}
 }
 
-// sleepCh returns a channel that fires after a short pause (watch retry).
-func sleepCh(ctx context.Context) <-chan time.Time {
-	_ = ctx
-	return time.After(500 * time.Millisecond)
-}
-
 // HashID returns the first 16 bytes of the SHA-256 of a lease ID or token
 // accessor, in hex: the only form in which they are logged, stored or sent
 // to the event log. Empty stays empty.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -205,7 +206,7 @@ func (s *PolicyStore) Watch(ctx context.Context) (<-chan PolicyEvent, error) {
 				select {
 				case <-ctx.Done():
 					return
-				case <-sleepCh(ctx):
+				case <-time.After(500 * time.Millisecond):
 				}
 				continue
 			}
