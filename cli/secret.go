@@ -228,6 +228,7 @@ lease is printed (or written) as it arrives.`,
 			defer cancel()
 			ctx = metadata.AppendToOutgoingContext(ctx, "workload.spiffe.io", "true")
 			first := time.AfterFunc(wf.timeout, cancel)
+			got := false
 			defer first.Stop()
 			stream, err := secretsv1.NewWorkloadSecretsClient(conn).Watch(ctx, &secretsv1.WorkloadWatchSecretRequest{Name: args[0], SpiffeId: spiffeID})
 			if err != nil {
@@ -235,6 +236,9 @@ lease is printed (or written) as it arrives.`,
 			}
 			for {
 				s, err := stream.Recv()
+				if errors.Is(err, io.EOF) && watch && got {
+					return nil // the agent ended the stream (it is shutting down)
+				}
 				if err != nil {
 					if !first.Stop() && errors.Is(ctx.Err(), context.Canceled) && cmd.Context().Err() == nil {
 						return fmt.Errorf("fetching secret: the agent sent no value within %s (is Vault reachable from the server? raise --timeout)", wf.timeout)
@@ -245,6 +249,7 @@ lease is printed (or written) as it arrives.`,
 					return wc.err("fetching secret", wf.timeout, err)
 				}
 				first.Stop()
+				got = true
 				if err := printSecret(cmd, s, wf.output.json(), write); err != nil {
 					return err
 				}
