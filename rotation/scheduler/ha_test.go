@@ -227,3 +227,40 @@ func TestHALeaderKillUnderLoad(t *testing.T) {
 		victim, oldTerm.Rev, executedAtKill, items, len(inflightAtKill), newLeader, failover.Seconds(), ttl, stepDown.Seconds(),
 		finished.Seconds(), rerun, total)
 }
+
+// TestRunReturnsWhenCutOff cuts a leader and a follower (waiting in its
+// campaign) off from etcd: the leader steps down on its own, and both Run
+// calls return promptly when cancelled.
+func TestRunReturnsWhenCutOff(t *testing.T) {
+	cli := startEtcd(t)
+	var reps [2]*Scheduler
+	var proxies [2]*cutProxy
+	var stops [2]func()
+	for i := range reps {
+		proxies[i] = newCutProxy(t, cli.Endpoints()[0])
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{proxies[i].Endpoint()}, DialTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		reps[i] = newTestScheduler(t, c, WithName(fmt.Sprintf("r%d", i)), WithSessionTTL(2*time.Second))
+		stops[i] = run(t, reps[i])
+		if i == 0 {
+			waitFor(t, 30*time.Second, "r0 leads", reps[0].IsLeader)
+		}
+	}
+	// Let r1 reach its campaign wait.
+	waitFor(t, 30*time.Second, "r1 campaigning", func() bool {
+		resp, err := cli.Get(context.Background(), testPrefix(t)+"leader/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count == 2
+	})
+	for _, p := range proxies {
+		p.Cut()
+	}
+	waitFor(t, 30*time.Second, "the cut-off leader steps down", func() bool { return !reps[0].IsLeader() })
+	for i, stop := range stops {
+		start := time.Now()
+		stop() // fails the test if Run does not return within 30s
+		t.Logf("r%d: Run returned %v after cancel", i, time.Since(start).Round(time.Millisecond))
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,8 +90,9 @@ type config struct {
 	gaugeInterval  time.Duration
 }
 
-// WithPrefix sets the etcd key prefix (default DefaultPrefix). Replicas
-// that share a schedule must use the same prefix.
+// WithPrefix sets the etcd key prefix (default DefaultPrefix; a missing
+// trailing "/" is added). Replicas that share a schedule must use the same
+// prefix.
 func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
 
 // WithName sets this replica's name, stored as the election value and in
@@ -181,6 +183,9 @@ func New(cli *clientv3.Client, opts ...Option) (*Scheduler, error) {
 	}
 	if cfg.prefix == "" {
 		return nil, errors.New("scheduler: empty key prefix")
+	}
+	if !strings.HasSuffix(cfg.prefix, "/") {
+		cfg.prefix += "/"
 	}
 	if cfg.name == "" {
 		host, _ := os.Hostname()
@@ -317,9 +322,8 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // reports whether this replica became leader.
 func (s *Scheduler) lead(ctx context.Context) (bool, error) {
 	ttl := int((s.cfg.ttl + time.Second - 1) / time.Second)
-	// Grant under ctx (NewSession would block on the client's context);
-	// the session keeps the lease alive on the client's context so that
-	// Close can still revoke it after ctx ends.
+	// Grant under ctx: NewSession would grant on the client's context,
+	// which a cancelled Run cannot interrupt.
 	granting := time.Now()
 	lease, err := s.cli.Grant(ctx, int64(ttl))
 	if err != nil {
@@ -355,13 +359,12 @@ func (s *Scheduler) lead(ctx context.Context) (bool, error) {
 	var guard sync.WaitGroup
 	defer guard.Wait()
 	defer cancel(nil)
-	guard.Go(func() {
-		s.guardLease(sctx, lease.ID, granting.Add(time.Duration(lease.TTL)*time.Second), cancel)
-	})
+	leaseTTL := time.Duration(lease.TTL) * time.Second
+	guard.Go(func() { s.guardLease(sctx, lease.ID, granting.Add(leaseTTL), leaseTTL, cancel) })
 
 	el := concurrency.NewElection(sess, s.keys.election())
-	if err := el.Campaign(sctx, s.cfg.name); err != nil {
-		return false, fmt.Errorf("scheduler: campaign: %w", err)
+	if err := s.campaign(sctx, el); err != nil {
+		return false, err
 	}
 	t := Term{Key: el.Key(), Rev: el.Rev()}
 	if !s.setTerm(sctx, t) {
@@ -402,8 +405,7 @@ func (s *Scheduler) lead(ctx context.Context) (bool, error) {
 // before its lease can expire and another replica can be elected. The
 // session's own keepalives (whose responses do not say when their request
 // was sent) cannot give that bound.
-func (s *Scheduler) guardLease(ctx context.Context, id clientv3.LeaseID, safeUntil time.Time, lost context.CancelCauseFunc) {
-	ttl := s.cfg.ttl
+func (s *Scheduler) guardLease(ctx context.Context, id clientv3.LeaseID, safeUntil time.Time, ttl time.Duration, lost context.CancelCauseFunc) {
 	margin, interval := ttl/5, ttl/3
 	for {
 		giveUp := safeUntil.Add(-margin)
@@ -435,6 +437,31 @@ func (s *Scheduler) guardLease(ctx context.Context, id clientv3.LeaseID, safeUnt
 			safeUntil = sent.Add(time.Duration(resp.TTL) * time.Second)
 		}
 	}
+}
+
+// campaign waits until el's session leads. When ctx ends first,
+// Campaign withdraws its candidacy on the client's context, which cannot be
+// interrupted; campaign waits for that only briefly (the lease, revoked or
+// left to expire, removes the candidacy anyway), so that Run returns
+// promptly even when etcd is unreachable.
+func (s *Scheduler) campaign(ctx context.Context, el *concurrency.Election) error {
+	done := make(chan error, 1)
+	go func() { done <- el.Campaign(ctx, s.cfg.name) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("scheduler: campaign: %w", err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(s.releaseTimeout(true))
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	return fmt.Errorf("scheduler: campaign: %w", context.Cause(ctx))
 }
 
 // releaseTimeout bounds resigning and revoking at the end of a session:
