@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 )
 
 // Storage persists the encoded CA state (private keys included). Replicas
@@ -99,4 +100,47 @@ func (m *Manager) Reload() (bool, error) {
 	}
 	m.notifyLocked()
 	return true, nil
+}
+
+// NextTransition returns when Rotate will next change something: the
+// active authority's half-life (prepare), its last sixth (activate), or an
+// old authority's expiry (drop), for X.509 and JWT alike. The rotation
+// scheduler keeps a due item at that time.
+func (m *Manager) NextTransition() time.Time {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var next time.Time
+	consider := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	step := func(active, prepared bool, notBefore, notAfter time.Time) {
+		life := notAfter.Sub(notBefore)
+		switch {
+		case !active:
+		case !prepared:
+			consider(notBefore.Add(life / 2))
+		default:
+			consider(notAfter.Add(-life / 6))
+		}
+		consider(notAfter)
+	}
+	if a := m.activeX509(); a != nil {
+		step(true, m.preparedX509() != nil, a.Cert.NotBefore, a.Cert.NotAfter)
+	}
+	for _, s := range m.x509 {
+		if s.Status == StatusOld {
+			consider(s.Cert.NotAfter)
+		}
+	}
+	if a := m.activeJWT(); a != nil {
+		step(true, m.preparedJWT() != nil, a.NotBefore, a.NotAfter)
+	}
+	for _, s := range m.jwt {
+		if s.Status == StatusOld {
+			consider(s.NotAfter)
+		}
+	}
+	return next
 }

@@ -89,3 +89,30 @@ func TestReplicasShareOneLifecycle(t *testing.T) {
 		t.Fatalf("%d saves, want 4 (create, prepare, activate, drop)", shared.saves)
 	}
 }
+
+func TestNextTransition(t *testing.T) {
+	clk := &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	m, err := ca.New(ca.Config{TrustDomain: td, Now: clk.Now, CATTL: 6 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fresh: the next event is preparing at half-life (3h, less the 10s
+	// the CA is backdated; the JWT key is not backdated, so it is later).
+	cur, _ := m.X509Authority()
+	want := cur.NotBefore.Add(cur.NotAfter.Sub(cur.NotBefore) / 2)
+	if got := m.NextTransition(); !got.Equal(want) {
+		t.Fatalf("next transition %v, want %v", got, want)
+	}
+	// Walking from transition to transition, Rotate changes something at
+	// each one.
+	for i := 0; i < 4; i++ {
+		clk.t = m.NextTransition()
+		changed, err := m.Rotate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !changed {
+			t.Fatalf("step %d: Rotate at the announced transition %v changed nothing", i, clk.t)
+		}
+	}
+}
