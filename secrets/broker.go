@@ -10,6 +10,7 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/rotation/eventlog"
@@ -59,6 +60,8 @@ type BrokerConfig struct {
 	Actor  string
 	Clock  Clock
 	Logger *slog.Logger
+	// Registerer, if set, receives the broker's metrics.
+	Registerer prometheus.Registerer
 }
 
 // Broker reads secrets from Vault for policies and SPIFFE IDs and keeps
@@ -68,6 +71,7 @@ type Broker struct {
 	client *Client
 	clock  Clock
 	log    *slog.Logger
+	m      *metrics
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -103,9 +107,13 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	if cfg.Actor == "" {
 		cfg.Actor = "signet-server"
 	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("secrets: register metrics: %w", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Broker{
-		cfg: cfg, client: cfg.Client, clock: cfg.Clock, log: cfg.Logger,
+		cfg: cfg, client: cfg.Client, clock: cfg.Clock, log: cfg.Logger, m: m,
 		ctx: ctx, cancel: cancel, sources: map[sourceKey]*source{},
 	}, nil
 }
@@ -346,8 +354,10 @@ func (b *Broker) newSource(p Policy, id spiffeid.ID) *source {
 		subs: map[*Subscription]struct{}{},
 	}
 	b.wg.Add(1)
+	b.m.watched.Inc()
 	go func() {
 		defer b.wg.Done()
+		defer b.m.watched.Dec()
 		defer close(s.done)
 		s.run()
 	}()
@@ -463,6 +473,7 @@ func (s *source) revokeLease(ctx context.Context) {
 		}
 		return vaultErr("revoke token", "auth/token/revoke-accessor", api.Auth().Token().RevokeAccessorWithContext(ctx, l.accessor))
 	})
+	s.b.m.observe("revoke", err)
 	if err != nil {
 		s.b.log.Warn("secrets: lease revocation failed; it expires at its TTL", "policy", s.policy.ID,
 			"spiffe_id", s.id.String(), "lease_id_hash", l.hash(), "error", err)
@@ -570,6 +581,7 @@ func (s *source) stepKV2(ctx context.Context) (time.Time, error) {
 			md, err = api.KVv2(mount).GetMetadata(ctx, path)
 			return kvErr("read metadata", s.policy.Path, err)
 		})
+		s.b.m.observe("kv2_poll", err)
 		if err == nil && md != nil {
 			cv := md.Versions[strconv.Itoa(md.CurrentVersion)]
 			if md.CurrentVersion == ver && cv.CreatedTime.Equal(stamp) {
@@ -586,6 +598,7 @@ func (s *source) stepKV2(ctx context.Context) (time.Time, error) {
 		sec, err = api.KVv2(mount).Get(ctx, path)
 		return kvErr("read", s.policy.Path, err)
 	})
+	s.b.m.observe("kv2_read", err)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -677,6 +690,7 @@ func (s *source) readLeased(ctx context.Context) (time.Time, error) {
 		}
 		return vaultErr("read", s.policy.Path, err)
 	})
+	s.b.m.observe("leased_read", err)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -760,6 +774,7 @@ func (s *source) renew(ctx context.Context, l *lease) error {
 		sec, err = api.Auth().Token().RenewAccessorWithContext(ctx, l.accessor, inc)
 		return vaultErr("renew token", "auth/token/renew-accessor", err)
 	})
+	s.b.m.observe("renew", err)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/rotation/eventlog"
@@ -464,7 +465,8 @@ func TestNonRenewableLeaseReplacedBeforeExpiry(t *testing.T) {
 // with debug logging captured, and fails if a secret value appears in a log
 // line, an event or an error (the leak guard checks when the test ends).
 func TestLogsNeverCarrySecrets(t *testing.T) {
-	f := newFixture(t, nil, nil)
+	reg := prometheus.NewRegistry()
+	f := newFixture(t, nil, nil, func(c *secrets.BrokerConfig) { c.Registerer = reg })
 	f.guard.secret("kv-secret-alpha")
 	f.guard.secret("kv-secret-beta")
 	f.vault.PutKV(t, "secret", "scan", map[string]any{"a": "kv-secret-alpha"})
@@ -499,6 +501,23 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 		f.guard.saw(u.Err.Error())
 	}
 	f.broker.Revoke(testCtx(t), "batch-token")
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := 0.0
+	for _, mf := range mfs {
+		f.guard.saw(mf.String())
+		if mf.GetName() == "signet_secrets_vault_operations_total" {
+			for _, m := range mf.GetMetric() {
+				ops += m.GetCounter().GetValue()
+			}
+		}
+	}
+	if ops < 4 {
+		t.Errorf("vault operations counted: %v", ops)
+	}
 
 	logs := f.guard.logs.String()
 	for _, want := range []string{"lease obtained", "lease renewed", "lease revoked", "new secret version delivered", "lease_id_hash"} {

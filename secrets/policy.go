@@ -109,6 +109,15 @@ func (p Policy) Matches(id spiffeid.ID) bool {
 	return m.match(id)
 }
 
+// TrustDomain returns the trust domain of the policy's SPIFFE ID pattern.
+func (p Policy) TrustDomain() (spiffeid.TrustDomain, error) {
+	m, err := compilePattern(p.SPIFFEIDPattern)
+	if err != nil {
+		return spiffeid.TrustDomain{}, err
+	}
+	return m.td, nil
+}
+
 // splitKV2 splits a KV v2 policy path into its mount and secret path.
 func splitKV2(path string) (mount, secret string, err error) {
 	mount, secret, ok := strings.Cut(path, "/")

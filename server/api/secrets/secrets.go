@@ -336,7 +336,7 @@ func (s *policiesServer) CreatePolicy(ctx context.Context, req *secretsv1.Create
 	if err := p.Validate(); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if id, err := spiffeid.TrustDomainFromString(trustDomainOf(p.SPIFFEIDPattern)); err != nil || id != s.a.cfg.TrustDomain {
+	if ptd, err := p.TrustDomain(); err != nil || ptd != s.a.cfg.TrustDomain {
 		return nil, status.Errorf(codes.InvalidArgument, "spiffe_id_pattern %q is not in trust domain %q", p.SPIFFEIDPattern, s.a.cfg.TrustDomain)
 	}
 	out, err := s.a.cfg.Policies.Create(ctx, p)
@@ -350,16 +350,6 @@ func (s *policiesServer) CreatePolicy(ctx context.Context, req *secretsv1.Create
 	}
 	s.a.log.Info("secrets: policy created", "policy", p.ID, "pattern", p.SPIFFEIDPattern, "path", p.Path, "engine", string(p.Engine))
 	return PolicyToProto(out), nil
-}
-
-func trustDomainOf(pattern string) string {
-	rest := pattern[min(len(pattern), len("spiffe://")):]
-	for i := 0; i < len(rest); i++ {
-		if rest[i] == '/' {
-			return rest[:i]
-		}
-	}
-	return rest
 }
 
 func (s *policiesServer) ListPolicies(ctx context.Context, _ *secretsv1.ListPoliciesRequest) (*secretsv1.ListPoliciesResponse, error) {
