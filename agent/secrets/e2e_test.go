@@ -137,7 +137,9 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc, err := agentsecrets.New(agentsecrets.Config{Attestor: att, Cache: c, MaxBackoff: 200 * time.Millisecond,
-		Server: func(context.Context) (secretsv1.SecretsClient, error) { return secretsv1.NewSecretsClient(serverConn), nil }})
+		Server: func(context.Context) (secretsv1.SecretsClient, error) {
+			return secretsv1.NewSecretsClient(serverConn), nil
+		}})
 	if err != nil {
 		t.Fatal(err)
 	}
