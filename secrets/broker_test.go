@@ -565,3 +565,53 @@ func TestLeaseRenewalOnInjectedClock(t *testing.T) {
 		t.Fatalf("no renewal event: %v", f.events.kinds())
 	}
 }
+
+// TestClientKeepsItsTokenFresh logs in with AppRole to short-lived tokens:
+// the client renews its token at 2/3 of its TTL and, once renewals are
+// capped by the max TTL, logs in again before the token expires.
+func TestClientKeepsItsTokenFresh(t *testing.T) {
+	vs := vaulttest.Start(t)
+	vc := vs.Client(t)
+	if err := vc.Sys().EnableAuthWithOptions("approle", &vault.EnableAuthOptions{Type: "approle"}); err != nil {
+		t.Fatal(err)
+	}
+	vs.Write(t, "auth/approle/role/short", map[string]any{"token_ttl": "3s", "token_max_ttl": "5s", "token_policies": "default"})
+	rid, err := vc.Logical().Read("auth/approle/role/short/role-id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := vs.Write(t, "auth/approle/role/short/secret-id", nil)
+	guard, log := newLeakGuard(t)
+	guard.secret(sid.Data["secret_id"].(string))
+	c, err := secrets.NewClient(secrets.ClientConfig{Address: vs.Addr, Logger: log,
+		Auth: secrets.AppRoleAuth{RoleID: rid.Data["role_id"].(string), SecretID: sid.Data["secret_id"].(string)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	guard.logs.waitFor(t, "vault token renewed")
+	for range 600 {
+		if strings.Count(guard.logs.String(), "logged in to vault") >= 2 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := strings.Count(guard.logs.String(), "logged in to vault"); n < 2 {
+		t.Fatalf("logged in %d times; want a new login after the capped renewal", n)
+	}
+	api, err := c.API(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.Auth().Token().LookupSelfWithContext(ctx); err != nil {
+		t.Fatalf("token not valid after refreshes: %v", err)
+	}
+}
