@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -89,7 +90,9 @@ type Agent struct {
 	// renewSelf: the server asked for every SVID to be renewed now,
 	// the agent's own included.
 	renewSelf bool
-	svidRev   map[string]int64
+	// pushLive is set while a server push stream is open.
+	pushLive atomic.Bool
+	svidRev  map[string]int64
 
 	syncNow chan struct{}
 	ready   chan struct{}

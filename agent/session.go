@@ -231,7 +231,7 @@ func (a *Agent) session(ctx context.Context) error {
 	ticker := time.NewTicker(a.cfg.SyncInterval)
 	defer ticker.Stop()
 	for {
-		renewAt := halfLife(svid.Chain[0])
+		renewAt := a.renewalTime(svid.Chain[0])
 		wait := renewAt.Sub(a.cfg.Now())
 		a.mu.Lock()
 		renewSelf := a.renewSelf
@@ -293,6 +293,7 @@ type clients struct {
 // agent then keeps the session and relies on polling every SyncInterval, so
 // watch returns only when ctx is done.
 func (a *Agent) watch(ctx context.Context, c *clients) error {
+	defer a.pushLive.Store(false)
 	stream, err := c.notify.Watch(ctx, &notifyv1.WatchRequest{})
 	if err != nil {
 		return a.watchFailed(ctx, err)
@@ -310,11 +311,16 @@ func (a *Agent) watch(ctx context.Context, c *clients) error {
 				a.renewSelf = true
 			}
 			for _, id := range n.EntryIds {
+				if id == serverAgentEntry {
+					a.renewSelf = true
+					continue
+				}
 				a.force[id] = true
 			}
 			a.mu.Unlock()
 		}
 		if n.Kind == notifyv1.Notification_KIND_HELLO {
+			a.pushLive.Store(true)
 			continue
 		}
 		select {
@@ -335,7 +341,20 @@ func (a *Agent) watchFailed(ctx context.Context, err error) error {
 	return ctx.Err()
 }
 
-func halfLife(c *x509.Certificate) time.Time { return issuer.RenewalTime(c) }
+// renewalTime is when the agent renews an SVID on its own: at half-life
+// when it hears nothing from a server, but while a push stream is live it
+// leaves the (jittered, 50-80%) schedule to the server and only steps in
+// at 85% of the lifetime.
+func (a *Agent) renewalTime(c *x509.Certificate) time.Time {
+	if !a.pushLive.Load() {
+		return issuer.RenewalTime(c)
+	}
+	start := issuer.RenewalTime(c).Add(-c.NotAfter.Sub(issuer.RenewalTime(c)))
+	return start.Add(c.NotAfter.Sub(start) * 85 / 100)
+}
+
+// serverAgentEntry in a RENEW_NOW asks for the agent's own SVID.
+const serverAgentEntry = "@agent"
 
 func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
 	key, err := a.newKey()
@@ -409,7 +428,7 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 	for _, e := range entries {
 		s := a.svids[e.Id]
 		rev, known := a.svidRev[e.Id]
-		if s != nil && !a.forceAll && !a.force[e.Id] && !needsRenewal(s, e, own, now, known && rev != e.RevisionNumber) {
+		if s != nil && !a.forceAll && !a.force[e.Id] && !needsRenewal(s, e, own, now, a.renewalTime(s.Chain[0]), known && rev != e.RevisionNumber) {
 			keep[e.Id] = s
 			continue
 		}
@@ -446,9 +465,9 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 
 // needsRenewal reports whether s must be replaced: past half-life, no
 // longer chaining to the bundle, or issued for an older entry revision.
-func needsRenewal(s *cache.X509SVID, e *types.Entry, b *spiffebundle.Bundle, now time.Time, entryChanged bool) bool {
+func needsRenewal(s *cache.X509SVID, e *types.Entry, b *spiffebundle.Bundle, now, renewAt time.Time, entryChanged bool) bool {
 	leaf := s.Chain[0]
-	if !now.Before(halfLife(leaf)) {
+	if !now.Before(renewAt) {
 		return true
 	}
 	if entryChanged {
@@ -571,7 +590,7 @@ func (a *Agent) nextWorkloadRenewal() time.Time {
 	defer a.mu.Unlock()
 	var next time.Time
 	for _, s := range a.svids {
-		h := halfLife(s.Chain[0])
+		h := a.renewalTime(s.Chain[0])
 		if next.IsZero() || h.Before(next) {
 			next = h
 		}

@@ -135,7 +135,7 @@ func (s *Server) watchCA(ctx context.Context, st *etcdCAStorage) {
 				continue
 			}
 			if changed {
-				s.caChanged()
+				s.kickCA()
 			}
 		}
 		select {

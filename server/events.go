@@ -34,6 +34,9 @@ func (e *events) SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID st
 	if e.tracker != nil && !agentID.IsZero() {
 		e.tracker.SVIDIssued(ctx, agentID, entryID, id, serial, authorityID, expiresAt)
 	}
+	if !agentID.IsZero() && entryID != "" {
+		e.s.scheduleRenewal(agentID, entryID, e.s.cfg.Now(), expiresAt)
+	}
 	actor := "admin"
 	if !agentID.IsZero() {
 		actor = agentID.String()
@@ -133,4 +136,15 @@ func (src serverSVIDSource) GetX509SVID() (*x509svid.SVID, error) {
 		return nil, errors.New("server: server key cannot sign")
 	}
 	return &x509svid.SVID{ID: id, Certificates: chain, PrivateKey: signer}, nil
+}
+
+// agentSVIDs receives the agents' own SVIDs from the agent API: tracked for
+// forced rotation and scheduled for renewal.
+type agentSVIDs struct{ s *Server }
+
+func (a agentSVIDs) SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID string, id spiffeid.ID, serial, authorityID string, expiresAt time.Time) {
+	if t := a.s.events.tracker; t != nil {
+		t.SVIDIssued(ctx, agentID, entryID, id, serial, authorityID, expiresAt)
+	}
+	a.s.scheduleRenewal(agentID, "", a.s.cfg.Now(), expiresAt)
 }

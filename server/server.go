@@ -27,6 +27,7 @@ import (
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	"github.com/signet-id/signet/rotation/eventlog"
+	"github.com/signet-id/signet/rotation/scheduler"
 	agentapi "github.com/signet-id/signet/server/api/agent"
 	"github.com/signet-id/signet/server/api/apiutil"
 	auditapi "github.com/signet-id/signet/server/api/audit"
@@ -103,15 +104,19 @@ type EtcdConfig struct {
 
 // Server is a running Signet server.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   *store.Store
-	ca      *ca.Manager
-	issuer  *issuer.Issuer
-	hub     *notify.Hub
-	events  *events
-	evlog   *eventlog.Log
-	metrics metrics
+	cfg    Config
+	log    *slog.Logger
+	store  *store.Store
+	ca     *ca.Manager
+	issuer *issuer.Issuer
+	hub    *notify.Hub
+	etcd   *clientv3.Client
+	sched  *scheduler.Scheduler
+	// renewals queues SVID renewal items for the scheduler.
+	renewals chan scheduler.Item
+	events   *events
+	evlog    *eventlog.Log
+	metrics  metrics
 
 	serverCert atomic.Pointer[tls.Certificate]
 	certExpiry atomic.Int64
@@ -126,7 +131,8 @@ type Server struct {
 }
 
 type metrics struct {
-	kex *prometheus.CounterVec
+	kex             *prometheus.CounterVec
+	renewalsDropped prometheus.Counter
 }
 
 // New validates cfg and returns a Server ready to Run.
@@ -167,12 +173,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), caKick: make(chan struct{}, 1)}
+	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), caKick: make(chan struct{}, 1), renewals: make(chan scheduler.Item, 65536)}
 	s.metrics.kex = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signet_server_tls_handshakes_total",
 		Help: "TLS handshakes on the agent listener, by negotiated key exchange group.",
 	}, []string{"group"})
-	cfg.Registry.MustRegister(s.metrics.kex)
+	s.metrics.renewalsDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signet_server_renewals_unscheduled_total",
+		Help: "SVID renewals not scheduled because the queue was full (agents then renew at half-life).",
+	})
+	cfg.Registry.MustRegister(s.metrics.kex, s.metrics.renewalsDropped)
 	return s, nil
 }
 
@@ -198,6 +208,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer closeEtcd()
+	s.etcd = cli
 
 	st, err := store.New(cli, s.cfg.TrustDomain, store.WithLogger(s.log), store.WithClock(s.cfg.Now))
 	if err != nil {
@@ -296,7 +307,21 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 4)
-	wg.Add(6)
+	s.sched, err = s.newScheduler()
+	if err != nil {
+		lis.Close()
+		adminLis.Close()
+		return err
+	}
+	wg.Add(8)
+	go func() {
+		defer wg.Done()
+		if err := s.sched.Run(ctx); err != nil {
+			s.log.Error("rotation scheduler stopped", "error", err)
+		}
+	}()
+	go func() { defer wg.Done(); s.renewalWriter(ctx) }()
+	s.scheduleCA(ctx)
 	go func() { defer wg.Done(); _ = tracker.Run(ctx) }()
 	go func() { defer wg.Done(); checkpointer.Run(ctx) }()
 	if shared != nil {
@@ -338,7 +363,7 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) register(g *grpc.Server) {
 	agentv1.RegisterAgentServer(g, agentapi.New(agentapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer,
-		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, SVIDs: s.events.tracker, Now: s.cfg.Now, Logger: s.log,
+		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, SVIDs: agentSVIDs{s}, Now: s.cfg.Now, Logger: s.log,
 	}))
 	entryv1.RegisterEntryServer(g, entryapi.New(entryapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log,
@@ -457,7 +482,14 @@ func (s *Server) rotationLoop(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
-		changed, err := s.ca.Rotate()
+		// The scheduler leader runs the lifecycle (a due item at each
+		// transition, and this tick as a safety net); other replicas
+		// follow the shared state.
+		var changed bool
+		var err error
+		if s.sched.IsLeader() {
+			changed, err = s.ca.Rotate()
+		}
 		if err != nil {
 			s.log.Error("CA rotation failed", "error", err)
 		}
@@ -491,6 +523,19 @@ func (s *Server) caChanged() {
 	seq, _ := s.ca.Bundle().SequenceNumber()
 	s.hub.BundleChanged(seq)
 	s.writeBundleFile()
+	if s.sched.IsLeader() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.scheduleCA(ctx)
+		cancel()
+	}
+}
+
+// kickCA asks the rotation loop to react to a CA change.
+func (s *Server) kickCA() {
+	select {
+	case s.caKick <- struct{}{}:
+	default:
+	}
 }
 
 // pushLoop turns store events into notifications for the affected agents.
@@ -562,11 +607,6 @@ func (s *Server) writeBundleFile() {
 // signer is no longer active, publishes the bundle and tells the agents.
 type caNotifier struct{ s *Server }
 
-func (n caNotifier) BundleChanged(uint64) {
-	select {
-	case n.s.caKick <- struct{}{}:
-	default:
-	}
-}
+func (n caNotifier) BundleChanged(uint64) { n.s.kickCA() }
 
 func (n caNotifier) RenewNow(ctx context.Context) { n.s.hub.RenewNow(ctx) }
