@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/signet-id/signet/ca"
@@ -94,6 +95,11 @@ type Agent struct {
 	renewIDs map[string]bool
 	resync   bool
 	wake     chan struct{}
+
+	// busy is set while the Run loop acts on notifications; received
+	// counts the notifications received.
+	busy     atomic.Bool
+	received atomic.Int64
 
 	// sess is used by the Run goroutine only.
 	sess *session
@@ -181,6 +187,7 @@ func (a *Agent) Run(ctx context.Context, loaded func()) error {
 			return fmt.Errorf("rotationload: agent %s: push stream: %w", a.id, err)
 		case <-a.wake:
 		}
+		a.busy.Store(true)
 		a.pmu.Lock()
 		all, ids, resync := a.renewAll, a.renewIDs, a.resync
 		a.renewAll, a.renewIDs, a.resync = false, map[string]bool{}, false
@@ -192,6 +199,7 @@ func (a *Agent) Run(ctx context.Context, loaded func()) error {
 		case resync:
 			err = a.sync(ctx, nil)
 		}
+		a.busy.Store(false)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -201,6 +209,20 @@ func (a *Agent) Run(ctx context.Context, loaded func()) error {
 		a.report()
 	}
 }
+
+// Idle reports whether the agent has acted on every notification it
+// received.
+func (a *Agent) Idle() bool {
+	if a.busy.Load() {
+		return false
+	}
+	a.pmu.Lock()
+	defer a.pmu.Unlock()
+	return !a.renewAll && len(a.renewIDs) == 0 && !a.resync
+}
+
+// Received returns how many notifications the agent received.
+func (a *Agent) Received() int64 { return a.received.Load() }
 
 // Roots returns the X.509 authorities the agent trusts.
 func (a *Agent) Roots() []*x509.Certificate {
@@ -379,6 +401,7 @@ func (a *Agent) watch(ctx context.Context, stream notifyv1.Notifier_WatchClient,
 		a.mu.Lock()
 		a.stats.Notifications[n.Kind.String()]++
 		a.mu.Unlock()
+		a.received.Add(1)
 		a.pmu.Lock()
 		switch n.Kind {
 		case notifyv1.Notification_KIND_RENEW_NOW:

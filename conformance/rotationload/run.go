@@ -586,19 +586,7 @@ func (r *run) rotate(ctx context.Context, agentErrs <-chan error) error {
 	if _, err := la.ActivateX509Authority(ctx, &localauthorityv1.ActivateX509AuthorityRequest{AuthorityId: next}); err != nil {
 		return fmt.Errorf("rotationload: ActivateX509Authority: %w", err)
 	}
-	if err := r.waitUntil(ctx, "every agent trusts the new authority", func() (bool, error) {
-		select {
-		case err := <-agentErrs:
-			return false, err
-		default:
-		}
-		for _, a := range r.agents {
-			if !trusts(a.Roots(), next) {
-				return false, nil
-			}
-		}
-		return true, nil
-	}); err != nil {
+	if err := r.settle(ctx, "every agent trusts the new authority and is idle", agentErrs, func(a *Agent) bool { return trusts(a.Roots(), next) }); err != nil {
 		return err
 	}
 
@@ -650,6 +638,9 @@ func (r *run) rotate(ctx context.Context, agentErrs <-chan error) error {
 	if r.res.NewAfter, err = r.count(ctx, next); err != nil {
 		return err
 	}
+	if err := r.settle(ctx, "every agent is idle after the rotation", agentErrs, nil); err != nil {
+		return err
+	}
 	r.res.CeilingAfter, err = r.ceiling(ctx)
 	r.res.LoadAfter = loadAverage()
 	return err
@@ -659,6 +650,35 @@ func (r *run) rotate(ctx context.Context, agentErrs <-chan error) error {
 // process has cores.
 func (r *run) ceiling(ctx context.Context) (Ceiling, error) {
 	return SigningCeiling(ctx, CeilingConfig{Workers: r.res.Cores, Duration: r.cfg.CeilingDuration, Rand: r.cfg.Rand, Now: r.cfg.Now})
+}
+
+// settle waits until every agent is idle and satisfies cond (if not nil),
+// on two polls in a row with no notification received in between, so that
+// what follows does not compete with agents still acting on notifications.
+func (r *run) settle(ctx context.Context, what string, agentErrs <-chan error, cond func(*Agent) bool) error {
+	last := int64(-1)
+	return r.waitUntil(ctx, what, func() (bool, error) {
+		select {
+		case err := <-agentErrs:
+			return false, err
+		default:
+		}
+		var received int64
+		ok := true
+		for _, a := range r.agents {
+			received += a.Received()
+			if !a.Idle() || (cond != nil && !cond(a)) {
+				ok = false
+			}
+		}
+		settled := ok && received == last
+		if ok {
+			last = received
+		} else {
+			last = -1
+		}
+		return settled, nil
+	})
 }
 
 // trusts reports whether roots hold the authority with the given ID.
