@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,10 +101,12 @@ type Result struct {
 	Polls         int
 	ServerElapsed time.Duration // until the server counted none of the old authority
 	AgentsElapsed time.Duration // until the last agent reported holding only new SVIDs
-	Converged     int           // agents that reported
-	CPU           time.Duration // process CPU time from the taint until both were done
-	OldAfter      int           // SVIDs of the old authority counted afterwards
-	NewAfter      int           // SVIDs of the new authority counted afterwards
+	// AgentsP50 and AgentsP90: until half and nine tenths of the agents had.
+	AgentsP50, AgentsP90 time.Duration
+	Converged            int           // agents that reported
+	CPU                  time.Duration // process CPU time from the taint until both were done
+	OldAfter             int           // SVIDs of the old authority counted afterwards
+	NewAfter             int           // SVIDs of the new authority counted afterwards
 
 	// What the agents hold afterwards, verified against the new authority
 	// alone.
@@ -627,10 +630,15 @@ func (r *run) rotate(ctx context.Context, agentErrs <-chan error) error {
 	}
 	r.convMu.Lock()
 	r.res.Converged = len(r.converged)
+	times := make([]time.Duration, 0, len(r.converged))
 	for _, at := range r.converged {
-		r.res.AgentsElapsed = max(r.res.AgentsElapsed, at.Sub(start))
+		times = append(times, at.Sub(start))
 	}
 	r.convMu.Unlock()
+	slices.Sort(times)
+	if n := len(times); n > 0 {
+		r.res.AgentsP50, r.res.AgentsP90, r.res.AgentsElapsed = times[(n-1)/2], times[(n-1)*9/10], times[n-1]
+	}
 
 	if r.res.OldAfter, err = r.count(ctx, old); err != nil {
 		return err
