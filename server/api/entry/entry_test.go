@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/signet-id/signet/server/caller"
 	"github.com/signet-id/signet/server/etcdserver"
+	"github.com/signet-id/signet/server/etcdserver/etcdtest"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
@@ -31,24 +31,7 @@ import (
 
 var testEtcd *etcdserver.Server
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "signet-entry-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	testEtcd, err = etcdserver.Start(ctx, etcdserver.Config{Dir: dir})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testEtcd.Close()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { etcdtest.Main(m, &testEtcd) }
 
 const callerHeader = "x-test-caller"
 
