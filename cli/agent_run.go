@@ -9,8 +9,6 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/config"
 	"github.com/spf13/cobra"
@@ -49,17 +47,12 @@ func newAgentRunCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg.Logger = newLogger(cmd.ErrOrStderr(), ls.level, ls.format)
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			cfg.Registry = reg
-			if f.metricsAddress != "" {
-				stop, err := serveMetrics(f.metricsAddress, reg, cfg.Logger)
-				if err != nil {
-					return err
-				}
-				defer stop()
+			log, reg, stop, err := observability(cmd, ls, f.metricsAddress)
+			if err != nil {
+				return err
 			}
+			defer stop()
+			cfg.Logger, cfg.Registry = log, reg
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err

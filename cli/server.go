@@ -57,17 +57,14 @@ func newServerRunCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cfg.Logger = newLogger(cmd.ErrOrStderr(), logCfg.level, logCfg.format)
-			reg := prometheus.NewRegistry()
-			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-			cfg.Registry = reg
-			if f.metricsAddress != "" {
-				stop, err := serveMetrics(f.metricsAddress, reg, cfg.Logger)
-				if err != nil {
-					return err
-				}
-				defer stop()
+			var stop func()
+			var reg *prometheus.Registry
+			cfg.Logger, reg, stop, err = observability(cmd, logCfg, f.metricsAddress)
+			if err != nil {
+				return err
 			}
+			defer stop()
+			cfg.Registry = reg
 			srv, err := server.New(cfg)
 			if err != nil {
 				return err
@@ -211,4 +208,20 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func
 		defer cancel()
 		_ = hs.Shutdown(ctx)
 	}, nil
+}
+
+// observability builds the logger and the Prometheus registry of a daemon
+// and serves /metrics when addr is set; stop shuts the metrics server.
+func observability(cmd *cobra.Command, ls logSettings, addr string) (*slog.Logger, *prometheus.Registry, func(), error) {
+	log := newLogger(cmd.ErrOrStderr(), ls.level, ls.format)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if addr == "" {
+		return log, reg, func() {}, nil
+	}
+	stop, err := serveMetrics(addr, reg, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return log, reg, stop, nil
 }
