@@ -8,6 +8,9 @@
 # token, approle, cert, jwt/oidc and userpass auth methods and the kv, pki,
 # ssh and transit secrets engines, without the cloud and database plugins.
 #
+# A cold build (module downloads included) took about 19 minutes on 2 busy
+# cores; see conformance/tools/vault/README.md.
+#
 # Vault is BUSL-1.1 licensed; Signet uses it only to test against a real
 # Vault dev server and never ships it.
 set -euo pipefail
