@@ -103,10 +103,16 @@ type Result struct {
 	AgentsElapsed time.Duration // until the last agent reported holding only new SVIDs
 	// AgentsP50 and AgentsP90: until half and nine tenths of the agents had.
 	AgentsP50, AgentsP90 time.Duration
-	Converged            int           // agents that reported
-	CPU                  time.Duration // process CPU time from the taint until both were done
-	OldAfter             int           // SVIDs of the old authority counted afterwards
-	NewAfter             int           // SVIDs of the new authority counted afterwards
+	Converged            int // agents that reported
+	// Progress is the server's count of the old authority's SVIDs, each
+	// time it changed while waiting.
+	Progress []taint.Progress
+	// PollMax is the longest CountSVIDsByAuthority call while waiting (it
+	// writes the server's queued SVID records before counting).
+	PollMax  time.Duration
+	CPU      time.Duration // process CPU time from the taint until both were done
+	OldAfter int           // SVIDs of the old authority counted afterwards
+	NewAfter int           // SVIDs of the new authority counted afterwards
 
 	// What the agents hold afterwards, verified against the new authority
 	// alone.
@@ -157,6 +163,24 @@ func (r Result) CeilingRatio() float64 {
 		return r.ServerRate() / c
 	}
 	return 0
+}
+
+// CountWhenAgentsDone returns the server's last count of the old
+// authority's SVIDs before the last agent reported holding only new ones
+// (how far the server's tracking lagged behind the agents), or -1 if the
+// server's count reached 0 first.
+func (r Result) CountWhenAgentsDone() int {
+	n := -1
+	for _, p := range r.Progress {
+		if p.Elapsed > r.AgentsElapsed {
+			break
+		}
+		n = p.Remaining
+	}
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // CPUPerSVID is the process's CPU time per rotated SVID: the server's
@@ -609,8 +633,14 @@ func (r *run) rotate(ctx context.Context, agentErrs <-chan error) error {
 	if _, err := la.TaintX509Authority(ctx, &localauthorityv1.TaintX509AuthorityRequest{AuthorityId: old}); err != nil {
 		return fmt.Errorf("rotationload: TaintX509Authority: %w", err)
 	}
-	res, err := taint.Wait(ctx, func(ctx context.Context) (int, error) { return r.count(ctx, old) },
-		taint.Options{Start: start, Initial: r.res.OldBefore, Interval: r.cfg.PollInterval, Timeout: phaseTimeout, Now: r.cfg.Now})
+	res, err := taint.Wait(ctx, func(ctx context.Context) (int, error) {
+		t0 := r.cfg.Now()
+		n, err := r.count(ctx, old)
+		r.res.PollMax = max(r.res.PollMax, r.cfg.Now().Sub(t0))
+		return n, err
+	},
+		taint.Options{Start: start, Initial: r.res.OldBefore, Interval: r.cfg.PollInterval, Timeout: phaseTimeout, Now: r.cfg.Now,
+			OnProgress: func(p taint.Progress) { r.res.Progress = append(r.res.Progress, p) }})
 	r.res.Replaced, r.res.Polls, r.res.ServerElapsed = res.Replaced, res.Polls, res.Elapsed
 	if err != nil {
 		return err
