@@ -5,22 +5,24 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/signet-id/signet/rotation/taint"
 )
 
 // MarkdownTables formats results as two Markdown tables: the rotation
 // figures and the memory and etcd figures.
 func MarkdownTables(rs []Result) string {
 	var b strings.Builder
-	b.WriteString("| agents × entries | SVIDs rotated | agent keys | initial load | server count → 0 | SVIDs/s | agents holding only new: all (p50 / p90) | server count when agents done / longest count call | ECDSA P-256 ceiling | ratio | CPU busy | CPU per SVID (process) / per raw signature | load avg before / after |\n")
+	b.WriteString("| agents × entries | SVIDs rotated | agent keys | initial load | server count → 0 | SVIDs/s | agents holding only new: all (p50 / p90) | longest count call | ECDSA P-256 ceiling | ratio | CPU busy | CPU per SVID (process) / per raw signature | load avg before / after |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		keys := "fresh per SVID"
 		if r.ReuseKey {
 			keys = "one per agent and round"
 		}
-		fmt.Fprintf(&b, "| %d × %d | %d (%d workload + %d agent) | %s | %s | %s | %.0f | %s (%s / %s) | %s / %s | %.0f/s (%d workers) | %.1f%% | %.0f%% | %s / %s | %.1f / %.1f |\n",
+		fmt.Fprintf(&b, "| %d × %d | %d (%d workload + %d agent) | %s | %s | %s | %.0f | %s (%s / %s) | %s | %.0f/s (%d workers) | %.1f%% | %.0f%% | %s / %s | %.1f / %.1f |\n",
 			r.Agents, r.EntriesPerAgent, r.SVIDs(), r.Agents*r.EntriesPerAgent, r.Agents, keys,
-			dur(r.LoadElapsed), dur(r.ServerElapsed), r.ServerRate(), dur(r.AgentsElapsed), dur(r.AgentsP50), dur(r.AgentsP90), lag(r.CountWhenAgentsDone()), dur(r.PollMax),
+			dur(r.LoadElapsed), dur(r.ServerElapsed), r.ServerRate(), dur(r.AgentsElapsed), dur(r.AgentsP50), dur(r.AgentsP90), dur(r.PollMax),
 			r.Ceiling().PerSecond(), r.Ceiling().Workers, 100*r.CeilingRatio(), 100*r.CPUBusy(),
 			micro(r.CPUPerSVID()), micro(r.Ceiling().CPUPerCertificate()), r.LoadBefore, r.LoadAfter)
 	}
@@ -42,13 +44,6 @@ func dur(d time.Duration) string {
 	default:
 		return d.Round(time.Millisecond).String()
 	}
-}
-
-func lag(n int) string {
-	if n < 0 {
-		return "0 first"
-	}
-	return fmt.Sprint(n)
 }
 
 func micro(d time.Duration) string { return fmt.Sprintf("%d µs", d.Microseconds()) }
@@ -80,4 +75,14 @@ func prefixes(m map[string]int) string {
 		parts = append(parts, fmt.Sprintf("other %d", other))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// ProgressString renders the server's count while waiting as
+// "count@elapsed" steps.
+func ProgressString(ps []taint.Progress) string {
+	parts := make([]string, 0, len(ps))
+	for _, p := range ps {
+		parts = append(parts, fmt.Sprintf("%d@%s", p.Remaining, dur(p.Elapsed)))
+	}
+	return strings.Join(parts, " → ")
 }

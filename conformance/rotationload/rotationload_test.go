@@ -116,8 +116,8 @@ func TestForcedRotationLoad(t *testing.T) {
 			if res.KEX["X25519MLKEM768"] < 3*sz.agents {
 				t.Errorf("%d X25519MLKEM768 handshakes, want at least 3 per agent (attest, session, session after renewal)", res.KEX["X25519MLKEM768"])
 			}
-			t.Logf("%d×%d: %d SVIDs replaced; server count reached 0 in %s (%.0f SVIDs/s; longest count call %s); every agent held only new SVIDs after %s (when the server still counted %d); ceiling %.0f signatures/s (%.0f before, %.0f after) on %d workers (ratio %.1f%%); CPU busy %.0f%%; notifications %v; heap loaded %s, after %s; etcd %d keys",
-				sz.agents, sz.entries, res.Replaced, dur(res.ServerElapsed), res.ServerRate(), dur(res.PollMax), dur(res.AgentsElapsed), res.CountWhenAgentsDone(),
+			t.Logf("%d×%d: %d SVIDs replaced; server count reached 0 in %s (%.0f SVIDs/s; longest count call %s); every agent held only new SVIDs after %s; server count %s; ceiling %.0f signatures/s (%.0f before, %.0f after) on %d workers (ratio %.1f%%); CPU busy %.0f%%; notifications %v; heap loaded %s, after %s; etcd %d keys",
+				sz.agents, sz.entries, res.Replaced, dur(res.ServerElapsed), res.ServerRate(), dur(res.PollMax), dur(res.AgentsElapsed), ProgressString(res.Progress),
 				res.Ceiling().PerSecond(), res.CeilingBefore.PerSecond(), res.CeilingAfter.PerSecond(), res.Ceiling().Workers, 100*res.CeilingRatio(), 100*res.CPUBusy(), res.Notifications,
 				mib(res.MemLoaded.HeapAlloc), mib(res.MemServer.HeapAlloc), res.Etcd.Keys)
 		})

@@ -165,24 +165,6 @@ func (r Result) CeilingRatio() float64 {
 	return 0
 }
 
-// CountWhenAgentsDone returns the server's last count of the old
-// authority's SVIDs before the last agent reported holding only new ones
-// (how far the server's tracking lagged behind the agents), or -1 if the
-// server's count reached 0 first.
-func (r Result) CountWhenAgentsDone() int {
-	n := -1
-	for _, p := range r.Progress {
-		if p.Elapsed > r.AgentsElapsed {
-			break
-		}
-		n = p.Remaining
-	}
-	if n == 0 {
-		return -1
-	}
-	return n
-}
-
 // CPUPerSVID is the process's CPU time per rotated SVID: the server's
 // work and the simulated agents' (keys, CSRs, TLS) together.
 func (r Result) CPUPerSVID() time.Duration {
