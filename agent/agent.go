@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/agent/cache"
+	agentsecrets "github.com/signet-id/signet/agent/secrets"
 	"github.com/signet-id/signet/pq/altsig"
 	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -62,6 +63,9 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Attestor attests workloads; default the Unix attestor.
 	Attestor WorkloadAttestor
+	// SecretSinks write secrets brokered by the server to files (mode
+	// 0400, replaced atomically on change).
+	SecretSinks []agentsecrets.Sink
 }
 
 // WorkloadAttestor returns a workload's selectors from its pid.

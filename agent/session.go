@@ -13,6 +13,7 @@ import (
 	"github.com/signet-id/signet/agent/cache"
 	"github.com/signet-id/signet/issuer"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
+	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -202,11 +203,12 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 	defer conn.Close()
 	c := &clients{
-		agent:  agentv1.NewAgentClient(conn),
-		entry:  entryv1.NewEntryClient(conn),
-		svid:   svidv1.NewSVIDClient(conn),
-		bundle: bundlev1.NewBundleClient(conn),
-		notify: notifyv1.NewNotifierClient(conn),
+		agent:   agentv1.NewAgentClient(conn),
+		entry:   entryv1.NewEntryClient(conn),
+		svid:    svidv1.NewSVIDClient(conn),
+		bundle:  bundlev1.NewBundleClient(conn),
+		notify:  notifyv1.NewNotifierClient(conn),
+		secrets: secretsv1.NewSecretsClient(conn),
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -281,11 +283,12 @@ func classify(err error) error {
 }
 
 type clients struct {
-	agent  agentv1.AgentClient
-	entry  entryv1.EntryClient
-	svid   svidv1.SVIDClient
-	bundle bundlev1.BundleClient
-	notify notifyv1.NotifierClient
+	agent   agentv1.AgentClient
+	entry   entryv1.EntryClient
+	svid    svidv1.SVIDClient
+	bundle  bundlev1.BundleClient
+	notify  notifyv1.NotifierClient
+	secrets secretsv1.SecretsClient
 }
 
 // watch receives push notifications and triggers syncs. A server without

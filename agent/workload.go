@@ -2,13 +2,18 @@ package agent
 
 import (
 	"context"
+	"errors"
 
+	agentsecrets "github.com/signet-id/signet/agent/secrets"
 	"github.com/signet-id/signet/agent/workloadapi"
 	"github.com/signet-id/signet/attest/unix"
+	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
+	"google.golang.org/grpc"
 )
 
-// serveWorkloadAPI starts the Workload API on the configured socket and
-// returns a function that stops it.
+// serveWorkloadAPI starts the Workload API, and beside it the
+// signet.secrets.v1 WorkloadSecrets service, on the configured socket; it
+// returns a function that stops them.
 func (a *Agent) serveWorkloadAPI(ctx context.Context) (func(), error) {
 	att := a.cfg.Attestor
 	if att == nil {
@@ -24,6 +29,12 @@ func (a *Agent) serveWorkloadAPI(ctx context.Context) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
+	sec, err := agentsecrets.New(agentsecrets.Config{Attestor: att, Cache: a.cache, Server: a.secretsClient, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	g := srv.NewGRPCServer()
+	sec.Register(g)
 	l, err := workloadapi.Listen(a.cfg.SocketPath)
 	if err != nil {
 		return nil, err
@@ -32,10 +43,27 @@ func (a *Agent) serveWorkloadAPI(ctx context.Context) (func(), error) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := srv.ServeListener(ctx, l); err != nil {
+		if err := g.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			a.log.Error("Workload API stopped", "error", err)
 		}
 	}()
+	for _, sink := range a.cfg.SecretSinks {
+		go func() {
+			if err := sec.RunSink(ctx, sink); err != nil && ctx.Err() == nil {
+				a.log.Error("secret file sink stopped", "secret", sink.Name, "path", sink.Path, "error", err)
+			}
+		}()
+	}
 	a.log.Info("serving the Workload API", "socket", a.cfg.SocketPath)
-	return func() { cancel(); <-done }, nil
+	return func() { cancel(); g.Stop(); <-done }, nil
+}
+
+// secretsClient returns the current server session's secrets client.
+func (a *Agent) secretsClient(context.Context) (secretsv1.SecretsClient, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.conn == nil {
+		return nil, agentsecrets.ErrNotConnected
+	}
+	return a.conn.secrets, nil
 }

@@ -37,7 +37,7 @@ The socket is --socket-path if given, else $SPIFFE_ENDPOINT_SOCKET, else
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRun,
 	}
-	c.AddCommand(newFetchX509Command(), newFetchJWTCommand(), newFetchBundleCommand())
+	c.AddCommand(newFetchX509Command(), newFetchJWTCommand(), newFetchBundleCommand(), fetchSecretCommand())
 	c.SetGlobalNormalizationFunc(spireNormalize)
 	c.SetFlagErrorFunc(spireFlagError)
 	return c

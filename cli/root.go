@@ -64,6 +64,7 @@ func NewRootCommand() *cobra.Command {
 		newVerifyCommand(),
 		auditCommand(),
 		caCommand(),
+		secretCommand(),
 	)
 	addAdminCommands(root)
 	addWorkloadCommands(root)

@@ -44,6 +44,7 @@ type serverFlags struct {
 	metricsAddress string
 	profile        string
 	caKEKFile      string
+	oidcAddress    string
 }
 
 func newServerRunCommand() *cobra.Command {
@@ -86,6 +87,7 @@ func newServerRunCommand() *cobra.Command {
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (default text)")
 	fl.BoolVar(&f.allowClassical, "allow-classical-key-exchange", false, "also accept classical-only TLS key exchange (X25519, P-256); post-quantum X25519MLKEM768 is required otherwise")
 	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port (e.g. 127.0.0.1:9988)")
+	fl.StringVar(&f.oidcAddress, "oidc-address", "", "serve OIDC discovery and JWKS over HTTPS on host:port (for Vault's jwt auth)")
 	fl.StringVar(&f.caKEKFile, "ca-kek-file", "", "file with the 32-byte key that seals the CA in an external etcd shared by replicas")
 	fl.StringVar(&f.profile, "credential-profile", "", "classic (ECDSA P-256) or hybrid (ECDSA plus ML-DSA alternative signatures); default classic")
 	return cmd
@@ -102,6 +104,10 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 			return cfg, logSettings{}, usageError{err}
 		}
 		file = *sf.Server
+		if v := sf.Vault; v != nil {
+			cfg.Vault = &server.VaultConfig{Address: v.Address, Namespace: v.Namespace, CAFile: v.CAFile, Auth: v.Auth,
+				TokenFile: v.TokenFile, RoleID: v.RoleID, SecretIDFile: v.SecretIDFile, JWTRole: v.JWTRole, JWTMount: v.JWTMount}
+		}
 		if sf.Etcd != nil {
 			cfg.Etcd = server.EtcdConfig{Endpoints: sf.Etcd.Endpoints, CertFile: sf.Etcd.CertFile, KeyFile: sf.Etcd.KeyFile, CAFile: sf.Etcd.CAFile}
 		}
@@ -133,6 +139,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	}
 	cfg.AdminSocket = pick(f.socketPath, file.SocketPath, DefaultAdminSocket)
 	cfg.CAKEKFile = pick(f.caKEKFile, file.CAKEKPath)
+	cfg.OIDCAddress = pick(f.oidcAddress, file.OIDCAddress)
 	if len(f.etcdEndpoints) > 0 {
 		cfg.Etcd = server.EtcdConfig{Endpoints: f.etcdEndpoints, CertFile: f.etcdCert, KeyFile: f.etcdKey, CAFile: f.etcdCA}
 	}

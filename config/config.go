@@ -22,6 +22,7 @@ const MaxFileSize = 1 << 20
 type ServerFile struct {
 	Server *Server  `hcl:"server,block"`
 	Etcd   *Etcd    `hcl:"etcd,block"`
+	Vault  *Vault   `hcl:"vault,block"`
 	Remain hcl.Body `hcl:",remain"`
 }
 
@@ -42,6 +43,7 @@ type Server struct {
 	AdminIDs           []string `hcl:"admin_ids,optional"`
 	CredentialProfile  string   `hcl:"credential_profile,optional"`
 	CAKEKPath          string   `hcl:"ca_kek_path,optional"`
+	OIDCAddress        string   `hcl:"oidc_address,optional"`
 }
 
 // Etcd is the `etcd` block: an external cluster instead of the embedded one.
@@ -50,6 +52,20 @@ type Etcd struct {
 	CertFile  string   `hcl:"cert_file,optional"`
 	KeyFile   string   `hcl:"key_file,optional"`
 	CAFile    string   `hcl:"ca_file,optional"`
+}
+
+// Vault is the `vault` block: the Vault the server brokers secrets from.
+// Credentials are read from files, never written in the configuration.
+type Vault struct {
+	Address      string `hcl:"address"`
+	Namespace    string `hcl:"namespace,optional"`
+	CAFile       string `hcl:"ca_file,optional"`
+	Auth         string `hcl:"auth"`
+	TokenFile    string `hcl:"token_file,optional"`
+	RoleID       string `hcl:"role_id,optional"`
+	SecretIDFile string `hcl:"secret_id_file,optional"`
+	JWTRole      string `hcl:"jwt_role,optional"`
+	JWTMount     string `hcl:"jwt_mount,optional"`
 }
 
 // AgentFile is an agent configuration file.

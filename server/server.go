@@ -34,6 +34,7 @@ import (
 	bundleapi "github.com/signet-id/signet/server/api/bundle"
 	entryapi "github.com/signet-id/signet/server/api/entry"
 	"github.com/signet-id/signet/server/api/localauthority"
+	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	svidapi "github.com/signet-id/signet/server/api/svid"
 	"github.com/signet-id/signet/server/etcdserver"
 	"github.com/signet-id/signet/server/notify"
@@ -85,6 +86,12 @@ type Config struct {
 	AdminIDs []spiffeid.ID
 	// RotationInterval is how often the CA lifecycle is advanced. Default 10s.
 	RotationInterval time.Duration
+	// Vault, if set, makes the server a secrets broker for workloads.
+	Vault *VaultConfig
+	// OIDCAddress, if set, serves OIDC discovery and JWKS over HTTPS there
+	// (host:port), for Vault's jwt auth method and other relying parties.
+	OIDCAddress string
+
 	// CheckpointInterval is how often a signed checkpoint is appended to
 	// the rotation event log. Default 5m.
 	CheckpointInterval time.Duration
@@ -115,8 +122,11 @@ type Server struct {
 	// renewals queues SVID renewal items for the scheduler.
 	renewals chan scheduler.Item
 	events   *events
-	evlog    *eventlog.Log
-	metrics  metrics
+	secrets  *secretsapi.API
+	// oidcIssuer is the OIDC issuer URL when OIDCAddress is set.
+	oidcIssuer string
+	evlog      *eventlog.Log
+	metrics    metrics
 
 	serverCert atomic.Pointer[tls.Certificate]
 	certExpiry atomic.Int64
@@ -282,6 +292,22 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	s.events = &events{s: s, app: app, tracker: tracker}
 	s.lastAuthorities = snapshotAuthorities(s.ca)
+	var extra []func(context.Context)
+	if s.cfg.Vault != nil {
+		runs, cleanup, err := s.startSecrets(app)
+		if err != nil {
+			return err
+		}
+		defer cleanup()
+		extra = append(extra, runs...)
+	}
+	if s.cfg.OIDCAddress != "" {
+		run, err := s.startOIDC()
+		if err != nil {
+			return err
+		}
+		extra = append(extra, run)
+	}
 	checkpointer := eventlog.NewCheckpointer(s.evlog, eventlog.SVIDKey(serverSVIDSource{s}), eventlog.WithInterval(s.cfg.CheckpointInterval))
 
 	agentSrv := grpc.NewServer(append(s.agentInterceptors(),
@@ -321,6 +347,10 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	go func() { defer wg.Done(); s.renewalWriter(ctx) }()
+	for _, run := range extra {
+		wg.Add(1)
+		go func() { defer wg.Done(); run(ctx) }()
+	}
 	s.scheduleCA(ctx)
 	go func() { defer wg.Done(); _ = tracker.Run(ctx) }()
 	go func() { defer wg.Done(); checkpointer.Run(ctx) }()
@@ -381,6 +411,9 @@ func (s *Server) register(g *grpc.Server) {
 		TrustDomain: s.cfg.TrustDomain, Source: s.ca, Store: s.store, Logger: s.log,
 	}))
 	notifyv1.RegisterNotifierServer(g, s.hub)
+	if s.secrets != nil {
+		s.secrets.Register(g)
+	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)
@@ -549,6 +582,9 @@ func (s *Server) pushLoop(ctx context.Context) {
 		case ev, ok := <-events:
 			if !ok {
 				return
+			}
+			if s.secrets != nil {
+				s.secrets.EntriesChanged()
 			}
 			if len(ev.Bundles) > 0 {
 				seq, _ := s.ca.Bundle().SequenceNumber()

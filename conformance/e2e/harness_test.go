@@ -1,16 +1,19 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,6 +67,28 @@ type serverOptions struct {
 	registry *prometheus.Registry
 	// checkpointInterval shortens the event log's checkpoint interval.
 	checkpointInterval time.Duration
+	// vault makes the server broker secrets.
+	vault *server.VaultConfig
+	// logTo receives the server's debug log.
+	logTo io.Writer
+}
+
+// syncWriter is a goroutine-safe log sink for tests that scan logs.
+type syncWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 func startServer(t testing.TB, dir string) *testServer {
@@ -80,17 +105,22 @@ func startServerWith(t testing.TB, dir string, opt func(*serverOptions)) *testSe
 	if o.registry != nil {
 		reg = o.registry
 	}
+	log := testLogger(t).With("component", "server")
+	if o.logTo != nil {
+		log = slog.New(slog.NewTextHandler(o.logTo, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	srv, err := server.New(server.Config{
 		TrustDomain:        td,
 		DataDir:            filepath.Join(dir, "server"),
 		BindAddress:        "127.0.0.1:0",
 		AdminSocket:        filepath.Join(dir, "admin.sock"),
-		Logger:             testLogger(t).With("component", "server"),
+		Logger:             log,
 		RotationInterval:   time.Second,
 		AgentSVIDTTL:       o.agentTTL,
 		Profile:            o.profile,
 		Registry:           reg,
 		CheckpointInterval: o.checkpointInterval,
+		Vault:              o.vault,
 	})
 	if err != nil {
 		t.Fatal(err)

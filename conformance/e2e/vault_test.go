@@ -1,0 +1,71 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signet-id/signet/cli"
+	"github.com/signet-id/signet/secrets/vaulttest"
+	"github.com/signet-id/signet/server"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// TestVaultSecretsThroughServerAndAgent runs the whole secrets path with a
+// real Vault dev server: a policy created with the CLI, a workload fetching
+// a KV v2 secret through its agent's socket with `signet fetch secret`, a
+// denied name, and no secret value in any log.
+func TestVaultSecretsThroughServerAndAgent(t *testing.T) {
+	vs := vaulttest.Start(t)
+	dir := shortDir(t)
+	tokenFile := filepath.Join(dir, "vault-token")
+	if err := os.WriteFile(tokenFile, []byte(vaulttest.RootToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const value = "s3cr3t-value-9f81"
+	vs.PutKV(t, "secret", "app/db", map[string]any{"password": value})
+
+	var logs syncWriter
+	srv := startServerWith(t, dir, func(o *serverOptions) {
+		o.vault = &server.VaultConfig{Address: vs.Addr, Auth: "token", TokenFile: tokenFile}
+		o.logTo = &logs
+	})
+	token := srv.token(t, 600)
+	me := spiffeid.RequireFromPath(td, "/app")
+	srv.createEntry(t, me, agentIDFor(token), uidSelector(os.Getuid()))
+	ag := startAgent(t, srv, dir, token)
+	waitFor(t, 30*time.Second, "agent attested", func() bool { return !ag.AgentID().IsZero() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	run := func(args ...string) (string, string, int) {
+		var out, errb bytes.Buffer
+		code := cli.Main(ctx, args, &out, &errb)
+		return out.String(), errb.String(), code
+	}
+	if out, errs, code := run("secret", "policy", "create", "--socket-path", srv.AdminSocket(),
+		"--id", "db", "--spiffe-id", me.String(), "--path", "secret/app/db", "--field", "password"); code != 0 {
+		t.Fatalf("policy create: %s %s", out, errs)
+	}
+	var got string
+	waitFor(t, 30*time.Second, "the secret through the agent", func() bool {
+		out, _, code := run("fetch", "secret", "db", "--socket-path", ag.socket, "--timeout", "5s")
+		got = out
+		return code == 0
+	})
+	if !strings.Contains(got, value) {
+		t.Fatalf("fetched %q, want the Vault value", got)
+	}
+	// A name no policy grants: refused, and nothing leaks.
+	out, errs, code := run("fetch", "secret", "other", "--socket-path", ag.socket, "--timeout", "5s")
+	if code == 0 || !strings.Contains(errs, "PermissionDenied") || strings.Contains(out+errs, value) {
+		t.Fatalf("ungranted secret: exit %d, %q %q", code, out, errs)
+	}
+	if strings.Contains(logs.String(), value) {
+		t.Fatal("a secret value appears in the server log")
+	}
+}

@@ -1,0 +1,165 @@
+package server
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+
+	"github.com/signet-id/signet/issuer"
+	"github.com/signet-id/signet/rotation/eventlog"
+	"github.com/signet-id/signet/secrets"
+	"github.com/signet-id/signet/secrets/oidc"
+	"github.com/signet-id/signet/server/api/apiutil"
+	secretsapi "github.com/signet-id/signet/server/api/secrets"
+)
+
+// VaultConfig connects the server to Vault, the secrets it brokers.
+type VaultConfig struct {
+	// Address is Vault's URL, e.g. https://vault.example:8200.
+	Address   string
+	Namespace string
+	// CAFile verifies Vault's certificate (PEM); empty uses system roots.
+	CAFile string
+	// Auth is token, approle or jwt (a JWT-SVID of the server, minted for
+	// audience "vault", via Vault's jwt auth method).
+	Auth string
+	// TokenFile holds a Vault token (auth token).
+	TokenFile string
+	// RoleID and SecretIDFile are the AppRole credentials (auth approle).
+	RoleID       string
+	SecretIDFile string
+	// JWTRole and JWTMount select the jwt auth role and mount (auth jwt).
+	JWTRole  string
+	JWTMount string
+}
+
+func readSecretFile(what, path string) (string, error) {
+	if path == "" {
+		return "", fmt.Errorf("server: vault: %s file is required", what)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("server: vault: %s: %w", what, err)
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// vaultAuth builds the Vault login method from the configuration. Secrets
+// are read from files so they never appear in flags or process listings.
+func (s *Server) vaultAuth(v *VaultConfig) (secrets.Auth, error) {
+	switch v.Auth {
+	case "token":
+		tok, err := readSecretFile("token", v.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		return secrets.TokenAuth{Token: tok}, nil
+	case "approle":
+		sid, err := readSecretFile("AppRole secret ID", v.SecretIDFile)
+		if err != nil {
+			return nil, err
+		}
+		if v.RoleID == "" {
+			return nil, errors.New("server: vault: approle auth needs role_id")
+		}
+		return secrets.AppRoleAuth{RoleID: v.RoleID, SecretID: sid}, nil
+	case "jwt":
+		if v.JWTRole == "" {
+			return nil, errors.New("server: vault: jwt auth needs jwt_role")
+		}
+		return secrets.JWTAuth{Mount: v.JWTMount, Role: v.JWTRole, Token: func(context.Context) (string, error) {
+			tok, _, err := s.issuer.JWTSVID(issuer.JWTParams{ID: apiutil.ServerID(s.cfg.TrustDomain), Audience: []string{"vault"}})
+			return tok, err
+		}}, nil
+	}
+	return nil, fmt.Errorf("server: vault: unknown auth method %q (use token, approle or jwt)", v.Auth)
+}
+
+// startSecrets connects to Vault and builds the secrets API. It returns
+// the goroutines to run and a cleanup function.
+func (s *Server) startSecrets(app *eventlog.Appender) (runs []func(context.Context), cleanup func(), err error) {
+	v := s.cfg.Vault
+	auth, err := s.vaultAuth(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	var tc *tls.Config
+	if v.CAFile != "" {
+		pem, err := os.ReadFile(v.CAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("server: vault CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("server: vault CA %s holds no PEM certificates", v.CAFile)
+		}
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	}
+	vc, err := secrets.NewClient(secrets.ClientConfig{Address: v.Address, Namespace: v.Namespace, TLS: tc, Auth: auth, Logger: s.log.With("component", "vault")})
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: %w", err)
+	}
+	broker, err := secrets.NewBroker(secrets.BrokerConfig{Client: vc, Events: app, Actor: apiutil.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry, Logger: s.log.With("component", "secrets")})
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: %w", err)
+	}
+	policies, err := secrets.NewPolicyStore(s.etcd, s.cfg.TrustDomain)
+	if err != nil {
+		broker.Close()
+		return nil, nil, fmt.Errorf("server: %w", err)
+	}
+	s.secrets, err = secretsapi.New(secretsapi.Config{TrustDomain: s.cfg.TrustDomain, Store: s.store, Policies: policies, Broker: broker, Logger: s.log})
+	if err != nil {
+		broker.Close()
+		return nil, nil, fmt.Errorf("server: %w", err)
+	}
+	runs = []func(context.Context){
+		func(ctx context.Context) { _ = vc.Run(ctx) },
+		func(ctx context.Context) { _ = s.secrets.Run(ctx) },
+	}
+	return runs, broker.Close, nil
+}
+
+// startOIDC serves the OIDC discovery document and JWKS (for Vault's jwt
+// auth method) over HTTPS with the server SVID, TLS 1.3 and the server's
+// key-exchange policy. The issuer URL uses "localhost", which the server
+// SVID names.
+func (s *Server) startOIDC() (func(context.Context), error) {
+	lis, err := net.Listen("tcp", s.cfg.OIDCAddress)
+	if err != nil {
+		return nil, fmt.Errorf("server: OIDC listener %s: %w", s.cfg.OIDCAddress, err)
+	}
+	_, port, _ := net.SplitHostPort(lis.Addr().String())
+	s.oidcIssuer = "https://localhost:" + port
+	h, err := oidc.New(oidc.Config{
+		Issuer: s.oidcIssuer,
+		Keys:   func() map[string]crypto.PublicKey { return s.ca.Bundle().JWTAuthorities() },
+		Logger: s.log,
+	})
+	if err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	tl := tls.NewListener(lis, &tls.Config{
+		MinVersion:       tls.VersionTLS13,
+		CurvePreferences: s.cfg.TLS.CurvePreferences(),
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			c := s.serverCert.Load()
+			if c == nil {
+				return nil, errors.New("server: no server SVID yet")
+			}
+			return c, nil
+		},
+	})
+	s.log.Info("serving OIDC discovery and JWKS", "issuer", s.oidcIssuer)
+	return func(ctx context.Context) { _ = oidc.Serve(ctx, tl, h) }, nil
+}
+
+// OIDCIssuer returns the OIDC issuer URL once Ready, or "" if not served.
+func (s *Server) OIDCIssuer() string { return s.oidcIssuer }
