@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test"): vet, the full Go test suite
-# with real etcd, real sockets, go-spiffe, OpenSSL 3.5 and real SPIRE
-# binaries (built once per version into a cache), then the Go 1.27 checks.
+# with real etcd, real sockets, go-spiffe, OpenSSL 3.5, real SPIRE binaries
+# and a real Vault dev server (both built once per version into a cache),
+# then the Go 1.27 checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,10 @@ echo "--- go version: $(go version)"
 echo "--- building SPIRE v1.13.3 test binaries (cached)"
 SIGNET_SPIRE_DIR="$(./scripts/install-spire.sh)"
 export SIGNET_SPIRE_DIR
+
+echo "--- building the Vault dev server used by the tests (cached; ~20 min cold)"
+SIGNET_VAULT_BIN="$(./scripts/install-vault.sh)"
+export SIGNET_VAULT_BIN
 
 echo "--- go vet"
 go vet ./...
