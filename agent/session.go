@@ -76,8 +76,13 @@ func (a *Agent) dial(addr string, roots []*x509.Certificate, client *cache.X509S
 		a.m.kex.WithLabelValues(id.String()).Inc()
 		a.log.Debug("server TLS handshake", "server", addr, "kex_group", id.String())
 	}}
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	// An agent with tens of thousands of entries receives them in one
+	// GetAuthorizedEntries response; allow it beyond gRPC's 4 MiB default.
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxServerMessage)))
 }
+
+// maxServerMessage bounds one message from the server (about 200k entries).
+const maxServerMessage = 256 << 20
 
 // kexObserver reports the key-exchange group of every client handshake.
 type kexObserver struct {
