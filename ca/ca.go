@@ -50,6 +50,11 @@ type X509Slot struct {
 	Key     crypto.Signer
 	// AltKey is the ML-DSA alternative signing key (hybrid profile only).
 	AltKey crypto.Signer
+	// UpstreamChain and UpstreamRoots are set when an upstream authority
+	// signed Cert: the intermediates above it and the roots published in
+	// the bundle.
+	UpstreamChain []*x509.Certificate
+	UpstreamRoots []*x509.Certificate
 }
 
 // JWTSlot is one JWT signing key in the lifecycle.
@@ -81,9 +86,11 @@ type Config struct {
 	RefreshHint time.Duration
 	// Profile selects classic, hybrid or pq credentials. Default classic.
 	Profile Profile
-	Now     func() time.Time
-	Rand    io.Reader
-	Logger  *slog.Logger
+	// Upstream, if set, signs the X.509 authorities (classic profile).
+	Upstream UpstreamAuthority
+	Now      func() time.Time
+	Rand     io.Reader
+	Logger   *slog.Logger
 }
 
 // Manager holds the authorities of one trust domain. It is safe for
@@ -192,6 +199,12 @@ func (m *Manager) Bundle() *spiffebundle.Bundle {
 	defer m.mu.RUnlock()
 	b := spiffebundle.New(m.cfg.TrustDomain)
 	for _, s := range m.x509 {
+		if s.UpstreamRoots != nil {
+			for _, r := range s.UpstreamRoots {
+				b.AddX509Authority(r) // de-duplicated by the bundle
+			}
+			continue
+		}
 		b.AddX509Authority(s.Cert)
 	}
 	for _, s := range m.jwt {
@@ -379,6 +392,9 @@ func (m *Manager) preparedJWT() *JWTSlot {
 }
 
 func (m *Manager) newX509Slot(now time.Time) (*X509Slot, error) {
+	if m.cfg.Upstream != nil {
+		return m.newUpstreamSlot()
+	}
 	serial, err := rand.Int(m.cfg.Rand, new(big.Int).Lsh(big.NewInt(1), 128))
 	if err != nil {
 		return nil, fmt.Errorf("ca: serial number: %w", err)

@@ -25,6 +25,10 @@ type diskX509 struct {
 	Cert    []byte `json:"cert"`
 	Key     []byte `json:"key"`
 	AltKey  []byte `json:"alt_key,omitempty"`
+	// UpstreamChain and UpstreamRoots are DER certificates (upstream
+	// authority only).
+	UpstreamChain [][]byte `json:"upstream_chain,omitempty"`
+	UpstreamRoots [][]byte `json:"upstream_roots,omitempty"`
 }
 
 type diskJWTKey struct {
@@ -71,6 +75,12 @@ func (m *Manager) decodeLocked(data []byte) error {
 			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.storage, i, err)
 		}
 		slot := &X509Slot{Status: d.Status, Tainted: d.Tainted, Cert: cert, Key: key}
+		if slot.UpstreamChain, err = parseCerts(d.UpstreamChain); err != nil {
+			return fmt.Errorf("ca: %s: X.509 authority %d upstream chain: %w", m.storage, i, err)
+		}
+		if slot.UpstreamRoots, err = parseCerts(d.UpstreamRoots); err != nil {
+			return fmt.Errorf("ca: %s: X.509 authority %d upstream roots: %w", m.storage, i, err)
+		}
 		if len(d.AltKey) > 0 {
 			if slot.AltKey, err = parseSigner(d.AltKey); err != nil {
 				return fmt.Errorf("ca: %s: X.509 authority %d alt key: %w", m.storage, i, err)
@@ -119,7 +129,7 @@ func (m *Manager) saveLocked() error {
 		if err != nil {
 			return fmt.Errorf("ca: marshal X.509 CA key: %w", err)
 		}
-		dx := diskX509{Status: s.Status, Tainted: s.Tainted, Cert: s.Cert.Raw, Key: key}
+		dx := diskX509{Status: s.Status, Tainted: s.Tainted, Cert: s.Cert.Raw, Key: key, UpstreamChain: rawCerts(s.UpstreamChain), UpstreamRoots: rawCerts(s.UpstreamRoots)}
 		if s.AltKey != nil {
 			if dx.AltKey, err = marshalKey(s.AltKey); err != nil {
 				return fmt.Errorf("ca: marshal X.509 CA alt key: %w", err)
@@ -148,4 +158,27 @@ func (m *Manager) saveLocked() error {
 		return fmt.Errorf("ca: save state: %w", err)
 	}
 	return nil
+}
+
+func parseCerts(ders [][]byte) ([]*x509.Certificate, error) {
+	if len(ders) == 0 {
+		return nil, nil
+	}
+	out := make([]*x509.Certificate, 0, len(ders))
+	for _, der := range ders {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func rawCerts(cs []*x509.Certificate) [][]byte {
+	var out [][]byte
+	for _, c := range cs {
+		out = append(out, c.Raw)
+	}
+	return out
 }

@@ -106,7 +106,8 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 		file = *sf.Server
 		if v := sf.Vault; v != nil {
 			cfg.Vault = &server.VaultConfig{Address: v.Address, Namespace: v.Namespace, CAFile: v.CAFile, Auth: v.Auth,
-				TokenFile: v.TokenFile, RoleID: v.RoleID, SecretIDFile: v.SecretIDFile, JWTRole: v.JWTRole, JWTMount: v.JWTMount}
+				TokenFile: v.TokenFile, RoleID: v.RoleID, SecretIDFile: v.SecretIDFile, JWTRole: v.JWTRole, JWTMount: v.JWTMount,
+				UpstreamPKIMount: v.UpstreamPKIMount}
 		}
 		if sf.Etcd != nil {
 			cfg.Etcd = server.EtcdConfig{Endpoints: sf.Etcd.Endpoints, CertFile: sf.Etcd.CertFile, KeyFile: sf.Etcd.KeyFile, CAFile: sf.Etcd.CAFile}

@@ -66,6 +66,8 @@ type Vault struct {
 	SecretIDFile string `hcl:"secret_id_file,optional"`
 	JWTRole      string `hcl:"jwt_role,optional"`
 	JWTMount     string `hcl:"jwt_mount,optional"`
+	// UpstreamPKIMount makes Vault PKI at this mount sign the CA.
+	UpstreamPKIMount string `hcl:"upstream_pki_mount,optional"`
 }
 
 // AgentFile is an agent configuration file.

@@ -41,6 +41,12 @@ type Authority interface {
 	JWTKey() (kid string, signer crypto.Signer)
 }
 
+// IntermediateAuthority is implemented by authorities signed by an upstream
+// CA: SVIDs carry the returned certificates after the leaf.
+type IntermediateAuthority interface {
+	X509Intermediates() []*x509.Certificate
+}
+
 // ErrInvalidCSR is returned (wrapped) for CSRs that cannot be used.
 var ErrInvalidCSR = errors.New("issuer: invalid CSR")
 
@@ -160,6 +166,11 @@ func (i *Issuer) X509SVID(p X509Params) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("issuer: parse minted X.509-SVID: %w", err)
 	}
 	chain := []*x509.Certificate{leaf}
+	if ic, ok := i.cfg.Authority.(IntermediateAuthority); ok {
+		if inter := ic.X509Intermediates(); len(inter) > 0 {
+			return append(chain, inter...), nil
+		}
+	}
 	if !isSelfSigned(caCert) {
 		chain = append(chain, caCert)
 	}

@@ -28,6 +28,8 @@ import (
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/rotation/scheduler"
+	"github.com/signet-id/signet/secrets"
+	"github.com/signet-id/signet/secrets/vaultpki"
 	agentapi "github.com/signet-id/signet/server/api/agent"
 	"github.com/signet-id/signet/server/api/apiutil"
 	auditapi "github.com/signet-id/signet/server/api/audit"
@@ -242,9 +244,24 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		caStorage = shared
 	}
+	var vc *secrets.Client
+	var upstream ca.UpstreamAuthority
+	if s.cfg.Vault != nil {
+		if vc, err = s.newVaultClient(); err != nil {
+			return err
+		}
+		if m := s.cfg.Vault.UpstreamPKIMount; m != "" {
+			up, err := vaultpki.New(vaultpki.Config{Client: vc, Mount: m})
+			if err != nil {
+				return fmt.Errorf("server: %w", err)
+			}
+			upstream = vaultUpstream{up}
+		}
+	}
 	s.ca, err = ca.New(ca.Config{
 		TrustDomain: s.cfg.TrustDomain,
 		Storage:     caStorage,
+		Upstream:    upstream,
 		CATTL:       s.cfg.CATTL,
 		Profile:     s.cfg.Profile,
 		Now:         s.cfg.Now,
@@ -294,7 +311,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.lastAuthorities = snapshotAuthorities(s.ca)
 	var extra []func(context.Context)
 	if s.cfg.Vault != nil {
-		runs, cleanup, err := s.startSecrets(app)
+		runs, cleanup, err := s.startSecrets(vc, app)
 		if err != nil {
 			return err
 		}

@@ -11,12 +11,16 @@ import (
 	"os"
 	"strings"
 
+	"time"
+
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/secrets"
 	"github.com/signet-id/signet/secrets/oidc"
+	"github.com/signet-id/signet/secrets/vaultpki"
 	"github.com/signet-id/signet/server/api/apiutil"
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // VaultConfig connects the server to Vault, the secrets it brokers.
@@ -37,6 +41,10 @@ type VaultConfig struct {
 	// JWTRole and JWTMount select the jwt auth role and mount (auth jwt).
 	JWTRole  string
 	JWTMount string
+	// UpstreamPKIMount, if set, makes Vault's PKI engine at this mount the
+	// upstream authority: it signs Signet's intermediate CA, and the bundle
+	// carries Vault's root (classic profile).
+	UpstreamPKIMount string
 }
 
 func readSecretFile(what, path string) (string, error) {
@@ -81,30 +89,46 @@ func (s *Server) vaultAuth(v *VaultConfig) (secrets.Auth, error) {
 	return nil, fmt.Errorf("server: vault: unknown auth method %q (use token, approle or jwt)", v.Auth)
 }
 
-// startSecrets connects to Vault and builds the secrets API. It returns
-// the goroutines to run and a cleanup function.
-func (s *Server) startSecrets(app *eventlog.Appender) (runs []func(context.Context), cleanup func(), err error) {
+// newVaultClient builds the server's Vault client (it logs in on first use).
+func (s *Server) newVaultClient() (*secrets.Client, error) {
 	v := s.cfg.Vault
 	auth, err := s.vaultAuth(v)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	var tc *tls.Config
 	if v.CAFile != "" {
 		pem, err := os.ReadFile(v.CAFile)
 		if err != nil {
-			return nil, nil, fmt.Errorf("server: vault CA: %w", err)
+			return nil, fmt.Errorf("server: vault CA: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("server: vault CA %s holds no PEM certificates", v.CAFile)
+			return nil, fmt.Errorf("server: vault CA %s holds no PEM certificates", v.CAFile)
 		}
 		tc = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	}
 	vc, err := secrets.NewClient(secrets.ClientConfig{Address: v.Address, Namespace: v.Namespace, TLS: tc, Auth: auth, Logger: s.log.With("component", "vault")})
 	if err != nil {
-		return nil, nil, fmt.Errorf("server: %w", err)
+		return nil, fmt.Errorf("server: %w", err)
 	}
+	return vc, nil
+}
+
+// vaultUpstream adapts Vault PKI to ca.UpstreamAuthority.
+type vaultUpstream struct{ u *vaultpki.Upstream }
+
+func (v vaultUpstream) SignIntermediate(ctx context.Context, td spiffeid.TrustDomain, csr []byte, ttl time.Duration) ([]*x509.Certificate, []*x509.Certificate, error) {
+	signed, err := v.u.SignIntermediate(ctx, td, csr, ttl)
+	if err != nil {
+		return nil, nil, err
+	}
+	return signed.Chain, signed.Roots, nil
+}
+
+// startSecrets builds the secrets API over the Vault client. It returns
+// the goroutines to run and a cleanup function.
+func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (runs []func(context.Context), cleanup func(), err error) {
 	broker, err := secrets.NewBroker(secrets.BrokerConfig{Client: vc, Events: app, Actor: apiutil.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry, Logger: s.log.With("component", "secrets")})
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: %w", err)

@@ -3,16 +3,22 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	vault "github.com/hashicorp/vault/api"
 	"github.com/signet-id/signet/cli"
+	"github.com/signet-id/signet/conformance/svidspec"
 	"github.com/signet-id/signet/secrets/vaulttest"
 	"github.com/signet-id/signet/server"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 )
 
 // TestVaultSecretsThroughServerAndAgent runs the whole secrets path with a
@@ -67,5 +73,66 @@ func TestVaultSecretsThroughServerAndAgent(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), value) {
 		t.Fatal("a secret value appears in the server log")
+	}
+}
+
+// TestVaultPKIUpstreamAuthority has Vault PKI sign the trust domain's
+// intermediate CA: the bundle carries Vault's root, SVIDs carry the
+// intermediate, and unmodified go-spiffe verifies the chain.
+func TestVaultPKIUpstreamAuthority(t *testing.T) {
+	vs := vaulttest.Start(t)
+	vc := vs.Client(t)
+	if err := vc.Sys().Mount("pki", &vault.MountInput{Type: "pki", Config: vault.MountConfigInput{MaxLeaseTTL: "87600h"}}); err != nil {
+		t.Fatal(err)
+	}
+	root := vs.Write(t, "pki/root/generate/internal", map[string]any{"common_name": "Vault Root", "ttl": "87600h", "key_type": "ec", "key_bits": 256})
+	rootPEM, _ := root.Data["certificate"].(string)
+	dir := shortDir(t)
+	tokenFile := filepath.Join(dir, "vault-token")
+	if err := os.WriteFile(tokenFile, []byte(vaulttest.RootToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServerWith(t, dir, func(o *serverOptions) {
+		o.vault = &server.VaultConfig{Address: vs.Addr, Auth: "token", TokenFile: tokenFile, UpstreamPKIMount: "pki"}
+	})
+	blk, _ := pem.Decode([]byte(rootPEM))
+	if blk == nil {
+		t.Fatal("Vault returned no root certificate")
+	}
+	vaultRoot, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := srv.CA().Bundle().X509Authorities()
+	if len(roots) != 1 || !roots[0].Equal(vaultRoot) {
+		t.Fatalf("bundle holds %d authorities; want exactly Vault's root", len(roots))
+	}
+	token := srv.token(t, 600)
+	me := spiffeid.RequireFromPath(td, "/upstream")
+	srv.createEntry(t, me, agentIDFor(token), uidSelector(os.Getuid()))
+	ag := startAgent(t, srv, dir, token)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+ag.socket)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	svid, err := src.GetX509SVID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svid.Certificates) != 2 {
+		t.Fatalf("chain has %d certificates, want leaf + Signet's Vault-signed intermediate", len(svid.Certificates))
+	}
+	if err := svidspec.CheckX509SVID(svid.Certificates); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := src.GetX509BundleForTrustDomain(td)
+	if _, _, err := x509svid.Verify(svid.Certificates, b); err != nil {
+		t.Fatalf("go-spiffe: %v", err)
+	}
+	if err := svid.Certificates[1].CheckSignatureFrom(roots[0]); err != nil {
+		t.Fatalf("intermediate not signed by Vault's root: %v", err)
 	}
 }
