@@ -94,6 +94,9 @@ type Agent struct {
 	// renewSelf: the server asked for every SVID to be renewed now,
 	// the agent's own included.
 	renewSelf bool
+	// entriesGen counts events after which the entries must be reread;
+	// fetchedGen is the count the held entries were read at.
+	entriesGen, fetchedGen uint64
 	// pushLive is set while a server push stream is open.
 	pushLive atomic.Bool
 	svidRev  map[string]int64

@@ -11,6 +11,7 @@ type agentMetrics struct {
 	reconnects    prometheus.Counter
 	pushes        *prometheus.CounterVec
 	kex           *prometheus.CounterVec
+	entryReads    prometheus.Counter
 }
 
 func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
@@ -24,6 +25,7 @@ func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
 		pushes:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signet_agent_push_notifications_total", Help: "Push notifications received, by kind."}, []string{"kind"}),
 		kex:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signet_agent_tls_handshakes_total", Help: "TLS handshakes with servers, by negotiated key exchange group."}, []string{"group"}),
 	}
-	reg.MustRegister(m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes, m.kex)
+	m.entryReads = prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_entry_reads_total", Help: "Reads of the authorized entries from the server."})
+	reg.MustRegister(m.entryReads, m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes, m.kex)
 	return m
 }

@@ -228,6 +228,7 @@ func (a *Agent) session(ctx context.Context) error {
 		a.mu.Unlock()
 	}()
 
+	a.entriesChanged() // a new session starts with a full read
 	watchErr := make(chan error, 1)
 	go func() { watchErr <- a.watch(ctx, c) }()
 
@@ -264,6 +265,7 @@ func (a *Agent) session(ctx context.Context) error {
 			return classify(fmt.Errorf("agent: push stream: %w", err))
 		case <-a.syncNow:
 		case <-ticker.C:
+			a.entriesChanged() // the fallback poll rereads everything
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -326,6 +328,9 @@ func (a *Agent) watch(ctx context.Context, c *clients) error {
 				a.force[id] = true
 			}
 			a.mu.Unlock()
+		}
+		if n.Kind == notifyv1.Notification_KIND_ENTRIES_CHANGED {
+			a.entriesChanged()
 		}
 		if n.Kind == notifyv1.Notification_KIND_HELLO {
 			a.pushLive.Store(true)
@@ -406,11 +411,19 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 	if err != nil {
 		return err
 	}
-	er, err := c.entry.GetAuthorizedEntries(ctx, &entryv1.GetAuthorizedEntriesRequest{})
-	if err != nil {
-		return fmt.Errorf("agent: get authorized entries: %w", err)
+	// Entries are reread only when they may have changed (push, poll, new
+	// session); a bundle change or renew-now reuses the ones held.
+	a.mu.Lock()
+	gen, fresh, entries := a.entriesGen, a.fetchedGen == a.entriesGen && a.entries != nil, a.entries
+	a.mu.Unlock()
+	if !fresh {
+		er, err := c.entry.GetAuthorizedEntries(ctx, &entryv1.GetAuthorizedEntriesRequest{})
+		if err != nil {
+			return fmt.Errorf("agent: get authorized entries: %w", err)
+		}
+		entries = er.Entries
+		a.m.entryReads.Inc()
 	}
-	entries := er.Entries
 	federated := map[spiffeid.TrustDomain]*spiffebundle.Bundle{}
 	for _, e := range entries {
 		for _, name := range e.FederatesWith {
@@ -454,6 +467,7 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 	a.bundle = own
 	a.federated = federated
 	a.entries = entries
+	a.fetchedGen = gen
 	for id, s := range issued {
 		keep[id] = s
 	}
@@ -604,4 +618,11 @@ func (a *Agent) nextWorkloadRenewal() time.Time {
 		}
 	}
 	return next
+}
+
+// entriesChanged marks the held entries as possibly out of date.
+func (a *Agent) entriesChanged() {
+	a.mu.Lock()
+	a.entriesGen++
+	a.mu.Unlock()
 }
