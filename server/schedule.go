@@ -126,3 +126,7 @@ func (s *Server) renewalWriter(ctx context.Context) {
 		}
 	}
 }
+
+// SchedulerLeader reports whether this replica leads the rotation
+// scheduler.
+func (s *Server) SchedulerLeader() bool { return s.sched != nil && s.sched.IsLeader() }
