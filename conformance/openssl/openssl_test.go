@@ -13,44 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/conformance/tooltest"
 	"github.com/signet-id/signet/pq/altsig"
 	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/signet-id/signet/pq/pqtest"
 	"github.com/signet-id/signet/pq/purecert"
 )
 
-// opensslPath finds shared/tools/openssl35 by walking up from the working
-// directory (the repository is checked out beside shared/). Missing tool:
-// the test fails under CI=true and is skipped otherwise.
-func opensslPath(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < 64; i++ {
-		p := filepath.Join(dir, "shared", "tools", "openssl35")
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("shared/tools/openssl35 not found beside the repository")
-	}
-	t.Skip("shared/tools/openssl35 not found beside the repository")
-	return ""
-}
-
 // openssl runs the tool and returns its combined output and whether it
 // exited 0.
 func openssl(t *testing.T, args ...string) (string, bool) {
 	t.Helper()
-	cmd := exec.Command(opensslPath(t), args...)
+	cmd := exec.Command(tooltest.OpenSSL(t), args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		if _, ok := err.(*exec.ExitError); !ok {

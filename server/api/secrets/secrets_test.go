@@ -3,13 +3,10 @@ package secrets_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,31 +24,15 @@ import (
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	"github.com/signet-id/signet/server/caller"
 	"github.com/signet-id/signet/server/etcdserver"
+	"github.com/signet-id/signet/server/etcdserver/etcdtest"
 	"github.com/signet-id/signet/server/store"
 )
 
 var testEtcd *etcdserver.Server
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "signet-secretsapi-test")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	testEtcd, err = etcdserver.Start(ctx, etcdserver.Config{Dir: dir})
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	testEtcd.Close()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { etcdtest.Main(m, &testEtcd) }
 
-var tdCounter atomic.Int64
+var tds etcdtest.TrustDomains
 
 type syncBuf struct {
 	mu sync.Mutex
@@ -119,7 +100,7 @@ func setup(t *testing.T) *env {
 	vs := vaulttest.Start(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	td := spiffeid.RequireTrustDomainFromString(fmt.Sprintf("%s-%d.test", strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), tdCounter.Add(1)))
+	td := tds.Next(t)
 	logs := &syncBuf{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	st, err := store.New(testEtcd.Client(), td)
