@@ -210,8 +210,8 @@ func (a *Agent) hybrid() bool {
 	return false
 }
 
-// publish pushes the current state to the cache and to disk.
-func (a *Agent) publish() {
+// publish pushes the current state to the cache and, with persist, to disk.
+func (a *Agent) publish(persist bool) {
 	a.mu.Lock()
 	u := cache.Update{Bundle: a.bundle, Federated: map[spiffeid.TrustDomain]*spiffebundle.Bundle{}, Entries: a.entries, SVIDs: map[string]*cache.X509SVID{}}
 	for td, b := range a.federated {
@@ -223,6 +223,9 @@ func (a *Agent) publish() {
 	snap := persisted{Bundle: a.bundle, Entries: a.entries, SVIDs: u.SVIDs, Federated: u.Federated}
 	a.mu.Unlock()
 	a.cache.Update(u)
+	if !persist {
+		return
+	}
 	if err := a.disk.saveCache(snap); err != nil {
 		a.log.Warn("failed to persist SVID cache", "error", err)
 	}
@@ -249,7 +252,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.federated[td] = b
 		}
 		a.mu.Unlock()
-		a.publish()
+		a.publish(false)
 		a.log.Info("serving cached SVIDs", "count", len(snap.SVIDs))
 	}
 	if s, err := a.disk.loadAgentSVID(); err != nil {

@@ -401,9 +401,9 @@ func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
 // sync refreshes the bundle and entries and obtains missing or due SVIDs.
 func (a *Agent) sync(ctx context.Context, c *clients) error {
 	start := a.cfg.Now()
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	pb, err := c.bundle.GetBundle(ctx, &bundlev1.GetBundleRequest{})
+	pb, err := c.bundle.GetBundle(rctx, &bundlev1.GetBundleRequest{})
 	if err != nil {
 		return fmt.Errorf("agent: get bundle: %w", err)
 	}
@@ -417,7 +417,7 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 	gen, fresh, entries := a.entriesGen, a.fetchedGen == a.entriesGen && a.entries != nil, a.entries
 	a.mu.Unlock()
 	if !fresh {
-		er, err := c.entry.GetAuthorizedEntries(ctx, &entryv1.GetAuthorizedEntriesRequest{})
+		er, err := c.entry.GetAuthorizedEntries(rctx, &entryv1.GetAuthorizedEntriesRequest{})
 		if err != nil {
 			return fmt.Errorf("agent: get authorized entries: %w", err)
 		}
@@ -431,7 +431,7 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 			if err != nil || federated[td] != nil {
 				continue
 			}
-			fb, err := c.bundle.GetFederatedBundle(ctx, &bundlev1.GetFederatedBundleRequest{TrustDomain: name})
+			fb, err := c.bundle.GetFederatedBundle(rctx, &bundlev1.GetFederatedBundleRequest{TrustDomain: name})
 			if err != nil {
 				a.log.Warn("federated bundle unavailable", "trust_domain", name, "error", err)
 				continue
@@ -442,45 +442,70 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 		}
 	}
 
+	// Adopt the bundle and entries at once, drop SVIDs of entries that are
+	// gone, and find the SVIDs due. SVIDs being replaced stay served until
+	// their replacement arrives.
 	now := a.cfg.Now()
 	a.mu.Lock()
+	a.bundle, a.federated, a.entries, a.fetchedGen = own, federated, entries, gen
+	present := make(map[string]bool, len(entries))
 	due := []*types.Entry{}
-	keep := map[string]*cache.X509SVID{}
 	for _, e := range entries {
+		present[e.Id] = true
 		s := a.svids[e.Id]
 		rev, known := a.svidRev[e.Id]
 		if s != nil && !a.forceAll && !a.force[e.Id] && !needsRenewal(s, e, own, now, a.renewalTime(s.Chain[0]), known && rev != e.RevisionNumber) {
-			keep[e.Id] = s
 			continue
 		}
 		due = append(due, e)
 	}
+	for id := range a.svids {
+		if !present[id] {
+			delete(a.svids, id)
+			delete(a.svidRev, id)
+		}
+	}
 	a.forceAll = false
 	a.force = map[string]bool{}
 	a.mu.Unlock()
+	a.publish(len(due) == 0)
 
-	issued, revs, err := a.newSVIDs(ctx, c, due)
-	if err != nil {
-		return err
+	// Request the due SVIDs in batches, each with its own deadline, and
+	// serve them as they arrive (at most once a second to the cache, so a
+	// sync of many thousands stays cheap); the disk copy is written at the
+	// end.
+	issued := 0
+	lastPublish := time.Now()
+	for start := 0; start < len(due); start += maxBatch {
+		chunk := due[start:min(start+maxBatch, len(due))]
+		got, err := a.newSVIDBatch(ctx, c, chunk)
+		if err != nil {
+			if issued > 0 {
+				a.publish(true)
+			}
+			return err
+		}
+		a.mu.Lock()
+		for _, e := range chunk {
+			if s, ok := got[e.Id]; ok {
+				a.svids[e.Id] = s
+				a.svidRev[e.Id] = e.RevisionNumber
+			}
+		}
+		a.mu.Unlock()
+		issued += len(got)
+		if time.Since(lastPublish) > time.Second {
+			a.publish(false)
+			lastPublish = time.Now()
+		}
 	}
-	a.mu.Lock()
-	a.bundle = own
-	a.federated = federated
-	a.entries = entries
-	a.fetchedGen = gen
-	for id, s := range issued {
-		keep[id] = s
+	if len(due) > 0 {
+		a.publish(true)
 	}
-	for id, r := range revs {
-		a.svidRev[id] = r
-	}
-	a.svids = keep
-	a.mu.Unlock()
-	a.publish()
 	a.m.syncs.Inc()
 	a.m.syncSeconds.Observe(a.cfg.Now().Sub(start).Seconds())
-	if len(issued) > 0 {
-		a.log.Debug("synced", "entries", len(entries), "new_svids", len(issued))
+	if issued > 0 {
+		a.log.Debug("synced", "entries", len(entries), "new_svids", issued)
 	}
 	return nil
 }
@@ -505,49 +530,48 @@ func needsRenewal(s *cache.X509SVID, e *types.Entry, b *spiffebundle.Bundle, now
 	return false
 }
 
-func (a *Agent) newSVIDs(ctx context.Context, c *clients, due []*types.Entry) (map[string]*cache.X509SVID, map[string]int64, error) {
+// newSVIDBatch requests SVIDs for chunk (at most maxBatch entries) with
+// keys generated here, and returns those the server issued by entry ID.
+func (a *Agent) newSVIDBatch(ctx context.Context, c *clients, chunk []*types.Entry) (map[string]*cache.X509SVID, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
 	out := map[string]*cache.X509SVID{}
-	revs := map[string]int64{}
-	for start := 0; start < len(due); start += maxBatch {
-		chunk := due[start:min(start+maxBatch, len(due))]
-		keys := make([]crypto.Signer, len(chunk))
-		altKeys := make([]crypto.Signer, len(chunk))
-		req := &svidv1.BatchNewX509SVIDRequest{}
-		for i, e := range chunk {
-			k, err := a.newKey()
-			if err != nil {
-				return nil, nil, err
-			}
-			csr, alt, err := a.csr(k)
-			if err != nil {
-				return nil, nil, err
-			}
-			keys[i], altKeys[i] = k, alt
-			req.Params = append(req.Params, &svidv1.NewX509SVIDParams{EntryId: e.Id, Csr: csr})
-		}
-		resp, err := c.svid.BatchNewX509SVID(ctx, req)
+	keys := make([]crypto.Signer, len(chunk))
+	altKeys := make([]crypto.Signer, len(chunk))
+	req := &svidv1.BatchNewX509SVIDRequest{}
+	for i, e := range chunk {
+		k, err := a.newKey()
 		if err != nil {
-			return nil, nil, fmt.Errorf("agent: request SVIDs: %w", err)
+			return nil, err
 		}
-		for i, r := range resp.Results {
-			if i >= len(chunk) {
-				break
-			}
-			if codes.Code(r.GetStatus().GetCode()) != codes.OK {
-				a.log.Warn("server refused an SVID", "entry_id", chunk[i].Id, "code", codes.Code(r.GetStatus().GetCode()).String(), "message", r.GetStatus().GetMessage())
-				continue
-			}
-			s, err := parseChain(r.Svid.GetCertChain(), keys[i])
-			if err != nil {
-				return nil, nil, err
-			}
-			s.AltKey = altKeys[i]
-			out[chunk[i].Id] = s
-			revs[chunk[i].Id] = chunk[i].RevisionNumber
-			a.m.svidsIssued.Inc()
+		csr, alt, err := a.csr(k)
+		if err != nil {
+			return nil, err
 		}
+		keys[i], altKeys[i] = k, alt
+		req.Params = append(req.Params, &svidv1.NewX509SVIDParams{EntryId: e.Id, Csr: csr})
 	}
-	return out, revs, nil
+	resp, err := c.svid.BatchNewX509SVID(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("agent: request SVIDs: %w", err)
+	}
+	for i, r := range resp.Results {
+		if i >= len(chunk) {
+			break
+		}
+		if codes.Code(r.GetStatus().GetCode()) != codes.OK {
+			a.log.Warn("server refused an SVID", "entry_id", chunk[i].Id, "code", codes.Code(r.GetStatus().GetCode()).String(), "message", r.GetStatus().GetMessage())
+			continue
+		}
+		s, err := parseChain(r.Svid.GetCertChain(), keys[i])
+		if err != nil {
+			return nil, err
+		}
+		s.AltKey = altKeys[i]
+		out[chunk[i].Id] = s
+		a.m.svidsIssued.Inc()
+	}
+	return out, nil
 }
 
 func bundleFromProto(p *types.Bundle) (*spiffebundle.Bundle, error) {
