@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -16,8 +15,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	localauthorityv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/localauthority/v1"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 // TestTaintForcesRotation runs a forced rotation end to end: several
@@ -35,9 +32,6 @@ func TestTaintForcesRotation(t *testing.T) {
 	defer cancel()
 
 	state, err := la.GetX509AuthorityState(ctx, &localauthorityv1.GetX509AuthorityStateRequest{})
-	if c := status.Code(err); c == codes.Unimplemented || (c == codes.PermissionDenied && strings.Contains(status.Convert(err).Message(), "not served")) {
-		t.Skipf("the server does not serve the LocalAuthority API yet: %v", err)
-	}
 	if err != nil {
 		t.Fatal(err)
 	}
