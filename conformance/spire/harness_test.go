@@ -369,6 +369,12 @@ func cli(ctx context.Context, bin, socket string, args ...string) (string, error
 	if len(args) < 2 {
 		return run(ctx, bin, append(args, "-socketPath", socket)...)
 	}
-	full := append([]string{args[0], args[1], "-socketPath", socket}, args[2:]...)
+	// The flag follows the subcommand path: two words ("entry show"), or
+	// three for "localauthority x509 show".
+	n := 2
+	if args[0] == "localauthority" && len(args) >= 3 {
+		n = 3
+	}
+	full := append(append(append([]string{}, args[:n]...), "-socketPath", socket), args[n:]...)
 	return run(ctx, bin, full...)
 }
