@@ -14,30 +14,19 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/pq/altsig"
+	pqjwt "github.com/signet-id/signet/pq/jwt"
 	"github.com/signet-id/signet/pq/purecert"
 )
 
 // Profile is the credential profile a verified chain turned out to have.
-type Profile int
+type Profile = pqjwt.Profile
 
-// The credential profiles.
+// The credential profiles (shared with JWT-SVID verification).
 const (
-	Classic Profile = iota + 1
-	Hybrid
-	PQ
+	Classic = pqjwt.Classic
+	Hybrid  = pqjwt.Hybrid
+	PQ      = pqjwt.PQ
 )
-
-func (p Profile) String() string {
-	switch p {
-	case Classic:
-		return "classic"
-	case Hybrid:
-		return "hybrid"
-	case PQ:
-		return "pq"
-	}
-	return fmt.Sprintf("Profile(%d)", int(p))
-}
 
 // Errors; callers branch on them with errors.Is. Failures tied to one
 // certificate come wrapped in a *CertError.
