@@ -158,6 +158,29 @@ func (s *Server) attest(ctx context.Context) ([]*types.Selector, error) {
 
 // FetchX509SVID implements the Workload API.
 func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerStreamingServer[workload.X509SVIDResponse]) error {
+	return streamUpdates(s, stream, "FetchX509SVID", func(ctx context.Context, selectors []*types.Selector, u *cache.WorkloadUpdate) (*workload.X509SVIDResponse, error) {
+		ids := uniqueHints(u.Identities)
+		if len(ids) == 0 {
+			s.log.DebugContext(ctx, "workloadapi: no identity issued", slog.Any("selectors", selectorStrings(selectors)))
+			return nil, errNoIdentity
+		}
+		resp, err := x509SVIDResponse(ids, u)
+		if err != nil {
+			s.log.ErrorContext(ctx, "workloadapi: compose X.509-SVID response", slog.Any("error", err))
+			return nil, status.Errorf(codes.Unavailable, "could not compose response: %v", err)
+		}
+		return resp, nil
+	})
+}
+
+// streamUpdates serves one Workload API stream: it attests the caller,
+// follows its view of the cache, and sends the message build makes from
+// every change (the full state each time, never the same one twice). An
+// error from build ends the stream with it.
+func streamUpdates[T any, PT interface {
+	*T
+	proto.Message
+}](s *Server, stream grpc.ServerStreamingServer[T], method string, build func(context.Context, []*types.Selector, *cache.WorkloadUpdate) (PT, error)) error {
 	ctx := stream.Context()
 	selectors, err := s.attest(ctx)
 	if err != nil {
@@ -165,8 +188,7 @@ func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerSt
 	}
 	sub := s.cache.Subscribe(selectors)
 	defer sub.Close()
-
-	var prev *workload.X509SVIDResponse
+	var prev PT
 	for {
 		select {
 		case <-ctx.Done():
@@ -175,69 +197,47 @@ func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerSt
 			if !ok {
 				return status.Error(codes.Unavailable, "cache subscription closed")
 			}
-			ids := uniqueHints(u.Identities)
-			if len(ids) == 0 {
-				s.log.DebugContext(ctx, "workloadapi: no identity issued", slog.Any("selectors", selectorStrings(selectors)))
-				return errNoIdentity
-			}
-			resp, err := x509SVIDResponse(ids, u)
+			resp, err := build(ctx, selectors, u)
 			if err != nil {
-				s.log.ErrorContext(ctx, "workloadapi: compose X.509-SVID response", slog.Any("error", err))
-				return status.Errorf(codes.Unavailable, "could not compose response: %v", err)
+				return err
 			}
-			if proto.Equal(prev, resp) {
+			if prev != nil && proto.Equal(prev, resp) {
 				continue
 			}
 			if err := stream.Send(resp); err != nil {
 				return err
 			}
-			s.m.sent("FetchX509SVID")
+			s.m.sent(method)
 			prev = resp
 		}
 	}
 }
 
+// bundlesVisible checks that the caller may see bundles in u.
+func (s *Server) bundlesVisible(u *cache.WorkloadUpdate) error {
+	if !u.HasIdentity() && !s.allowUnauth {
+		return errNoIdentity
+	}
+	if u.Bundle == nil {
+		return status.Error(codes.Unavailable, "bundle not available")
+	}
+	return nil
+}
+
 // FetchX509Bundles implements the Workload API.
 func (s *Server) FetchX509Bundles(_ *workload.X509BundlesRequest, stream grpc.ServerStreamingServer[workload.X509BundlesResponse]) error {
-	ctx := stream.Context()
-	selectors, err := s.attest(ctx)
-	if err != nil {
-		return err
-	}
-	sub := s.cache.Subscribe(selectors)
-	defer sub.Close()
-
-	var prev *workload.X509BundlesResponse
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case u, ok := <-sub.Updates():
-			if !ok {
-				return status.Error(codes.Unavailable, "cache subscription closed")
-			}
-			if !u.HasIdentity() && !s.allowUnauth {
-				return errNoIdentity
-			}
-			if u.Bundle == nil {
-				return status.Error(codes.Unavailable, "bundle not available")
-			}
-			resp := &workload.X509BundlesResponse{Bundles: map[string][]byte{
-				u.Bundle.TrustDomain().IDString(): concatDER(u.Bundle.X509Authorities()),
-			}}
-			for td, b := range u.Federated {
-				resp.Bundles[td.IDString()] = concatDER(b.X509Authorities())
-			}
-			if proto.Equal(prev, resp) {
-				continue
-			}
-			if err := stream.Send(resp); err != nil {
-				return err
-			}
-			s.m.sent("FetchX509Bundles")
-			prev = resp
+	return streamUpdates(s, stream, "FetchX509Bundles", func(_ context.Context, _ []*types.Selector, u *cache.WorkloadUpdate) (*workload.X509BundlesResponse, error) {
+		if err := s.bundlesVisible(u); err != nil {
+			return nil, err
 		}
-	}
+		resp := &workload.X509BundlesResponse{Bundles: map[string][]byte{
+			u.Bundle.TrustDomain().IDString(): concatDER(u.Bundle.X509Authorities()),
+		}}
+		for td, b := range u.Federated {
+			resp.Bundles[td.IDString()] = concatDER(b.X509Authorities())
+		}
+		return resp, nil
+	})
 }
 
 // FetchJWTSVID implements the Workload API.
@@ -279,43 +279,16 @@ func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest)
 
 // FetchJWTBundles implements the Workload API.
 func (s *Server) FetchJWTBundles(_ *workload.JWTBundlesRequest, stream grpc.ServerStreamingServer[workload.JWTBundlesResponse]) error {
-	ctx := stream.Context()
-	selectors, err := s.attest(ctx)
-	if err != nil {
-		return err
-	}
-	sub := s.cache.Subscribe(selectors)
-	defer sub.Close()
-
-	var prev *workload.JWTBundlesResponse
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case u, ok := <-sub.Updates():
-			if !ok {
-				return status.Error(codes.Unavailable, "cache subscription closed")
-			}
-			if !u.HasIdentity() && !s.allowUnauth {
-				return errNoIdentity
-			}
-			if u.Bundle == nil {
-				return status.Error(codes.Unavailable, "bundle not available")
-			}
-			resp := &workload.JWTBundlesResponse{Bundles: make(map[string][]byte)}
-			for _, b := range append([]*spiffebundle.Bundle{u.Bundle}, federated(u)...) {
-				resp.Bundles[b.TrustDomain().IDString()] = s.marshalJWKS(ctx, b)
-			}
-			if proto.Equal(prev, resp) {
-				continue
-			}
-			if err := stream.Send(resp); err != nil {
-				return err
-			}
-			s.m.sent("FetchJWTBundles")
-			prev = resp
+	return streamUpdates(s, stream, "FetchJWTBundles", func(ctx context.Context, _ []*types.Selector, u *cache.WorkloadUpdate) (*workload.JWTBundlesResponse, error) {
+		if err := s.bundlesVisible(u); err != nil {
+			return nil, err
 		}
-	}
+		resp := &workload.JWTBundlesResponse{Bundles: make(map[string][]byte)}
+		for _, b := range append([]*spiffebundle.Bundle{u.Bundle}, federated(u)...) {
+			resp.Bundles[b.TrustDomain().IDString()] = s.marshalJWKS(ctx, b)
+		}
+		return resp, nil
+	})
 }
 
 // ValidateJWTSVID implements the Workload API. The token is validated
