@@ -155,15 +155,7 @@ func (a *Agent) attest(ctx context.Context, addr string) error {
 	if res == nil || res.Svid == nil {
 		return errors.New("agent: attest: server sent no SVID")
 	}
-	svid, err := parseChain(res.Svid.CertChain, key)
-	if err != nil {
-		return err
-	}
-	svid.AltKey = altKey
-	a.mu.Lock()
-	a.agentSVID = svid
-	a.mu.Unlock()
-	if err := a.disk.saveAgentSVID(svid); err != nil {
+	if _, err := a.adoptAgentSVID(res.Svid.CertChain, key, altKey); err != nil {
 		return err
 	}
 	a.m.attestations.Inc()
@@ -382,15 +374,8 @@ func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
 	if err != nil {
 		return fmt.Errorf("agent: renew agent SVID: %w", err)
 	}
-	svid, err := parseChain(resp.Svid.GetCertChain(), key)
+	svid, err := a.adoptAgentSVID(resp.Svid.GetCertChain(), key, altKey)
 	if err != nil {
-		return err
-	}
-	svid.AltKey = altKey
-	a.mu.Lock()
-	a.agentSVID = svid
-	a.mu.Unlock()
-	if err := a.disk.saveAgentSVID(svid); err != nil {
 		return err
 	}
 	a.m.agentRenewals.Inc()
@@ -649,4 +634,21 @@ func (a *Agent) entriesChanged() {
 	a.mu.Lock()
 	a.entriesGen++
 	a.mu.Unlock()
+}
+
+// adoptAgentSVID makes the chain (with its keys) the agent's SVID, in
+// memory and on disk.
+func (a *Agent) adoptAgentSVID(chain [][]byte, key, altKey crypto.Signer) (*cache.X509SVID, error) {
+	svid, err := parseChain(chain, key)
+	if err != nil {
+		return nil, err
+	}
+	svid.AltKey = altKey
+	a.mu.Lock()
+	a.agentSVID = svid
+	a.mu.Unlock()
+	if err := a.disk.saveAgentSVID(svid); err != nil {
+		return nil, err
+	}
+	return svid, nil
 }
