@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -234,9 +233,11 @@ func (a *Agent) publish(persist bool) {
 // Run attests (if needed), serves the Workload API, and keeps everything in
 // sync until ctx is done.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := os.MkdirAll(a.cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("agent: create data dir: %w", err)
+	unlock, err := lockDataDir(a.cfg.DataDir)
+	if err != nil {
+		return err
 	}
+	defer unlock()
 	// Serve cached state at once, before reaching the server.
 	if snap, err := a.disk.loadCache(a.cfg.TrustDomain); err != nil {
 		a.log.Warn("ignoring unreadable SVID cache", "error", err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/signet-id/signet/agent/cache"
 	"github.com/signet-id/signet/pq/mldsa"
+	"github.com/signet-id/signet/privdir"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -105,12 +106,12 @@ func (d *diskState) saveAgentSVID(s *cache.X509SVID) error {
 }
 
 func (d *diskState) loadAgentSVID() (*cache.X509SVID, error) {
-	data, err := os.ReadFile(filepath.Join(d.dir, agentSVIDFile))
+	data, err := privdir.ReadFile(filepath.Join(d.dir, agentSVIDFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	var enc diskSVID
 	if err := json.Unmarshal(data, &enc); err != nil {
@@ -161,12 +162,12 @@ func (d *diskState) saveCache(p persisted) error {
 }
 
 func (d *diskState) loadCache(td spiffeid.TrustDomain) (*persisted, error) {
-	data, err := os.ReadFile(filepath.Join(d.dir, cacheFile))
+	data, err := privdir.ReadFile(filepath.Join(d.dir, cacheFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	var dc diskCache
 	if err := json.Unmarshal(data, &dc); err != nil {
@@ -209,30 +210,11 @@ func (d *diskState) loadCache(td spiffeid.TrustDomain) (*persisted, error) {
 	return p, nil
 }
 
-// writeFile replaces path atomically with a 0600 file.
+// writeFile replaces path atomically with a 0600 file, through
+// privdir.WriteFile (checked directory, O_NOFOLLOW temporary file, rename).
 func writeFile(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := privdir.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("agent: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return fmt.Errorf("agent: %w", err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("agent: write %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("agent: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("agent: write %s: %w", path, err)
 	}
 	return nil
 }

@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/signet-id/signet/privdir"
 )
 
 // Storage persists the encoded CA state (private keys included). Replicas
@@ -27,7 +28,9 @@ type Storage interface {
 var ErrStaleState = errors.New("ca: state changed by another replica")
 
 // FileStorage keeps the state in one file, written atomically with mode
-// 0600 in a 0700 directory.
+// 0600 in a checked 0700 directory. Load refuses a file (or directory)
+// that another user could have written: not owned by the running user, or
+// with a mode looser than 0600.
 type FileStorage struct{ Path string }
 
 var _ Storage = FileStorage{}
@@ -36,7 +39,7 @@ func (f FileStorage) String() string { return f.Path }
 
 // Load implements Storage.
 func (f FileStorage) Load() ([]byte, error) {
-	data, err := os.ReadFile(f.Path)
+	data, err := privdir.ReadFile(f.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -46,30 +49,13 @@ func (f FileStorage) Load() ([]byte, error) {
 // Save implements Storage.
 func (f FileStorage) Save(data []byte) error {
 	dir := filepath.Dir(f.Path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+	if err := privdir.EnsureDir(dir, 0o700); err != nil {
+		return fmt.Errorf("ca: %w", err)
 	}
-	tmp, err := os.CreateTemp(dir, ".ca-*.tmp")
-	if err != nil {
-		return err
+	if err := privdir.WriteFile(f.Path, data, 0o600); err != nil {
+		return fmt.Errorf("ca: %w", err)
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), f.Path)
+	return nil
 }
 
 // memoryStorage keeps nothing.

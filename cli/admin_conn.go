@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/signet-id/signet/privdir"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
@@ -24,11 +25,13 @@ import (
 // adminFlags are the flags every admin command has.
 type adminFlags struct {
 	socketPath string
+	dataDir    string
 	output     outputFormat
 }
 
 func (a *adminFlags) register(fs *pflag.FlagSet, withOutput bool) {
-	fs.StringVar(&a.socketPath, "socket-path", DefaultAdminSocket, "path to the Signet (or SPIRE) server admin API Unix socket")
+	fs.StringVar(&a.socketPath, "socket-path", "", "path to the Signet (or SPIRE) server admin API Unix socket (default <data-dir>/private/api.sock)")
+	fs.StringVar(&a.dataDir, "data-dir", defaults().ServerDataDir, "the server's data directory, where the admin socket is by default")
 	if withOutput {
 		addOutputFlag(fs, &a.output)
 	}
@@ -44,6 +47,14 @@ type adminClient struct {
 	agent  agentv1.AgentClient
 	bundle bundlev1.BundleClient
 	health healthpb.HealthClient
+}
+
+// socket returns --socket-path, or the admin socket in --data-dir.
+func (a *adminFlags) socket() string {
+	if a.socketPath != "" {
+		return a.socketPath
+	}
+	return privdir.AdminSocket(a.dataDir)
 }
 
 // dialAdmin connects to the admin socket at path. It checks the socket
@@ -125,7 +136,7 @@ func (c *adminClient) rpcErr(what string, err error) error {
 // f, runs fn, and closes the connection.
 func withAdmin(f *adminFlags, fn func(ctx context.Context, cmd *cobra.Command, c *adminClient) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
-		c, err := dialAdmin(f.socketPath)
+		c, err := dialAdmin(f.socket())
 		if err != nil {
 			return err
 		}

@@ -65,8 +65,8 @@ func newAgentRunCommand() *cobra.Command {
 	fl.StringVar(&f.trustDomain, "trust-domain", "", "trust domain, e.g. example.org")
 	fl.StringSliceVar(&f.serverAddresses, "server-address", nil, "server host:port; repeat for failover (default 127.0.0.1:8081)")
 	fl.StringVar(&f.joinToken, "join-token", "", "join token for the first attestation (from `signet token generate`)")
-	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the agent SVID and cached SVIDs (default "+DefaultAgentDataDir+")")
-	fl.StringVar(&f.socketPath, "socket-path", "", "Workload API Unix socket (default "+DefaultWorkloadSocket+")")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the agent SVID and cached SVIDs (default "+defaults().AgentDataDir+")")
+	fl.StringVar(&f.socketPath, "socket-path", "", "Workload API Unix socket (default "+defaults().WorkloadSocket+")")
 	fl.StringVar(&f.trustBundle, "trust-bundle", "", "PEM file with the server's trust bundle, to verify it on first contact (`signet bundle show > bundle.pem`)")
 	fl.BoolVar(&f.insecureBootstrap, "insecure-bootstrap", false, "do not verify the server on first contact (testing only)")
 	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
@@ -115,8 +115,8 @@ func (f *agentFlags) build() (agent.Config, logSettings, error) {
 		}
 	}
 	cfg.JoinToken = pick(f.joinToken, file.JoinToken)
-	cfg.DataDir = pick(f.dataDir, file.DataDir, DefaultAgentDataDir)
-	cfg.SocketPath = pick(f.socketPath, file.SocketPath, DefaultWorkloadSocket)
+	cfg.DataDir = pick(f.dataDir, file.DataDir, defaults().AgentDataDir)
+	cfg.SocketPath = pick(f.socketPath, file.SocketPath, defaults().WorkloadSocket)
 	cfg.InsecureBootstrap = f.insecureBootstrap || file.InsecureBootstrap
 	cfg.AllowClassicalKEX = f.allowClassical || file.AllowClassicalKEX
 	if p := pick(f.trustBundle, file.TrustBundlePath); p != "" {

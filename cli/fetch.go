@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/signet-id/signet/privdir"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
@@ -33,7 +34,7 @@ func newFetchCommand() *cobra.Command {
 spire-agent) for the identities of the calling process.
 
 The socket is --socket-path if given, else $SPIFFE_ENDPOINT_SOCKET, else
-` + DefaultWorkloadSocket + `.`,
+` + defaultWorkloadSocket() + `.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: groupRun,
 	}
@@ -41,6 +42,17 @@ The socket is --socket-path if given, else $SPIFFE_ENDPOINT_SOCKET, else
 	c.SetGlobalNormalizationFunc(spireNormalize)
 	c.SetFlagErrorFunc(spireFlagError)
 	return c
+}
+
+// defaultWorkloadSocket is this user's default agent socket if it exists,
+// else the system agent's (root's default), where workloads of every uid
+// connect.
+func defaultWorkloadSocket() string {
+	own := defaults().WorkloadSocket
+	if _, err := os.Stat(own); err == nil {
+		return own
+	}
+	return privdir.DefaultLayout(0, os.Getenv).WorkloadSocket
 }
 
 // workloadFlags are the flags every fetch command has.
@@ -51,7 +63,7 @@ type workloadFlags struct {
 }
 
 func (w *workloadFlags) register(fs *pflag.FlagSet) {
-	fs.StringVar(&w.socketPath, "socket-path", DefaultWorkloadSocket,
+	fs.StringVar(&w.socketPath, "socket-path", defaultWorkloadSocket(),
 		"the Workload API socket: a path or a unix:// URI (default: $SPIFFE_ENDPOINT_SOCKET if set)")
 	fs.DurationVar(&w.timeout, "timeout", 5*time.Second, "how long to wait for the agent")
 	addOutputFlag(fs, &w.output)

@@ -9,17 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 
+	"github.com/signet-id/signet/privdir"
 	"github.com/spf13/cobra"
 )
 
-// Defaults shared by the commands, like SPIRE's.
-const (
-	DefaultAdminSocket    = "/tmp/signet-server/private/api.sock"
-	DefaultWorkloadSocket = "/tmp/signet-agent/public/api.sock"
-	DefaultServerDataDir  = "/tmp/signet-server"
-	DefaultAgentDataDir   = "/tmp/signet-agent"
-)
+// defaults returns the default data directories and sockets for the user
+// running the command (privdir.DefaultLayout: /var/lib/signet and
+// /run/signet for root, per-user directories otherwise).
+func defaults() privdir.Layout { return privdir.DefaultLayout(os.Geteuid(), os.Getenv) }
 
 // Main runs the command line and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/config"
+	"github.com/signet-id/signet/privdir"
 	"github.com/signet-id/signet/server"
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -76,9 +77,9 @@ func newServerRunCommand() *cobra.Command {
 	fl := cmd.Flags()
 	fl.StringVar(&f.configPath, "config", "", "HCL configuration file (flags override it)")
 	fl.StringVar(&f.trustDomain, "trust-domain", "", "trust domain, e.g. example.org")
-	fl.StringVar(&f.dataDir, "data-dir", "", "directory for embedded etcd data and CA keys (default "+DefaultServerDataDir+")")
+	fl.StringVar(&f.dataDir, "data-dir", "", "directory for embedded etcd data and CA keys (default "+defaults().ServerDataDir+")")
 	fl.StringVar(&f.bindAddress, "bind-address", "", "agent listener host:port (default 0.0.0.0:8081)")
-	fl.StringVar(&f.socketPath, "socket-path", "", "admin API Unix socket (default "+DefaultAdminSocket+")")
+	fl.StringVar(&f.socketPath, "socket-path", "", "admin API Unix socket (default <data-dir>/private/api.sock)")
 	fl.StringSliceVar(&f.etcdEndpoints, "etcd-endpoints", nil, "external etcd endpoints (comma separated); default embeds etcd")
 	fl.StringVar(&f.etcdCert, "etcd-cert", "", "client certificate for external etcd")
 	fl.StringVar(&f.etcdKey, "etcd-key", "", "client key for external etcd")
@@ -122,7 +123,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	if err != nil {
 		return cfg, logSettings{}, usageError{fmt.Errorf("invalid trust domain %q: %v", td, err)}
 	}
-	cfg.DataDir = pick(f.dataDir, file.DataDir, DefaultServerDataDir)
+	cfg.DataDir = pick(f.dataDir, file.DataDir, defaults().ServerDataDir)
 	bind := file.BindAddress
 	if bind != "" || file.BindPort != 0 {
 		if bind == "" {
@@ -138,7 +139,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	if _, _, err := net.SplitHostPort(cfg.BindAddress); err != nil {
 		return cfg, logSettings{}, usageError{fmt.Errorf("invalid --bind-address %q: want host:port", cfg.BindAddress)}
 	}
-	cfg.AdminSocket = pick(f.socketPath, file.SocketPath, DefaultAdminSocket)
+	cfg.AdminSocket = pick(f.socketPath, file.SocketPath, privdir.AdminSocket(cfg.DataDir))
 	cfg.CAKEKFile = pick(f.caKEKFile, file.CAKEKPath)
 	cfg.OIDCAddress = pick(f.oidcAddress, file.OIDCAddress)
 	if len(f.etcdEndpoints) > 0 {

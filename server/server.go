@@ -22,7 +22,6 @@ import (
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/pq/mldsa"
-	"github.com/signet-id/signet/pq/pqbundle"
 	auditv1 "github.com/signet-id/signet/proto/signet/audit/v1"
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
@@ -212,10 +211,12 @@ func (s *Server) CA() *ca.Manager { return s.ca }
 
 // Run starts the server and blocks until ctx is done or a listener fails.
 func (s *Server) Run(ctx context.Context) error {
-	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("server: create data dir: %w", err)
+	unlock, err := lockDataDir(s.cfg.DataDir)
+	if err != nil {
+		return err
 	}
-	cli, closeEtcd, err := s.openEtcd(ctx)
+	defer unlock()
+	cli, closeEtcd, err := s.openEtcdCtx(ctx)
 	if err != nil {
 		return err
 	}
@@ -468,25 +469,6 @@ func (s *Server) openEtcd(ctx context.Context) (*clientv3.Client, func(), error)
 	return cli, func() { _ = cli.Close() }, nil
 }
 
-// listenAdmin opens the admin socket with mode 0600 in a 0700 directory.
-func listenAdmin(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("server: create admin socket dir: %w", err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("server: remove stale admin socket %s: %w", path, err)
-	}
-	lis, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("server: listen on admin socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		lis.Close()
-		return nil, fmt.Errorf("server: chmod admin socket: %w", err)
-	}
-	return lis, nil
-}
-
 // rotateServerSVID issues the server's own X.509-SVID for the agent listener.
 func (s *Server) rotateServerSVID() error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), randReader())
@@ -635,25 +617,6 @@ func (h hubState) BundleSequence() uint64 {
 // BundleFile is the SPIFFE bundle JSON the server keeps current in its data
 // directory, with ML-DSA JWT keys in the signet_mldsa_keys member.
 const BundleFile = "bundle.spiffe.json"
-
-// writeBundleFile writes the current bundle to DataDir/BundleFile (0644:
-// a bundle is public).
-func (s *Server) writeBundleFile() {
-	data, err := pqbundle.Marshal(s.ca.Bundle(), s.ca.MLDSAJWTKeys())
-	if err != nil {
-		s.log.Error("failed to encode the bundle", "error", err)
-		return
-	}
-	path := filepath.Join(s.cfg.DataDir, BundleFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		s.log.Error("failed to write the bundle file", "error", err)
-		return
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		s.log.Error("failed to write the bundle file", "error", err)
-	}
-}
 
 // caNotifier lets the LocalAuthority API's changes take the same path as
 // scheduled rotations: the rotation loop re-issues the server SVID when its

@@ -4,15 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
-	"os"
 	"path/filepath"
 
 	"github.com/spiffe/go-spiffe/v2/proto/spiffe/workload"
 	"google.golang.org/grpc"
 
 	"github.com/signet-id/signet/agent/peercred"
+	"github.com/signet-id/signet/privdir"
 )
 
 // maxRecvMsgSize bounds request messages; the largest legitimate one is a
@@ -38,30 +37,18 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 }
 
 // Listen creates the Workload API socket at path. It creates the parent
-// directory if needed, replaces a stale socket, refuses to replace anything
+// directory (0755) if needed and refuses one that is not owned by the
+// running user or is writable by group or others, replaces a stale socket
+// but refuses one a live process answers on, refuses to replace anything
 // else, and makes the socket connectable by every user (mode 0777, as
 // SPIRE does): callers are told apart by attestation, not file permissions.
 func Listen(path string) (net.Listener, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("workloadapi: %w", err)
+	if err := privdir.EnsureDir(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("workloadapi: socket directory: %w", err)
 	}
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode().Type() != fs.ModeSocket {
-			return nil, fmt.Errorf("workloadapi: %s exists and is not a socket", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("workloadapi: remove stale socket: %w", err)
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("workloadapi: %w", err)
-	}
-	l, err := net.Listen("unix", path)
+	l, err := privdir.ListenUnix(path, 0o777)
 	if err != nil {
 		return nil, fmt.Errorf("workloadapi: %w", err)
-	}
-	if err := os.Chmod(path, 0o777); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("workloadapi: set socket mode: %w", err)
 	}
 	return l, nil
 }

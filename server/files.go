@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+
+	"github.com/signet-id/signet/pq/pqbundle"
+	"github.com/signet-id/signet/privdir"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// lockDataDir creates (0700) and checks the data directory, then locks it
+// so that a second server on it exits at once instead of waiting on etcd.
+func lockDataDir(dir string) (func(), error) {
+	if err := privdir.EnsureDir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("server: data directory: %w", err)
+	}
+	l, err := privdir.LockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return func() { _ = l.Unlock() }, nil
+}
+
+// openEtcdCtx runs openEtcd but returns as soon as ctx is done: starting
+// the embedded etcd can block without looking at ctx (for example on the
+// bolt file lock), and a signal must stop start-up at any point. A start
+// that completes after ctx is done is closed again.
+func (s *Server) openEtcdCtx(ctx context.Context) (*clientv3.Client, func(), error) {
+	type result struct {
+		cli   *clientv3.Client
+		close func()
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, cl, err := s.openEtcd(ctx)
+		done <- result{c, cl, err}
+	}()
+	select {
+	case r := <-done:
+		return r.cli, r.close, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.err == nil {
+				r.close()
+			}
+		}()
+		return nil, nil, fmt.Errorf("server: start-up interrupted while opening etcd: %w", ctx.Err())
+	}
+}
+
+// listenAdmin opens the admin socket with mode 0600 in a checked 0700
+// directory. It refuses to take over a socket a live process answers on.
+func listenAdmin(path string) (net.Listener, error) {
+	if err := privdir.EnsureDir(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("server: admin socket directory: %w", err)
+	}
+	lis, err := privdir.ListenUnix(path, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("server: admin socket: %w", err)
+	}
+	return lis, nil
+}
+
+// writeBundleFile writes the current bundle to DataDir/BundleFile (0644:
+// a bundle is public), atomically and without following symlinks.
+func (s *Server) writeBundleFile() {
+	data, err := pqbundle.Marshal(s.ca.Bundle(), s.ca.MLDSAJWTKeys())
+	if err != nil {
+		s.log.Error("failed to encode the bundle", "error", err)
+		return
+	}
+	path := filepath.Join(s.cfg.DataDir, BundleFile)
+	if err := privdir.WriteFile(path, data, 0o644); err != nil {
+		s.log.Error("failed to write the bundle file", slog.String("path", path), "error", err)
+	}
+}
