@@ -37,18 +37,28 @@ type testServer struct {
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
+	return startServerWith(t, nil)
+}
+
+// startServerWith is startServer with a hook to adjust the configuration.
+func startServerWith(t *testing.T, configure func(*server.Config)) *testServer {
+	t.Helper()
 	// Unix socket paths are limited to 108 bytes: keep the directory short.
 	dir, err := os.MkdirTemp("", "sg")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv, err := server.New(server.Config{
+	cfg := server.Config{
 		TrustDomain: td,
 		DataDir:     filepath.Join(dir, "server"),
 		BindAddress: "127.0.0.1:0",
 		AdminSocket: filepath.Join(dir, "admin", "api.sock"),
-	})
+	}
+	if configure != nil {
+		configure(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
