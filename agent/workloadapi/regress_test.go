@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +47,27 @@ func TestValidateJWTSVIDWrongAudienceRaw(t *testing.T) {
 			t.Fatalf("audience %q: got %v (%v, response %v), want InvalidArgument", aud, status.Code(err), err, got)
 		}
 	}
+}
+
+// TestEntryNeedsAllItsSelectors: a workload gets an entry's SVID only if
+// it has every selector of the entry, not just one of them, over the Workload
+// API (X.509 and JWT).
+func TestEntryNeedsAllItsSelectors(t *testing.T) {
+	e := start(t,
+		newEntry("e1", "/mine", mySelector()),
+		newEntry("e2", "/mine-and-other", mySelector(), otherSelector()),
+	)
+	ctx := withHeader(testContext(t))
+	client := e.rawClient()
+	s, err := client.FetchX509SVID(ctx, &workload.X509SVIDRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := recvSVIDs(t, s); !slices.Equal(got, []string{"spiffe://example.org/mine"}) {
+		t.Fatalf("X.509-SVIDs %q, want only spiffe://example.org/mine", got)
+	}
+	_, err = client.FetchJWTSVID(ctx, &workload.JWTSVIDRequest{Audience: []string{"a"}, SpiffeId: "spiffe://example.org/mine-and-other"})
+	wantCode(t, err, codes.PermissionDenied)
 }
 
 const helperSocketEnv = "WORKLOADAPI_HELPER_CONNECT_FD"
