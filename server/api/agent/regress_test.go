@@ -179,6 +179,11 @@ func TestAttestAgentJoinTokenRefusals(t *testing.T) {
 	if rec.X509SvidSerialNumber != leaf.SerialNumber.String() {
 		t.Fatalf("agent record has serial %s, SVID has %s", rec.X509SvidSerialNumber, leaf.SerialNumber)
 	}
+	// Evict the agent, so that reusing its token is refused for the token
+	// alone, not because the agent record exists.
+	if err := e.store.DeleteAgent(testContext(t), id); err != nil {
+		t.Fatal(err)
+	}
 
 	expired := e.token(t, "", 60)
 	e.clock.Add(61 * time.Second)
