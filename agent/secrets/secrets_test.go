@@ -179,6 +179,17 @@ func (e *env) watch(t *testing.T, ctx context.Context, name string, header bool)
 	return s
 }
 
+// testTimeout bounds every RPC of these tests, so that a regression fails
+// the test instead of hanging until go test's timeout. A safety net, not a
+// timing assertion.
+const testTimeout = 30 * time.Second
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func secret(v string, version int64) *secretsv1.Secret {
 	return &secretsv1.Secret{Name: "db", SpiffeId: webID.String(), Value: []byte(v), Version: version}
 }
@@ -187,8 +198,7 @@ func TestWorkloadWatchForwardsAndReconnects(t *testing.T) {
 	e := start(t, true)
 	up := startUpstream(t, nil)
 	e.sess.set(up)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := testContext(t)
 
 	s := e.watch(t, ctx, "db", true)
 	up.values <- secret("one", 1)
@@ -222,7 +232,7 @@ func TestWorkloadWatchRefusals(t *testing.T) {
 	t.Run("no security header", func(t *testing.T) {
 		e := start(t, true)
 		e.sess.set(startUpstream(t, nil))
-		if _, err := e.watch(t, context.Background(), "db", false).Recv(); status.Code(err) != codes.InvalidArgument {
+		if _, err := e.watch(t, testContext(t), "db", false).Recv(); status.Code(err) != codes.InvalidArgument {
 			t.Fatalf("Recv = %v; want InvalidArgument", err)
 		}
 	})
@@ -230,7 +240,7 @@ func TestWorkloadWatchRefusals(t *testing.T) {
 		e := start(t, false)
 		up := startUpstream(t, nil)
 		e.sess.set(up)
-		if _, err := e.watch(t, context.Background(), "db", true).Recv(); status.Code(err) != codes.PermissionDenied {
+		if _, err := e.watch(t, testContext(t), "db", true).Recv(); status.Code(err) != codes.PermissionDenied {
 			t.Fatalf("Recv = %v; want PermissionDenied", err)
 		}
 		if len(up.requests()) != 0 {
@@ -240,7 +250,7 @@ func TestWorkloadWatchRefusals(t *testing.T) {
 	t.Run("server denies", func(t *testing.T) {
 		e := start(t, true)
 		e.sess.set(startUpstream(t, status.Error(codes.PermissionDenied, `secret "db" is not available`)))
-		_, err := e.watch(t, context.Background(), "db", true).Recv()
+		_, err := e.watch(t, testContext(t), "db", true).Recv()
 		if status.Code(err) != codes.PermissionDenied {
 			t.Fatalf("Recv = %v; want PermissionDenied", err)
 		}
@@ -253,7 +263,7 @@ func TestFileSink(t *testing.T) {
 	e.sess.set(up)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "db.secret")
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	done := make(chan error, 1)
 	go func() { done <- e.svc.RunSink(ctx, agentsecrets.Sink{Name: "db", SPIFFEID: webID, Path: path}) }()
 

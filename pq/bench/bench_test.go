@@ -57,7 +57,8 @@ func claims(now time.Time) map[string]any {
 }
 
 // TestSizes logs the DER sizes of certificates and the lengths of JWTs per
-// profile, and the hybrid/classic ratios.
+// profile, and the hybrid/classic ratios, and checks them against what
+// their structure implies and against docs/pq-formats.md.
 func TestSizes(t *testing.T) {
 	now := time.Now()
 	ps := profiles(t, now)
@@ -68,6 +69,7 @@ func TestSizes(t *testing.T) {
 		r, i, l := len(p.chain.Root.Cert.Raw), len(p.chain.Intermediate.Cert.Raw), len(p.chain.Leaf.Cert.Raw)
 		sizes[p.name] = l
 		sizes[p.name+"-chain"] = l + i
+		sizes[p.name+"-root"], sizes[p.name+"-intermediate"] = r, i
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d |\n", p.name, r, i, l, l+i)
 	}
 	fmt.Fprintf(&b, "\nhybrid/classic: leaf %.1fx, SVID chain %.1fx; pq/classic: leaf %.1fx, SVID chain %.1fx\n",
@@ -97,6 +99,72 @@ func TestSizes(t *testing.T) {
 	jwk65, _ := jwt.MarshalJWK(k65.PublicKey(), jwt.Thumbprint(k65.PublicKey()), "jwt-svid")
 	fmt.Fprintf(&b, "AKP JWK: ML-DSA-44 %d bytes, ML-DSA-65 %d bytes\n", len(jwk44), len(jwk65))
 	t.Log(b.String())
+	sizes["jwt-classic"], sizes["jwt-hybrid"], sizes["jwt-pq"] = len(classic), len(hybrid), len(pure)
+	sizes["jwk-44"], sizes["jwk-65"] = len(jwk44), len(jwk65)
+	checkSizes(t, sizes)
+}
+
+// FIPS 204 sizes.
+const (
+	pub44, sig44 = 1312, 2420
+	pub65, sig65 = 1952, 3309
+)
+
+// b64 is the length of n bytes in unpadded base64url.
+func b64(n int) int { return (n*4 + 2) / 3 }
+
+// checkSizes asserts what the structure of each credential implies (each
+// ML-DSA public key and signature it carries), and that the figures in
+// docs/pq-formats.md still hold within a few bytes (ECDSA signatures and
+// serial numbers vary by a byte or two).
+func checkSizes(t *testing.T, sizes map[string]int) {
+	t.Helper()
+	atLeast := []struct {
+		what       string
+		big, small string
+		extra      int
+	}{
+		{"hybrid leaf: ML-DSA-44 key + ML-DSA-44 signature", "hybrid", "classic", pub44 + sig44},
+		{"hybrid intermediate: ML-DSA-44 key + ML-DSA-65 signature", "hybrid-intermediate", "classic-intermediate", pub44 + sig65},
+		{"hybrid root: ML-DSA-65 key + ML-DSA-65 signature", "hybrid-root", "classic-root", pub65 + sig65},
+		{"hybrid JWT: ML-DSA-44 signature base64url-encoded twice", "jwt-hybrid", "jwt-classic", b64(b64(sig44))},
+		{"hybrid chain over pq chain: the ECDSA parts", "hybrid-chain", "pq-chain", 1},
+	}
+	for _, c := range atLeast {
+		if d := sizes[c.big] - sizes[c.small]; d < c.extra {
+			t.Errorf("%s: %s is %d B, only %d B more than %s (%d B), want at least %d", c.what, c.big, sizes[c.big], d, c.small, sizes[c.small], c.extra)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		min  int
+	}{
+		{"pq", pub44 + sig44},
+		{"jwt-pq", b64(sig44)},
+		{"jwk-44", b64(pub44)},
+		{"jwk-65", b64(pub65)},
+	} {
+		if sizes[c.name] < c.min {
+			t.Errorf("%s is %d B, smaller than the %d B of ML-DSA material it carries", c.name, sizes[c.name], c.min)
+		}
+	}
+	// The documented promise: a hybrid JWT-SVID fits an 8 KiB HTTP header.
+	if n := sizes["jwt-hybrid"]; n >= 8192 {
+		t.Errorf("hybrid JWT-SVID is %d B, over the 8 KiB header limit docs/pq-formats.md promises", n)
+	}
+	documented := map[string]int{
+		"classic-root": 447, "classic-intermediate": 489, "classic": 485, "classic-chain": 974,
+		"hybrid-root": 5786, "hybrid-intermediate": 5188, "hybrid": 4293, "hybrid-chain": 9481,
+		"pq-root": 5572, "pq-intermediate": 4975, "pq": 4081, "pq-chain": 9056,
+		"jwt-classic": 291, "jwt-hybrid": 4722, "jwt-pq": 3464,
+		"jwk-44": 1859, "jwk-65": 2712,
+	}
+	const slack = 8
+	for name, want := range documented {
+		if got := sizes[name]; got < want-slack || got > want+slack {
+			t.Errorf("%s is %d B; docs/pq-formats.md says %d: update the doc (and the README) or fix the regression", name, got, want)
+		}
+	}
 }
 
 func BenchmarkIssueLeaf(b *testing.B) {
