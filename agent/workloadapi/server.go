@@ -131,27 +131,15 @@ func New(c Config) (*Server, error) {
 
 var errNoIdentity = status.Error(codes.PermissionDenied, "no identity issued")
 
-// attest identifies the caller of the RPC in ctx.
+// attest identifies the caller of the RPC in ctx (see peercred.Attest: the
+// selectors describe the process, credentials and executable that opened
+// the connection).
 func (s *Server) attest(ctx context.Context) ([]*types.Selector, error) {
-	ai, ok := peercred.FromContext(ctx)
-	if !ok {
-		return nil, status.Error(codes.Internal, "caller credentials missing")
-	}
-	selectors, err := s.attestor.Attest(ctx, ai.PID)
+	ai, selectors, err := peercred.Attest(ctx, s.attestor.Attest)
 	if err != nil {
 		s.log.WarnContext(ctx, "workloadapi: workload attestation failed",
-			slog.Int("pid", int(ai.PID)), slog.Any("error", err))
-		if _, ok := status.FromError(err); ok {
-			return nil, err
-		}
-		return nil, status.Errorf(codes.Internal, "workload attestation failed: %v", err)
-	}
-	// The PID may have been reused by another process since the caller
-	// connected; the selectors would then describe the wrong process.
-	if err := ai.Verify(); err != nil {
-		s.log.WarnContext(ctx, "workloadapi: caller changed during attestation",
-			slog.Int("pid", int(ai.PID)), slog.Any("error", err))
-		return nil, status.Errorf(codes.Unauthenticated, "could not verify existence of the original caller: %v", err)
+			slog.Int("pid", int(ai.PID)), slog.Int("uid", int(ai.UID)), slog.Any("error", err))
+		return nil, err
 	}
 	return selectors, nil
 }
