@@ -99,8 +99,9 @@ type config struct {
 }
 
 // WithAdmit sets a hook called in every handshake with the peer's UID. It
-// returns a function called once when the connection closes, or an error
-// (a *RefusedError to control how) to refuse the connection.
+// returns an error (a *RefusedError to control how) to refuse the
+// connection, and a function, if not nil, called once when the connection
+// closes (refused or not).
 func WithAdmit(f func(uid uint32) (release func(), err error)) Option {
 	return func(c *config) { c.admit = f }
 }

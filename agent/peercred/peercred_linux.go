@@ -73,10 +73,13 @@ func serverHandshake(cfg config, c net.Conn) (net.Conn, credentials.AuthInfo, er
 			closeFD(pidfd)
 			var ce *RefusedError
 			if errors.As(err, &ce) && ce.CloseNow {
+				if rel != nil {
+					rel()
+				}
 				return nil, nil, err
 			}
 			ai.Refused = err
-			rc := &conn{Conn: c}
+			rc := &conn{Conn: c, release: rel}
 			rc.timer = time.AfterFunc(refusedGrace, func() { rc.Close() })
 			return rc, ai, nil
 		}

@@ -73,6 +73,8 @@ type Config struct {
 	// ProcRoot is the procfs mount point for the peer credentials
 	// (default "/proc").
 	ProcRoot string
+	// Limits bound connections and calls per local user (zero: defaults).
+	Limits Limits
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer, if set, receives the server's metrics.
@@ -89,6 +91,8 @@ type Server struct {
 	allowedClaims map[string]bool
 	allowUnauth   bool
 	procRoot      string
+	limits        Limits
+	lim           *uidLimiter
 	log           *slog.Logger
 	m             *metrics
 }
@@ -126,6 +130,8 @@ func New(c Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	s.limits = c.Limits.withDefaults()
+	s.lim = newUIDLimiter(s.limits, m)
 	return s, nil
 }
 
