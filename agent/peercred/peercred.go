@@ -95,6 +95,7 @@ type Option func(*config)
 
 type config struct {
 	procRoot string
+	pidfds   *pidfdTable
 	admit    func(uid uint32) (release func(), err error)
 }
 
@@ -119,7 +120,7 @@ func WithProcRoot(dir string) Option {
 // NewCredentials returns server-side transport credentials for a Unix
 // socket listener. Client handshakes are not supported.
 func NewCredentials(opts ...Option) credentials.TransportCredentials {
-	c := config{procRoot: "/proc"}
+	c := config{procRoot: "/proc", pidfds: newPidfdTable()}
 	for _, o := range opts {
 		o(&c)
 	}

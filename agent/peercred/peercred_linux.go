@@ -85,7 +85,7 @@ func serverHandshake(cfg config, c net.Conn) (net.Conn, credentials.AuthInfo, er
 		}
 		release = rel
 	}
-	w, err := newWatcher(cfg.procRoot, cred, pidfd)
+	w, err := newWatcher(cfg.procRoot, cfg.pidfds, cred, pidfd)
 	if err != nil {
 		if release != nil {
 			release()
@@ -106,7 +106,7 @@ func closeFD(fd int) {
 	}
 }
 
-func newWatcher(procRoot string, cred *unix.Ucred, pidfd int) (*watcher, error) {
+func newWatcher(procRoot string, pidfds *pidfdTable, cred *unix.Ucred, pidfd int) (*watcher, error) {
 	if pidfd < 0 {
 		var err error
 		pidfd, err = unix.PidfdOpen(int(cred.Pid), 0)
@@ -119,9 +119,14 @@ func newWatcher(procRoot string, cred *unix.Ucred, pidfd int) (*watcher, error) 
 		closeFD(pidfd)
 		return nil, fmt.Errorf("%w: %w", ErrCallerGone, err)
 	}
+	key := procKey{pid: cred.Pid, start: start}
+	if pidfd >= 0 {
+		pidfd = pidfds.share(key, pidfd)
+	}
 	w := &watcher{
 		pid: cred.Pid, uid: cred.Uid, gid: cred.Gid,
 		procRoot: procRoot, pidfd: pidfd, start: start,
+		pidfds: pidfds, key: key,
 	}
 	w.exe, w.exeErr = exeID(w.dir())
 	if pidfd >= 0 {
@@ -160,9 +165,63 @@ type watcher struct {
 	exe      fileID // executable at the handshake
 	exeErr   error  // why exe could not be read then, if it could not
 
+	pidfds *pidfdTable
+	key    procKey
+
 	mu     sync.Mutex
-	pidfd  int // -1 when pidfds are unavailable
+	pidfd  int // shared through pidfds; -1 when pidfds are unavailable
 	closed bool
+}
+
+// procKey names one process: a pid and its start time.
+type procKey struct {
+	pid   int32
+	start string
+}
+
+// pidfdTable shares one pidfd among the connections of one process, so
+// that a process with many connections costs the agent one descriptor per
+// connection (its socket) plus one.
+type pidfdTable struct {
+	mu sync.Mutex
+	m  map[procKey]*sharedPidfd
+}
+
+type sharedPidfd struct {
+	fd   int
+	refs int
+}
+
+func newPidfdTable() *pidfdTable { return &pidfdTable{m: make(map[procKey]*sharedPidfd)} }
+
+// share returns the table's pidfd for k, closing fd if there is one
+// already, else adopting fd. Two connections with the same pid and start
+// time come from one process; should the pid have been reused within one
+// clock tick, the older pidfd names an exited process and Verify fails,
+// refusing rather than mixing up the two.
+func (t *pidfdTable) share(k procKey, fd int) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.m[k]; ok {
+		unix.Close(fd)
+		s.refs++
+		return s.fd
+	}
+	t.m[k] = &sharedPidfd{fd: fd, refs: 1}
+	return fd
+}
+
+func (t *pidfdTable) release(k procKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.m[k]
+	if !ok {
+		return
+	}
+	if s.refs--; s.refs == 0 {
+		unix.Close(s.fd)
+		delete(t.m, k)
+	}
 }
 
 func (w *watcher) dir() string {
@@ -247,7 +306,7 @@ func (w *watcher) close() {
 	}
 	w.closed = true
 	if w.pidfd >= 0 {
-		unix.Close(w.pidfd)
+		w.pidfds.release(w.key)
 		w.pidfd = -1
 	}
 }
