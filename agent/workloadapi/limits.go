@@ -133,7 +133,7 @@ func (u *uidLimiter) admit(uid uint32) (func(), error) {
 	}
 	u.m.refused.WithLabelValues("max_conns_per_uid").Inc()
 	err := &peercred.RefusedError{
-		Reason: fmt.Sprintf("workloadapi: uid %d already has %d Workload API connections open, the per-uid limit (MaxConnsPerUID = %d); close idle connections, or raise the agent's limit",
+		Reason: fmt.Sprintf("workloadapi: uid %d already has %d Workload API connections open, the per-uid limit (agent --workload-max-conns-per-uid %d); close idle connections or raise the limit",
 			uid, u.conns[uid], max),
 	}
 	if u.refused[uid] >= refusedInGrace {
@@ -167,7 +167,7 @@ func (u *uidLimiter) call(ctx context.Context) (func(), error) {
 	if max >= 0 && u.calls[ai.UID] >= max {
 		u.m.refused.WithLabelValues("max_calls_per_uid").Inc()
 		return nil, status.Errorf(codes.ResourceExhausted,
-			"workloadapi: uid %d already has %d Workload API calls in progress, the per-uid limit (MaxCallsPerUID = %d); end unused streams, or raise the agent's limit",
+			"workloadapi: uid %d already has %d Workload API calls in progress, the per-uid limit (agent --workload-max-calls-per-uid %d); end unused streams or raise the limit",
 			ai.UID, u.calls[ai.UID], max)
 	}
 	u.calls[ai.UID]++

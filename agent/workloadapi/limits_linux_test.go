@@ -91,9 +91,9 @@ func TestPerUIDLimits(t *testing.T) {
 			connOK++
 		case r.Code == "OK":
 			streamOK++
-		case r.Code == "ResourceExhausted" && r.Kind == "conn" && strings.Contains(r.Msg, "MaxConnsPerUID = 4"):
+		case r.Code == "ResourceExhausted" && r.Kind == "conn" && strings.Contains(r.Msg, "--workload-max-conns-per-uid 4"):
 			connRefused++
-		case r.Code == "ResourceExhausted" && r.Kind == "stream" && strings.Contains(r.Msg, "MaxCallsPerUID = 6"):
+		case r.Code == "ResourceExhausted" && r.Kind == "stream" && strings.Contains(r.Msg, "--workload-max-calls-per-uid 6"):
 			streamRefused++
 		default:
 			t.Errorf("unexpected result %+v", r)
