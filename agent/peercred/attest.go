@@ -78,3 +78,19 @@ func bound(ai AuthInfo, selectors []*types.Selector) error {
 	}
 	return nil
 }
+
+// Reverify checks again, before a stream sends the caller of ctx an
+// update, that the caller is still the process that connected, with its
+// credentials and executable; the error is a gRPC status (see Attest). A
+// process that executes another program or changes credentials after its
+// stream was attested stops receiving updates.
+func Reverify(ctx context.Context) error {
+	ai, ok := FromContext(ctx)
+	if !ok {
+		return status.Error(codes.Internal, "caller credentials missing")
+	}
+	if err := ai.Verify(); err != nil {
+		return verifyStatus(err)
+	}
+	return nil
+}

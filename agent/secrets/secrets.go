@@ -138,7 +138,13 @@ func (s *Service) Watch(req *secretsv1.WorkloadWatchSecretRequest, stream grpc.S
 	if chosen == nil {
 		return status.Error(codes.PermissionDenied, "no identity issued")
 	}
-	return s.Forward(ctx, req.Name, id, chosen.Id, stream.Send)
+	return s.Forward(ctx, req.Name, id, chosen.Id, func(m *secretsv1.Secret) error {
+		// Stop delivering to a caller that changed since it was attested.
+		if err := peercred.Reverify(ctx); err != nil {
+			return err
+		}
+		return stream.Send(m)
+	})
 }
 
 // terminal reports whether a server answer ends a forwarded watch rather

@@ -204,7 +204,7 @@ func TestSetuidExecAfterConnect(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			results, pid := runAttack(t, attacker, e.sock, tt.target)
+			results, pid := runAttack(t, attacker, e.sock, tt.target, "", nil)
 			if tt.target != "" {
 				// The attack really happened: the connecting pid now runs
 				// the target (as root for the setuid one).
@@ -253,9 +253,49 @@ func TestSetuidExecAfterConnect(t *testing.T) {
 	}
 }
 
+// TestStreamEndsWhenCallerExecsSetuid: a stream attested while uid 65534
+// was itself gets no further update (here: a rotated SVID) once the
+// connecting process has executed a setuid-root program; it ends with
+// PermissionDenied.
+func TestStreamEndsWhenCallerExecsSetuid(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a setuid-root binary and drop to uid 65534")
+	}
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep binary")
+	}
+	dir := suidCapableDir(t)
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacker := filepath.Join(dir, "attacker")
+	copyFile(t, self, attacker, 0o755)
+	suidSleep := filepath.Join(dir, "suid-sleep")
+	copyFile(t, sleep, suidSleep, 0o755|os.ModeSetuid)
+	e := start(t, newEntry("root", "/root-workload", "uid:0"), newEntry("nobody", "/nobody-workload", "uid:65534"))
+	if err := os.Chmod(filepath.Dir(filepath.Dir(e.sock)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	results, _ := runAttack(t, attacker, e.sock, suidSleep, "stream", func() {
+		e.rotate("nobody")
+		e.rotate("root")
+		e.apply()
+	})
+	before, after := results["x509-before-exec"], results["x509-after-exec"]
+	if before.Code != "OK" || !slices.Equal(before.IDs, []string{"spiffe://example.org/nobody-workload"}) {
+		t.Fatalf("before exec: %+v", before)
+	}
+	if after.Code != "PermissionDenied" || len(after.IDs) != 0 {
+		t.Fatalf("after setuid exec: %+v, want PermissionDenied and no SVID", after)
+	}
+	t.Logf("before exec: %s %v; after: %s %s", before.Code, before.IDs, after.Code, after.Msg)
+}
+
 // runAttack starts the attacker as uid 65534 and returns its child's
 // results by operation and the attacker's pid.
-func runAttack(t *testing.T, attacker, sock, target string) (map[string]attackResult, string) {
+func runAttack(t *testing.T, attacker, sock, target string, mode string, onReady func()) (map[string]attackResult, string) {
 	t.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -263,7 +303,7 @@ func runAttack(t *testing.T, attacker, sock, target string) (map[string]attackRe
 	}
 	defer r.Close()
 	cmd := exec.Command(attacker, "-test.run=^TestHelperAttacker$")
-	cmd.Env = append(os.Environ(), "SIGNET_ATTACK_ROLE=attacker", "SIGNET_ATTACK_SOCK="+sock, "SIGNET_ATTACK_TARGET="+target)
+	cmd.Env = append(os.Environ(), "SIGNET_ATTACK_ROLE=attacker", "SIGNET_ATTACK_SOCK="+sock, "SIGNET_ATTACK_TARGET="+target, "SIGNET_ATTACK_MODE="+mode)
 	cmd.Stdout = w
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: attackerUID, Gid: attackerUID}}
@@ -292,6 +332,10 @@ func runAttack(t *testing.T, attacker, sock, target string) (map[string]attackRe
 			}
 			if line == "DONE" {
 				return results, strconv.Itoa(cmd.Process.Pid)
+			}
+			if line == "READY" && onReady != nil {
+				onReady()
+				continue
 			}
 			var res attackResult
 			if err := json.Unmarshal([]byte(line), &res); err != nil || res.Op == "" {
@@ -343,14 +387,23 @@ func attackerMain() {
 	self, _ := os.Executable()
 	child := exec.Command(self, "-test.run=^TestHelperAttacker$")
 	child.Env = append(os.Environ(), "SIGNET_ATTACK_ROLE=child", "SIGNET_ATTACK_SELF="+self)
-	child.ExtraFiles = []*os.File{f}
+	// fd 4: the child closes it once its stream is open ("stream" mode).
+	ready, readyW, err := os.Pipe()
+	if err != nil {
+		fail("pipe", err)
+	}
+	child.ExtraFiles = []*os.File{f, readyW}
 	child.Stdout, child.Stderr = os.Stdout, os.Stderr
 	if err := child.Start(); err != nil {
 		fail("start child", err)
 	}
+	readyW.Close()
 	if target == "" {
 		child.Wait()
 		os.Exit(0)
+	}
+	if os.Getenv("SIGNET_ATTACK_MODE") == "stream" {
+		io.Copy(io.Discard, ready)
 	}
 	err = syscall.Exec(target, []string{target, "120"}, os.Environ())
 	fail("exec", err)
@@ -359,6 +412,16 @@ func attackerMain() {
 // attackChildMain waits for its parent to have executed the target, then
 // speaks gRPC on the inherited connection and prints one JSON line per call.
 func attackChildMain() {
+	if os.Getenv("SIGNET_ATTACK_MODE") == "stream" {
+		streamChildMain()
+		return
+	}
+	waitParentExec()
+	attackCalls(dialInherited())
+}
+
+// waitParentExec waits (bounded) until the parent has executed the target.
+func waitParentExec() {
 	if os.Getenv("SIGNET_ATTACK_TARGET") != "" {
 		self := os.Getenv("SIGNET_ATTACK_SELF")
 		parent := "/proc/" + strconv.Itoa(os.Getppid()) + "/exe"
@@ -370,6 +433,10 @@ func attackChildMain() {
 			time.Sleep(25 * time.Millisecond)
 		}
 	}
+}
+
+// dialInherited returns a gRPC client on the inherited connection (fd 3).
+func dialInherited() *grpc.ClientConn {
 	fc, err := net.FileConn(os.NewFile(3, "wl"))
 	if err != nil {
 		fail("fileconn", err)
@@ -379,6 +446,45 @@ func attackChildMain() {
 	if err != nil {
 		fail("client", err)
 	}
+	return cc
+}
+
+// streamChildMain opens an X.509 stream on the inherited connection while
+// its parent is still the process that connected, lets the parent exec
+// (closing fd 4), prints READY and reports the next update.
+func streamChildMain() {
+	wl := workload.NewSpiffeWorkloadAPIClient(dialInherited())
+	out := json.NewEncoder(os.Stdout)
+	ctx, cancel := context.WithTimeout(withHeader(context.Background()), 30*time.Second)
+	defer cancel()
+	report := func(op string, resp *workload.X509SVIDResponse, err error) {
+		r := attackResult{Op: op, Code: status.Code(err).String(), Msg: status.Convert(err).Message()}
+		for _, sv := range resp.GetSvids() {
+			r.IDs = append(r.IDs, sv.SpiffeId)
+			if len(sv.X509SvidKey) > 0 {
+				r.Keys++
+			}
+		}
+		out.Encode(r)
+	}
+	s, err := wl.FetchX509SVID(ctx, &workload.X509SVIDRequest{})
+	if err != nil {
+		fail("stream", err)
+	}
+	resp, err := s.Recv()
+	report("x509-before-exec", resp, err)
+	os.NewFile(4, "ready").Close()
+	waitParentExec()
+	os.Stdout.WriteString("READY\n")
+	resp, err = s.Recv()
+	report("x509-after-exec", resp, err)
+	os.Stdout.WriteString("DONE\n")
+	os.Exit(0)
+}
+
+// attackCalls makes every Workload API and WorkloadSecrets call once and
+// prints one JSON line per call.
+func attackCalls(cc *grpc.ClientConn) {
 	wl := workload.NewSpiffeWorkloadAPIClient(cc)
 	sec := secretsv1.NewWorkloadSecretsClient(cc)
 	out := json.NewEncoder(os.Stdout)

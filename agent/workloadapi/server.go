@@ -198,6 +198,10 @@ func streamUpdates[T any, PT interface {
 			if prev != nil && proto.Equal(prev, resp) {
 				continue
 			}
+			if err := peercred.Reverify(ctx); err != nil {
+				s.log.WarnContext(ctx, "workloadapi: ending stream of a changed caller", slog.String("method", method), slog.Any("error", err))
+				return err
+			}
 			if err := stream.Send(resp); err != nil {
 				return err
 			}
