@@ -4,8 +4,10 @@
 // socket to any local process.
 //
 // Callers are identified by the kernel (SO_PEERCRED, see package peercred)
-// and attested by an Attestor into selectors; they receive the identities of
-// the cache entries whose selectors are a subset of theirs. Behaviour follows
+// and attested by an Attestor into selectors, bound to the process,
+// credentials and executable that opened the connection; they receive the
+// identities of the cache entries whose selectors are a subset of theirs.
+// Connections and calls are limited per uid (Limits). Behaviour follows
 // the Workload API specification: every request must carry the metadata
 // "workload.spiffe.io: true" (else InvalidArgument), a caller without an
 // identity gets PermissionDenied, and each stream sends the full state at
