@@ -108,13 +108,25 @@ func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
 }
 
 // upstreamSecrets answers every forwarded secret watch with a value naming
-// the identity it was released to.
+// the identity it was released to, and a second version once next is
+// closed.
 type upstreamSecrets struct {
 	secretsv1.UnimplementedSecretsServer
+	next chan struct{}
 }
 
-func (upstreamSecrets) Watch(req *secretsv1.WatchSecretRequest, s grpc.ServerStreamingServer[secretsv1.Secret]) error {
-	if err := s.Send(&secretsv1.Secret{Name: req.Name, SpiffeId: req.SpiffeId, Value: []byte("value-for-" + req.SpiffeId), ContentType: "text/plain"}); err != nil {
+func (u upstreamSecrets) Watch(req *secretsv1.WatchSecretRequest, s grpc.ServerStreamingServer[secretsv1.Secret]) error {
+	value := &secretsv1.Secret{Name: req.Name, SpiffeId: req.SpiffeId, Value: []byte("value-for-" + req.SpiffeId), ContentType: "text/plain", Version: 1}
+	if err := s.Send(value); err != nil {
+		return err
+	}
+	select {
+	case <-s.Context().Done():
+		return nil
+	case <-u.next:
+	}
+	value.Version, value.Value = 2, []byte("second-value-for-"+req.SpiffeId)
+	if err := s.Send(value); err != nil {
 		return err
 	}
 	<-s.Context().Done()
@@ -123,7 +135,7 @@ func (upstreamSecrets) Watch(req *secretsv1.WatchSecretRequest, s grpc.ServerStr
 
 // secretsService returns the agent's WorkloadSecrets service forwarding to
 // a real upstream gRPC server on a Unix socket in dir.
-func secretsService(t *testing.T, e *env, dir string) func(*grpc.Server) {
+func secretsService(t *testing.T, e *env, dir string, next chan struct{}) func(*grpc.Server) {
 	t.Helper()
 	sock := filepath.Join(dir, "upstream.sock")
 	l, err := net.Listen("unix", sock)
@@ -131,7 +143,7 @@ func secretsService(t *testing.T, e *env, dir string) func(*grpc.Server) {
 		t.Fatal(err)
 	}
 	up := grpc.NewServer()
-	secretsv1.RegisterSecretsServer(up, upstreamSecrets{})
+	secretsv1.RegisterSecretsServer(up, upstreamSecrets{next: next})
 	go up.Serve(l)
 	t.Cleanup(up.Stop)
 	cc, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -183,7 +195,7 @@ func TestSetuidExecAfterConnect(t *testing.T) {
 	nobodyEntry := newEntry("nobody", "/nobody-workload", "uid:65534")
 	pathEntry := newEntry("path", "/plain-sleep", "uid:65534", "path:"+plainSleep)
 	suidEntry := newEntry("suid", "/suid-sleep", "path:"+suidSleep)
-	e := startServer(t, nil, func(e *env, g *grpc.Server) { secretsService(t, e, dir)(g) }, rootEntry, nobodyEntry, pathEntry, suidEntry)
+	e := startServer(t, nil, func(e *env, g *grpc.Server) { secretsService(t, e, dir, make(chan struct{}))(g) }, rootEntry, nobodyEntry, pathEntry, suidEntry)
 	// Let uid 65534 reach the socket: only attestation may stop it.
 	if err := os.Chmod(filepath.Dir(filepath.Dir(e.sock)), 0o755); err != nil {
 		t.Fatal(err)
@@ -253,10 +265,10 @@ func TestSetuidExecAfterConnect(t *testing.T) {
 	}
 }
 
-// TestStreamEndsWhenCallerExecsSetuid: a stream attested while uid 65534
-// was itself gets no further update (here: a rotated SVID) once the
-// connecting process has executed a setuid-root program; it ends with
-// PermissionDenied.
+// TestStreamEndsWhenCallerExecsSetuid: streams attested while uid 65534
+// was itself get no further update (a rotated SVID, a new secret version)
+// once the connecting process has executed a setuid-root program; they end
+// with PermissionDenied.
 func TestStreamEndsWhenCallerExecsSetuid(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to create a setuid-root binary and drop to uid 65534")
@@ -274,7 +286,9 @@ func TestStreamEndsWhenCallerExecsSetuid(t *testing.T) {
 	copyFile(t, self, attacker, 0o755)
 	suidSleep := filepath.Join(dir, "suid-sleep")
 	copyFile(t, sleep, suidSleep, 0o755|os.ModeSetuid)
-	e := start(t, newEntry("root", "/root-workload", "uid:0"), newEntry("nobody", "/nobody-workload", "uid:65534"))
+	next := make(chan struct{})
+	e := startServer(t, nil, func(e *env, g *grpc.Server) { secretsService(t, e, dir, next)(g) },
+		newEntry("root", "/root-workload", "uid:0"), newEntry("nobody", "/nobody-workload", "uid:65534"))
 	if err := os.Chmod(filepath.Dir(filepath.Dir(e.sock)), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -282,15 +296,18 @@ func TestStreamEndsWhenCallerExecsSetuid(t *testing.T) {
 		e.rotate("nobody")
 		e.rotate("root")
 		e.apply()
+		close(next)
 	})
-	before, after := results["x509-before-exec"], results["x509-after-exec"]
-	if before.Code != "OK" || !slices.Equal(before.IDs, []string{"spiffe://example.org/nobody-workload"}) {
-		t.Fatalf("before exec: %+v", before)
+	for _, op := range []string{"x509", "secret"} {
+		before, after := results[op+"-before-exec"], results[op+"-after-exec"]
+		if before.Code != "OK" || !slices.Equal(before.IDs, []string{"spiffe://example.org/nobody-workload"}) {
+			t.Errorf("%s before exec: %+v", op, before)
+		}
+		if after.Code != "PermissionDenied" || len(after.IDs) != 0 || after.Value != "" {
+			t.Errorf("%s after setuid exec: %+v, want PermissionDenied and nothing delivered", op, after)
+		}
+		t.Logf("%s before exec: %s %v; after: %s %s", op, before.Code, before.IDs, after.Code, after.Msg)
 	}
-	if after.Code != "PermissionDenied" || len(after.IDs) != 0 {
-		t.Fatalf("after setuid exec: %+v, want PermissionDenied and no SVID", after)
-	}
-	t.Logf("before exec: %s %v; after: %s %s", before.Code, before.IDs, after.Code, after.Msg)
 }
 
 // runAttack starts the attacker as uid 65534 and returns its child's
@@ -453,7 +470,8 @@ func dialInherited() *grpc.ClientConn {
 // its parent is still the process that connected, lets the parent exec
 // (closing fd 4), prints READY and reports the next update.
 func streamChildMain() {
-	wl := workload.NewSpiffeWorkloadAPIClient(dialInherited())
+	cc := dialInherited()
+	wl := workload.NewSpiffeWorkloadAPIClient(cc)
 	out := json.NewEncoder(os.Stdout)
 	ctx, cancel := context.WithTimeout(withHeader(context.Background()), 30*time.Second)
 	defer cancel()
@@ -473,11 +491,25 @@ func streamChildMain() {
 	}
 	resp, err := s.Recv()
 	report("x509-before-exec", resp, err)
+	sec, err := secretsv1.NewWorkloadSecretsClient(cc).Watch(ctx, &secretsv1.WorkloadWatchSecretRequest{Name: "db"})
+	if err != nil {
+		fail("secret watch", err)
+	}
+	reportSecret := func(op string) {
+		m, err := sec.Recv()
+		r := attackResult{Op: op, Code: status.Code(err).String(), Msg: status.Convert(err).Message(), Value: string(m.GetValue())}
+		if m.GetSpiffeId() != "" {
+			r.IDs = []string{m.GetSpiffeId()}
+		}
+		out.Encode(r)
+	}
+	reportSecret("secret-before-exec")
 	os.NewFile(4, "ready").Close()
 	waitParentExec()
 	os.Stdout.WriteString("READY\n")
 	resp, err = s.Recv()
 	report("x509-after-exec", resp, err)
+	reportSecret("secret-after-exec")
 	os.Stdout.WriteString("DONE\n")
 	os.Exit(0)
 }
