@@ -17,9 +17,10 @@ import (
 // AttestFunc turns a process ID into selectors (a workload attestor).
 type AttestFunc func(ctx context.Context, pid int32) ([]*types.Selector, error)
 
-// Attest attests the caller of the RPC in ctx with attest, between two
-// Verify checks, so that the selectors describe the process that opened
-// the connection, with the credentials and executable it had then:
+// Attest attests the caller of the RPC in ctx with attest, then checks
+// with Verify that the selectors describe the process that opened the
+// connection, with the credentials and executable it had then (attestors
+// check that their snapshot is consistent, as attest/unix does):
 // a refused connection, a caller that changed credentials or executable
 // since it connected (setuid exec, exec), or unix uid/gid selectors other
 // than the connect-time SO_PEERCRED IDs all fail with PermissionDenied; a
@@ -34,9 +35,6 @@ func Attest(ctx context.Context, attest AttestFunc) (AuthInfo, []*types.Selector
 	if ai.Refused != nil {
 		return ai, nil, status.Error(codes.ResourceExhausted, ai.Refused.Error())
 	}
-	if err := ai.Verify(); err != nil {
-		return ai, nil, verifyStatus(err)
-	}
 	selectors, err := attest(ctx, ai.PID)
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
@@ -45,7 +43,7 @@ func Attest(ctx context.Context, attest AttestFunc) (AuthInfo, []*types.Selector
 		return ai, nil, status.Errorf(codes.Internal, "workload attestation failed: %v", err)
 	}
 	// The process may have exited, executed another program or changed
-	// credentials while it was attested.
+	// credentials since it connected or while it was attested.
 	if err := ai.Verify(); err != nil {
 		return ai, nil, verifyStatus(err)
 	}
