@@ -23,6 +23,7 @@ func (a *Agent) serveWorkloadAPI(ctx context.Context) (func(), error) {
 		Cache:       a.cache,
 		Attestor:    att,
 		TrustDomain: a.cfg.TrustDomain,
+		Limits:      a.cfg.WorkloadLimits,
 		Logger:      a.log,
 		Registerer:  a.cfg.Registry,
 	})

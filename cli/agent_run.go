@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/signet-id/signet/agent"
+	"github.com/signet-id/signet/agent/workloadapi"
 	"github.com/signet-id/signet/config"
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -34,6 +35,7 @@ type agentFlags struct {
 	logFormat         string
 	allowClassical    bool
 	metricsAddress    string
+	workloadLimits    workloadapi.Limits
 }
 
 func newAgentRunCommand() *cobra.Command {
@@ -73,6 +75,7 @@ func newAgentRunCommand() *cobra.Command {
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (default text)")
 	fl.BoolVar(&f.allowClassical, "allow-classical-key-exchange", false, "also offer classical-only TLS key exchange")
 	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port")
+	addWorkloadLimitFlags(fl, &f.workloadLimits)
 	return cmd
 }
 
@@ -119,6 +122,7 @@ func (f *agentFlags) build() (agent.Config, logSettings, error) {
 	cfg.SocketPath = pick(f.socketPath, file.SocketPath, defaults().WorkloadSocket)
 	cfg.InsecureBootstrap = f.insecureBootstrap || file.InsecureBootstrap
 	cfg.AllowClassicalKEX = f.allowClassical || file.AllowClassicalKEX
+	cfg.WorkloadLimits = f.workloadLimits
 	if p := pick(f.trustBundle, file.TrustBundlePath); p != "" {
 		certs, err := readPEMCerts(p)
 		if err != nil {

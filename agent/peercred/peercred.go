@@ -4,15 +4,21 @@
 //
 // The credentials do not encrypt or authenticate the transport. They record
 // the caller's PID, UID and GID at connection time together with a handle
-// on the process (a pidfd and its start time), so that after attesting the
-// PID the server can check with AuthInfo.Verify that the PID still names the
-// process that connected and was not reused.
+// on the process (a pidfd and its start time) and the identity of its
+// executable, so that around attesting the PID the server can check with
+// AuthInfo.Verify that the PID still names the process that connected, was
+// not reused, still has the credentials the kernel recorded at connect()
+// and has not executed another program since. Attest wraps an attestor in
+// those checks; every Workload API service calls it.
 package peercred
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/peer"
@@ -25,16 +31,37 @@ const AuthType = "peercred"
 // exited or its PID now names another process.
 var ErrCallerGone = errors.New("peercred: calling process is gone")
 
+// ErrCallerChanged is returned by Verify when the process that connected
+// now has other credentials than the kernel recorded at connect() (a
+// setuid/setgid exec, a non-dumpable process) or runs another executable.
+var ErrCallerChanged = errors.New("peercred: calling process changed since it connected")
+
 // AuthInfo is the peer information of one connection.
 type AuthInfo struct {
 	credentials.CommonAuthInfo
-	// PID, UID and GID of the peer when it connected (SO_PEERCRED).
+	// PID, UID and GID of the peer when it connected (SO_PEERCRED; UID
+	// and GID are the effective IDs).
 	PID int32
 	UID uint32
 	GID uint32
+	// Refused is the admission hook's error (see WithAdmit) when the
+	// connection was accepted only to refuse its RPCs; then no process
+	// handle is held and Verify fails.
+	Refused error
 
 	w *watcher
 }
+
+// RefusedError is what an admission hook returns to refuse a connection.
+type RefusedError struct {
+	// Reason names the limit and what to do.
+	Reason string
+	// CloseNow closes the connection during the handshake instead of
+	// answering its RPCs with Reason.
+	CloseNow bool
+}
+
+func (e *RefusedError) Error() string { return e.Reason }
 
 // AuthType implements credentials.AuthInfo.
 func (AuthInfo) AuthType() string { return AuthType }
@@ -44,6 +71,9 @@ func (AuthInfo) AuthType() string { return AuthType }
 // attestation described the caller rather than a process that reused its
 // PID. Errors wrap ErrCallerGone.
 func (a AuthInfo) Verify() error {
+	if a.Refused != nil {
+		return fmt.Errorf("%w: connection refused: %w", ErrCallerGone, a.Refused)
+	}
 	if a.w == nil {
 		return errors.New("peercred: no process watcher for connection")
 	}
@@ -65,6 +95,16 @@ type Option func(*config)
 
 type config struct {
 	procRoot string
+	pidfds   *pidfdTable
+	admit    func(uid uint32) (release func(), err error)
+}
+
+// WithAdmit sets a hook called in every handshake with the peer's UID. It
+// returns an error (a *RefusedError to control how) to refuse the
+// connection, and a function, if not nil, called once when the connection
+// closes (refused or not).
+func WithAdmit(f func(uid uint32) (release func(), err error)) Option {
+	return func(c *config) { c.admit = f }
 }
 
 // WithProcRoot sets the procfs mount point used to read process start
@@ -80,7 +120,7 @@ func WithProcRoot(dir string) Option {
 // NewCredentials returns server-side transport credentials for a Unix
 // socket listener. Client handshakes are not supported.
 func NewCredentials(opts ...Option) credentials.TransportCredentials {
-	c := config{procRoot: "/proc"}
+	c := config{procRoot: "/proc", pidfds: newPidfdTable()}
 	for _, o := range opts {
 		o(&c)
 	}
@@ -112,13 +152,28 @@ func (c *creds) Clone() credentials.TransportCredentials {
 
 func (c *creds) OverrideServerName(string) error { return nil }
 
-// conn releases the process watcher when the connection closes.
+// conn releases the process watcher and the admission slot when the
+// connection closes.
 type conn struct {
 	net.Conn
-	w *watcher
+	w       *watcher    // nil for a refused connection
+	release func()      // admission slot, may be nil
+	timer   *time.Timer // closes a refused connection
+
+	once sync.Once
 }
 
 func (c *conn) Close() error {
-	c.w.close()
+	c.once.Do(func() {
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		if c.w != nil {
+			c.w.close()
+		}
+		if c.release != nil {
+			c.release()
+		}
+	})
 	return c.Conn.Close()
 }

@@ -3,6 +3,7 @@
 package peercred
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/credentials"
@@ -47,54 +49,194 @@ func serverHandshake(cfg config, c net.Conn) (net.Conn, credentials.AuthInfo, er
 	if credErr != nil {
 		return nil, nil, fmt.Errorf("peercred: read SO_PEERCRED: %w", credErr)
 	}
+	if fdErr != nil {
+		pidfd = -1
+	}
 	if cred.Pid <= 0 {
 		// The peer is in a PID namespace we cannot see into.
+		closeFD(pidfd)
 		return nil, nil, errors.New("peercred: peer process is not visible (pid 0)")
-	}
-	if fdErr != nil || pidfd < 0 {
-		pidfd, err = unix.PidfdOpen(int(cred.Pid), 0)
-		if err != nil {
-			pidfd = -1
-		}
-	}
-	start, err := readStartTime(cfg.procRoot, cred.Pid)
-	if err != nil {
-		if pidfd >= 0 {
-			unix.Close(pidfd)
-		}
-		return nil, nil, fmt.Errorf("%w: %w", ErrCallerGone, err)
-	}
-	w := &watcher{pid: cred.Pid, procRoot: cfg.procRoot, pidfd: pidfd, start: start}
-	if pidfd >= 0 {
-		// The process may have exited (and its PID been reused) between
-		// connect() and the start time read above.
-		if err := w.verify(); err != nil {
-			w.close()
-			return nil, nil, err
-		}
 	}
 	ai := AuthInfo{
 		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.NoSecurity},
 		PID:            cred.Pid,
 		UID:            cred.Uid,
 		GID:            cred.Gid,
-		w:              w,
 	}
-	return &conn{Conn: c, w: w}, ai, nil
+	var release func()
+	if cfg.admit != nil {
+		rel, err := cfg.admit(cred.Uid)
+		if err != nil {
+			// Over a limit: hold no process handle, answer every RPC with
+			// the refusal, and close the connection after a grace period
+			// (or at once when the caller already has many refused ones).
+			closeFD(pidfd)
+			var ce *RefusedError
+			if errors.As(err, &ce) && ce.CloseNow {
+				if rel != nil {
+					rel()
+				}
+				return nil, nil, err
+			}
+			ai.Refused = err
+			rc := &conn{Conn: c, release: rel}
+			rc.timer = time.AfterFunc(refusedGrace, func() { rc.Close() })
+			return rc, ai, nil
+		}
+		release = rel
+	}
+	w, err := newWatcher(cfg.procRoot, cfg.pidfds, cred, pidfd)
+	if err != nil {
+		if release != nil {
+			release()
+		}
+		return nil, nil, err
+	}
+	ai.w = w
+	return &conn{Conn: c, w: w, release: release}, ai, nil
 }
 
-// watcher holds a handle on the peer process for the connection's lifetime.
+// refusedGrace is how long a connection refused by the admission hook stays
+// open so that its first RPC can be answered with the refusal.
+const refusedGrace = 5 * time.Second
+
+func closeFD(fd int) {
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}
+
+func newWatcher(procRoot string, pidfds *pidfdTable, cred *unix.Ucred, pidfd int) (*watcher, error) {
+	if pidfd < 0 {
+		var err error
+		pidfd, err = unix.PidfdOpen(int(cred.Pid), 0)
+		if err != nil {
+			pidfd = -1
+		}
+	}
+	start, err := readStartTime(procRoot, cred.Pid)
+	if err != nil {
+		closeFD(pidfd)
+		return nil, fmt.Errorf("%w: %w", ErrCallerGone, err)
+	}
+	key := procKey{pid: cred.Pid, start: start}
+	if pidfd >= 0 {
+		pidfd = pidfds.share(key, pidfd)
+	}
+	w := &watcher{
+		pid: cred.Pid, uid: cred.Uid, gid: cred.Gid,
+		procRoot: procRoot, pidfd: pidfd, start: start,
+		pidfds: pidfds, key: key,
+	}
+	w.exe, w.exeErr = exeID(w.dir())
+	if pidfd >= 0 {
+		// The process may have exited (and its PID been reused) between
+		// connect() and the start time read above.
+		if err := w.alive(); err != nil {
+			w.close()
+			return nil, err
+		}
+	}
+	return w, nil
+}
+
+// fileID identifies a file (the target of /proc/<pid>/exe).
+type fileID struct{ dev, ino uint64 }
+
+func exeID(dir string) (fileID, error) {
+	fi, err := os.Stat(filepath.Join(dir, "exe"))
+	if err != nil {
+		return fileID{}, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}, errors.New("no stat_t")
+	}
+	return fileID{dev: uint64(st.Dev), ino: st.Ino}, nil
+}
+
+// watcher holds a handle on the peer process for the connection's lifetime
+// and what it was when it connected.
 type watcher struct {
 	pid      int32
+	uid, gid uint32 // SO_PEERCRED: effective IDs at connect()
 	procRoot string
 	start    string
+	exe      fileID // executable at the handshake
+	exeErr   error  // why exe could not be read then, if it could not
+
+	pidfds *pidfdTable
+	key    procKey
 
 	mu     sync.Mutex
-	pidfd  int // -1 when pidfds are unavailable
+	pidfd  int // shared through pidfds; -1 when pidfds are unavailable
 	closed bool
 }
 
+// procKey names one process: a pid and its start time.
+type procKey struct {
+	pid   int32
+	start string
+}
+
+// pidfdTable shares one pidfd among the connections of one process, so
+// that a process with many connections costs the agent one descriptor per
+// connection (its socket) plus one.
+type pidfdTable struct {
+	mu sync.Mutex
+	m  map[procKey]*sharedPidfd
+}
+
+type sharedPidfd struct {
+	fd   int
+	refs int
+}
+
+func newPidfdTable() *pidfdTable { return &pidfdTable{m: make(map[procKey]*sharedPidfd)} }
+
+// share returns the table's pidfd for k, closing fd if there is one
+// already, else adopting fd. Two connections with the same pid and start
+// time come from one process; should the pid have been reused within one
+// clock tick, the older pidfd names an exited process and Verify fails,
+// refusing rather than mixing up the two.
+func (t *pidfdTable) share(k procKey, fd int) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.m[k]; ok {
+		unix.Close(fd)
+		s.refs++
+		return s.fd
+	}
+	t.m[k] = &sharedPidfd{fd: fd, refs: 1}
+	return fd
+}
+
+func (t *pidfdTable) release(k procKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s, ok := t.m[k]
+	if !ok {
+		return
+	}
+	if s.refs--; s.refs == 0 {
+		unix.Close(s.fd)
+		delete(t.m, k)
+	}
+}
+
+func (w *watcher) dir() string {
+	return filepath.Join(w.procRoot, strconv.FormatInt(int64(w.pid), 10))
+}
+
 func (w *watcher) verify() error {
+	if err := w.alive(); err != nil {
+		return err
+	}
+	return w.unchanged()
+}
+
+// alive checks that the pid still names the process that connected.
+func (w *watcher) alive() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed {
@@ -118,6 +260,44 @@ func (w *watcher) verify() error {
 	return nil
 }
 
+// unchanged checks that the process still has the credentials the kernel
+// recorded at connect() and still runs the executable it ran at the
+// handshake. A setuid or setgid exec changes the effective (and saved)
+// IDs and makes the process non-dumpable, which hands /proc/<pid> to
+// root; any exec replaces the executable.
+func (w *watcher) unchanged() error {
+	dir := w.dir()
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCallerGone, err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && (st.Uid != w.uid || st.Gid != w.gid) {
+		return fmt.Errorf("%w: %s is owned by %d:%d but the caller connected as %d:%d (setuid/setgid exec or non-dumpable process)",
+			ErrCallerChanged, dir, st.Uid, st.Gid, w.uid, w.gid)
+	}
+	uids, gids, err := readStatusIDs(dir)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrCallerGone, err)
+	}
+	for i, name := range []string{"real", "effective", "saved"} {
+		if uids[i] != w.uid || gids[i] != w.gid {
+			return fmt.Errorf("%w: %s uid/gid of pid %d are %d/%d but the caller connected as %d/%d",
+				ErrCallerChanged, name, w.pid, uids[i], gids[i], w.uid, w.gid)
+		}
+	}
+	exe, err := exeID(dir)
+	switch {
+	case err != nil && w.exeErr == nil:
+		return fmt.Errorf("%w: executable of pid %d no longer readable: %w", ErrCallerChanged, w.pid, err)
+	case err == nil && w.exeErr != nil:
+		return fmt.Errorf("%w: executable of pid %d was not readable when it connected: %w", ErrCallerChanged, w.pid, w.exeErr)
+	case err == nil && exe != w.exe:
+		return fmt.Errorf("%w: pid %d executed another program since it connected", ErrCallerChanged, w.pid)
+	}
+	// The process may have exited between the checks above.
+	return w.alive()
+}
+
 func (w *watcher) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -126,21 +306,63 @@ func (w *watcher) close() {
 	}
 	w.closed = true
 	if w.pidfd >= 0 {
-		unix.Close(w.pidfd)
+		w.pidfds.release(w.key)
 		w.pidfd = -1
 	}
+}
+
+// readStatusIDs returns the real, effective and saved uids and gids from
+// <dir>/status.
+func readStatusIDs(dir string) (uids, gids [3]uint32, err error) {
+	b, err := readBounded(filepath.Join(dir, "status"))
+	if err != nil {
+		return uids, gids, err
+	}
+	var haveUID, haveGID bool
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		key, value, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (key != "Uid" && key != "Gid") {
+			continue
+		}
+		fields := strings.Fields(value)
+		if len(fields) < 3 {
+			return uids, gids, fmt.Errorf("parse %s/status: short %s line", dir, key)
+		}
+		var ids [3]uint32
+		for i := range ids {
+			n, err := strconv.ParseUint(fields[i], 10, 32)
+			if err != nil {
+				return uids, gids, fmt.Errorf("parse %s/status: %s: %w", dir, key, err)
+			}
+			ids[i] = uint32(n)
+		}
+		if key == "Uid" {
+			uids, haveUID = ids, true
+		} else {
+			gids, haveGID = ids, true
+		}
+	}
+	if !haveUID || !haveGID {
+		return uids, gids, fmt.Errorf("parse %s/status: no Uid or Gid", dir)
+	}
+	return uids, gids, nil
+}
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, 64<<10))
 }
 
 // readStartTime returns field 22 (starttime) of /proc/<pid>/stat, counting
 // fields after the parenthesized comm, which may contain spaces and ')'.
 func readStartTime(procRoot string, pid int32) (string, error) {
 	path := filepath.Join(procRoot, strconv.FormatInt(int64(pid), 10), "stat")
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
+	b, err := readBounded(path)
 	if err != nil {
 		return "", err
 	}

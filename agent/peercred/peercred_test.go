@@ -96,6 +96,13 @@ func TestVerifyDetectsPIDReuse(t *testing.T) {
 		}
 	}
 	writeStat(100)
+	status := fmt.Sprintf("Name:\tx\nUid:\t%[1]d\t%[1]d\t%[1]d\t%[1]d\nGid:\t%[2]d\t%[2]d\t%[2]d\t%[2]d\n", os.Geteuid(), os.Getegid())
+	if err := os.WriteFile(filepath.Join(dir, "status"), []byte(status), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/proc/self/exe", filepath.Join(dir, "exe")); err != nil {
+		t.Fatal(err)
+	}
 
 	sock, infos := serve(t, WithProcRoot(root))
 	check(t, sock)

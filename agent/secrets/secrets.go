@@ -96,20 +96,10 @@ func (s *Service) attest(ctx context.Context) ([]*types.Entry, error) {
 	if s.cfg.Attestor == nil || s.cfg.Cache == nil {
 		return nil, status.Error(codes.Unimplemented, "workload attestation is not configured")
 	}
-	ai, ok := peercred.FromContext(ctx)
-	if !ok {
-		return nil, status.Error(codes.Internal, "caller credentials missing")
-	}
-	sels, err := s.cfg.Attestor.Attest(ctx, ai.PID)
+	ai, sels, err := peercred.Attest(ctx, s.cfg.Attestor.Attest)
 	if err != nil {
-		s.log.WarnContext(ctx, "agent secrets: workload attestation failed", "pid", ai.PID, "error", err)
-		if _, ok := status.FromError(err); ok {
-			return nil, err
-		}
-		return nil, status.Errorf(codes.Internal, "workload attestation failed: %v", err)
-	}
-	if err := ai.Verify(); err != nil {
-		return nil, status.Errorf(codes.Unauthenticated, "could not verify existence of the original caller: %v", err)
+		s.log.WarnContext(ctx, "agent secrets: workload attestation failed", "pid", ai.PID, "uid", ai.UID, "error", err)
+		return nil, err
 	}
 	entries := slices.Clone(s.cfg.Cache.MatchingEntries(sels))
 	slices.SortFunc(entries, func(a, b *types.Entry) int { return strings.Compare(a.Id, b.Id) })
@@ -148,7 +138,13 @@ func (s *Service) Watch(req *secretsv1.WorkloadWatchSecretRequest, stream grpc.S
 	if chosen == nil {
 		return status.Error(codes.PermissionDenied, "no identity issued")
 	}
-	return s.Forward(ctx, req.Name, id, chosen.Id, stream.Send)
+	return s.Forward(ctx, req.Name, id, chosen.Id, func(m *secretsv1.Secret) error {
+		// Stop delivering to a caller that changed since it was attested.
+		if err := peercred.Reverify(ctx); err != nil {
+			return err
+		}
+		return stream.Send(m)
+	})
 }
 
 // terminal reports whether a server answer ends a forwarded watch rather

@@ -47,6 +47,11 @@ func methodName(fullMethod string) string {
 func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	method := methodName(info.FullMethod)
 	resp, err := func() (any, error) {
+		done, err := s.lim.call(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer done()
 		if err := checkHeader(ctx, info.FullMethod); err != nil {
 			return nil, err
 		}
@@ -59,6 +64,11 @@ func (s *Server) unaryInterceptor(ctx context.Context, req any, info *grpc.Unary
 func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	method := methodName(info.FullMethod)
 	err := func() error {
+		done, err := s.lim.call(ss.Context())
+		if err != nil {
+			return err
+		}
+		defer done()
 		if err := checkHeader(ss.Context(), info.FullMethod); err != nil {
 			return err
 		}
@@ -88,6 +98,7 @@ type metrics struct {
 	requests    *prometheus.CounterVec
 	streamsOpen *prometheus.GaugeVec
 	messages    *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -113,9 +124,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "stream_messages_total",
 			Help: "Workload API stream messages sent, by method.",
 		}, []string{"method"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "limit_refusals_total",
+			Help: "Workload API connections and calls refused by a per-uid limit, by limit.",
+		}, []string{"limit"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.connsTotal, m.connsOpen, m.requests, m.streamsOpen, m.messages} {
+		for _, c := range []prometheus.Collector{m.connsTotal, m.connsOpen, m.requests, m.streamsOpen, m.messages, m.refused} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

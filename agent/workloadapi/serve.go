@@ -19,18 +19,19 @@ import (
 const maxRecvMsgSize = 256 << 10
 
 // NewGRPCServer returns a gRPC server with the Workload API registered,
-// peer-credential transport credentials, the security header check,
-// metrics and logging. Other services for the same socket (such as
-// signet.secrets) may be registered on it before serving; they require the
-// security header too.
+// peer-credential transport credentials, the per-uid and per-connection
+// limits, the security header check, metrics and logging. Other services
+// for the same socket (such as signet.secrets) may be registered on it
+// before serving; they require the security header and count against the
+// limits too.
 func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
-	opts = append([]grpc.ServerOption{
-		grpc.Creds(peercred.NewCredentials(peercred.WithProcRoot(s.procRoot))),
+	opts = append(append([]grpc.ServerOption{
+		grpc.Creds(peercred.NewCredentials(peercred.WithProcRoot(s.procRoot), peercred.WithAdmit(s.lim.admit))),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.StatsHandler(connStats{s.m}),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
-	}, opts...)
+	}, s.limits.serverOptions()...), opts...)
 	g := grpc.NewServer(opts...)
 	workload.RegisterSpiffeWorkloadAPIServer(g, s)
 	return g

@@ -4,8 +4,10 @@
 // socket to any local process.
 //
 // Callers are identified by the kernel (SO_PEERCRED, see package peercred)
-// and attested by an Attestor into selectors; they receive the identities of
-// the cache entries whose selectors are a subset of theirs. Behaviour follows
+// and attested by an Attestor into selectors, bound to the process,
+// credentials and executable that opened the connection; they receive the
+// identities of the cache entries whose selectors are a subset of theirs.
+// Connections and calls are limited per uid (Limits). Behaviour follows
 // the Workload API specification: every request must carry the metadata
 // "workload.spiffe.io: true" (else InvalidArgument), a caller without an
 // identity gets PermissionDenied, and each stream sends the full state at
@@ -73,6 +75,8 @@ type Config struct {
 	// ProcRoot is the procfs mount point for the peer credentials
 	// (default "/proc").
 	ProcRoot string
+	// Limits bound connections and calls per local user (zero: defaults).
+	Limits Limits
 	// Logger defaults to discarding.
 	Logger *slog.Logger
 	// Registerer, if set, receives the server's metrics.
@@ -89,6 +93,8 @@ type Server struct {
 	allowedClaims map[string]bool
 	allowUnauth   bool
 	procRoot      string
+	limits        Limits
+	lim           *uidLimiter
 	log           *slog.Logger
 	m             *metrics
 }
@@ -126,32 +132,22 @@ func New(c Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	s.limits = c.Limits.withDefaults()
+	s.lim = newUIDLimiter(s.limits, m)
 	return s, nil
 }
 
 var errNoIdentity = status.Error(codes.PermissionDenied, "no identity issued")
 
-// attest identifies the caller of the RPC in ctx.
+// attest identifies the caller of the RPC in ctx (see peercred.Attest: the
+// selectors describe the process, credentials and executable that opened
+// the connection).
 func (s *Server) attest(ctx context.Context) ([]*types.Selector, error) {
-	ai, ok := peercred.FromContext(ctx)
-	if !ok {
-		return nil, status.Error(codes.Internal, "caller credentials missing")
-	}
-	selectors, err := s.attestor.Attest(ctx, ai.PID)
+	ai, selectors, err := peercred.Attest(ctx, s.attestor.Attest)
 	if err != nil {
 		s.log.WarnContext(ctx, "workloadapi: workload attestation failed",
-			slog.Int("pid", int(ai.PID)), slog.Any("error", err))
-		if _, ok := status.FromError(err); ok {
-			return nil, err
-		}
-		return nil, status.Errorf(codes.Internal, "workload attestation failed: %v", err)
-	}
-	// The PID may have been reused by another process since the caller
-	// connected; the selectors would then describe the wrong process.
-	if err := ai.Verify(); err != nil {
-		s.log.WarnContext(ctx, "workloadapi: caller changed during attestation",
-			slog.Int("pid", int(ai.PID)), slog.Any("error", err))
-		return nil, status.Errorf(codes.Unauthenticated, "could not verify existence of the original caller: %v", err)
+			slog.Int("pid", int(ai.PID)), slog.Int("uid", int(ai.UID)), slog.Any("error", err))
+		return nil, err
 	}
 	return selectors, nil
 }
@@ -203,6 +199,10 @@ func streamUpdates[T any, PT interface {
 			}
 			if prev != nil && proto.Equal(prev, resp) {
 				continue
+			}
+			if err := peercred.Reverify(ctx); err != nil {
+				s.log.WarnContext(ctx, "workloadapi: ending stream of a changed caller", slog.String("method", method), slog.Any("error", err))
+				return err
 			}
 			if err := stream.Send(resp); err != nil {
 				return err

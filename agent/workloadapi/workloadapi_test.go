@@ -75,6 +75,13 @@ func start(t *testing.T, entries ...*types.Entry) *env {
 // startWith is start with a hook to adjust the server's configuration.
 func startWith(t *testing.T, configure func(*workloadapi.Config), entries ...*types.Entry) *env {
 	t.Helper()
+	return startServer(t, configure, nil, entries...)
+}
+
+// startServer is startWith with a hook to register more services on the
+// socket's gRPC server.
+func startServer(t *testing.T, configure func(*workloadapi.Config), register func(*env, *grpc.Server), entries ...*types.Entry) *env {
+	t.Helper()
 	ca := cachetest.NewCA(t, td)
 	e := &env{
 		t:     t,
@@ -111,6 +118,19 @@ func startWith(t *testing.T, configure func(*workloadapi.Config), entries ...*ty
 	l, err := workloadapi.Listen(e.sock)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if register != nil {
+		g := srv.NewGRPCServer()
+		register(e, g)
+		done := make(chan error, 1)
+		go func() { done <- g.Serve(l) }()
+		t.Cleanup(func() {
+			g.Stop()
+			if err := <-done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				t.Errorf("serve: %v", err)
+			}
+		})
+		return e
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

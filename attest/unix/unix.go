@@ -5,10 +5,14 @@
 // attestor (uid, user, gid, group, supplementary_gid, supplementary_group,
 // path, sha256).
 //
-// Attestation is a snapshot: the process's start time and effective UID are
-// read before and after everything else, and a change (the process exited and
-// its PID was reused, or it changed user) fails attestation with
-// ErrProcessChanged.
+// Attestation is a snapshot: the process's start time, effective UID and
+// GID and executable (device and inode) are read before and after
+// everything else, and a change (the process exited and its PID was reused,
+// it changed user, or it executed another program) fails attestation with
+// ErrProcessChanged. The path and sha256 selectors are those of the file
+// the process runs (its dev+inode is checked against the hashed file).
+// Binding the result to the process that connected is the caller's job
+// (the agent's peercred package).
 package unix
 
 import (
@@ -20,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/user"
@@ -45,8 +50,8 @@ const (
 )
 
 // ErrProcessChanged is returned when the process at the attested PID was not
-// the same process (start time or effective UID differ) at the end of
-// attestation as at its start.
+// the same process (start time, effective UID/GID or executable differ) at
+// the end of attestation as at its start.
 var ErrProcessChanged = errors.New("unix: process changed during attestation")
 
 // Attestor produces unix selectors for a process. It is safe for concurrent
@@ -172,6 +177,10 @@ func (a *Attestor) Attest(ctx context.Context, pid int32) ([]*types.Selector, er
 	if err != nil {
 		return nil, err
 	}
+	var exe fs.FileInfo // nil when unreadable
+	if a.discoverPath {
+		exe, _ = os.Stat(filepath.Join(dir, "exe"))
+	}
 	st, err := readStatus(dir)
 	if err != nil {
 		return nil, err
@@ -201,8 +210,10 @@ func (a *Attestor) Attest(ctx context.Context, pid int32) ([]*types.Selector, er
 		if err := ctx.Err(); err != nil {
 			return nil, fmt.Errorf("unix: %w", err)
 		}
-		path, digest, err := a.executable(dir)
+		path, digest, err := a.executable(dir, exe)
 		switch {
+		case errors.Is(err, ErrProcessChanged):
+			return nil, err
 		case err != nil:
 			a.log.WarnContext(ctx, "unix: cannot read workload executable; omitting path and sha256 selectors",
 				slog.Int("pid", int(pid)), slog.Any("error", err))
@@ -230,13 +241,24 @@ func (a *Attestor) Attest(ctx context.Context, pid int32) ([]*types.Selector, er
 	if st2.uid != st.uid || st2.gid != st.gid {
 		return nil, fmt.Errorf("%w: effective uid/gid %s/%s, was %s/%s", ErrProcessChanged, st2.uid, st2.gid, st.uid, st.gid)
 	}
+	if a.discoverPath && exe != nil {
+		exe2, err := os.Stat(filepath.Join(dir, "exe"))
+		if err != nil || !os.SameFile(exe, exe2) {
+			return nil, fmt.Errorf("%w: executable replaced during attestation", ErrProcessChanged)
+		}
+	}
 	return sel, nil
 }
 
 // executable returns the path of the process's executable and, unless
-// hashing is disabled or the file is too large, its SHA-256 digest.
-func (a *Attestor) executable(dir string) (path, digest string, err error) {
+// hashing is disabled or the file is too large, its SHA-256 digest. exe is
+// the executable stat'ed at the start of attestation (nil: unreadable); a
+// different file fails with ErrProcessChanged.
+func (a *Attestor) executable(dir string, exe fs.FileInfo) (path, digest string, err error) {
 	exeLink := filepath.Join(dir, "exe")
+	if exe == nil {
+		return "", "", errors.New("unix: executable not readable")
+	}
 	path, err = os.Readlink(exeLink)
 	if err != nil {
 		return "", "", fmt.Errorf("unix: read executable path: %w", err)
@@ -256,6 +278,9 @@ func (a *Attestor) executable(dir string) (path, digest string, err error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return "", "", fmt.Errorf("unix: stat executable: %w", err)
+	}
+	if !os.SameFile(fi, exe) {
+		return "", "", fmt.Errorf("%w: executable replaced during attestation", ErrProcessChanged)
 	}
 	if fi.Size() > a.sizeLimit {
 		a.log.Warn("unix: workload executable exceeds size limit; omitting sha256 selector",

@@ -256,6 +256,33 @@ func TestAttestDetectsProcessChange(t *testing.T) {
 	}
 }
 
+// TestAttestDetectsExec: the process executes another program between the
+// first read of /proc and the executable's (user lookup runs in between);
+// the path and sha256 would describe the new program, so attestation fails.
+func TestAttestDetectsExec(t *testing.T) {
+	for _, hashing := range []int64{DefaultSizeLimit, -1} {
+		t.Run(fmt.Sprintf("size limit %d", hashing), func(t *testing.T) {
+			first, second := writeExe(t, "first program"), writeExe(t, "second program")
+			p := newFakeProc(t, 81, first)
+			lookup := func(string) (string, error) {
+				link := filepath.Join(p.dir, "exe")
+				if err := os.Remove(link); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(second, link); err != nil {
+					t.Fatal(err)
+				}
+				return "alice", nil
+			}
+			_, err := New(WithProcRoot(p.root), WithUserLookup(lookup), WithSizeLimit(hashing)).
+				Attest(context.Background(), p.pid)
+			if !errors.Is(err, ErrProcessChanged) {
+				t.Fatalf("got %v, want ErrProcessChanged", err)
+			}
+		})
+	}
+}
+
 func TestDigestCache(t *testing.T) {
 	exe := writeExe(t, "version one")
 	p := newFakeProc(t, 80, exe)
