@@ -115,8 +115,8 @@ exits 1.`,
 			}
 			printAuditReport(out, rep)
 			if !rep.ExportSigned && rep.Records > 0 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: the export does not end with an export trailer; %s after the last signature are unsigned (accepted because of --allow-unsigned-tail)\n",
-					pluralize(rep.Unsigned, "record", "records"))
+				fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: the export does not end with an export trailer (accepted because of --allow-unsigned-tail): records after seq %d may be missing; unsigned records after the last signature: %d\n",
+					rep.LastSeq, rep.Unsigned)
 			}
 			return nil
 		},
