@@ -130,13 +130,31 @@ func ParseTrailer(line []byte) (Trailer, error) {
 	return tr, nil
 }
 
+// ErrCannotSign: ExportSigned has no key it can sign a trailer with (no
+// server SVID yet, or a key type checkpoints do not support, such as pure
+// ML-DSA). Nothing was written.
+var ErrCannotSign = errors.New("eventlog: cannot sign the export trailer")
+
 // ExportSigned is Export followed by a trailer line signed with keys at
 // the log's current time, over the last exported record and the log's
 // size (its head seq) when the export started. Nothing is appended to the
 // log. An empty export gets no trailer. The returned ExportStats describe
 // the records only: SHA256 is the digest of the record lines, without the
-// trailer (what ArchiveDigest expects).
+// trailer (what ArchiveDigest expects). It fails with ErrCannotSign,
+// before writing anything, when keys cannot sign.
 func (l *Log) ExportSigned(ctx context.Context, w io.Writer, fromSeq, toSeq uint64, keys KeySource) (ExportStats, error) {
+	signer, chain, err := keys.CheckpointKey()
+	switch {
+	case err != nil:
+		return ExportStats{}, fmt.Errorf("%w: %w", ErrCannotSign, err)
+	case signer == nil || len(chain) == 0:
+		return ExportStats{}, fmt.Errorf("%w: no signer or certificate chain", ErrCannotSign)
+	case len(chain[0].URIs) != 1 || chain[0].URIs[0].Scheme != "spiffe":
+		return ExportStats{}, fmt.Errorf("%w: the certificate has no single SPIFFE ID", ErrCannotSign)
+	}
+	if _, _, err := signatureAlgorithm(signer.Public()); err != nil {
+		return ExportStats{}, fmt.Errorf("%w: %w", ErrCannotSign, err)
+	}
 	s, err := l.State(ctx)
 	if err != nil {
 		return ExportStats{}, err
@@ -144,16 +162,6 @@ func (l *Log) ExportSigned(ctx context.Context, w io.Writer, fromSeq, toSeq uint
 	st, err := l.export(ctx, w, s, fromSeq, toSeq)
 	if err != nil || st.Records == 0 {
 		return st, err
-	}
-	signer, chain, err := keys.CheckpointKey()
-	if err != nil {
-		return st, fmt.Errorf("eventlog: export signing key: %w", err)
-	}
-	if signer == nil || len(chain) == 0 {
-		return st, errors.New("eventlog: export signing key: no signer or certificate chain")
-	}
-	if len(chain[0].URIs) != 1 || chain[0].URIs[0].Scheme != "spiffe" {
-		return st, errors.New("eventlog: export signing key: the certificate has no single SPIFFE ID")
 	}
 	t := l.now().UTC()
 	if t.Before(st.LastTime) {

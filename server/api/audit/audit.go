@@ -192,7 +192,9 @@ func (s *Service) tailRange(ctx context.Context, req *auditv1.TailRequest, f eve
 // Export streams the records as JSON lines, ending with an export
 // trailer signed now by cfg.Signer over the last record sent (see
 // eventlog.ExportSigned). A failure to sign fails the call: an export
-// that would not verify is not sent as if complete.
+// that would not verify is not sent as if complete. Without a key that
+// can sign (eventlog.ErrCannotSign: pure ML-DSA, no SVID yet) the export
+// is sent without a trailer and a warning is logged.
 func (s *Service) Export(req *auditv1.ExportRequest, stream auditv1.Audit_ExportServer) error {
 	if req.ToSeq != 0 && req.FromSeq > req.ToSeq {
 		return status.Errorf(codes.InvalidArgument, "from_seq %d is after to_seq %d", req.FromSeq, req.ToSeq)
@@ -201,7 +203,14 @@ func (s *Service) Export(req *auditv1.ExportRequest, stream auditv1.Audit_Export
 	export := s.cfg.Log.Export
 	if s.cfg.Signer != nil {
 		export = func(ctx context.Context, w io.Writer, from, to uint64) (eventlog.ExportStats, error) {
-			return s.cfg.Log.ExportSigned(ctx, w, from, to, s.cfg.Signer)
+			st, err := s.cfg.Log.ExportSigned(ctx, w, from, to, s.cfg.Signer)
+			if errors.Is(err, eventlog.ErrCannotSign) {
+				// Nothing was sent yet. An unsigned export still verifies
+				// only with --allow-unsigned-tail, and the CLI warns.
+				s.cfg.Logger.Warn("audit: exporting without a signed trailer", "error", err)
+				return s.cfg.Log.Export(ctx, w, from, to)
+			}
+			return st, err
 		}
 	}
 	if _, err := export(stream.Context(), w, req.FromSeq, req.ToSeq); err != nil {

@@ -110,3 +110,28 @@ func TestExportEndsWithSignedTrailer(t *testing.T) {
 		t.Fatalf("archive+rest: %+v %v", rep, err)
 	}
 }
+
+// Without a key that can sign (no server SVID yet, pure ML-DSA) the
+// export is still served, without a trailer: it then verifies only as an
+// explicitly accepted unsigned tail.
+func TestExportWithoutSigningKey(t *testing.T) {
+	noKey := eventlog.KeySourceFunc(func() (crypto.Signer, []*x509.Certificate, error) {
+		return nil, nil, errors.New("no server SVID yet")
+	})
+	ctx, l, clk, c := setupWith(t, noKey)
+	fill(t, ctx, l, clk, 5)
+	got, err := export(t, ctx, c, &auditv1.ExportRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(got, []byte(`{"trailer":`)) {
+		t.Fatal("a trailer without a key")
+	}
+	var ve *eventlog.VerifyError
+	if _, err := eventlog.Verify(bytes.NewReader(got), nil, eventlog.VerifyOptions{}); !errors.As(err, &ve) || ve.Seq != 1 {
+		t.Fatalf("unsigned export: %v", err)
+	}
+	if rep, err := eventlog.Verify(bytes.NewReader(got), nil, eventlog.VerifyOptions{AllowUnsignedTail: true}); err != nil || rep.Records != 5 {
+		t.Fatalf("%+v %v", rep, err)
+	}
+}
