@@ -180,8 +180,10 @@ func newAuditExportCommand() *cobra.Command {
 		Use:   "export",
 		Short: "Export the event log as JSON lines",
 		Long: `Export writes the records still held by the server (or --from-seq..--to-seq)
-as JSON lines, to --out FILE (written atomically) or to stdout. Check an
-export offline with ` + "`signet audit verify FILE --bundle BUNDLE`.",
+as JSON lines, to --out FILE (written atomically) or to stdout. The server
+ends the export with a trailer line it signs at export time over the last
+record, so that a cut-off export fails verification (docs/audit-log.md).
+Check an export offline with ` + "`signet audit verify FILE --bundle BUNDLE`.",
 		Args: noArgs,
 		RunE: withAdmin(&af, func(ctx context.Context, cmd *cobra.Command, c *adminClient) error {
 			if toSeq != 0 && fromSeq > toSeq {
