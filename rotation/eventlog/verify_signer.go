@@ -70,6 +70,9 @@ func (v *verifier) checkSigner(chainDER [][]byte, sigAlg string, sig, body []byt
 	if err := leaf.CheckSignature(alg, body, sig); err != nil {
 		return "", fmt.Errorf("bad signature: %v", err)
 	}
+	if v.roots == nil {
+		return "", errors.New("no trust bundle to verify the signer against")
+	}
 	name := fmt.Sprintf("signer certificate (serial %s)", leaf.SerialNumber.Text(16))
 	switch {
 	case leaf.IsCA || leaf.KeyUsage&(x509.KeyUsageCertSign|x509.KeyUsageCRLSign) != 0:
@@ -85,9 +88,6 @@ func (v *verifier) checkSigner(chainDER [][]byte, sigAlg string, sig, body []byt
 	}
 	if at.Before(leaf.NotBefore) || at.After(leaf.NotAfter) {
 		return "", fmt.Errorf("%s of %s is not valid at %s (valid %s to %s): an expired or not yet valid key cannot sign", name, signer, formatTime(at), formatTime(leaf.NotBefore), formatTime(leaf.NotAfter))
-	}
-	if v.roots == nil {
-		return "", errors.New("no trust bundle to verify the signer against")
 	}
 	inter := x509.NewCertPool()
 	for _, c := range certs[1:] {
