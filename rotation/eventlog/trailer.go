@@ -3,7 +3,9 @@ package eventlog
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -143,17 +145,9 @@ var ErrCannotSign = errors.New("eventlog: cannot sign the export trailer")
 // trailer (what ArchiveDigest expects). It fails with ErrCannotSign,
 // before writing anything, when keys cannot sign.
 func (l *Log) ExportSigned(ctx context.Context, w io.Writer, fromSeq, toSeq uint64, keys KeySource) (ExportStats, error) {
-	signer, chain, err := keys.CheckpointKey()
-	switch {
-	case err != nil:
-		return ExportStats{}, fmt.Errorf("%w: %w", ErrCannotSign, err)
-	case signer == nil || len(chain) == 0:
-		return ExportStats{}, fmt.Errorf("%w: no signer or certificate chain", ErrCannotSign)
-	case len(chain[0].URIs) != 1 || chain[0].URIs[0].Scheme != "spiffe":
-		return ExportStats{}, fmt.Errorf("%w: the certificate has no single SPIFFE ID", ErrCannotSign)
-	}
-	if _, _, err := signatureAlgorithm(signer.Public()); err != nil {
-		return ExportStats{}, fmt.Errorf("%w: %w", ErrCannotSign, err)
+	k, err := trailerKey(keys)
+	if err != nil {
+		return ExportStats{}, err
 	}
 	s, err := l.State(ctx)
 	if err != nil {
@@ -163,23 +157,52 @@ func (l *Log) ExportSigned(ctx context.Context, w io.Writer, fromSeq, toSeq uint
 	if err != nil || st.Records == 0 {
 		return st, err
 	}
+	return st, l.writeTrailer(w, k, st, s.Seq)
+}
+
+// signingKey is a key and chain checked to be able to sign a trailer.
+type signingKey struct {
+	signer crypto.Signer
+	chain  []*x509.Certificate
+}
+
+func trailerKey(keys KeySource) (signingKey, error) {
+	signer, chain, err := keys.CheckpointKey()
+	switch {
+	case err != nil:
+		return signingKey{}, fmt.Errorf("%w: %w", ErrCannotSign, err)
+	case signer == nil || len(chain) == 0:
+		return signingKey{}, fmt.Errorf("%w: no signer or certificate chain", ErrCannotSign)
+	case len(chain[0].URIs) != 1 || chain[0].URIs[0].Scheme != "spiffe":
+		return signingKey{}, fmt.Errorf("%w: the certificate has no single SPIFFE ID", ErrCannotSign)
+	}
+	if _, _, err := signatureAlgorithm(signer.Public()); err != nil {
+		return signingKey{}, fmt.Errorf("%w: %w", ErrCannotSign, err)
+	}
+	return signingKey{signer: signer, chain: chain}, nil
+}
+
+// writeTrailer signs and writes the trailer of an export described by st,
+// taken when the log's head was logSize.
+func (l *Log) writeTrailer(w io.Writer, k signingKey, st ExportStats, logSize uint64) error {
 	t := l.now().UTC()
 	if t.Before(st.LastTime) {
 		t = st.LastTime // never before the records it covers (a replica's clock behind)
 	}
 	tr := Trailer{
-		V: TrailerVersion, Time: t, Subject: "spiffe://" + chain[0].URIs[0].Host,
-		TreeSize: st.LastSeq, HeadHash: st.LastHash, LogSize: s.Seq,
+		V: TrailerVersion, Time: t, Subject: "spiffe://" + k.chain[0].URIs[0].Host,
+		TreeSize: st.LastSeq, HeadHash: st.LastHash, LogSize: logSize,
 	}
-	tr.SigAlg, tr.Signature, err = signCheckpoint(rand.Reader, signer, TrailerBody(tr.Subject, tr.TreeSize, tr.HeadHash, tr.LogSize, tr.Time))
+	var err error
+	tr.SigAlg, tr.Signature, err = signCheckpoint(rand.Reader, k.signer, TrailerBody(tr.Subject, tr.TreeSize, tr.HeadHash, tr.LogSize, tr.Time))
 	if err != nil {
-		return st, err
+		return err
 	}
-	for _, c := range chain {
+	for _, c := range k.chain {
 		tr.Chain = append(tr.Chain, c.Raw)
 	}
 	if _, err := w.Write(append(tr.Line(), '\n')); err != nil {
-		return st, fmt.Errorf("eventlog: export: %w", err)
+		return fmt.Errorf("eventlog: export: %w", err)
 	}
-	return st, nil
+	return nil
 }

@@ -199,3 +199,41 @@ func TestParseHead(t *testing.T) {
 		}
 	}
 }
+
+// An archive written with ArchiveSigned verifies on its own, and with the
+// export of the rest as one chain; without it, only as an unsigned tail.
+func TestArchiveSignedVerifies(t *testing.T) {
+	p := newPKI(t, t0.Add(-time.Hour), t0.Add(time.Hour))
+	srv := startEtcd(t)
+	ctx := testCtx(t)
+	clk := newFakeClock()
+	l := newLog(t, srv.Client(), WithClock(clk.Now))
+	appendN(t, ctx, l, 0, 6)
+	var archive bytes.Buffer
+	anchor, err := l.Archive(ctx, 4, &archive, ArchiveSigned(p.keys()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := bytes.Split(bytes.TrimSuffix(archive.Bytes(), []byte("\n")), []byte("\n"))
+	if len(lines) != 5 || !IsTrailer(lines[4]) || anchor.Details[DetailArchivedSHA256] != ExportDigest(join(lines[:4])) {
+		t.Fatalf("archive: %d lines, anchor %+v", len(lines), anchor.Details)
+	}
+	if rep, err := Verify(bytes.NewReader(archive.Bytes()), p.rootsList(), VerifyOptions{}); err != nil || !rep.ExportSigned || rep.LogSize != 6 {
+		t.Fatalf("archive alone: %+v %v", rep, err)
+	}
+	var rest bytes.Buffer
+	if _, err := l.ExportSigned(ctx, &rest, 0, 0, p.keys()); err != nil {
+		t.Fatal(err)
+	}
+	both := append(archive.Bytes(), rest.Bytes()...)
+	if rep, err := Verify(bytes.NewReader(both), p.rootsList(), VerifyOptions{}); err != nil || rep.Records != 7 || rep.Trailers != 2 {
+		t.Fatalf("archive + rest: %+v %v", rep, err)
+	}
+	var unsigned bytes.Buffer
+	if _, err := l.Archive(ctx, 5, &unsigned); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Verify(bytes.NewReader(unsigned.Bytes()), p.rootsList(), VerifyOptions{StartPrevHash: anchor.Details[DetailArchivedHash]}); err == nil || !strings.Contains(err.Error(), "unsigned: record 5 is not covered") {
+		t.Fatalf("an unsigned archive: %v", err)
+	}
+}
