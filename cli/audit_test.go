@@ -104,10 +104,11 @@ func startAuditServer(t *testing.T) *auditServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	serverSVID := eventlog.StaticKey(serverKey, []*x509.Certificate{leaf})
 	s := &auditServer{
 		sock: filepath.Join(dir, "api.sock"),
 		log:  l,
-		cp:   eventlog.NewCheckpointer(l, eventlog.StaticKey(serverKey, []*x509.Certificate{leaf})),
+		cp:   eventlog.NewCheckpointer(l, serverSVID),
 	}
 	files := t.TempDir()
 	s.bundlePEM = filepath.Join(files, "bundle.pem")
@@ -135,7 +136,7 @@ func startAuditServer(t *testing.T) *auditServer {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	auditv1.RegisterAuditServer(g, audit.New(audit.Config{Log: l}))
+	auditv1.RegisterAuditServer(g, audit.New(audit.Config{Log: l, Signer: serverSVID}))
 	go func() { _ = g.Serve(lis) }()
 	t.Cleanup(g.Stop)
 	return s
@@ -273,7 +274,8 @@ func TestAuditExportVerifyArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if stdout != string(data) {
+	// The same records; each export has its own trailer (signed when made).
+	if records(stdout) != records(string(data)) || !eventlog.IsTrailer([]byte(auditLines(stdout)[21])) {
 		t.Fatal("export to stdout differs from export to a file")
 	}
 
@@ -305,6 +307,32 @@ func TestAuditExportVerifyArchive(t *testing.T) {
 	if !strings.Contains(out, "FAILED: record seq 21") || !strings.Contains(out, "does not chain") {
 		t.Fatalf("verify with another bundle:\n%s", out)
 	}
+	// Without its trailer the export fails at its end, unless the auditor
+	// accepts an unsigned tail.
+	noTrailer := filepath.Join(dir, "no-trailer.jsonl")
+	if err := os.WriteFile(noTrailer, []byte(records(string(data))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out = runAudit(t, ctx, nil, "", 1, "verify", noTrailer, "--bundle", s.bundlePEM)
+	if !strings.Contains(out, "FAILED: record seq 21 ("+noTrailer+" line 21): the export ends with checkpoint seq 21 but has no export trailer") {
+		t.Fatalf("verify without trailer:\n%s", out)
+	}
+	out = runAudit(t, ctx, nil, "", 0, "verify", noTrailer, "--bundle", s.bundlePEM, "--allow-unsigned-tail")
+	if !strings.Contains(out, "WARNING: the export does not end with an export trailer") {
+		t.Fatalf("verify --allow-unsigned-tail:\n%s", out)
+	}
+	out = runAudit(t, ctx, nil, "", 0, "verify", full, "--bundle", s.bundlePEM, "--max-age", "1h", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep["export_signed"] != true || rep["export_signer"] != "spiffe://example.org/spire/server" {
+		t.Fatalf("verify -o json:\n%s", out)
+	}
+	// --signer replaces the default.
+	out = runAudit(t, ctx, nil, "", 1, "verify", full, "--bundle", s.bundlePEM, "--signer", "spiffe://example.org/auditor")
+	if !strings.Contains(out, "not an allowed checkpoint signer (allowed: spiffe://example.org/auditor") {
+		t.Fatalf("verify --signer:\n%s", out)
+	}
+	runAudit(t, ctx, nil, "", 2, "verify", full, "--bundle", s.bundlePEM, "--signer", "example.org/spire/server")
+	runAudit(t, ctx, nil, "", 2, "verify", full, "--bundle", s.bundlePEM, "--expect-head", "21")
+	runAudit(t, ctx, nil, "", 2, "verify", full, "--bundle", s.bundlePEM, "--max-age", "-1h")
 	runAudit(t, ctx, nil, "", 2, "verify", full)
 	runAudit(t, ctx, nil, "", 2, "verify", "--bundle", s.bundlePEM)
 	runAudit(t, ctx, nil, "", 1, "verify", filepath.Join(dir, "missing"), "--bundle", s.bundlePEM)
@@ -349,6 +377,17 @@ func TestAuditExportVerifyArchive(t *testing.T) {
 	if !strings.Contains(out, "FAILED: record seq 15 ("+bad+" line 5): hash mismatch") {
 		t.Fatalf("verify archive + bad:\n%s", out)
 	}
+}
+
+// records drops an export's trailer lines.
+func records(export string) string {
+	var keep []string
+	for _, l := range auditLines(export) {
+		if !eventlog.IsTrailer([]byte(l)) {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
 }
 
 func auditRead(t *testing.T, path string) string {

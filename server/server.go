@@ -424,7 +424,7 @@ func (s *Server) register(g *grpc.Server) {
 	})
 	localauthorityv1.RegisterLocalAuthorityServer(g, la)
 	cav1.RegisterCAServer(g, la.CAService())
-	auditv1.RegisterAuditServer(g, auditapi.New(auditapi.Config{Log: s.evlog, Logger: s.log}))
+	auditv1.RegisterAuditServer(g, auditapi.New(auditapi.Config{Log: s.evlog, Logger: s.log, Signer: eventlog.SVIDKey(serverSVIDSource{s})}))
 	bundlev1.RegisterBundleServer(g, bundleapi.New(bundleapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Source: s.ca, Store: s.store, Logger: s.log,
 	}))

@@ -21,11 +21,21 @@ var ErrArchiveMismatch = errors.New("eventlog: archive digest mismatch")
 // ArchiveOption configures an archive.
 type ArchiveOption func(*archiveConfig)
 
-type archiveConfig struct{ actor string }
+type archiveConfig struct {
+	actor string
+	keys  KeySource
+}
 
 // ArchiveActor records who archived in the archive.anchor record.
 func ArchiveActor(actor string) ArchiveOption {
 	return func(c *archiveConfig) { c.actor = actor }
+}
+
+// ArchiveSigned makes Archive end the archive file with an export trailer
+// signed with keys (see ExportSigned), so that the file verifies on its
+// own without an unsigned tail. The digest stays that of the records.
+func ArchiveSigned(keys KeySource) ArchiveOption {
+	return func(c *archiveConfig) { c.keys = keys }
 }
 
 // Archive exports the records up to uptoSeq that are still in the log to w
@@ -47,12 +57,27 @@ func (l *Log) Archive(ctx context.Context, uptoSeq uint64, w io.Writer, opts ...
 	if err := checkArchiveRange(s, uptoSeq); err != nil {
 		return Record{}, err
 	}
+	var cfg archiveConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	var key signingKey
+	if cfg.keys != nil {
+		if key, err = trailerKey(cfg.keys); err != nil {
+			return Record{}, err
+		}
+	}
 	st, err := l.export(ctx, w, s, s.ArchivedSeq+1, uptoSeq)
 	if err != nil {
 		return Record{}, err
 	}
 	if st.LastSeq != uptoSeq {
 		return Record{}, fmt.Errorf("%w: exported up to %d, want %d", ErrInvalidRange, st.LastSeq, uptoSeq)
+	}
+	if cfg.keys != nil {
+		if err := l.writeTrailer(w, key, st, s.Seq); err != nil {
+			return Record{}, err
+		}
 	}
 	if f, ok := w.(interface{ Sync() error }); ok {
 		if err := f.Sync(); err != nil {

@@ -199,7 +199,7 @@ func TestArchiveThenVerifyRest(t *testing.T) {
 	}
 
 	// The archive verifies on its own.
-	rep, err := Verify(bytes.NewReader(archive1.Bytes()), roots, VerifyOptions{})
+	rep, err := Verify(bytes.NewReader(archive1.Bytes()), roots, VerifyOptions{AllowUnsignedTail: true})
 	if err != nil || rep.Records != 5 || rep.LastSeq != 5 {
 		t.Fatalf("archive: %+v %v", rep, err)
 	}
@@ -212,22 +212,22 @@ func TestArchiveThenVerifyRest(t *testing.T) {
 	if _, err := l.Export(ctx, &rest, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	rep, err = Verify(bytes.NewReader(rest.Bytes()), roots, VerifyOptions{})
+	rep, err = Verify(bytes.NewReader(rest.Bytes()), roots, VerifyOptions{AllowUnsignedTail: true})
 	if err != nil || !rep.StartConfirmed || rep.FirstSeq != 6 || rep.LastSeq != 12 || rep.StartPrevHash != archiveHead {
 		t.Fatalf("rest: %+v %v", rep, err)
 	}
 	// Archive + rest verify as one export.
 	both := append(append([]byte{}, archive1.Bytes()...), rest.Bytes()...)
-	if rep, err := Verify(bytes.NewReader(both), roots, VerifyOptions{}); err != nil || rep.Records != 12 {
+	if rep, err := Verify(bytes.NewReader(both), roots, VerifyOptions{AllowUnsignedTail: true}); err != nil || rep.Records != 12 {
 		t.Fatalf("archive+rest: %+v %v", rep, err)
 	}
 	// The rest without its first record: nothing confirms the start.
 	cut := rest.Bytes()[bytes.IndexByte(rest.Bytes(), '\n')+1:]
 	var ve *VerifyError
-	if _, err := Verify(bytes.NewReader(cut), roots, VerifyOptions{}); !errors.As(err, &ve) || ve.Line != 1 || ve.Seq != 7 {
+	if _, err := Verify(bytes.NewReader(cut), roots, VerifyOptions{AllowUnsignedTail: true}); !errors.As(err, &ve) || ve.Line != 1 || ve.Seq != 7 {
 		t.Fatalf("cut rest: %v", err)
 	}
-	if rep, err := Verify(bytes.NewReader(cut), roots, VerifyOptions{Partial: true}); err != nil || rep.StartConfirmed {
+	if rep, err := Verify(bytes.NewReader(cut), roots, VerifyOptions{Partial: true, AllowUnsignedTail: true}); err != nil || rep.StartConfirmed {
 		t.Fatalf("cut rest, partial: %+v %v", rep, err)
 	}
 
@@ -238,18 +238,18 @@ func TestArchiveThenVerifyRest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := Verify(bytes.NewReader(archive2.Bytes()), roots, VerifyOptions{StartPrevHash: archiveHead}); err != nil || rep.Records != 7 {
+	if rep, err := Verify(bytes.NewReader(archive2.Bytes()), roots, VerifyOptions{StartPrevHash: archiveHead, AllowUnsignedTail: true}); err != nil || rep.Records != 7 {
 		t.Fatalf("archive 2: %+v %v", rep, err)
 	}
 	var last bytes.Buffer
 	if _, err := l.Export(ctx, &last, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := Verify(bytes.NewReader(last.Bytes()), roots, VerifyOptions{}); err != nil || rep.Records != 1 || rep.FirstSeq != anchor2.Seq || !rep.StartConfirmed {
+	if rep, err := Verify(bytes.NewReader(last.Bytes()), roots, VerifyOptions{AllowUnsignedTail: true}); err != nil || rep.Records != 1 || rep.FirstSeq != anchor2.Seq || !rep.StartConfirmed {
 		t.Fatalf("after full archive: %+v %v", rep, err)
 	}
 	all := append(append(append([]byte{}, archive1.Bytes()...), archive2.Bytes()...), last.Bytes()...)
-	if rep, err := Verify(bytes.NewReader(all), roots, VerifyOptions{}); err != nil || rep.Records != 13 {
+	if rep, err := Verify(bytes.NewReader(all), roots, VerifyOptions{AllowUnsignedTail: true}); err != nil || rep.Records != 13 {
 		t.Fatalf("all archives: %+v %v", rep, err)
 	}
 

@@ -34,9 +34,17 @@ func FuzzVerifyExport(f *testing.F) {
 	f.Add([]byte(`{"v":1,"seq":1,"time":"2026-03-01T12:00:00Z","kind":"checkpoint","checkpoint":{"tree_size":0,"head_hash":"","sig_alg":"Ed25519","signature":"AAAA","chain":["AAAA"]},"prev_hash":"","hash":""}`))
 	f.Add([]byte(`{"v":1,"details":{"a":"b","a":"c"}}`))
 	f.Add([]byte("[[[[{}]]]]\n\n{}"))
+	trailer := Trailer{V: TrailerVersion, Time: time.Date(2026, 3, 1, 12, 0, 3, 0, time.UTC), Subject: "spiffe://example.org",
+		TreeSize: 3, HeadHash: GenesisHash, LogSize: 3, SigAlg: "ECDSA-SHA256", Signature: []byte{1}, Chain: [][]byte{{2}}}
+	f.Add(append(append(bytes.Join(lines, []byte("\n")), '\n'), trailer.Line()...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = Verify(bytes.NewReader(data), nil, VerifyOptions{})
-		_, _ = Verify(bytes.NewReader(data), nil, VerifyOptions{Partial: true})
+		_, _ = Verify(bytes.NewReader(data), nil, VerifyOptions{Partial: true, AllowUnsignedTail: true})
+		for line := range bytes.SplitSeq(data, []byte("\n")) {
+			if tr, err := ParseTrailer(line); err == nil && !bytes.Equal(tr.Line(), line) {
+				t.Fatalf("trailer does not re-encode to itself:\n%s\n%s", line, tr.Line())
+			}
+		}
 		for line := range bytes.SplitSeq(data, []byte("\n")) {
 			r, err := ParseRecord(line)
 			if err != nil {

@@ -400,6 +400,9 @@ type ExportStats struct {
 	Records  int
 	FirstSeq uint64 // 0 if nothing was written
 	LastSeq  uint64
+	// LastHash and LastTime are the hash and time of record LastSeq.
+	LastHash string
+	LastTime time.Time
 	// SHA256 is the hex SHA-256 of the bytes written.
 	SHA256 string
 }
@@ -444,7 +447,7 @@ func (l *Log) export(ctx context.Context, w io.Writer, s State, fromSeq, toSeq u
 				st.FirstSeq = r.Seq
 			}
 			st.Records++
-			st.LastSeq = r.Seq
+			st.LastSeq, st.LastHash, st.LastTime = r.Seq, r.Hash, r.Time
 			next++
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -38,9 +39,26 @@ type VerifyOptions struct {
 	// (for example the head hash of the previous archive file). It
 	// confirms the start like an archive.anchor record does.
 	StartPrevHash string
-	// Signers, if set, are the SPIFFE IDs allowed to sign checkpoints
-	// (for example spiffe://example.org/spire/server).
+	// Signers are the SPIFFE IDs allowed to sign checkpoints and export
+	// trailers. Empty means DefaultSigners(roots): the server ID
+	// spiffe://<td>/spire/server of the bundle's trust domain. Set, it
+	// replaces the default.
 	Signers []string
+	// AllowUnsignedTail accepts an export that does not end with an export
+	// trailer: the records after the last signature are then only linked
+	// by hashes (Report.Unsigned, Report.ExportSigned false). Without it
+	// such an export fails at its first unsigned record (or at its last
+	// record, if that is a checkpoint): it may have been truncated.
+	AllowUnsignedTail bool
+	// ExpectHead, if set, is a position the export must reach: the record
+	// with that seq must be in it with that hash.
+	ExpectHead *Head
+	// MaxAge, if set, is how old the export's last signature may be by the
+	// verifier's clock.
+	MaxAge time.Duration
+	// Now is the verifier's clock (default time.Now): no signature may be
+	// dated more than MaxClockSkew after it.
+	Now func() time.Time
 }
 
 // Report summarises a verified export.
@@ -64,10 +82,19 @@ type Report struct {
 	Checkpoints       int
 	LastCheckpointSeq uint64
 	SignedThrough     uint64
-	// Unsigned is the number of records after the last checkpoint record:
-	// they are linked by hashes but no signature covers them yet.
+	// Unsigned is the number of records after the last checkpoint or
+	// trailer: they are linked by hashes but no signature covers them.
 	Unsigned int
-	// Signers are the distinct SPIFFE IDs (or subjects) of checkpoint
+	// Trailers counts export trailers; ExportSigned is true when the
+	// export ends with one. ExportTime, ExportSigner and LogSize are
+	// from the last trailer: when it was signed, by whom, and how many
+	// records the log held then (more than LastSeq for a range export).
+	Trailers     int
+	ExportSigned bool
+	ExportTime   time.Time
+	ExportSigner string
+	LogSize      uint64
+	// Signers are the distinct SPIFFE IDs of checkpoint and trailer
 	// signing certificates, in order of first appearance.
 	Signers []string
 	// Kinds counts the records by kind.
@@ -77,10 +104,14 @@ type Report struct {
 // Verify checks a JSON-lines export offline: each line is a record of
 // schema version 1 in strict canonical JSON; seqs continue without gaps;
 // every hash matches the record's canonical encoding; every prev_hash is
-// the previous record's hash; times never decrease; every checkpoint
-// commits to the records before it and is signed by a certificate that
-// chains to roots at the checkpoint's time. It returns a *VerifyError
-// naming the first bad record, or another error if r cannot be read.
+// the previous record's hash; times never decrease; every checkpoint and
+// export trailer commits to the records before it and is signed by an
+// allowed signer (opts.Signers, default the server of the roots' trust
+// domain) whose end-entity certificate is valid and chains to roots at
+// the signature's time; and the export ends with a trailer (unless
+// opts.AllowUnsignedTail). It returns a *VerifyError naming the first bad
+// record, or another error if r cannot be read or no signer can be chosen
+// (ErrNoDefaultSigner).
 //
 // An export may start after seq 1 (the records before were archived). Its
 // first prev_hash is then confirmed by opts.StartPrevHash or by an
@@ -88,6 +119,12 @@ type Report struct {
 // first record unless opts.Partial is set.
 func Verify(r io.Reader, roots []*x509.Certificate, opts VerifyOptions) (Report, error) {
 	v := newVerifier(roots, opts)
+	if len(v.allowed) == 0 && len(roots) > 0 {
+		var err error
+		if v.allowed, err = DefaultSigners(roots); err != nil {
+			return v.rep, err
+		}
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), MaxLineBytes+1)
 	line := 0
@@ -112,6 +149,16 @@ type verifier struct {
 	rep     Report
 	last    Record
 	signers map[string]bool
+	allowed []string
+	now     func() time.Time
+
+	lastLine          int       // line of the last record or trailer
+	firstUnsigned     uint64    // first record after the last signature
+	firstUnsignedLine int       // and its line
+	lastSigned        time.Time // time of the last checkpoint or trailer
+	endsWithTrailer   bool
+	headSeen          bool   // ExpectHead's record was read
+	pendingSigner     string // signer of the checkpoint being read
 }
 
 func newVerifier(roots []*x509.Certificate, opts VerifyOptions) *verifier {
@@ -122,7 +169,12 @@ func newVerifier(roots []*x509.Certificate, opts VerifyOptions) *verifier {
 	if len(roots) == 0 {
 		pool = nil
 	}
-	return &verifier{roots: pool, opts: opts, signers: map[string]bool{}, rep: Report{Kinds: map[string]int{}}}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &verifier{roots: pool, opts: opts, signers: map[string]bool{}, rep: Report{Kinds: map[string]int{}},
+		allowed: slices.Clone(opts.Signers), now: now}
 }
 
 // claimedSeq extracts a seq from a line that failed to parse, for the
@@ -142,6 +194,10 @@ func (v *verifier) record(line []byte, n int) error {
 	}
 	if len(bytes.TrimSpace(line)) == 0 {
 		return fail(v.rep.LastSeq+1, "empty line")
+	}
+	v.lastLine = n
+	if IsTrailer(line) {
+		return v.trailer(line, n)
 	}
 	r, err := ParseRecord(line)
 	if err != nil {
@@ -186,6 +242,12 @@ func (v *verifier) record(line []byte, n int) error {
 	if (r.Kind == KindCheckpoint) != (r.Checkpoint != nil) {
 		return fail(r.Seq, "a checkpoint field must be present exactly on checkpoint records")
 	}
+	if eh := v.opts.ExpectHead; eh != nil && r.Seq == eh.Seq {
+		if r.Hash != eh.Hash {
+			return fail(r.Seq, "hash %s, but the expected head says %s: this history differs from the one pinned", r.Hash, eh.Hash)
+		}
+		v.headSeen = true
+	}
 	if r.Checkpoint != nil {
 		if err := v.checkpoint(r); err != nil {
 			return fail(r.Seq, "checkpoint: %s", err)
@@ -203,9 +265,20 @@ func (v *verifier) record(line []byte, n int) error {
 	v.rep.Records++
 	v.rep.LastSeq, v.rep.HeadHash, v.rep.LastTime = r.Seq, r.Hash, r.Time
 	v.rep.Kinds[r.Kind]++
-	v.rep.Unsigned++
 	r.line = nil
 	v.last = r
+	v.endsWithTrailer = false
+	if r.Checkpoint != nil {
+		v.noteSigner(v.pendingSigner, r.Time)
+		v.rep.Checkpoints++
+		v.rep.LastCheckpointSeq = r.Seq
+		v.rep.SignedThrough = r.Checkpoint.TreeSize
+		return nil
+	}
+	v.rep.Unsigned++
+	if v.rep.Unsigned == 1 {
+		v.firstUnsigned, v.firstUnsignedLine = r.Seq, n
+	}
 	return nil
 }
 
@@ -215,6 +288,9 @@ func (v *verifier) finish() (Report, error) {
 			"the export starts at seq %d, and nothing confirms its prev_hash %s: no archive.anchor record in it says records up to %d were archived with that hash; "+
 				"verify it after the archive it continues, give the expected starting hash, or accept it as a partial export",
 			v.rep.FirstSeq, v.rep.StartPrevHash, v.rep.FirstSeq-1)}
+	}
+	if err := v.finishTail(); err != nil {
+		return v.rep, err
 	}
 	return v.rep, nil
 }
@@ -227,59 +303,14 @@ func (v *verifier) checkpoint(r Record) error {
 	if cp.HeadHash != r.PrevHash {
 		return fmt.Errorf("head_hash %s is not the record's prev_hash %s", cp.HeadHash, r.PrevHash)
 	}
-	if len(cp.Chain) == 0 {
-		return errors.New("no certificate chain")
+	if strings.ContainsAny(r.Subject, "\n\r") {
+		return errors.New("subject contains a line break")
 	}
-	certs := make([]*x509.Certificate, len(cp.Chain))
-	for i, der := range cp.Chain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return fmt.Errorf("certificate %d of the chain: %v", i, err)
-		}
-		certs[i] = c
+	signer, err := v.checkSigner(cp.Chain, cp.SigAlg, cp.Signature, CheckpointBody(r.Subject, cp.TreeSize, cp.HeadHash, r.Time), r.Time)
+	if err != nil {
+		return err
 	}
-	leaf := certs[0]
-	alg, ok := sigAlgByName[cp.SigAlg]
-	if !ok {
-		return fmt.Errorf("unsupported signature algorithm %q", cp.SigAlg)
-	}
-	body := CheckpointBody(r.Subject, cp.TreeSize, cp.HeadHash, r.Time)
-	if err := leaf.CheckSignature(alg, body, cp.Signature); err != nil {
-		return fmt.Errorf("bad signature: %v", err)
-	}
-	if v.roots == nil {
-		return errors.New("no trust bundle to verify the signer against")
-	}
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         v.roots,
-		Intermediates: inter,
-		CurrentTime:   r.Time,
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
-		return fmt.Errorf("signer certificate (serial %s) does not chain to the trust bundle at %s: %v", leaf.SerialNumber.Text(16), formatTime(r.Time), err)
-	}
-	if leaf.KeyUsage != 0 && leaf.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
-		return errors.New("signer certificate lacks the digitalSignature key usage")
-	}
-	signer := r.Subject
-	if len(leaf.URIs) > 0 {
-		signer = leaf.URIs[0].String()
-	}
-	if len(v.opts.Signers) > 0 && !slices.Contains(v.opts.Signers, signer) {
-		return fmt.Errorf("signed by %s, which is not an allowed signer", signer)
-	}
-	if !v.signers[signer] {
-		v.signers[signer] = true
-		v.rep.Signers = append(v.rep.Signers, signer)
-	}
-	v.rep.Checkpoints++
-	v.rep.LastCheckpointSeq = r.Seq
-	v.rep.SignedThrough = cp.TreeSize
-	v.rep.Unsigned = -1 // the checkpoint itself is counted below as 0
+	v.pendingSigner = signer
 	return nil
 }
 

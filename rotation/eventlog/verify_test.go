@@ -55,7 +55,7 @@ func buildLog(t *testing.T) ([][]byte, *pki) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if _, err := l.Export(ctx, &buf, 0, 0); err != nil {
+	if _, err := l.ExportSigned(ctx, &buf, 0, 0, p.keys()); err != nil {
 		t.Fatal(err)
 	}
 	return bytes.Split(bytes.TrimSuffix(buf.Bytes(), []byte("\n")), []byte("\n")), p
@@ -69,10 +69,12 @@ func TestVerifyClean(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Report{Records: 10, FirstSeq: 1, LastSeq: 10, StartConfirmed: true, Checkpoints: 2, LastCheckpointSeq: 9, SignedThrough: 8, Unsigned: 1}
+	want := Report{Records: 10, FirstSeq: 1, LastSeq: 10, StartConfirmed: true, Checkpoints: 2, LastCheckpointSeq: 9, SignedThrough: 10, Unsigned: 0,
+		Trailers: 1, ExportSigned: true, ExportSigner: "spiffe://example.org/spire/server", LogSize: 10}
 	if rep.Records != want.Records || rep.FirstSeq != want.FirstSeq || rep.LastSeq != want.LastSeq ||
 		rep.StartConfirmed != want.StartConfirmed || rep.Checkpoints != want.Checkpoints ||
-		rep.LastCheckpointSeq != want.LastCheckpointSeq || rep.SignedThrough != want.SignedThrough || rep.Unsigned != want.Unsigned {
+		rep.LastCheckpointSeq != want.LastCheckpointSeq || rep.SignedThrough != want.SignedThrough || rep.Unsigned != want.Unsigned ||
+		rep.Trailers != want.Trailers || rep.ExportSigned != want.ExportSigned || rep.ExportSigner != want.ExportSigner || rep.LogSize != want.LogSize {
 		t.Fatalf("report = %+v", rep)
 	}
 	if len(rep.Signers) != 1 || rep.Signers[0] != "spiffe://example.org/spire/server" {
@@ -200,7 +202,7 @@ func TestVerifyCheckpointSigners(t *testing.T) {
 	}{
 		{"key does not match certificate", StaticKey(mustKey(t), []*x509.Certificate{p.server}), 0, "bad signature"},
 		{"not chaining to the bundle", other.keys(), 0, "does not chain to the trust bundle"},
-		{"expired at checkpoint time", p.keys(), 2 * time.Hour, "does not chain to the trust bundle"},
+		{"expired at checkpoint time", p.keys(), 2 * time.Hour, "is not valid at 2026-03-01T14:00:00Z"},
 		{"self-signed leaf", func() KeySource {
 			k := mustKey(t)
 			tmpl := &x509.Certificate{
@@ -265,15 +267,15 @@ func TestVerifyCheckpointAtItsTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if _, err := l.Export(ctx, &buf, 0, 0); err != nil {
+	if _, err := l.ExportSigned(ctx, &buf, 0, 0, p.keys()); err != nil {
 		t.Fatal(err)
 	}
-	if rep, err := Verify(bytes.NewReader(buf.Bytes()), []*x509.Certificate{p.root}, VerifyOptions{}); err != nil || rep.Checkpoints != 1 {
+	if rep, err := Verify(bytes.NewReader(buf.Bytes()), []*x509.Certificate{p.root}, VerifyOptions{}); err != nil || rep.Checkpoints != 1 || rep.Trailers != 1 {
 		t.Fatalf("%+v %v", rep, err)
 	}
 	// Without roots, a checkpoint cannot verify.
-	if _, err := Verify(bytes.NewReader(buf.Bytes()), nil, VerifyOptions{}); err == nil {
-		t.Fatal("checkpoint verified without a trust bundle")
+	if _, err := Verify(bytes.NewReader(buf.Bytes()), nil, VerifyOptions{}); err == nil || !strings.Contains(err.Error(), "no trust bundle") {
+		t.Fatalf("checkpoint without a trust bundle: %v", err)
 	}
 }
 

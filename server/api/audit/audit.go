@@ -26,6 +26,7 @@ type Log interface {
 	Last(ctx context.Context, n int, f eventlog.Filter) ([]eventlog.Record, error)
 	Follow(ctx context.Context, fromSeq uint64) (<-chan eventlog.Record, error)
 	Export(ctx context.Context, w io.Writer, fromSeq, toSeq uint64) (eventlog.ExportStats, error)
+	ExportSigned(ctx context.Context, w io.Writer, fromSeq, toSeq uint64, keys eventlog.KeySource) (eventlog.ExportStats, error)
 	ArchiveDigest(ctx context.Context, uptoSeq uint64, digest string, opts ...eventlog.ArchiveOption) (eventlog.Record, error)
 }
 
@@ -47,6 +48,10 @@ const (
 type Config struct {
 	Log    Log
 	Logger *slog.Logger
+	// Signer signs the trailer that ends every export (the server's own
+	// X.509-SVID, spiffe://<td>/spire/server). Without one, exports end
+	// without a trailer and verify only with --allow-unsigned-tail.
+	Signer eventlog.KeySource
 }
 
 // Service implements auditv1.AuditServer.
@@ -184,13 +189,31 @@ func (s *Service) tailRange(ctx context.Context, req *auditv1.TailRequest, f eve
 	return nil
 }
 
-// Export streams the records as JSON lines.
+// Export streams the records as JSON lines, ending with an export
+// trailer signed now by cfg.Signer over the last record sent (see
+// eventlog.ExportSigned). A failure to sign fails the call: an export
+// that would not verify is not sent as if complete. Without a key that
+// can sign (eventlog.ErrCannotSign: pure ML-DSA, no SVID yet) the export
+// is sent without a trailer and a warning is logged.
 func (s *Service) Export(req *auditv1.ExportRequest, stream auditv1.Audit_ExportServer) error {
 	if req.ToSeq != 0 && req.FromSeq > req.ToSeq {
 		return status.Errorf(codes.InvalidArgument, "from_seq %d is after to_seq %d", req.FromSeq, req.ToSeq)
 	}
 	w := &chunkWriter{send: func(b []byte) error { return stream.Send(&auditv1.ExportChunk{Data: b}) }}
-	if _, err := s.cfg.Log.Export(stream.Context(), w, req.FromSeq, req.ToSeq); err != nil {
+	export := s.cfg.Log.Export
+	if s.cfg.Signer != nil {
+		export = func(ctx context.Context, w io.Writer, from, to uint64) (eventlog.ExportStats, error) {
+			st, err := s.cfg.Log.ExportSigned(ctx, w, from, to, s.cfg.Signer)
+			if errors.Is(err, eventlog.ErrCannotSign) {
+				// Nothing was sent yet. An unsigned export still verifies
+				// only with --allow-unsigned-tail, and the CLI warns.
+				s.cfg.Logger.Warn("audit: exporting without a signed trailer", "error", err)
+				return s.cfg.Log.Export(ctx, w, from, to)
+			}
+			return st, err
+		}
+	}
+	if _, err := export(stream.Context(), w, req.FromSeq, req.ToSeq); err != nil {
 		if w.err != nil {
 			return w.err
 		}
