@@ -32,4 +32,3 @@ func TestSecondWatchOfAnAgentClosesTheFirst(t *testing.T) {
 		t.Fatalf("another agent's Watch: %v", err)
 	}
 }
-
