@@ -198,7 +198,7 @@ func attestIdle(addr string, n, conns int, hold time.Duration) (string, error) {
 		{":authority", "localhost"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
 		_ = enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
-	var refused, answered atomic.Int64
+	var refused, answered, written atomic.Int64
 	var open []net.Conn
 	defer func() {
 		for _, c := range open {
@@ -239,10 +239,11 @@ func attestIdle(addr string, n, conns int, hold time.Duration) (string, error) {
 			if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: hdr.Bytes(), EndHeaders: true}); err != nil {
 				break
 			}
+			written.Add(1)
 		}
 	}
 	time.Sleep(hold)
-	return fmt.Sprintf("%d idle AttestAgent streams over %d connections: %d reset or refused, %d answered with headers", per*conns, conns, refused.Load(), answered.Load()), nil
+	return fmt.Sprintf("%d idle AttestAgent streams opened over %d connections: %d reset or refused, %d answered with headers", written.Load(), conns, refused.Load(), answered.Load()), nil
 }
 
 // bigAttest sends n concurrent AttestAgent messages carrying a 4,000,000
