@@ -11,18 +11,19 @@ import (
 // the server refused to renew.
 const renewRetry = 5 * time.Second
 
-// renewDue renews the held workload SVIDs past their renewal time, and
-// nothing else: no bundle or entry read, no check of the other SVIDs. One
-// short-lived entry therefore costs one small BatchNewX509SVID per renewal,
-// not a sync of every entry. refused reports SVIDs the server did not
-// renew.
+// renewDue renews the held workload SVIDs past their renewal time or
+// named by a RENEW_NOW, and nothing else: no bundle or entry read, no check
+// of the other SVIDs. One short-lived entry therefore costs one small
+// BatchNewX509SVID per renewal, not a sync of every entry. refused reports
+// SVIDs the server did not renew.
 func (a *Agent) renewDue(ctx context.Context, c *clients) (refused bool, err error) {
 	now := a.cfg.Now()
 	a.mu.Lock()
 	var due []*types.Entry
 	for _, e := range a.entries {
-		if s := a.svids[e.Id]; s != nil && !now.Before(a.renewalTime(s.Chain[0])) {
+		if s := a.svids[e.Id]; s != nil && (a.force[e.Id] || !now.Before(a.renewalTime(s.Chain[0]))) {
 			due = append(due, e)
+			delete(a.force, e.Id)
 		}
 	}
 	a.mu.Unlock()

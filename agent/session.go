@@ -222,7 +222,9 @@ func (a *Agent) session(ctx context.Context) error {
 
 	a.entriesChanged() // a new session starts with a full read
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- a.watch(ctx, c) }()
+	// renewKick: the server asked for some SVIDs by entry ID, nothing else.
+	renewKick := make(chan struct{}, 1)
+	go func() { watchErr <- a.watch(ctx, c, renewKick) }()
 
 	if err := a.sync(ctx, c); err != nil {
 		a.nextServer()
@@ -265,6 +267,8 @@ func (a *Agent) session(ctx context.Context) error {
 		case <-ticker.C:
 			a.entriesChanged() // the fallback poll rereads everything
 		case <-timer.C:
+			renewOnly = true
+		case <-renewKick:
 			renewOnly = true
 		}
 		timer.Stop()
@@ -314,7 +318,7 @@ type clients struct {
 // the signet.notify.v1 service (such as SPIRE) answers Unimplemented: the
 // agent then keeps the session and relies on polling every SyncInterval, so
 // watch returns only when ctx is done.
-func (a *Agent) watch(ctx context.Context, c *clients) error {
+func (a *Agent) watch(ctx context.Context, c *clients, renewKick chan<- struct{}) error {
 	defer a.pushLive.Store(false)
 	stream, err := c.notify.Watch(ctx, &notifyv1.WatchRequest{})
 	if err != nil {
@@ -340,6 +344,14 @@ func (a *Agent) watch(ctx context.Context, c *clients) error {
 				a.force[id] = true
 			}
 			a.mu.Unlock()
+			if len(n.EntryIds) > 0 {
+				// Scheduled renewals of some SVIDs: renew those only.
+				select {
+				case renewKick <- struct{}{}:
+				default:
+				}
+				continue
+			}
 		}
 		if n.Kind == notifyv1.Notification_KIND_ENTRIES_CHANGED {
 			a.entriesChanged()

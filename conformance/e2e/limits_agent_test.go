@@ -9,13 +9,18 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/agent"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	"github.com/signet-id/signet/server/limits"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
@@ -205,4 +210,78 @@ func TestInputSizesAreBounded(t *testing.T) {
 	wantRefusal(t, "10000 audiences", err, codes.InvalidArgument, "at most 32 per JWT-SVID")
 	_, err = agentv1.NewAgentClient(srv.admin).GetAgent(context.Background(), &agentv1.GetAgentRequest{Id: &types.SPIFFEID{TrustDomain: td.Name(), Path: "/spire/agent" + long}})
 	wantRefusal(t, "2049+-byte agent ID", err, codes.InvalidArgument, "2048 bytes")
+}
+
+// An entry's scheduled renewal renews that SVID only: the agent makes no
+// full sync (no bundle and entry read, no check of every SVID) for it. With
+// a 1 s TTL (now refused) that full sync ran every second forever.
+func TestRenewalOfOneSVIDIsNotAFullSync(t *testing.T) {
+	dir := shortDir(t)
+	srv := startLimitedServer(t, limits.Config{})
+	token := srv.token(t, 600)
+	e := srv.createEntry(t, spiffeid.RequireFromPath(td, "/short"), agentIDFor(token), uidSelector(os.Getuid()))
+	srv.createEntry(t, spiffeid.RequireFromPath(td, "/long"), agentIDFor(token), uidSelector(os.Getuid()+1))
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	resp, err := entryv1.NewEntryClient(srv.admin).BatchUpdateEntry(ctx, &entryv1.BatchUpdateEntryRequest{
+		Entries: []*types.Entry{{Id: e.Id, X509SvidTtl: 60}}, InputMask: &types.EntryMask{X509SvidTtl: true}})
+	if err != nil || resp.Results[0].Status.Code != 0 {
+		t.Fatal(err, resp.GetResults())
+	}
+	reg := prometheus.NewRegistry()
+	a, err := agent.New(agent.Config{
+		TrustDomain: td, ServerAddresses: []string{srv.AgentAddr().String()}, JoinToken: token,
+		DataDir: filepath.Join(dir, "agent"), SocketPath: filepath.Join(dir, "wl.sock"),
+		TrustBundle: srv.CA().Bundle().X509Authorities(), Logger: testLogger(t).With("component", "agent"),
+		SyncInterval: time.Hour, Registry: reg,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(actx) }()
+	t.Cleanup(func() { acancel(); <-done })
+	select {
+	case <-a.Ready():
+	case err := <-done:
+		t.Fatalf("agent: %v", err)
+	}
+	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+filepath.Join(dir, "wl.sock"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	first, err := src.GetX509SVID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	syncs := gatherValue(t, reg, "signet_agent_syncs_total")
+	waitFor(t, 90*time.Second, "the 60 s SVID's renewal", func() bool {
+		s, err := src.GetX509SVID()
+		return err == nil && s.Certificates[0].SerialNumber.Cmp(first.Certificates[0].SerialNumber) != 0
+	})
+	due, after := gatherValue(t, reg, "signet_agent_due_renewals_total"), gatherValue(t, reg, "signet_agent_syncs_total")
+	t.Logf("renewed: %v due-only renewals, full syncs %v → %v", due, syncs, after)
+	if due < 1 || after != syncs {
+		t.Fatalf("renewal took %v full syncs and %v due-only renewals, want 0 and at least 1", after-syncs, due)
+	}
+}
+
+func gatherValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			var sum float64
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+			return sum
+		}
+	}
+	return 0
 }
