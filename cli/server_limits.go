@@ -15,15 +15,17 @@ func limitsFromFile(f *config.Limits) limits.Config {
 		return v
 	}
 	return limits.Config{
-		HandshakeTimeout:     d(f.HandshakeTimeout),
-		MaxConcurrentStreams: uint32(f.MaxConcurrentStreams),
-		MaxConnsPerIP:        f.MaxConnsPerIP,
-		IdleTimeout:          d(f.IdleTimeout),
-		KeepaliveMinTime:     d(f.KeepaliveMinTime),
-		AttestRate:           f.AttestRate,
-		AttestBurst:          f.AttestBurst,
-		FirstMessageTimeout:  d(f.FirstMessageTimeout),
-		SignRate:             f.SignRate,
-		SignBurst:            f.SignBurst,
+		HandshakeTimeout:      d(f.HandshakeTimeout),
+		MaxConcurrentStreams:  uint32(f.MaxConcurrentStreams),
+		MaxConnsPerIP:         f.MaxConnsPerIP,
+		IdleTimeout:           d(f.IdleTimeout),
+		KeepaliveMinTime:      d(f.KeepaliveMinTime),
+		AttestRate:            f.AttestRate,
+		AttestBurst:           f.AttestBurst,
+		FirstMessageTimeout:   d(f.FirstMessageTimeout),
+		SignRate:              f.SignRate,
+		SignBurst:             f.SignBurst,
+		MaxUnauthStreamsPerIP: f.MaxUnauthStreamsPerIP,
+		MaxUnauthStreams:      f.MaxUnauthStreams,
 	}
 }

@@ -331,7 +331,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	checkpointer := eventlog.NewCheckpointer(s.evlog, eventlog.SVIDKey(serverSVIDSource{s}), eventlog.WithInterval(s.cfg.CheckpointInterval))
 
-	lim := limits.New(s.cfg.Limits, s.log, s.cfg.Registry)
+	lim := limits.New(s.limitsConfig(), s.log, s.cfg.Registry)
 	agentSrv := grpc.NewServer(append(append(s.agentInterceptors(),
 		grpc.Creds(kexCreds{TransportCredentials: credentials.NewTLS(s.agentTLSConfig()), observe: s.observeKEX}),
 		grpc.MaxRecvMsgSize(4<<20)), lim.ServerOptions()...)...)

@@ -212,9 +212,9 @@ func attestRaw(conn *grpc.ClientConn, payload []byte, csr []byte) error {
 	if csr != nil {
 		p.Params = &agentv1.AgentX509SVIDParams{Csr: csr}
 	}
-	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params_{Params: p}}); err != nil {
-		return err
-	}
+	// A stream the server refused at once fails Send with io.EOF; Recv
+	// then returns its status.
+	_ = stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params_{Params: p}})
 	_, err = stream.Recv()
 	return err
 }
@@ -310,4 +310,48 @@ func TestAttackWrongTokensCostNoProposal(t *testing.T) {
 	if _, id := rawAgent(t, srv, srv.token(t, 600)); id.IsZero() {
 		t.Fatal("no agent ID")
 	}
+}
+
+// Attack: a peer without a client certificate holds many streams (2000
+// health Watch streams were held on one connection; each unary call may
+// make the server allocate 4 MiB). Those beyond the per-IP cap are refused
+// before any message is read, and calls to methods that need a
+// certificate are refused before their message is read.
+func TestAttackUnauthenticatedStreamsAreBounded(t *testing.T) {
+	const perIP = 4
+	srv := startLimitedServer(t, limits.Config{MaxUnauthStreamsPerIP: perIP})
+	conn := dialFrom(t, srv, "127.0.0.2")
+	h := healthpb.NewHealthClient(conn)
+	var cancels []context.CancelFunc
+	defer func() {
+		for _, c := range cancels {
+			c()
+		}
+	}()
+	watch := func(c healthpb.HealthClient) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		cancels = append(cancels, cancel)
+		s, err := c.Watch(ctx, &healthpb.HealthCheckRequest{})
+		if err != nil {
+			return err
+		}
+		_, err = s.Recv()
+		return err
+	}
+	for i := range perIP {
+		if err := watch(h); err != nil {
+			t.Fatalf("stream %d within the limit: %v", i, err)
+		}
+	}
+	err := watch(h)
+	wantRefusal(t, "stream over the per-IP limit", err, codes.ResourceExhausted, "max_unauthenticated_streams_per_ip")
+	t.Logf("stream %d without a certificate from 127.0.0.2: %v", perIP+1, err)
+	if err := watch(healthpb.NewHealthClient(dialFrom(t, srv, "127.0.0.3"))); err != nil {
+		t.Fatalf("another source IP: %v", err)
+	}
+	cancels[0]() // a stream ends: its slot is free again
+	waitFor(t, 20*time.Second, "a freed stream slot", func() bool { return watch(h) == nil })
+
+	_, err = agentv1.NewAgentClient(dialFrom(t, srv, "127.0.0.4")).ListAgents(context.Background(), &agentv1.ListAgentsRequest{})
+	wantRefusal(t, "ListAgents without a certificate", err, codes.PermissionDenied, "needs an agent or admin client certificate")
 }

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -40,6 +41,10 @@ const (
 	// DefaultSignBurst lets one full BatchNewX509SVID (1000 params) through.
 	DefaultSignBurst  = 1000
 	DefaultMaxTracked = 100000
+	// Streams of peers without a client certificate: every one may make
+	// the server allocate a message of up to 4 MiB.
+	DefaultMaxUnauthStreamsPerIP = 16
+	DefaultMaxUnauthStreams      = 512
 )
 
 // Config sets the limits. Zero fields take the defaults; a negative
@@ -71,6 +76,14 @@ type Config struct {
 	SignBurst int
 	// MaxTracked bounds the per-IP and per-agent rate tables.
 	MaxTracked int
+	// MaxUnauthStreamsPerIP and MaxUnauthStreams bound the RPCs in flight
+	// from peers without a client certificate, per source IP and in all.
+	MaxUnauthStreamsPerIP int
+	MaxUnauthStreams      int
+	// OpenMethod reports whether a method may be called without a client
+	// certificate; other methods are refused for such peers before their
+	// message is read. Nil allows every method (the interceptors decide).
+	OpenMethod func(method string) bool
 	// Now is the rate limiters' clock. Default time.Now.
 	Now func() time.Time
 }
@@ -106,6 +119,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxTracked <= 0 {
 		c.MaxTracked = DefaultMaxTracked
 	}
+	if c.MaxUnauthStreamsPerIP == 0 {
+		c.MaxUnauthStreamsPerIP = DefaultMaxUnauthStreamsPerIP
+	}
+	if c.MaxUnauthStreams == 0 {
+		c.MaxUnauthStreams = DefaultMaxUnauthStreams
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -119,6 +138,7 @@ type Limiter struct {
 	attest *table
 	sign   *table
 	conns  *connTable
+	unauth *streamCount
 
 	refused *prometheus.CounterVec
 }
@@ -136,6 +156,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Limiter {
 		attest: newTable(cfg.AttestRate, cfg.AttestBurst, cfg.MaxTracked),
 		sign:   newTable(cfg.SignRate, cfg.SignBurst, cfg.MaxTracked),
 		conns:  &connTable{max: cfg.MaxConnsPerIP, open: map[string]int{}, over: map[string]bool{}},
+		unauth: &streamCount{maxPerIP: cfg.MaxUnauthStreamsPerIP, max: cfg.MaxUnauthStreams, perIP: map[string]int{}},
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_server_limit_refusals_total",
 			Help: "Connections and RPCs on the agent listener refused by a limit, by limit.",
@@ -188,13 +209,63 @@ func (l *Limiter) tap(ctx context.Context, info *tap.Info) (context.Context, err
 	if l.conns.isOver(p.Addr.String()) {
 		return nil, l.refuse("max_conns_per_ip", "too many connections from %s: at most %d per source IP (limit max_conns_per_ip); close idle connections", hostIP(p.Addr), l.cfg.MaxConnsPerIP)
 	}
+	ip := hostIP(p.Addr)
+	anonymous := !hasClientCert(p)
+	if anonymous && l.cfg.OpenMethod != nil && !l.cfg.OpenMethod(info.FullMethodName) {
+		return nil, status.Errorf(codes.PermissionDenied, "limits: method %s needs an agent or admin client certificate", info.FullMethodName)
+	}
 	if info.FullMethodName == attestMethod && l.cfg.AttestRate > 0 {
-		ip := hostIP(p.Addr)
 		if !l.attest.allow(ip, l.cfg.Now(), 1) {
 			return nil, l.refuse("attest_rate", "attestation rate from %s exceeded: at most %g per second per source IP, burst %d (limit attest_rate); retry later", ip, l.cfg.AttestRate, l.cfg.AttestBurst)
 		}
 	}
+	if anonymous {
+		if which := l.unauth.acquire(ip); which != "" {
+			return nil, l.refuse(which, "too many RPCs in flight without a client certificate: at most %d per source IP and %d in all (limit %s)", l.cfg.MaxUnauthStreamsPerIP, l.cfg.MaxUnauthStreams, which)
+		}
+		// The stream's context ends with the stream, whatever ends it.
+		context.AfterFunc(ctx, func() { l.unauth.release(ip) })
+	}
 	return ctx, nil
+}
+
+func hasClientCert(p *peer.Peer) bool {
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	return ok && len(ti.State.PeerCertificates) > 0
+}
+
+// streamCount counts the streams in flight of peers without a client
+// certificate.
+type streamCount struct {
+	maxPerIP, max int
+	mu            sync.Mutex
+	perIP         map[string]int
+	total         int
+}
+
+// acquire counts a new stream from ip, or returns the name of the limit
+// it would exceed.
+func (c *streamCount) acquire(ip string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.maxPerIP > 0 && c.perIP[ip] >= c.maxPerIP {
+		return "max_unauthenticated_streams_per_ip"
+	}
+	if c.max > 0 && c.total >= c.max {
+		return "max_unauthenticated_streams"
+	}
+	c.perIP[ip]++
+	c.total++
+	return ""
+}
+
+func (c *streamCount) release(ip string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.perIP[ip]--; c.perIP[ip] <= 0 {
+		delete(c.perIP, ip)
+	}
+	c.total--
 }
 
 // unary applies the per-agent signing rate.
