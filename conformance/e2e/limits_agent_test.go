@@ -261,6 +261,10 @@ func TestRenewalOfOneSVIDIsNotAFullSync(t *testing.T) {
 		s, err := src.GetX509SVID()
 		return err == nil && s.Certificates[0].SerialNumber.Cmp(first.Certificates[0].SerialNumber) != 0
 	})
+	// The counter follows the SVID's publication.
+	waitFor(t, 20*time.Second, "the due-only renewal to be counted", func() bool {
+		return gatherValue(t, reg, "signet_agent_due_renewals_total") >= 1
+	})
 	due, after := gatherValue(t, reg, "signet_agent_due_renewals_total"), gatherValue(t, reg, "signet_agent_syncs_total")
 	t.Logf("renewed: %v due-only renewals, full syncs %v → %v", due, syncs, after)
 	if due < 1 || after != syncs {
