@@ -165,6 +165,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Limiter {
 	if reg != nil {
 		reg.MustRegister(l.refused)
 	}
+	log.Debug("agent listener limits", "limits", cfg.String())
 	return l
 }
 
