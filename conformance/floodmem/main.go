@@ -35,11 +35,12 @@ import (
 	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func main() {
 	bin := flag.String("signet", "signet", "signet binary to measure")
-	flood := flag.String("flood", "attestidle", "attestidle (idle AttestAgent streams), bigattest (concurrent 4 MB AttestAgent messages) or tcpidle (connections that send nothing)")
+	flood := flag.String("flood", "attestidle", "attestidle (idle AttestAgent streams), bigattest (concurrent 4 MB AttestAgent messages), bighealth (concurrent 4 MB health checks) or tcpidle (connections that send nothing)")
 	n := flag.Int("n", 0, "streams, messages or connections (default 20000, 200, 1500)")
 	conns := flag.Int("conns", 10, "connections to spread streams over")
 	port := flag.Int("port", 18481, "agent listener port (metrics on port+1)")
@@ -96,6 +97,8 @@ func run(bin, flood string, n, conns, port int, hold time.Duration) error {
 		outcome, err = attestIdle(addr, def(n, 20000), conns, hold)
 	case "bigattest":
 		outcome, err = bigAttest(addr, def(n, 200), conns)
+	case "bighealth":
+		outcome, err = bigHealth(addr, def(n, 200), conns)
 	case "tcpidle":
 		outcome, err = tcpIdle(addr, def(n, 1500), hold)
 	default:
@@ -295,6 +298,43 @@ func bigAttest(addr string, n, conns int) (string, error) {
 	}
 	wg.Wait()
 	return fmt.Sprintf("%d concurrent 4 MB AttestAgent messages over %d connections: %v", n, conns, codes), nil
+}
+
+// bigHealth sends n concurrent health checks carrying a 4,000,000 byte
+// service name over conns connections.
+func bigHealth(addr string, n, conns int) (string, error) {
+	var cc []*grpc.ClientConn
+	for range conns {
+		c, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		cc = append(cc, c)
+	}
+	name := strings.Repeat("a", 4_000_000)
+	codes := map[string]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			_, err := healthpb.NewHealthClient(cc[i%conns]).Check(ctx, &healthpb.HealthCheckRequest{Service: name})
+			msg := "OK"
+			if err != nil {
+				msg = strings.SplitN(err.Error(), ": ", 3)[1]
+				msg = msg[:min(len(msg), 60)]
+			}
+			mu.Lock()
+			codes[msg]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return fmt.Sprintf("%d concurrent 4 MB health checks over %d connections: %v", n, conns, codes), nil
 }
 
 // tcpIdle opens n TCP connections that send nothing and counts those the
