@@ -12,6 +12,7 @@ type agentMetrics struct {
 	pushes        *prometheus.CounterVec
 	kex           *prometheus.CounterVec
 	entryReads    prometheus.Counter
+	renewOnly     prometheus.Counter
 }
 
 func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
@@ -26,6 +27,7 @@ func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
 		kex:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: "signet_agent_tls_handshakes_total", Help: "TLS handshakes with servers, by negotiated key exchange group."}, []string{"group"}),
 	}
 	m.entryReads = prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_entry_reads_total", Help: "Reads of the authorized entries from the server."})
-	reg.MustRegister(m.entryReads, m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes, m.kex)
+	m.renewOnly = prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_due_renewals_total", Help: "Renewals of only the due workload SVIDs, without a full sync."})
+	reg.MustRegister(m.renewOnly, m.entryReads, m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes, m.kex)
 	return m
 }

@@ -222,7 +222,9 @@ func (a *Agent) session(ctx context.Context) error {
 
 	a.entriesChanged() // a new session starts with a full read
 	watchErr := make(chan error, 1)
-	go func() { watchErr <- a.watch(ctx, c) }()
+	// renewKick: the server asked for some SVIDs by entry ID, nothing else.
+	renewKick := make(chan struct{}, 1)
+	go func() { watchErr <- a.watch(ctx, c, renewKick) }()
 
 	if err := a.sync(ctx, c); err != nil {
 		a.nextServer()
@@ -230,6 +232,8 @@ func (a *Agent) session(ctx context.Context) error {
 	}
 	ticker := time.NewTicker(a.cfg.SyncInterval)
 	defer ticker.Stop()
+	// retryAt holds off renewing SVIDs the server just refused.
+	var retryAt time.Time
 	for {
 		renewAt := a.renewalTime(svid.Chain[0])
 		wait := renewAt.Sub(a.cfg.Now())
@@ -244,9 +248,13 @@ func (a *Agent) session(ctx context.Context) error {
 			return errRenewed
 		}
 		if next := a.nextWorkloadRenewal(); !next.IsZero() {
+			if next.Before(retryAt) {
+				next = retryAt
+			}
 			wait = min(wait, max(next.Sub(a.cfg.Now()), 10*time.Millisecond))
 		}
 		timer := time.NewTimer(min(wait, a.cfg.SyncInterval))
+		renewOnly := false
 		select {
 		case <-ctx.Done():
 			timer.Stop()
@@ -259,8 +267,24 @@ func (a *Agent) session(ctx context.Context) error {
 		case <-ticker.C:
 			a.entriesChanged() // the fallback poll rereads everything
 		case <-timer.C:
+			renewOnly = true
+		case <-renewKick:
+			renewOnly = true
 		}
 		timer.Stop()
+		if renewOnly {
+			// A workload SVID is due: renew the due ones only, without
+			// rereading the bundle and entries or checking every SVID.
+			refused, err := a.renewDue(ctx, c)
+			if err != nil {
+				a.nextServer()
+				return classify(err)
+			}
+			if refused {
+				retryAt = a.cfg.Now().Add(renewRetry)
+			}
+			continue
+		}
 		if err := a.sync(ctx, c); err != nil {
 			a.nextServer()
 			return classify(err)
@@ -294,7 +318,7 @@ type clients struct {
 // the signet.notify.v1 service (such as SPIRE) answers Unimplemented: the
 // agent then keeps the session and relies on polling every SyncInterval, so
 // watch returns only when ctx is done.
-func (a *Agent) watch(ctx context.Context, c *clients) error {
+func (a *Agent) watch(ctx context.Context, c *clients, renewKick chan<- struct{}) error {
 	defer a.pushLive.Store(false)
 	stream, err := c.notify.Watch(ctx, &notifyv1.WatchRequest{})
 	if err != nil {
@@ -320,6 +344,14 @@ func (a *Agent) watch(ctx context.Context, c *clients) error {
 				a.force[id] = true
 			}
 			a.mu.Unlock()
+			if len(n.EntryIds) > 0 {
+				// Scheduled renewals of some SVIDs: renew those only.
+				select {
+				case renewKick <- struct{}{}:
+				default:
+				}
+				continue
+			}
 		}
 		if n.Kind == notifyv1.Notification_KIND_ENTRIES_CHANGED {
 			a.entriesChanged()
@@ -459,33 +491,9 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 	// serve them as they arrive (at most once a second to the cache, so a
 	// sync of many thousands stays cheap); the disk copy is written at the
 	// end.
-	issued := 0
-	lastPublish := time.Now()
-	for start := 0; start < len(due); start += maxBatch {
-		chunk := due[start:min(start+maxBatch, len(due))]
-		got, err := a.newSVIDBatch(ctx, c, chunk)
-		if err != nil {
-			if issued > 0 {
-				a.publish(true)
-			}
-			return err
-		}
-		a.mu.Lock()
-		for _, e := range chunk {
-			if s, ok := got[e.Id]; ok {
-				a.svids[e.Id] = s
-				a.svidRev[e.Id] = e.RevisionNumber
-			}
-		}
-		a.mu.Unlock()
-		issued += len(got)
-		if time.Since(lastPublish) > time.Second {
-			a.publish(false)
-			lastPublish = time.Now()
-		}
-	}
-	if len(due) > 0 {
-		a.publish(true)
+	issued, err := a.obtain(ctx, c, due)
+	if err != nil {
+		return err
 	}
 	a.m.syncs.Inc()
 	a.m.syncSeconds.Observe(a.cfg.Now().Sub(start).Seconds())

@@ -110,6 +110,9 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 				TokenFile: v.TokenFile, RoleID: v.RoleID, SecretIDFile: v.SecretIDFile, JWTRole: v.JWTRole, JWTMount: v.JWTMount,
 				UpstreamPKIMount: v.UpstreamPKIMount}
 		}
+		if sf.Limits != nil {
+			cfg.Limits = limitsFromFile(sf.Limits)
+		}
 		if sf.Etcd != nil {
 			cfg.Etcd = server.EtcdConfig{Endpoints: sf.Etcd.Endpoints, CertFile: sf.Etcd.CertFile, KeyFile: sf.Etcd.KeyFile, CAFile: sf.Etcd.CAFile}
 		}

@@ -23,6 +23,7 @@ type ServerFile struct {
 	Server *Server  `hcl:"server,block"`
 	Etcd   *Etcd    `hcl:"etcd,block"`
 	Vault  *Vault   `hcl:"vault,block"`
+	Limits *Limits  `hcl:"limits,block"`
 	Remain hcl.Body `hcl:",remain"`
 }
 
@@ -107,6 +108,11 @@ func LoadServer(path string) (*ServerFile, error) {
 	} {
 		if _, err := Duration(d.v); err != nil {
 			return nil, fmt.Errorf("config: %s: %s: %w", path, d.name, err)
+		}
+	}
+	if f.Limits != nil {
+		if err := f.Limits.check(); err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
 		}
 	}
 	if f.Server.BindPort < 0 || f.Server.BindPort > 65535 {

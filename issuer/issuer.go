@@ -42,6 +42,13 @@ type Authority interface {
 	JWTKey() (kid string, signer crypto.Signer)
 }
 
+// JWTKeyExpiry is implemented by authorities whose JWT key expires: a
+// JWT-SVID's exp is capped to the key's expiry, as an X.509-SVID's NotAfter
+// is capped to its CA's.
+type JWTKeyExpiry interface {
+	JWTKeyNotAfter() time.Time
+}
+
 // IntermediateAuthority is implemented by authorities signed by an upstream
 // CA: SVIDs carry the returned certificates after the leaf.
 type IntermediateAuthority interface {
@@ -205,6 +212,14 @@ func (i *Issuer) JWTSVID(p JWTParams) (string, time.Time, error) {
 		ttl = i.cfg.JWTTTL
 	}
 	exp := now.Add(ttl)
+	if ke, ok := i.cfg.Authority.(JWTKeyExpiry); ok {
+		if na := ke.JWTKeyNotAfter(); !na.IsZero() && exp.After(na) {
+			exp = na
+		}
+		if !exp.After(now) {
+			return "", time.Time{}, errors.New("issuer: active JWT key has expired")
+		}
+	}
 	tok, err := i.signJWT(jwtClaims(p.ID.String(), p.Audience, exp, now))
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issuer: sign JWT-SVID: %w", err)

@@ -38,6 +38,7 @@ import (
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	svidapi "github.com/signet-id/signet/server/api/svid"
 	"github.com/signet-id/signet/server/etcdserver"
+	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/notify"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -82,6 +83,9 @@ type Config struct {
 	Profile ca.Profile
 
 	TLS TLSPolicy
+	// Limits bound what one peer of the agent listener can make the
+	// server do (docs/limits.md); zero fields take the defaults.
+	Limits limits.Config
 	// AdminIDs are SPIFFE IDs allowed to call admin RPCs over mTLS, in
 	// addition to entries marked admin.
 	AdminIDs []spiffeid.ID
@@ -328,9 +332,10 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	checkpointer := eventlog.NewCheckpointer(s.evlog, eventlog.SVIDKey(serverSVIDSource{s}), eventlog.WithInterval(s.cfg.CheckpointInterval))
 
-	agentSrv := grpc.NewServer(append(s.agentInterceptors(),
+	lim := limits.New(s.limitsConfig(), s.log, s.cfg.Registry)
+	agentSrv := grpc.NewServer(append(append(s.agentInterceptors(),
 		grpc.Creds(kexCreds{TransportCredentials: credentials.NewTLS(s.agentTLSConfig()), observe: s.observeKEX}),
-		grpc.MaxRecvMsgSize(4<<20))...)
+		grpc.MaxRecvMsgSize(4<<20)), lim.ServerOptions()...)...)
 	adminSrv := grpc.NewServer(append(s.adminInterceptors(), grpc.MaxRecvMsgSize(4<<20))...)
 	for _, g := range []*grpc.Server{agentSrv, adminSrv} {
 		s.register(g)
@@ -341,6 +346,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("server: listen on %s: %w (choose another --bind-address)", s.cfg.BindAddress, err)
 	}
 	s.agentAddr.Store(lis.Addr().(*net.TCPAddr))
+	lis = lim.Listener(lis)
 	adminLis, err := listenAdmin(s.cfg.AdminSocket)
 	if err != nil {
 		lis.Close()
@@ -414,7 +420,7 @@ func (s *Server) register(g *grpc.Server) {
 		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, SVIDs: agentSVIDs{s}, Now: s.cfg.Now, Logger: s.log,
 	}))
 	entryv1.RegisterEntryServer(g, entryapi.New(entryapi.Config{
-		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log,
+		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log, MaxTTL: s.cfg.CATTL,
 	}))
 	svidv1.RegisterSVIDServer(g, svidapi.New(svidapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer, Events: s.events, Logger: s.log,

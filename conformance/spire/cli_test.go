@@ -695,7 +695,7 @@ func TestSPIREServerCLI(t *testing.T) {
 	// Same agents on both: tokens with chosen values, attested over the
 	// agent endpoint.
 	for _, b := range []*backend{sgB, spB} {
-		for _, tok := range []string{"tok-a", "tok-b", "tok-c"} {
+		for _, tok := range []string{"tok-a-0123456789", "tok-b-0123456789", "tok-c-0123456789"} {
 			b.createToken(t, tok)
 			b.attest(t, tok)
 		}
@@ -704,11 +704,11 @@ func TestSPIREServerCLI(t *testing.T) {
 	fedPEM, otherJSON := federationFixtures(t, fixtures)
 	entryData := filepath.Join(fixtures, "entries.json")
 	if err := os.WriteFile(entryData, []byte(`{"entries": [
-		{"entry_id": "d-1", "spiffe_id": "spiffe://example.org/data/1", "parent_id": "spiffe://example.org/spire/agent/join_token/tok-a",
+		{"entry_id": "d-1", "spiffe_id": "spiffe://example.org/data/1", "parent_id": "spiffe://example.org/spire/agent/join_token/tok-a-0123456789",
 		 "selectors": [{"type": "unix", "value": "uid:4001"}], "x509_svid_ttl": 300, "dns_names": ["d1.example.org"]},
-		{"entry_id": "d-2", "spiffe_id": "spiffe://example.org/data/2", "parent_id": "spiffe://example.org/spire/agent/join_token/tok-a",
+		{"entry_id": "d-2", "spiffe_id": "spiffe://example.org/data/2", "parent_id": "spiffe://example.org/spire/agent/join_token/tok-a-0123456789",
 		 "selectors": [{"type": "unix", "value": "uid:4002"}], "admin": true},
-		{"entry_id": "d-3", "spiffe_id": "spiffe://other.org/data/3", "parent_id": "spiffe://example.org/spire/agent/join_token/tok-a",
+		{"entry_id": "d-3", "spiffe_id": "spiffe://other.org/data/3", "parent_id": "spiffe://example.org/spire/agent/join_token/tok-a-0123456789",
 		 "selectors": [{"type": "unix", "value": "uid:4003"}]}
 	]}`), 0o600); err != nil {
 		t.Fatal(err)
@@ -717,9 +717,9 @@ func TestSPIREServerCLI(t *testing.T) {
 	if err := os.WriteFile(deleteData, []byte(`{"ids": ["d-1", "d-2", "d-3"]}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	agentA := "spiffe://example.org/spire/agent/join_token/tok-a"
-	agentB := "spiffe://example.org/spire/agent/join_token/tok-b"
-	agentC := "spiffe://example.org/spire/agent/join_token/tok-c"
+	agentA := "spiffe://example.org/spire/agent/join_token/tok-a-0123456789"
+	agentB := "spiffe://example.org/spire/agent/join_token/tok-b-0123456789"
+	agentC := "spiffe://example.org/spire/agent/join_token/tok-c-0123456789"
 	j := []string{"-output", "json"}
 	with := func(args ...string) []string { return append(args, j...) }
 
@@ -801,12 +801,12 @@ func TestSPIREServerCLI(t *testing.T) {
 		// Agents: tok-a, tok-b and tok-c attested on both.
 		{name: "agent count", args: with("agent", "count")},
 		{name: "agent count pretty", args: []string{"agent", "count"}, compare: sameText},
-		{name: "agent list", args: with("agent", "list"), ids: []string{"tok-a", "tok-b", "tok-c"}},
-		{name: "agent list attestationType", args: with("agent", "list", "-attestationType", "join_token"), ids: []string{"tok-a", "tok-b", "tok-c"}},
+		{name: "agent list", args: with("agent", "list"), ids: []string{"tok-a-0123456789", "tok-b-0123456789", "tok-c-0123456789"}},
+		{name: "agent list attestationType", args: with("agent", "list", "-attestationType", "join_token"), ids: []string{"tok-a-0123456789", "tok-b-0123456789", "tok-c-0123456789"}},
 		{name: "agent list attestationType none", args: with("agent", "list", "-attestationType", "x509pop"), ids: []string{}},
-		{name: "agent list canReattest", args: with("agent", "list", "-canReattest", "false"), ids: []string{"tok-a", "tok-b", "tok-c"}},
+		{name: "agent list canReattest", args: with("agent", "list", "-canReattest", "false"), ids: []string{"tok-a-0123456789", "tok-b-0123456789", "tok-c-0123456789"}},
 		{name: "agent list expiresBefore", args: with("agent", "list", "-expiresBefore", "2000-01-01 00:00:00 +0000 +00"), ids: []string{}},
-		{name: "agent list expiresBefore future", args: with("agent", "list", "-expiresBefore", "2100-01-01 00:00:00 +0000 +00"), ids: []string{"tok-a", "tok-b", "tok-c"}},
+		{name: "agent list expiresBefore future", args: with("agent", "list", "-expiresBefore", "2100-01-01 00:00:00 +0000 +00"), ids: []string{"tok-a-0123456789", "tok-b-0123456789", "tok-c-0123456789"}},
 		{name: "agent count expiresBefore", args: with("agent", "count", "-expiresBefore", "2100-01-01 00:00:00 +0000 +00")},
 		{name: "agent show", args: with("agent", "show", "-spiffeID", agentA)},
 		{name: "agent show unknown", args: with("agent", "show", "-spiffeID", "spiffe://example.org/spire/agent/join_token/nope"), fails: true},
@@ -814,10 +814,10 @@ func TestSPIREServerCLI(t *testing.T) {
 		{name: "agent evict unknown", args: with("agent", "evict", "-spiffeID", agentB), fails: true},
 		{name: "agent ban", args: with("agent", "ban", "-spiffeID", agentC)},
 		{name: "agent ban unknown", args: with("agent", "ban", "-spiffeID", agentB), fails: true},
-		{name: "agent list banned", args: with("agent", "list", "-banned", "true"), ids: []string{"tok-c"}},
+		{name: "agent list banned", args: with("agent", "list", "-banned", "true"), ids: []string{"tok-c-0123456789"}},
 		{name: "agent count banned", args: with("agent", "count", "-banned", "true")},
 		{name: "agent count not banned", args: with("agent", "count", "-banned", "false")},
-		{name: "agent list after evict and ban", args: with("agent", "list"), ids: []string{"tok-a", "tok-c"}},
+		{name: "agent list after evict and ban", args: with("agent", "list"), ids: []string{"tok-a-0123456789", "tok-c-0123456789"}},
 		{name: "agent purge dryRun", args: with("agent", "purge", "-dryRun")},
 
 		// Bundle deletion: fed.example is used by e-fed.

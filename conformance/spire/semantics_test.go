@@ -200,7 +200,7 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 	sgs := startSignet(t, signetOptions{})
 	sg := newBackend(t, "signet", bins.server, sgs.AdminSocket(), sgs.AgentAddr().String())
 	sp := newBackend(t, "spire", bins.server, ss.socket, ss.addr)
-	tokens := []string{"tok-1", "tok-2", "tok-3", "tok-4", "tok-5"}
+	tokens := []string{"tok-1-0123456789", "tok-2-0123456789", "tok-3-0123456789", "tok-4-0123456789", "tok-5-0123456789"}
 	agentID := func(tok string) *types.SPIFFEID {
 		return &types.SPIFFEID{TrustDomain: td.Name(), Path: "/spire/agent/join_token/" + tok}
 	}
@@ -210,10 +210,10 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 			b.createToken(t, tok)
 			b.attest(t, tok)
 		}
-		if _, err := agentv1.NewAgentClient(b.admin).BanAgent(context.Background(), &agentv1.BanAgentRequest{Id: agentID("tok-5")}); err != nil {
+		if _, err := agentv1.NewAgentClient(b.admin).BanAgent(context.Background(), &agentv1.BanAgentRequest{Id: agentID("tok-5-0123456789")}); err != nil {
 			t.Fatal(err)
 		}
-		b.createToken(t, "tok-unused")
+		b.createToken(t, "tok-unused-0123456789")
 	}
 	agentClient := func(b *backend) agentv1.AgentClient { return agentv1.NewAgentClient(b.admin) }
 	bundleClient := func(b *backend) bundlev1.BundleClient { return bundlev1.NewBundleClient(b.admin) }
@@ -282,10 +282,10 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 			{name: "CountAgents by_banned", call: countAgents(&agentv1.CountAgentsRequest_Filter{ByBanned: wrapperspb.Bool(true)})},
 			{name: "CountAgents by_attestation_type", call: countAgents(&agentv1.CountAgentsRequest_Filter{ByAttestationType: "join_token"})},
 			{name: "GetAgent", call: func(ctx context.Context, b *backend) (any, error) {
-				return agentClient(b).GetAgent(ctx, &agentv1.GetAgentRequest{Id: agentID("tok-1")})
+				return agentClient(b).GetAgent(ctx, &agentv1.GetAgentRequest{Id: agentID("tok-1-0123456789")})
 			}, ignore: agentIgnore},
 			{name: "GetAgent output mask", call: func(ctx context.Context, b *backend) (any, error) {
-				return agentClient(b).GetAgent(ctx, &agentv1.GetAgentRequest{Id: agentID("tok-1"), OutputMask: &types.AgentMask{AttestationType: true}})
+				return agentClient(b).GetAgent(ctx, &agentv1.GetAgentRequest{Id: agentID("tok-1-0123456789"), OutputMask: &types.AgentMask{AttestationType: true}})
 			}},
 			{name: "GetAgent unknown", call: func(ctx context.Context, b *backend) (any, error) {
 				return agentClient(b).GetAgent(ctx, &agentv1.GetAgentRequest{Id: agentID("nope")})
@@ -294,7 +294,7 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 				return agentClient(b).GetAgent(ctx, &agentv1.GetAgentRequest{})
 			}},
 			{name: "GetAgent foreign trust domain", call: func(ctx context.Context, b *backend) (any, error) {
-				return agentClient(b).GetAgent(ctx, &agentv1.GetAgentRequest{Id: &types.SPIFFEID{TrustDomain: "other.org", Path: "/spire/agent/join_token/tok-1"}})
+				return agentClient(b).GetAgent(ctx, &agentv1.GetAgentRequest{Id: &types.SPIFFEID{TrustDomain: "other.org", Path: "/spire/agent/join_token/tok-1-0123456789"}})
 			}},
 			{name: "GetAgent not an agent ID", call: func(ctx context.Context, b *backend) (any, error) {
 				return agentClient(b).GetAgent(ctx, &agentv1.GetAgentRequest{Id: &types.SPIFFEID{TrustDomain: td.Name(), Path: "/workload"}})
@@ -303,10 +303,10 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 				return agentClient(b).DeleteAgent(ctx, &agentv1.DeleteAgentRequest{Id: agentID("nope")})
 			}},
 			{name: "DeleteAgent", call: func(ctx context.Context, b *backend) (any, error) {
-				return agentClient(b).DeleteAgent(ctx, &agentv1.DeleteAgentRequest{Id: agentID("tok-4")})
+				return agentClient(b).DeleteAgent(ctx, &agentv1.DeleteAgentRequest{Id: agentID("tok-4-0123456789")})
 			}},
 			{name: "BanAgent unknown", call: func(ctx context.Context, b *backend) (any, error) {
-				return agentClient(b).BanAgent(ctx, &agentv1.BanAgentRequest{Id: agentID("tok-4")})
+				return agentClient(b).BanAgent(ctx, &agentv1.BanAgentRequest{Id: agentID("tok-4-0123456789")})
 			}},
 			{name: "BanAgent no id", call: func(ctx context.Context, b *backend) (any, error) {
 				return agentClient(b).BanAgent(ctx, &agentv1.BanAgentRequest{})
@@ -315,7 +315,7 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 				return agentClient(b).CreateJoinToken(ctx, &agentv1.CreateJoinTokenRequest{})
 			}},
 			{name: "CreateJoinToken duplicate value", call: func(ctx context.Context, b *backend) (any, error) {
-				return agentClient(b).CreateJoinToken(ctx, &agentv1.CreateJoinTokenRequest{Ttl: 60, Token: "tok-unused"})
+				return agentClient(b).CreateJoinToken(ctx, &agentv1.CreateJoinTokenRequest{Ttl: 60, Token: "tok-unused-0123456789"})
 			},
 				deviation:  "SPIRE reports a duplicate token value as Internal (a SQL constraint error); Signet as AlreadyExists",
 				expectDiff: []string{`.code: "AlreadyExists" vs "Internal"`}},
@@ -323,7 +323,7 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 				return agentClient(b).CreateJoinToken(ctx, &agentv1.CreateJoinTokenRequest{Ttl: 60, AgentId: &types.SPIFFEID{TrustDomain: "other.org", Path: "/x"}})
 			}},
 			{name: "AttestAgent reused token", call: func(ctx context.Context, b *backend) (any, error) {
-				_, err := b.attestErr("tok-1")
+				_, err := b.attestErr("tok-1-0123456789")
 				return &agentv1.AttestAgentResponse{}, err
 			}},
 			{name: "AttestAgent unknown token", call: func(ctx context.Context, b *backend) (any, error) {
@@ -332,7 +332,7 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 			}},
 			{name: "AttestAgent evicted agent with new token", call: func(ctx context.Context, b *backend) (any, error) {
 				// tok-4's agent was deleted; a fresh token attests a new agent.
-				id, err := b.attestErr("tok-unused")
+				id, err := b.attestErr("tok-unused-0123456789")
 				return map[string]string{"id": id.String()}, err
 			}},
 			{name: "RenewAgent without agent SVID", call: func(ctx context.Context, b *backend) (any, error) {
@@ -467,7 +467,7 @@ func TestAPISemanticsAgainstSPIRE(t *testing.T) {
 	})
 
 	t.Run("Entry", func(t *testing.T) {
-		parent := agentID("tok-1")
+		parent := agentID("tok-1-0123456789")
 		valid := func() *types.Entry {
 			return &types.Entry{ParentId: parent, SpiffeId: &types.SPIFFEID{TrustDomain: td.Name(), Path: "/w"}, Selectors: []*types.Selector{{Type: "unix", Value: "uid:1"}}}
 		}

@@ -27,6 +27,8 @@ type Hub struct {
 
 	mu       sync.Mutex
 	watchers map[*watcher]struct{}
+	// byAgent holds each agent's current watcher: at most one per agent.
+	byAgent map[spiffeid.ID]*watcher
 
 	connected prometheus.Gauge
 	sent      *prometheus.CounterVec
@@ -40,6 +42,8 @@ type watcher struct {
 	mu      sync.Mutex
 	pending map[notifyv1.Notification_Kind]*notifyv1.Notification
 	wake    chan struct{}
+	// replaced is closed when a newer Watch of the same agent takes over.
+	replaced chan struct{}
 }
 
 // New returns a Hub. reg may be nil.
@@ -47,6 +51,7 @@ func New(state State, reg prometheus.Registerer) *Hub {
 	h := &Hub{
 		state:    state,
 		watchers: map[*watcher]struct{}{},
+		byAgent:  map[spiffeid.ID]*watcher{},
 		connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "signet_server_notify_watchers", Help: "Agents connected to the push stream.",
 		}),
@@ -67,15 +72,11 @@ func (h *Hub) Watch(_ *notifyv1.WatchRequest, stream notifyv1.Notifier_WatchServ
 	if err != nil {
 		return err
 	}
-	w := &watcher{agent: agentID, pending: map[notifyv1.Notification_Kind]*notifyv1.Notification{}, wake: make(chan struct{}, 1)}
-	h.mu.Lock()
-	h.watchers[w] = struct{}{}
-	h.mu.Unlock()
+	w := &watcher{agent: agentID, pending: map[notifyv1.Notification_Kind]*notifyv1.Notification{}, wake: make(chan struct{}, 1), replaced: make(chan struct{})}
+	h.add(w)
 	h.connected.Inc()
 	defer func() {
-		h.mu.Lock()
-		delete(h.watchers, w)
-		h.mu.Unlock()
+		h.remove(w)
 		h.connected.Dec()
 	}()
 	if err := stream.Send(&notifyv1.Notification{Kind: notifyv1.Notification_KIND_HELLO, Revision: h.state.Revision(), BundleSequence: h.state.BundleSequence()}); err != nil {
@@ -85,6 +86,8 @@ func (h *Hub) Watch(_ *notifyv1.WatchRequest, stream notifyv1.Notifier_WatchServ
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-w.replaced:
+			return errReplaced(agentID)
 		case <-w.wake:
 		}
 		w.mu.Lock()
@@ -122,12 +125,9 @@ func (h *Hub) Publish(n *notifyv1.Notification, match func(agent spiffeid.ID) bo
 	for _, w := range ws {
 		w.mu.Lock()
 		msg := proto.Clone(n).(*notifyv1.Notification)
-		if prev, ok := w.pending[n.Kind]; ok && n.Kind == notifyv1.Notification_KIND_RENEW_NOW {
-			if len(prev.EntryIds) == 0 || len(n.EntryIds) == 0 {
-				msg.EntryIds = nil
-			} else {
-				msg.EntryIds = append(prev.EntryIds, n.EntryIds...)
-			}
+		if n.Kind == notifyv1.Notification_KIND_RENEW_NOW {
+			prev, ok := w.pending[n.Kind]
+			msg.EntryIds = mergeEntryIDs(prev, ok, n.EntryIds)
 		}
 		w.pending[n.Kind] = msg
 		w.mu.Unlock()

@@ -88,6 +88,9 @@ func (s *Store) normalizeEntry(e *types.Entry) (*types.Entry, error) {
 			return nil, invalidf("entry ID contains invalid characters")
 		}
 	}
+	if err := checkEntryLimits(e); err != nil {
+		return nil, err
+	}
 	out := cloneEntry(e)
 	var err error
 	if out.SpiffeId, err = s.normalizeID("spiffe_id", e.SpiffeId); err != nil {

@@ -83,9 +83,19 @@ func (s *Store) ConsumeJoinToken(ctx context.Context, token string, now time.Tim
 	if token == "" {
 		return time.Time{}, fmt.Errorf("store: join token: %w", ErrNotFound)
 	}
+	key := s.joinTokenKey(token)
+	// A read first: an unknown token (a wrong guess) costs no raft
+	// proposal or WAL fsync.
+	got, err := s.cli.Get(ctx, key, clientv3.WithCountOnly())
+	if err != nil {
+		return time.Time{}, fmt.Errorf("store: look up join token: %w", err)
+	}
+	if got.Count == 0 {
+		return time.Time{}, fmt.Errorf("store: join token: %w", ErrNotFound)
+	}
 	// A delete returning the previous value is a single atomic read and
 	// delete: of concurrent consumers exactly one sees the value.
-	resp, err := s.cli.Delete(ctx, s.joinTokenKey(token), clientv3.WithPrevKV())
+	resp, err := s.cli.Delete(ctx, key, clientv3.WithPrevKV())
 	if err != nil {
 		return time.Time{}, fmt.Errorf("store: consume join token: %w", err)
 	}

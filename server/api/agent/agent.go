@@ -242,6 +242,9 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	if err != nil {
 		return err
 	}
+	if n := len(req.GetParams().GetData().GetPayload()); n > MaxJoinTokenLength {
+		return status.Errorf(codes.InvalidArgument, "failed to attest: join token is %d bytes, longer than the limit of %d", n, MaxJoinTokenLength)
+	}
 	params := req.GetParams()
 	if params == nil {
 		return status.Error(codes.InvalidArgument, "malformed param: the first message must carry params")
@@ -352,23 +355,20 @@ func (s *Service) CreateJoinToken(ctx context.Context, req *agentv1.CreateJoinTo
 	if req.Ttl == 0 {
 		return nil, status.Error(codes.InvalidArgument, "ttl is required, you must provide one")
 	}
+	if err := checkJoinTokenRequest(req.Ttl, req.Token); err != nil {
+		return nil, err
+	}
 	var alias spiffeid.ID
 	if req.AgentId != nil {
-		id, err := apiutil.IDFromProto("agent ID", s.cfg.TrustDomain, req.AgentId)
+		id, err := aliasID(s.cfg.TrustDomain, req.AgentId)
 		if err != nil {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
-		if id.Path() == "" {
-			return nil, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q has no path", id)
+			return nil, err
 		}
 		alias = id
 	}
 	token := req.Token
 	if token == "" {
 		token = uuid.NewString()
-	}
-	if len(token) > 256 {
-		return nil, status.Error(codes.InvalidArgument, "invalid token: longer than 256 characters")
 	}
 	agentID, err := JoinTokenAgentID(s.cfg.TrustDomain, token)
 	if err != nil {

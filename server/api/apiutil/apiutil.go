@@ -11,6 +11,7 @@ import (
 
 	"context"
 	"github.com/signet-id/signet/server/caller"
+	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
@@ -22,6 +23,9 @@ import (
 func IDFromProto(what string, td spiffeid.TrustDomain, p *types.SPIFFEID) (spiffeid.ID, error) {
 	if p == nil {
 		return spiffeid.ID{}, fmt.Errorf("invalid %s: request must specify a SPIFFE ID", what)
+	}
+	if err := store.CheckIDLength(what, p); err != nil {
+		return spiffeid.ID{}, fmt.Errorf("invalid %w", err)
 	}
 	td2, err := spiffeid.TrustDomainFromString(p.TrustDomain)
 	if err != nil {

@@ -13,7 +13,9 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/server/caller"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -58,6 +60,9 @@ type Config struct {
 	SyncPageSize int
 	// MaxBatch bounds batch requests (DefaultMaxBatch if zero).
 	MaxBatch int
+	// MaxTTL bounds entries' SVID lifetimes: the CA lifetime, since no
+	// SVID outlives its CA (ca.DefaultCATTL if zero).
+	MaxTTL time.Duration
 }
 
 // Service implements entryv1.EntryServer.
@@ -69,6 +74,7 @@ type Service struct {
 	log      *slog.Logger
 	pageSize int
 	maxBatch int
+	maxTTL   time.Duration
 }
 
 var _ entryv1.EntryServer = (*Service)(nil)
@@ -81,6 +87,7 @@ func New(cfg Config) *Service {
 		log:      cfg.Logger,
 		pageSize: cfg.SyncPageSize,
 		maxBatch: cfg.MaxBatch,
+		maxTTL:   cfg.MaxTTL,
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -90,6 +97,9 @@ func New(cfg Config) *Service {
 	}
 	if s.maxBatch <= 0 {
 		s.maxBatch = DefaultMaxBatch
+	}
+	if s.maxTTL <= 0 {
+		s.maxTTL = ca.DefaultCATTL
 	}
 	return s
 }

@@ -103,6 +103,9 @@ func (s *Service) validateEntry(e *types.Entry, mask *types.EntryMask, create bo
 		return errors.New("missing entry")
 	}
 	all := mask == nil
+	if err := s.checkLimits(e, mask); err != nil {
+		return err
+	}
 	if create && e.Id != "" {
 		if len(e.Id) > maxEntryIDLength {
 			return fmt.Errorf("invalid id: longer than %d characters", maxEntryIDLength)

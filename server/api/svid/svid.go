@@ -210,6 +210,12 @@ func (s *Service) MintX509SVID(ctx context.Context, req *svidv1.MintX509SVIDRequ
 	if id.Path() == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "CSR SPIFFE ID %q has no path", id)
 	}
+	if err := checkMintID(id); err != nil {
+		return nil, err
+	}
+	if len(csr.DNSNames) > store.MaxDNSNamesPerEntry {
+		return nil, status.Errorf(codes.InvalidArgument, "CSR has %d DNS names, at most %d", len(csr.DNSNames), store.MaxDNSNamesPerEntry)
+	}
 	for _, dns := range csr.DNSNames {
 		if err := apiutil.CheckDNSName(dns); err != nil {
 			return nil, status.Errorf(codes.InvalidArgument, "CSR DNS name %q: %v", dns, err)
@@ -232,6 +238,9 @@ func (s *Service) MintJWTSVID(ctx context.Context, req *svidv1.MintJWTSVIDReques
 	}
 	if id.Path() == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid SPIFFE ID: %q has no path", id)
+	}
+	if err := checkMintID(id); err != nil {
+		return nil, err
 	}
 	if err := checkAudience(req.Audience); err != nil {
 		return nil, err
@@ -263,9 +272,15 @@ func checkAudience(aud []string) error {
 	if len(aud) == 0 {
 		return status.Error(codes.InvalidArgument, "at least one audience is required")
 	}
+	if len(aud) > MaxAudiences {
+		return status.Errorf(codes.InvalidArgument, "too many audiences: %d, at most %d per JWT-SVID", len(aud), MaxAudiences)
+	}
 	for _, a := range aud {
 		if a == "" {
 			return status.Error(codes.InvalidArgument, "audience must not contain empty values")
+		}
+		if len(a) > MaxAudienceLength {
+			return status.Errorf(codes.InvalidArgument, "audience of %d bytes, at most %d", len(a), MaxAudienceLength)
 		}
 	}
 	return nil

@@ -1,0 +1,75 @@
+package agent
+
+import (
+	"context"
+	"time"
+
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+)
+
+// renewRetry is how long the session waits before asking again for SVIDs
+// the server refused to renew.
+const renewRetry = 5 * time.Second
+
+// renewDue renews the held workload SVIDs past their renewal time or
+// named by a RENEW_NOW, and nothing else: no bundle or entry read, no check
+// of the other SVIDs. One short-lived entry therefore costs one small
+// BatchNewX509SVID per renewal, not a sync of every entry. refused reports
+// SVIDs the server did not renew.
+func (a *Agent) renewDue(ctx context.Context, c *clients) (refused bool, err error) {
+	now := a.cfg.Now()
+	a.mu.Lock()
+	var due []*types.Entry
+	for _, e := range a.entries {
+		if s := a.svids[e.Id]; s != nil && (a.force[e.Id] || !now.Before(a.renewalTime(s.Chain[0]))) {
+			due = append(due, e)
+			delete(a.force, e.Id)
+		}
+	}
+	a.mu.Unlock()
+	if len(due) == 0 {
+		return false, nil
+	}
+	issued, err := a.obtain(ctx, c, due)
+	if err != nil {
+		return false, err
+	}
+	a.m.renewOnly.Inc()
+	a.log.Debug("renewed due SVIDs", "due", len(due), "renewed", issued)
+	return issued < len(due), nil
+}
+
+// obtain requests SVIDs for due in batches, each with its own deadline,
+// and serves them as they arrive (at most once a second to the cache, so a
+// sync of many thousands stays cheap); the disk copy is written at the end.
+func (a *Agent) obtain(ctx context.Context, c *clients, due []*types.Entry) (int, error) {
+	issued := 0
+	lastPublish := time.Now()
+	for start := 0; start < len(due); start += maxBatch {
+		chunk := due[start:min(start+maxBatch, len(due))]
+		got, err := a.newSVIDBatch(ctx, c, chunk)
+		if err != nil {
+			if issued > 0 {
+				a.publish(true)
+			}
+			return issued, err
+		}
+		a.mu.Lock()
+		for _, e := range chunk {
+			if s, ok := got[e.Id]; ok {
+				a.svids[e.Id] = s
+				a.svidRev[e.Id] = e.RevisionNumber
+			}
+		}
+		a.mu.Unlock()
+		issued += len(got)
+		if time.Since(lastPublish) > time.Second {
+			a.publish(false)
+			lastPublish = time.Now()
+		}
+	}
+	if len(due) > 0 {
+		a.publish(true)
+	}
+	return issued, nil
+}
