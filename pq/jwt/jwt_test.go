@@ -169,7 +169,10 @@ func TestVerifyProfiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok, err := jwt.Verify(tt.token, f.keys, f.opts(tt.requirePQ))
+			opts := f.opts(tt.requirePQ)
+			// The key set publishes ML-DSA keys: a classic token needs the opt-out.
+			opts.AllowClassical = !tt.pq
+			tok, err := jwt.Verify(tt.token, f.keys, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -268,6 +271,8 @@ func TestVerifyRejects(t *testing.T) {
 		{"pure signed by another key", pureWrongKey, false, f.now, jwt.ErrPQSignature},
 		{"pure header alg mismatch", pureAlgMismatch, false, f.now, jwt.ErrPQSignature},
 		{"classic, require pq", resign(t, f, hdr, stripped), true, f.now, jwt.ErrPQRequired},
+		{"claim stripped, PQ key set (downgrade)", resign(t, f, hdr, stripped), false, f.now, jwt.ErrDowngrade},
+		{"unknown ML-DSA key, PQ key set (downgrade)", resign(t, f, hdr, unknownPQ), false, f.now, jwt.ErrDowngrade},
 		{"not a JWT", "a.b", false, f.now, jwt.ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -280,9 +285,13 @@ func TestVerifyRejects(t *testing.T) {
 			}
 		})
 	}
-	// Unknown ML-DSA key without the policy: classical verification stands.
-	if tok, err := jwt.Verify(resign(t, f, hdr, unknownPQ), f.keys, f.opts(false)); err != nil || tok.PQVerified {
-		t.Fatalf("unknown ML-DSA key without policy: %v", err)
+	// With the explicit opt-out, classical verification stands.
+	allow := f.opts(false)
+	allow.AllowClassical = true
+	for name, tok := range map[string]string{"unknown ML-DSA key": resign(t, f, hdr, unknownPQ), "claim stripped": resign(t, f, hdr, stripped)} {
+		if tok, err := jwt.Verify(tok, f.keys, allow); err != nil || tok.PQVerified {
+			t.Fatalf("%s with AllowClassical: %v", name, err)
+		}
 	}
 	// Audience.
 	opts := f.opts(false)
