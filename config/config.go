@@ -86,6 +86,7 @@ type Agent struct {
 	DataDir           string   `hcl:"data_dir,optional"`
 	SocketPath        string   `hcl:"socket_path,optional"`
 	JoinToken         string   `hcl:"join_token,optional"`
+	JoinTokenFile     string   `hcl:"join_token_file,optional"`
 	TrustBundlePath   string   `hcl:"trust_bundle_path,optional"`
 	InsecureBootstrap bool     `hcl:"insecure_bootstrap,optional"`
 	LogLevel          string   `hcl:"log_level,optional"`
