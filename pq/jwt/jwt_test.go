@@ -372,9 +372,13 @@ func FuzzParse(f *testing.F) {
 	fx := newFixture(f)
 	h, _ := jwt.SignHybrid(fx.claims, fx.ec, fx.ecKID, fx.pq, fx.pqKID)
 	p, _ := jwt.SignPQ(fx.claims, fx.pq, fx.pqKID)
+	c, _ := jwt.SignClassic(fx.claims, fx.ec, fx.ecKID)
 	f.Add(h)
 	f.Add(p)
+	f.Add(c) // small seeds too, so that mutations are cheap
 	f.Add("e30.e30.")
+	f.Add(b64.EncodeToString([]byte(`{"alg":"ES256","kid":"ec-1"}`)) + "." + b64.EncodeToString([]byte(`{"sub":"spiffe://example.org/w","aud":"db","exp":1e10,"signet_mldsa":{"alg":"ML-DSA-44","kid":"k","sig":"AAAA"}}`)) + ".AAAA")
+	f.Add(b64.EncodeToString([]byte(`{"alg":"ML-DSA-44","kid":"k","typ":"JWT"}`)) + "." + b64.EncodeToString([]byte(`{"sub":"s","aud":["a"],"exp":1,"nbf":0.5}`)) + ".")
 	f.Fuzz(func(t *testing.T, token string) {
 		tok, err := jwt.Parse(token)
 		if err != nil {
@@ -385,6 +389,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if _, err := jwt.Verify(token, fx.keys, fx.opts(true)); err == nil && token != h && token != p {
 			t.Fatalf("Verify accepted a fuzzed token: %q", token)
+		}
+		if _, err := jwt.Verify(token, fx.keys, fx.opts(false)); err == nil && token != h && token != p {
+			t.Fatalf("Verify (default policy) accepted a fuzzed token: %q", token)
 		}
 	})
 }
@@ -404,6 +411,26 @@ func FuzzParseJWK(f *testing.F) {
 		}
 		if pub2, _, err := jwt.ParseJWK(again); err != nil || !pub2.Equal(pub) {
 			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
+// FuzzParseJWKSet fuzzes the ML-DSA JWK sets read from bundles.
+func FuzzParseJWKSet(f *testing.F) {
+	fx := newFixture(f)
+	raw, _ := jwt.MarshalJWK(fx.pq.PublicKey(), "k", "jwt-svid")
+	f.Add([]byte(`{"keys":[` + string(raw) + `]}`))
+	f.Add([]byte(`{"keys":[{"kty":"AKP","alg":"ML-DSA-44","kid":"a","pub":"AAAA"},{"kty":"EC"}]}`))
+	f.Add([]byte(`{"keys":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := jwt.ParseJWKSet(data)
+		if err != nil {
+			return
+		}
+		for kid, k := range keys {
+			if k == nil || kid == "" {
+				t.Fatalf("key %q: %v", kid, k)
+			}
 		}
 	})
 }

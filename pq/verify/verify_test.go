@@ -252,3 +252,43 @@ func TestSVIDShape(t *testing.T) {
 		}
 	}
 }
+
+// FuzzVerifyX509 fuzzes the leaf `signet verify x509` reads, under each
+// policy, against hybrid, pure and classic roots: only the genuine leaves
+// may verify.
+func FuzzVerifyX509(f *testing.F) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	h, err := pqtest.Hybrid(now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, err := pqtest.Pure(now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cl, err := pqtest.Classic(now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	roots := []*x509.Certificate{h.Root.Cert, p.Root.Cert, cl.Root.Cert}
+	genuine := map[string]bool{string(h.Leaf.Cert.Raw): true, string(p.Leaf.Cert.Raw): true, string(cl.Leaf.Cert.Raw): true}
+	f.Add(cl.Leaf.Cert.Raw, uint8(0))
+	f.Add(h.Leaf.Cert.Raw, uint8(1))
+	f.Add(p.Leaf.Cert.Raw, uint8(2))
+	f.Add(h.Root.Cert.Raw, uint8(1))
+	f.Fuzz(func(t *testing.T, der []byte, sel uint8) {
+		leaf, err := x509.ParseCertificate(der)
+		if err != nil {
+			return
+		}
+		inter := []*x509.Certificate{cl.Intermediate.Cert, h.Intermediate.Cert, p.Intermediate.Cert}[int(sel)%3]
+		chain := []*x509.Certificate{leaf, inter}
+		_, _ = verify.CheckSVIDShape(chain)
+		for _, o := range []verify.Options{{Now: clock}, {RequirePQ: true, Now: clock}, {AllowClassical: true, Now: clock}} {
+			if _, err := verify.VerifyX509(chain, roots, o); err == nil && !genuine[string(der)] {
+				t.Fatalf("a fuzzed leaf verified under %+v", o)
+			}
+		}
+	})
+}
