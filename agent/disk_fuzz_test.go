@@ -12,7 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
-	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/encoding/protojson"
 )
 
 // FuzzLoadCache fuzzes the agent's on-disk cache and agent-SVID files
@@ -49,9 +49,11 @@ func FuzzLoadCache(f *testing.F) {
 		f.Add(data)
 	}
 	f.Add([]byte(`{"version":1,"bundle":{"keys":[]},"federated":{"x":{}},"entries":[{}],"svids":{"a":{}}}`))
+	// One directory for every input: calls run one at a time per worker
+	// process, and a fresh t.TempDir per input costs more than the parse.
+	dir := f.TempDir()
+	d = &diskState{dir: dir}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
-		d := &diskState{dir: dir}
 		for _, name := range []string{cacheFile, agentSVIDFile} {
 			if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 				t.Fatal(err)
@@ -62,11 +64,16 @@ func FuzzLoadCache(f *testing.F) {
 		if err != nil || p == nil {
 			return
 		}
+		// What was accepted must encode again (as saveCache would).
 		for _, e := range p.Entries {
-			_ = proto.Size(e)
+			if _, err := protojson.Marshal(e); err != nil {
+				t.Fatalf("accepted entry does not encode: %v", err)
+			}
 		}
-		if err := d.saveCache(*p); err != nil {
-			t.Fatalf("accepted cache does not save again: %v", err)
+		for id, s := range p.SVIDs {
+			if _, err := encodeSVID(s); err != nil {
+				t.Fatalf("accepted SVID %q does not encode: %v", id, err)
+			}
 		}
 	})
 }

@@ -26,6 +26,7 @@ func FuzzBundleFromData(f *testing.F) {
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n"), true)
 	f.Add([]byte(`{"signet_mldsa_keys":[]}`), false)
 	td := spiffeid.RequireTrustDomainFromString("other.org")
+	p := filepath.Join(f.TempDir(), "b") // one file for every input (calls run one at a time per worker)
 	f.Fuzz(func(t *testing.T, data []byte, asPEM bool) {
 		format := formatSPIFFE
 		if asPEM {
@@ -36,7 +37,6 @@ func FuzzBundleFromData(f *testing.F) {
 				t.Fatalf("CLI accepted a bundle the API refuses: %v", err)
 			}
 		}
-		p := filepath.Join(t.TempDir(), "b")
 		if err := os.WriteFile(p, data, 0o600); err != nil {
 			t.Fatal(err)
 		}

@@ -19,11 +19,12 @@ func FuzzReadStartTime(f *testing.F) {
 	f.Add([]byte("1 (x) " + strings.Repeat("0 ", 19) + "7"))
 	f.Add([]byte("1 ()"))
 	f.Add([]byte(")"))
+	// One directory for every input (calls run one at a time per worker).
+	root := f.TempDir()
+	if err := os.Mkdir(filepath.Join(root, "42"), 0o700); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, stat []byte) {
-		root := t.TempDir()
-		if err := os.Mkdir(filepath.Join(root, "42"), 0o700); err != nil {
-			t.Fatal(err)
-		}
 		if err := os.WriteFile(filepath.Join(root, "42", "stat"), stat, 0o600); err != nil {
 			t.Fatal(err)
 		}

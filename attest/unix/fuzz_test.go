@@ -15,8 +15,8 @@ func FuzzProcParsers(f *testing.F) {
 	f.Add([]byte("Name:\tsh\nUid:\t0\t0\t0\t0\nGid:\t5\t6\t7\t8\nGroups:\t1 2 x 3\n"), []byte("1 (a) b) S "+strings.Repeat("1 ", 18)+"99 1\n"))
 	f.Add([]byte("Uid: 1\nGid:\n"), []byte("1 (x)"))
 	f.Add([]byte("Uid:\t4294967296\t1\nGid:\t-1 2\n"), []byte(")"))
+	dir := f.TempDir() // one directory for every input (calls run one at a time per worker)
 	f.Fuzz(func(t *testing.T, status, stat []byte) {
-		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, "status"), status, 0o600); err != nil {
 			t.Fatal(err)
 		}
