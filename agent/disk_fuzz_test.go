@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/agent/cache"
+	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/signet-id/signet/pq/pqtest"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -20,15 +21,18 @@ import (
 // start-up: no input may panic, and an accepted cache must save again.
 func FuzzLoadCache(f *testing.F) {
 	td := spiffeid.RequireTrustDomainFromString("example.org")
-	h, err := pqtest.Hybrid(time.Now())
+	// Classic certificates keep the seeds small (hybrid ones are kilobytes
+	// and slow every mutation); the ML-DSA key is a short PKCS#8 seed.
+	h, err := pqtest.Classic(time.Now())
 	if err != nil {
 		f.Fatal(err)
 	}
+	alt := pqtest.NewMLDSAKey(mldsa.MLDSA44)
 	b := spiffebundle.New(td)
 	b.AddX509Authority(h.Root.Cert)
 	fed := spiffebundle.New(spiffeid.RequireTrustDomainFromString("other.org"))
 	fed.AddX509Authority(h.Root.Cert)
-	svid := &cache.X509SVID{Chain: []*x509.Certificate{h.Leaf.Cert}, Key: h.Leaf.Key, AltKey: h.Leaf.AltKey}
+	svid := &cache.X509SVID{Chain: []*x509.Certificate{h.Leaf.Cert}, Key: h.Leaf.Key, AltKey: alt}
 	seedDir := f.TempDir()
 	d := &diskState{dir: seedDir}
 	if err := d.saveCache(persisted{
