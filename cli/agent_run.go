@@ -27,6 +27,7 @@ type agentFlags struct {
 	trustDomain       string
 	serverAddresses   []string
 	joinToken         string
+	joinTokenFile     string
 	dataDir           string
 	socketPath        string
 	trustBundle       string
@@ -55,6 +56,7 @@ func newAgentRunCommand() *cobra.Command {
 			}
 			defer stop()
 			cfg.Logger, cfg.Registry = log, reg
+			warnJoinTokenFlag(log, &f)
 			a, err := agent.New(cfg)
 			if err != nil {
 				return err
@@ -66,7 +68,8 @@ func newAgentRunCommand() *cobra.Command {
 	fl.StringVar(&f.configPath, "config", "", "HCL configuration file (flags override it)")
 	fl.StringVar(&f.trustDomain, "trust-domain", "", "trust domain, e.g. example.org")
 	fl.StringSliceVar(&f.serverAddresses, "server-address", nil, "server host:port; repeat for failover (default 127.0.0.1:8081)")
-	fl.StringVar(&f.joinToken, "join-token", "", "join token for the first attestation (from `signet token generate`)")
+	fl.StringVar(&f.joinToken, "join-token", "", "join token for the first attestation (from `signet token generate`); visible in ps, prefer --join-token-file or $"+JoinTokenEnv)
+	fl.StringVar(&f.joinTokenFile, "join-token-file", "", "file holding the join token for the first attestation (also $"+JoinTokenEnv+")")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory for the agent SVID and cached SVIDs (default "+defaults().AgentDataDir+")")
 	fl.StringVar(&f.socketPath, "socket-path", "", "Workload API Unix socket (default "+defaults().WorkloadSocket+")")
 	fl.StringVar(&f.trustBundle, "trust-bundle", "", "PEM file with the server's trust bundle, to verify it on first contact (`signet bundle show > bundle.pem`)")
@@ -117,7 +120,9 @@ func (f *agentFlags) build() (agent.Config, logSettings, error) {
 			return cfg, logSettings{}, usageError{fmt.Errorf("invalid server address %q: want host:port", a)}
 		}
 	}
-	cfg.JoinToken = pick(f.joinToken, file.JoinToken)
+	if cfg.JoinToken, err = f.resolveJoinToken(file); err != nil {
+		return cfg, logSettings{}, err
+	}
 	cfg.DataDir = pick(f.dataDir, file.DataDir, defaults().AgentDataDir)
 	cfg.SocketPath = pick(f.socketPath, file.SocketPath, defaults().WorkloadSocket)
 	cfg.InsecureBootstrap = f.insecureBootstrap || file.InsecureBootstrap

@@ -16,7 +16,6 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
 func newVerifyCommand() *cobra.Command {
@@ -29,15 +28,25 @@ func newVerifyCommand() *cobra.Command {
 }
 
 type verifyFlags struct {
-	bundle      string
-	trustDomain string
-	requirePQ   bool
+	bundle         string
+	trustDomain    string
+	requirePQ      bool
+	allowClassical bool
 }
 
 func (f *verifyFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.bundle, "bundle", "", "trust bundle: SPIFFE bundle JSON (with signet_mldsa_keys) or PEM certificates (required)")
 	cmd.Flags().StringVar(&f.trustDomain, "trust-domain", "", "trust domain of a JSON bundle (default: taken from the SVID)")
-	cmd.Flags().BoolVar(&f.requirePQ, "require-pq", false, "fail unless every signature is also post-quantum (ML-DSA)")
+	cmd.Flags().BoolVar(&f.requirePQ, "require-pq", false, "fail unless every signature is also post-quantum (ML-DSA), whatever the bundle")
+	cmd.Flags().BoolVar(&f.allowClassical, "allow-classical", false, "accept SVIDs without ML-DSA signatures even when the bundle is hybrid or pq (off: such SVIDs are refused as a downgrade)")
+}
+
+// check refuses contradictory policy flags.
+func (f *verifyFlags) check() error {
+	if f.requirePQ && f.allowClassical {
+		return usageError{errors.New("--require-pq and --allow-classical contradict each other; pass one")}
+	}
+	return nil
 }
 
 // loadBundle reads a PEM or SPIFFE JSON bundle for td.
@@ -74,6 +83,9 @@ func newVerifyX509Command() *cobra.Command {
 		Short: "Verify an X.509-SVID chain (leaf first) and its ML-DSA signatures",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
 			chain, err := readPEMCerts(args[0])
 			if err != nil {
 				return usageError{err}
@@ -86,26 +98,16 @@ func newVerifyX509Command() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := verify.VerifyX509(chain, b.X509Authorities(), verify.Options{RequirePQ: f.requirePQ})
+			res, err := verify.VerifyX509(chain, b.X509Authorities(), verify.Options{RequirePQ: f.requirePQ, AllowClassical: f.allowClassical})
 			if err != nil {
 				return fmt.Errorf("X.509-SVID rejected: %w", err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "OK %s profile=%s pq_verified=%v chain=%d\n", idOf(chain[0]), res.Profile, res.PQVerified, len(res.Chain))
+			fmt.Fprintf(cmd.OutOrStdout(), "OK %s profile=%s pq_verified=%v chain=%d\n", res.ID, res.Profile, res.PQVerified, len(res.Chain))
 			return nil
 		},
 	}
 	f.register(cmd)
 	return cmd
-}
-
-func idOf(c *x509.Certificate) string {
-	if id, err := x509svid.IDFromCert(c); err == nil {
-		return id.String()
-	}
-	if len(c.URIs) == 1 {
-		return c.URIs[0].String()
-	}
-	return "(no SPIFFE ID)"
 }
 
 func chainTrustDomain(chain []*x509.Certificate, flag string) (spiffeid.TrustDomain, error) {
@@ -144,6 +146,9 @@ func newVerifyJWTCommand() *cobra.Command {
 				}
 				tok = string(data)
 			}
+			if err := f.check(); err != nil {
+				return err
+			}
 			tok = strings.TrimSpace(tok)
 			if tok == "" {
 				return usageError{errors.New("no token given: pass it as the argument or on stdin")}
@@ -163,7 +168,7 @@ func newVerifyJWTCommand() *cobra.Command {
 			for kid, k := range b.JWTAuthorities() {
 				ks.Classic[kid] = k
 			}
-			t, err := pqjwt.Verify(tok, ks, pqjwt.VerifyOptions{RequirePQ: f.requirePQ, Audience: audience})
+			t, err := pqjwt.Verify(tok, ks, pqjwt.VerifyOptions{RequirePQ: f.requirePQ, AllowClassical: f.allowClassical, Audience: audience})
 			if err != nil {
 				return fmt.Errorf("JWT-SVID rejected: %w", err)
 			}

@@ -7,6 +7,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
-// MaxFileSize bounds configuration files.
+// MaxFileSize bounds configuration files (1 MiB); see also MaxNesting.
 const MaxFileSize = 1 << 20
 
 // ServerFile is a server configuration file.
@@ -86,6 +87,7 @@ type Agent struct {
 	DataDir           string   `hcl:"data_dir,optional"`
 	SocketPath        string   `hcl:"socket_path,optional"`
 	JoinToken         string   `hcl:"join_token,optional"`
+	JoinTokenFile     string   `hcl:"join_token_file,optional"`
 	TrustBundlePath   string   `hcl:"trust_bundle_path,optional"`
 	InsecureBootstrap bool     `hcl:"insecure_bootstrap,optional"`
 	LogLevel          string   `hcl:"log_level,optional"`
@@ -139,7 +141,10 @@ func LoadAgent(path string) (*AgentFile, error) {
 // Parse decodes HCL source into v (a *ServerFile or *AgentFile).
 func Parse(filename string, src []byte, v any) error {
 	if len(src) > MaxFileSize {
-		return fmt.Errorf("config: %s is larger than %d bytes", filename, MaxFileSize)
+		return fmt.Errorf("config: %s is larger than %d bytes (config.MaxFileSize)", filename, MaxFileSize)
+	}
+	if err := checkNesting(filename, src); err != nil {
+		return err
 	}
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
@@ -165,14 +170,14 @@ func Parse(filename string, src []byte, v any) error {
 }
 
 func load(path string, v any) error {
-	fi, err := os.Stat(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	if fi.Size() > MaxFileSize {
-		return fmt.Errorf("config: %s is larger than %d bytes", path, MaxFileSize)
-	}
-	src, err := os.ReadFile(path)
+	defer f.Close()
+	// Read at most one byte more than allowed: a file that grows after a
+	// stat, or a FIFO, cannot make us read more.
+	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

@@ -81,6 +81,11 @@ func TestLoadAgent(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(`server { trust_domain = "example.org" }`))
 	f.Add([]byte(`agent { server_port = 1 }`))
+	// The review's deep.hcl, scaled down: past MaxNesting is enough.
+	f.Add([]byte("server {\n  admin_ids = " + strings.Repeat("[", 70) + strings.Repeat("]", 70) + "\n}\n"))
+	f.Add([]byte("server {\n  trust_domain = " + strings.Repeat("(", 63) + "1" + strings.Repeat(")", 63) + "\n}\n"))
+	f.Add([]byte(`server { trust_domain = "${"${"a"}"}-$${x}" }` + "\n" + `agent { x = !!-1 }`))
+	f.Add([]byte("agent {\n  trust_domain = <<-EOT\n  [[{(\n  EOT\n}\n# ]]\n/* ) */\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		var s config.ServerFile
 		_ = config.Parse("fuzz.hcl", src, &s)

@@ -138,13 +138,3 @@ func TestParseCSR(t *testing.T) {
 		}
 	}
 }
-
-func FuzzParseCSR(f *testing.F) {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	der, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
-	f.Add(der)
-	f.Add([]byte{0x30, 0x00})
-	f.Fuzz(func(t *testing.T, in []byte) {
-		_, _ = issuer.ParseCSR(in)
-	})
-}

@@ -23,3 +23,6 @@ go test -count=1 -timeout 30m ./...
 
 echo "--- go test (Go 1.27: crypto/x509 ML-DSA)"
 GOTOOLCHAIN=go1.27.3 go test -count=1 -timeout 10m ./pq/... ./conformance/openssl/...
+
+echo "--- fuzz: every target briefly (scripts/fuzz.sh 5m for a real campaign)"
+FUZZ_PARALLEL=2 ./scripts/fuzz.sh 3s

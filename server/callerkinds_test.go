@@ -70,7 +70,9 @@ func TestCallerKindFromTLSPeer(t *testing.T) {
 		admin, asAnAgent   codes.Code
 		adminMsg, agentMsg string
 	}{
-		{"no certificate", nil, codes.PermissionDenied, codes.PermissionDenied, "caller is unauthenticated", "caller is unauthenticated"},
+		// Without a client certificate the listener's limiter refuses certificate-only
+		// methods before the access policy runs (server/limits).
+		{"no certificate", nil, codes.PermissionDenied, codes.PermissionDenied, "needs an agent or admin client certificate", "needs an agent or admin client certificate"},
 		{"agent SVID", agentCert, codes.PermissionDenied, codes.OK, "caller is agent", ""},
 		{"workload SVID", s.mint(t, workloadID), codes.PermissionDenied, codes.PermissionDenied, "caller is unauthenticated", "caller is unauthenticated"},
 		{"admin entry SVID", s.mint(t, adminID), codes.OK, codes.PermissionDenied, "", "caller is admin"},

@@ -277,8 +277,14 @@ func FuzzParse(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	cl, err := pqtest.Classic(time.Now())
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Add(c.Leaf.Cert.Raw)
 	f.Add(c.Root.Cert.Raw)
+	f.Add(cl.Leaf.Cert.Raw) // small seeds, so that mutations are cheap
+	f.Add([]byte{0x30, 0x03, 0x30, 0x01, 0x00})
 	f.Fuzz(func(t *testing.T, der []byte) {
 		a, err := altsig.Parse(der)
 		if err != nil {

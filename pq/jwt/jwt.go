@@ -63,12 +63,16 @@ func (p Profile) String() string {
 
 // Errors; callers branch on them with errors.Is.
 var (
-	ErrMalformed         = errors.New("jwt: malformed token")
-	ErrUnsupportedAlg    = errors.New("jwt: unsupported algorithm")
-	ErrUnknownKey        = errors.New("jwt: unknown key id")
-	ErrClassicSignature  = errors.New("jwt: classical signature is invalid")
-	ErrPQSignature       = errors.New("jwt: ML-DSA signature is invalid")
-	ErrPQRequired        = errors.New("jwt: policy requires an ML-DSA signature")
+	ErrMalformed        = errors.New("jwt: malformed token")
+	ErrUnsupportedAlg   = errors.New("jwt: unsupported algorithm")
+	ErrUnknownKey       = errors.New("jwt: unknown key id")
+	ErrClassicSignature = errors.New("jwt: classical signature is invalid")
+	ErrPQSignature      = errors.New("jwt: ML-DSA signature is invalid")
+	ErrPQRequired       = errors.New("jwt: policy requires an ML-DSA signature")
+	// ErrDowngrade: the key set publishes ML-DSA keys (hybrid or pq trust
+	// domain) but the token has no valid ML-DSA signature, e.g. the
+	// signet_mldsa claim was stripped and the token re-signed classically.
+	ErrDowngrade         = errors.New("jwt: trust domain publishes ML-DSA keys but the token has no valid ML-DSA signature (downgrade); allow classical tokens explicitly to accept it")
 	ErrMissingClaim      = errors.New("jwt: required claim missing")
 	ErrExpired           = errors.New("jwt: token has expired")
 	ErrNotYetValid       = errors.New("jwt: token is not yet valid")

@@ -169,7 +169,10 @@ func TestVerifyProfiles(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok, err := jwt.Verify(tt.token, f.keys, f.opts(tt.requirePQ))
+			opts := f.opts(tt.requirePQ)
+			// The key set publishes ML-DSA keys: a classic token needs the opt-out.
+			opts.AllowClassical = !tt.pq
+			tok, err := jwt.Verify(tt.token, f.keys, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -268,6 +271,8 @@ func TestVerifyRejects(t *testing.T) {
 		{"pure signed by another key", pureWrongKey, false, f.now, jwt.ErrPQSignature},
 		{"pure header alg mismatch", pureAlgMismatch, false, f.now, jwt.ErrPQSignature},
 		{"classic, require pq", resign(t, f, hdr, stripped), true, f.now, jwt.ErrPQRequired},
+		{"claim stripped, PQ key set (downgrade)", resign(t, f, hdr, stripped), false, f.now, jwt.ErrDowngrade},
+		{"unknown ML-DSA key, PQ key set (downgrade)", resign(t, f, hdr, unknownPQ), false, f.now, jwt.ErrDowngrade},
 		{"not a JWT", "a.b", false, f.now, jwt.ErrMalformed},
 	}
 	for _, tt := range tests {
@@ -280,9 +285,13 @@ func TestVerifyRejects(t *testing.T) {
 			}
 		})
 	}
-	// Unknown ML-DSA key without the policy: classical verification stands.
-	if tok, err := jwt.Verify(resign(t, f, hdr, unknownPQ), f.keys, f.opts(false)); err != nil || tok.PQVerified {
-		t.Fatalf("unknown ML-DSA key without policy: %v", err)
+	// With the explicit opt-out, classical verification stands.
+	allow := f.opts(false)
+	allow.AllowClassical = true
+	for name, tok := range map[string]string{"unknown ML-DSA key": resign(t, f, hdr, unknownPQ), "claim stripped": resign(t, f, hdr, stripped)} {
+		if tok, err := jwt.Verify(tok, f.keys, allow); err != nil || tok.PQVerified {
+			t.Fatalf("%s with AllowClassical: %v", name, err)
+		}
 	}
 	// Audience.
 	opts := f.opts(false)
@@ -363,9 +372,13 @@ func FuzzParse(f *testing.F) {
 	fx := newFixture(f)
 	h, _ := jwt.SignHybrid(fx.claims, fx.ec, fx.ecKID, fx.pq, fx.pqKID)
 	p, _ := jwt.SignPQ(fx.claims, fx.pq, fx.pqKID)
+	c, _ := jwt.SignClassic(fx.claims, fx.ec, fx.ecKID)
 	f.Add(h)
 	f.Add(p)
+	f.Add(c) // small seeds too, so that mutations are cheap
 	f.Add("e30.e30.")
+	f.Add(b64.EncodeToString([]byte(`{"alg":"ES256","kid":"ec-1"}`)) + "." + b64.EncodeToString([]byte(`{"sub":"spiffe://example.org/w","aud":"db","exp":1e10,"signet_mldsa":{"alg":"ML-DSA-44","kid":"k","sig":"AAAA"}}`)) + ".AAAA")
+	f.Add(b64.EncodeToString([]byte(`{"alg":"ML-DSA-44","kid":"k","typ":"JWT"}`)) + "." + b64.EncodeToString([]byte(`{"sub":"s","aud":["a"],"exp":1,"nbf":0.5}`)) + ".")
 	f.Fuzz(func(t *testing.T, token string) {
 		tok, err := jwt.Parse(token)
 		if err != nil {
@@ -376,6 +389,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if _, err := jwt.Verify(token, fx.keys, fx.opts(true)); err == nil && token != h && token != p {
 			t.Fatalf("Verify accepted a fuzzed token: %q", token)
+		}
+		if _, err := jwt.Verify(token, fx.keys, fx.opts(false)); err == nil && token != h && token != p {
+			t.Fatalf("Verify (default policy) accepted a fuzzed token: %q", token)
 		}
 	})
 }
@@ -395,6 +411,26 @@ func FuzzParseJWK(f *testing.F) {
 		}
 		if pub2, _, err := jwt.ParseJWK(again); err != nil || !pub2.Equal(pub) {
 			t.Fatalf("round trip: %v", err)
+		}
+	})
+}
+
+// FuzzParseJWKSet fuzzes the ML-DSA JWK sets read from bundles.
+func FuzzParseJWKSet(f *testing.F) {
+	fx := newFixture(f)
+	raw, _ := jwt.MarshalJWK(fx.pq.PublicKey(), "k", "jwt-svid")
+	f.Add([]byte(`{"keys":[` + string(raw) + `]}`))
+	f.Add([]byte(`{"keys":[{"kty":"AKP","alg":"ML-DSA-44","kid":"a","pub":"AAAA"},{"kty":"EC"}]}`))
+	f.Add([]byte(`{"keys":null}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := jwt.ParseJWKSet(data)
+		if err != nil {
+			return
+		}
+		for kid, k := range keys {
+			if k == nil || kid == "" {
+				t.Fatalf("key %q: %v", kid, k)
+			}
 		}
 	})
 }

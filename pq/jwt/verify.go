@@ -27,6 +27,24 @@ type KeySet struct {
 
 var _ Keys = KeySet{}
 
+// PQPublisher is implemented by key sets that can tell whether their trust
+// domain publishes ML-DSA JWT keys (a hybrid or pq trust domain). Verify
+// then requires a valid ML-DSA signature unless
+// VerifyOptions.AllowClassical is set.
+type PQPublisher interface {
+	PublishesPQ() bool
+}
+
+// PublishesPQ implements PQPublisher: the set holds an ML-DSA key.
+func (s KeySet) PublishesPQ() bool {
+	for _, k := range s.PQ {
+		if k != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // ClassicKey implements Keys.
 func (s KeySet) ClassicKey(kid string) (crypto.PublicKey, bool) {
 	k, ok := s.Classic[kid]
@@ -44,6 +62,11 @@ type VerifyOptions struct {
 	// RequirePQ rejects tokens without a valid ML-DSA signature (classic
 	// tokens, and hybrid tokens whose ML-DSA key is unknown).
 	RequirePQ bool
+	// AllowClassical turns off the downgrade guard: by default, when keys
+	// publish ML-DSA keys (PQPublisher), a token without a valid ML-DSA
+	// signature fails with ErrDowngrade; with AllowClassical it verifies
+	// as a classic token (PQVerified false). Ignored when RequirePQ is set.
+	AllowClassical bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Audience, if not empty, must share at least one value with aud.
@@ -232,14 +255,21 @@ func (t *Token) parsePQClaim(c any) error {
 // hybrid token, or the JWS signature of a pq token), the RequirePQ policy,
 // exp/nbf and the audience.
 //
-// A hybrid token whose ML-DSA key ID is unknown to keys passes as classic
-// when RequirePQ is false (PQVerified false) and fails with ErrUnknownKey
-// when it is true; a hybrid token whose ML-DSA key is known must verify
-// either way.
+// When keys publish ML-DSA keys (PQPublisher) and neither RequirePQ nor
+// AllowClassical is set, a token without a valid ML-DSA signature (the
+// signet_mldsa claim stripped and the token re-signed classically, or an
+// unknown ML-DSA key ID) fails with ErrDowngrade. A hybrid token whose
+// ML-DSA key ID is unknown to keys passes as classic when classical tokens
+// are allowed (PQVerified false) and fails with ErrUnknownKey under
+// RequirePQ; a hybrid token whose ML-DSA key is known must verify either way.
 func Verify(token string, keys Keys, opts VerifyOptions) (*Token, error) {
 	t, err := Parse(token)
 	if err != nil {
 		return nil, err
+	}
+	guard := false
+	if p, ok := keys.(PQPublisher); ok && !opts.RequirePQ && !opts.AllowClassical {
+		guard = p.PublishesPQ()
 	}
 	switch t.Profile {
 	case Classic, Hybrid:
@@ -274,6 +304,9 @@ func Verify(token string, keys Keys, opts VerifyOptions) (*Token, error) {
 	}
 	if opts.RequirePQ && !t.PQVerified {
 		return nil, ErrPQRequired
+	}
+	if guard && !t.PQVerified {
+		return nil, fmt.Errorf("%w: %s token", ErrDowngrade, t.Profile)
 	}
 	now := time.Now
 	if opts.Now != nil {

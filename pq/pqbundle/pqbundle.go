@@ -98,10 +98,21 @@ func Parse(td spiffeid.TrustDomain, data []byte) (*Bundle, error) {
 		b = spiffebundle.New(td)
 	}
 	out := &Bundle{Bundle: b, MLDSAKeys: map[string]*mldsa.PublicKey{}}
+	if err := out.parseMember(doc); err != nil {
+		return nil, err
+	}
+	if out.Empty() && len(out.MLDSAKeys) == 0 {
+		return nil, fmt.Errorf("pqbundle: no authorities found (neither keys nor %s hold a key)", MemberName)
+	}
+	return out, nil
+}
+
+// parseMember adds the authorities and ML-DSA JWT keys of MemberName.
+func (out *Bundle) parseMember(doc map[string]json.RawMessage) error {
 	if raw, ok := doc[MemberName]; ok {
 		var all []jwk
 		if err := json.Unmarshal(raw, &all); err != nil {
-			return nil, fmt.Errorf("pqbundle: %s: %w", MemberName, err)
+			return fmt.Errorf("pqbundle: %s: %w", MemberName, err)
 		}
 		var jwtKeys []jwk
 		for i, k := range all {
@@ -110,34 +121,34 @@ func Parse(td spiffeid.TrustDomain, data []byte) (*Bundle, error) {
 				continue
 			}
 			if len(k.X5c) != 1 {
-				return nil, fmt.Errorf("pqbundle: %s: key %d: x509-svid key needs exactly one x5c certificate", MemberName, i)
+				return fmt.Errorf("pqbundle: %s: key %d: x509-svid key needs exactly one x5c certificate", MemberName, i)
 			}
 			der, err := base64.StdEncoding.DecodeString(k.X5c[0])
 			if err != nil {
-				return nil, fmt.Errorf("pqbundle: %s: key %d: %w", MemberName, i, err)
+				return fmt.Errorf("pqbundle: %s: key %d: %w", MemberName, i, err)
 			}
 			c, err := x509.ParseCertificate(der)
 			if err != nil {
-				return nil, fmt.Errorf("pqbundle: %s: key %d: %w", MemberName, i, err)
+				return fmt.Errorf("pqbundle: %s: key %d: %w", MemberName, i, err)
 			}
 			out.AddX509Authority(c)
 		}
 		jwtRaw, err := json.Marshal(jwtKeys)
 		if err != nil {
-			return nil, fmt.Errorf("pqbundle: %w", err)
+			return fmt.Errorf("pqbundle: %w", err)
 		}
 		if len(jwtKeys) == 0 {
-			return out, nil
+			return nil
 		}
 		set, err := json.Marshal(map[string]json.RawMessage{"keys": jwtRaw})
 		if err != nil {
-			return nil, fmt.Errorf("pqbundle: %w", err)
+			return fmt.Errorf("pqbundle: %w", err)
 		}
 		keys, err := pqjwt.ParseJWKSet(set)
 		if err != nil {
-			return nil, fmt.Errorf("pqbundle: %s: %w", MemberName, err)
+			return fmt.Errorf("pqbundle: %s: %w", MemberName, err)
 		}
 		out.MLDSAKeys = keys
 	}
-	return out, nil
+	return nil
 }

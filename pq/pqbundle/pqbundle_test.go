@@ -49,9 +49,45 @@ func TestRoundTripAndGoSpiffeCompat(t *testing.T) {
 	}
 }
 
+// FuzzParse fuzzes bundle JSON as `signet verify --bundle` reads it, with
+// small seeds of each shape (classic keys, ML-DSA JWT keys, pure x509-svid
+// authorities). An accepted bundle must marshal and parse again.
 func FuzzParse(f *testing.F) {
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	m, err := ca.New(ca.Config{TrustDomain: td, Profile: ca.ProfileClassic})
+	if err != nil {
+		f.Fatal(err)
+	}
+	classic, err := pqbundle.Marshal(m.Bundle(), nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(classic)
 	f.Add([]byte(`{"keys":[],"signet_mldsa_keys":[]}`))
+	f.Add([]byte(`{"keys":[{"kty":"EC","crv":"P-256","use":"jwt-svid","kid":"k","x":"AAAA","y":"AAAA"}],"spiffe_sequence":1}`))
+	f.Add([]byte(`{"signet_mldsa_keys":[{"kty":"AKP","alg":"ML-DSA-44","use":"x509-svid","x5c":["MAA="]}]}`))
+	f.Add([]byte(`{"keys":[],"signet_mldsa_keys":[{"kty":"AKP","alg":"ML-DSA-44","kid":"a","use":"jwt-svid","pub":"AAAA"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, _ = pqbundle.Parse(spiffeid.RequireTrustDomainFromString("example.org"), data)
+		b, err := pqbundle.Parse(td, data)
+		if err != nil {
+			return
+		}
+		again, err := pqbundle.Marshal(b.Bundle, b.MLDSAKeys)
+		if err != nil {
+			return // e.g. a bundle go-spiffe cannot marshal
+		}
+		if _, err := pqbundle.Parse(td, again); err != nil {
+			t.Fatalf("re-marshalled bundle does not parse: %v\n%s", err, again)
+		}
 	})
+}
+
+// TestParseEmpty: a document without any key is refused, as go-spiffe
+// refuses one (found by FuzzParse: it parsed, but did not round-trip).
+func TestParseEmpty(t *testing.T) {
+	for _, in := range []string{`{"keys":[],"signet_mldsa_keys":[]}`, `{"signet_mldsa_keys":null}`} {
+		if _, err := pqbundle.Parse(spiffeid.RequireTrustDomainFromString("example.org"), []byte(in)); err == nil {
+			t.Errorf("%s accepted", in)
+		}
+	}
 }

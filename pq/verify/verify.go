@@ -2,8 +2,10 @@
 // three credential profiles. For classic and hybrid chains it runs
 // crypto/x509's path validation and then checks every alternative (ML-DSA)
 // signature along the verified path with the issuer's alternative public
-// key; for pure ML-DSA chains it runs purecert's verifier. A RequirePQ policy
-// turns missing post-quantum protection into an error.
+// key; for pure ML-DSA chains it runs purecert's verifier. Every chain must
+// first have the X509-SVID shape (CheckSVIDShape). Where the roots are
+// post-quantum (hybrid or pure), missing post-quantum protection is a
+// downgrade error unless the caller allows classical chains explicitly.
 package verify
 
 import (
@@ -16,6 +18,7 @@ import (
 	"github.com/signet-id/signet/pq/altsig"
 	pqjwt "github.com/signet-id/signet/pq/jwt"
 	"github.com/signet-id/signet/pq/purecert"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 // Profile is the credential profile a verified chain turned out to have.
@@ -65,6 +68,12 @@ type Options struct {
 	// by its issuer's alternative key, and the leaf its own alternative key;
 	// a classic chain fails. Pure ML-DSA chains always satisfy it.
 	RequirePQ bool
+	// AllowClassical turns off the downgrade guard: by default, when the
+	// roots are post-quantum (RootsArePQ), a chain that is not PQ-protected
+	// end to end fails with ErrDowngrade; with AllowClassical it verifies
+	// as a classic (or partly hybrid) SVID with PQVerified false. Ignored
+	// when RequirePQ is set.
+	AllowClassical bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// KeyUsages are the acceptable leaf EKUs; empty means any.
@@ -73,6 +82,8 @@ type Options struct {
 
 // Result describes a verified chain.
 type Result struct {
+	// ID is the leaf's SPIFFE ID.
+	ID      spiffeid.ID
 	Profile Profile
 	// Chain is the verified path, leaf first, root last.
 	Chain []*x509.Certificate
@@ -84,13 +95,23 @@ type Result struct {
 // VerifyX509 verifies chain (leaf first, then intermediates as presented)
 // against roots, which may mix classical/hybrid roots and pure ML-DSA roots.
 //
-// Without RequirePQ a hybrid chain must still have no invalid alternative
-// signature: an alternative signature that is present and whose issuer has
-// an alternative key is always checked.
+// The chain must have the X509-SVID shape (CheckSVIDShape) before any
+// signature is checked. Post-quantum protection is required when
+// RequirePQ is set (ErrAltMissing), and also when the roots are
+// post-quantum and AllowClassical is not set (ErrDowngrade, which also
+// matches ErrAltMissing). Even when classical chains are allowed a hybrid
+// chain must have no invalid alternative signature: an alternative
+// signature that is present and whose issuer has an alternative key is
+// always checked.
 func VerifyX509(chain []*x509.Certificate, roots []*x509.Certificate, opts Options) (*Result, error) {
 	if len(chain) == 0 {
 		return nil, ErrEmptyChain
 	}
+	id, err := CheckSVIDShape(chain)
+	if err != nil {
+		return nil, err
+	}
+	guard := !opts.RequirePQ && !opts.AllowClassical && RootsArePQ(roots)
 	now := time.Now()
 	if opts.Now != nil {
 		now = opts.Now()
@@ -109,7 +130,7 @@ func VerifyX509(chain []*x509.Certificate, roots []*x509.Certificate, opts Optio
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrPureChain, err)
 		}
-		return &Result{Profile: PQ, Chain: path, PQVerified: true}, nil
+		return &Result{ID: id, Profile: PQ, Chain: path, PQVerified: true}, nil
 	}
 
 	pool := x509.NewCertPool()
@@ -132,9 +153,13 @@ func VerifyX509(chain []*x509.Certificate, roots []*x509.Certificate, opts Optio
 	// first one whose alternative signatures hold wins.
 	var firstErr error
 	for _, path := range paths {
-		res, err := checkAlt(path, opts.RequirePQ)
+		res, err := checkAlt(path, opts.RequirePQ || guard)
 		if err == nil {
+			res.ID = id
 			return res, nil
+		}
+		if guard && errors.Is(err, ErrAltMissing) {
+			err = fmt.Errorf("%w: %w", ErrDowngrade, err)
 		}
 		if firstErr == nil {
 			firstErr = err

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -115,27 +116,36 @@ func TestVerifyX509(t *testing.T) {
 	broken[len(broken)-3] ^= 1
 	brokenPure, _ := x509.ParseCertificate(broken)
 
+	classicRoots := []*x509.Certificate{cl.Root.Cert}
 	ok := []struct {
 		name      string
 		chain     []*x509.Certificate
+		roots     []*x509.Certificate
 		requirePQ bool
+		allow     bool // AllowClassical
 		profile   verify.Profile
 		pq        bool
 	}{
-		{"hybrid", h.Certs(), true, verify.Hybrid, true},
-		{"hybrid, no policy", h.Certs(), false, verify.Hybrid, true},
-		{"pure", p.Certs(), true, verify.PQ, true},
-		{"classic, no policy", cl.Certs(), false, verify.Classic, false},
-		{"stripped, no policy", []*x509.Certificate{stripped, h.Intermediate.Cert}, false, verify.Hybrid, false},
+		{"hybrid", h.Certs(), roots, true, false, verify.Hybrid, true},
+		{"hybrid, default policy", h.Certs(), roots, false, false, verify.Hybrid, true},
+		{"pure", p.Certs(), roots, true, false, verify.PQ, true},
+		{"pure, default policy", p.Certs(), roots, false, false, verify.PQ, true},
+		{"classic, classic roots", cl.Certs(), classicRoots, false, false, verify.Classic, false},
+		{"classic, PQ roots, allow classical", cl.Certs(), roots, false, true, verify.Classic, false},
+		{"stripped, allow classical", []*x509.Certificate{stripped, h.Intermediate.Cert}, roots, false, true, verify.Hybrid, false},
+		{"require pq wins over allow classical", h.Certs(), roots, true, true, verify.Hybrid, true},
 	}
 	for _, tt := range ok {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := verify.VerifyX509(tt.chain, roots, verify.Options{RequirePQ: tt.requirePQ, Now: clock})
+			res, err := verify.VerifyX509(tt.chain, tt.roots, verify.Options{RequirePQ: tt.requirePQ, AllowClassical: tt.allow, Now: clock})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if res.Profile != tt.profile || res.PQVerified != tt.pq || len(res.Chain) != 3 {
 				t.Fatalf("profile %v pq %v chain %d", res.Profile, res.PQVerified, len(res.Chain))
+			}
+			if res.ID.String() != pqtest.LeafID {
+				t.Fatalf("ID %v", res.ID)
 			}
 		})
 	}
@@ -149,6 +159,9 @@ func TestVerifyX509(t *testing.T) {
 		index     int // of the failing certificate, -1 if not a *CertError
 	}{
 		{"alt extensions stripped", []*x509.Certificate{stripped, h.Intermediate.Cert}, roots, true, []error{verify.ErrAltMissing}, 0},
+		{"alt extensions stripped, default policy (downgrade)", []*x509.Certificate{stripped, h.Intermediate.Cert}, roots, false, []error{verify.ErrDowngrade, verify.ErrAltMissing}, 0},
+		{"leaf without alt key, default policy (downgrade)", []*x509.Certificate{noKey, h.Intermediate.Cert}, roots, false, []error{verify.ErrDowngrade}, 0},
+		{"classic chain, PQ roots, default policy (downgrade)", cl.Certs(), roots, false, []error{verify.ErrDowngrade}, 0},
 		{"classic chain, require pq", cl.Certs(), roots, true, []error{verify.ErrAltMissing}, 0},
 		{"alt signature altered", []*x509.Certificate{altered, h.Intermediate.Cert}, roots, false, []error{verify.ErrAltSignature, altsig.ErrBadSignature}, 0},
 		{"re-signed with the ECDSA key only", []*x509.Certificate{resigned, h.Intermediate.Cert}, roots, false, []error{verify.ErrAltSignature, altsig.ErrBadSignature}, 0},
@@ -184,4 +197,98 @@ func TestVerifyX509(t *testing.T) {
 			t.Fatal("expired chain accepted")
 		}
 	}
+}
+
+// TestSVIDShape presents certificates that are not X509-SVIDs (the attack
+// of review finding 14: the bundle root passed as a workload SVID, also
+// under RequirePQ) and expects the typed shape error before any PQ check.
+func TestSVIDShape(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	h, err := pqtest.Hybrid(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := pqtest.Pure(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := pqtest.Classic(now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := []*x509.Certificate{h.Root.Cert, p.Root.Cert, cl.Root.Cert}
+	leaf := func(mutate func(*x509.Certificate)) *x509.Certificate {
+		return reissue(t, cl.Leaf.Cert, cl.Intermediate.Cert, cl.Intermediate.Key, dropAll, mutate)
+	}
+	uri := func(s string) *url.URL { u, _ := url.Parse(s); return u }
+	tests := []struct {
+		name  string
+		chain []*x509.Certificate
+		want  error
+		index int
+	}{
+		{"hybrid root as leaf", []*x509.Certificate{h.Root.Cert}, verify.ErrLeafIsCA, 0},
+		{"pure root as leaf", []*x509.Certificate{p.Root.Cert}, verify.ErrLeafIsCA, 0},
+		{"intermediate as leaf", []*x509.Certificate{h.Intermediate.Cert, h.Root.Cert}, verify.ErrLeafIsCA, 0},
+		{"leaf with keyCertSign", []*x509.Certificate{leaf(func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCertSign }), cl.Intermediate.Cert}, verify.ErrLeafKeyUsage, 0},
+		{"leaf with cRLSign", []*x509.Certificate{leaf(func(c *x509.Certificate) { c.KeyUsage |= x509.KeyUsageCRLSign }), cl.Intermediate.Cert}, verify.ErrLeafKeyUsage, 0},
+		{"leaf without digitalSignature", []*x509.Certificate{leaf(func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageKeyEncipherment }), cl.Intermediate.Cert}, verify.ErrLeafKeyUsage, 0},
+		{"leaf without URI SAN", []*x509.Certificate{leaf(func(c *x509.Certificate) { c.URIs = nil }), cl.Intermediate.Cert}, verify.ErrLeafID, 0},
+		{"leaf with two URI SANs", []*x509.Certificate{leaf(func(c *x509.Certificate) { c.URIs = append(c.URIs, uri("spiffe://example.org/b")) }), cl.Intermediate.Cert}, verify.ErrLeafID, 0},
+		{"leaf with trust-domain ID only", []*x509.Certificate{leaf(func(c *x509.Certificate) { c.URIs = []*url.URL{uri("spiffe://example.org")} }), cl.Intermediate.Cert}, verify.ErrLeafID, 0},
+		{"leaf with https URI", []*x509.Certificate{leaf(func(c *x509.Certificate) { c.URIs = []*url.URL{uri("https://example.org/w")} }), cl.Intermediate.Cert}, verify.ErrLeafID, 0},
+		{"non-CA intermediate", []*x509.Certificate{cl.Leaf.Cert, h.Leaf.Cert}, verify.ErrIntermediateNotCA, 1},
+	}
+	for _, tt := range tests {
+		for _, requirePQ := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/requirePQ=%v", tt.name, requirePQ), func(t *testing.T) {
+				_, err := verify.VerifyX509(tt.chain, roots, verify.Options{RequirePQ: requirePQ, AllowClassical: true, Now: clock})
+				var ce *verify.CertError
+				if !errors.Is(err, tt.want) || !errors.Is(err, verify.ErrNotSVID) || !errors.As(err, &ce) || ce.Index != tt.index {
+					t.Fatalf("got %v, want %v at certificate %d", err, tt.want, tt.index)
+				}
+			})
+		}
+	}
+}
+
+// FuzzVerifyX509 fuzzes the leaf `signet verify x509` reads, under each
+// policy, against hybrid, pure and classic roots: only the genuine leaves
+// may verify.
+func FuzzVerifyX509(f *testing.F) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	h, err := pqtest.Hybrid(now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, err := pqtest.Pure(now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cl, err := pqtest.Classic(now)
+	if err != nil {
+		f.Fatal(err)
+	}
+	roots := []*x509.Certificate{h.Root.Cert, p.Root.Cert, cl.Root.Cert}
+	genuine := map[string]bool{string(h.Leaf.Cert.Raw): true, string(p.Leaf.Cert.Raw): true, string(cl.Leaf.Cert.Raw): true}
+	f.Add(cl.Leaf.Cert.Raw, uint8(0))
+	f.Add(h.Leaf.Cert.Raw, uint8(1))
+	f.Add(p.Leaf.Cert.Raw, uint8(2))
+	f.Add(h.Root.Cert.Raw, uint8(1))
+	f.Fuzz(func(t *testing.T, der []byte, sel uint8) {
+		leaf, err := x509.ParseCertificate(der)
+		if err != nil {
+			return
+		}
+		inter := []*x509.Certificate{cl.Intermediate.Cert, h.Intermediate.Cert, p.Intermediate.Cert}[int(sel)%3]
+		chain := []*x509.Certificate{leaf, inter}
+		_, _ = verify.CheckSVIDShape(chain)
+		for _, o := range []verify.Options{{Now: clock}, {RequirePQ: true, Now: clock}, {AllowClassical: true, Now: clock}} {
+			if _, err := verify.VerifyX509(chain, roots, o); err == nil && !genuine[string(der)] {
+				t.Fatalf("a fuzzed leaf verified under %+v", o)
+			}
+		}
+	})
 }
