@@ -37,12 +37,23 @@ func TestSingleMemberPutGet(t *testing.T) {
 	}
 }
 
-func TestRefusesNonLoopback(t *testing.T) {
-	for _, u := range []string{"http://10.1.2.3:2379", "https://127.0.0.1:2379", "http://127.0.0.1", "http://example.com:2379"} {
-		_, err := Start(context.Background(), Config{Dir: t.TempDir(), ClientURL: u})
+func TestRefusesPlaintextAndNonLoopback(t *testing.T) {
+	certs, err := NewClusterTLS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"https://10.1.2.3:2379", "http://127.0.0.1:2379", "https://127.0.0.1", "https://example.com:2379", "unix:///tmp/x.sock"} {
+		_, err := Start(context.Background(), Config{Dir: t.TempDir(), ClientURL: u, InitialCluster: "signet=https://127.0.0.1:2380", TLS: certs})
 		if err == nil {
 			t.Errorf("Start with client URL %q succeeded", u)
 		}
+	}
+	// A single member takes no URLs, and a cluster member needs TLS.
+	if _, err := Start(context.Background(), Config{Dir: t.TempDir(), ClientURL: "https://127.0.0.1:2379"}); err == nil {
+		t.Error("single member with a client URL started")
+	}
+	if _, err := Start(context.Background(), Config{Dir: t.TempDir(), InitialCluster: "signet=https://127.0.0.1:2380"}); err == nil {
+		t.Error("cluster member without TLS started")
 	}
 	if _, err := Start(context.Background(), Config{}); err == nil {
 		t.Error("Start without a data dir succeeded")
