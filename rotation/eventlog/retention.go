@@ -21,6 +21,10 @@ type RetentionPolicy struct {
 	// MaxBatch bounds the records one pass archives; 0 means
 	// DefaultRetentionBatch.
 	MaxBatch uint64
+	// MinBatch: a pass archives nothing unless at least this many records
+	// are due, so that the records a pass itself appends (a checkpoint,
+	// the archive.anchor) do not start another one.
+	MinBatch uint64
 }
 
 // Validate rejects a policy that bounds nothing.
@@ -97,7 +101,7 @@ func (l *Log) PlanRetention(ctx context.Context, p RetentionPolicy, now time.Tim
 		}
 	}
 	upto = min(max(upto, lastOld), end)
-	if upto < from {
+	if upto < from || upto-from+1 < p.MinBatch {
 		return RetentionPlan{}, nil
 	}
 	if lastCP >= from && lastCP <= upto {

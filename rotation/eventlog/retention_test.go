@@ -36,6 +36,8 @@ func TestPlanRetention(t *testing.T) {
 		{"count cut, checkpoint 10 below", RetentionPolicy{KeepRecords: 15}, RetentionPlan{From: 1, Upto: 10, AtCheckpoint: true}},
 		{"batch bound", RetentionPolicy{KeepRecords: 1, MaxBatch: 15}, RetentionPlan{From: 1, Upto: 10, AtCheckpoint: true}},
 		{"batch bound, no checkpoint", RetentionPolicy{KeepRecords: 1, MaxBatch: 8}, RetentionPlan{From: 1, Upto: 8}},
+		{"below the minimum batch", RetentionPolicy{KeepRecords: 25, MinBatch: 6}, RetentionPlan{}},
+		{"at the minimum batch", RetentionPolicy{KeepRecords: 25, MinBatch: 5}, RetentionPlan{From: 1, Upto: 5}},
 		{"age", RetentionPolicy{KeepAge: 12*time.Minute + time.Second}, RetentionPlan{From: 1, Upto: 10, AtCheckpoint: true}},
 		{"age, nothing old", RetentionPolicy{KeepAge: time.Hour}, RetentionPlan{}},
 		{"age beats count", RetentionPolicy{KeepRecords: 28, KeepAge: 5*time.Minute + time.Second}, RetentionPlan{From: 1, Upto: 20, AtCheckpoint: true}},
