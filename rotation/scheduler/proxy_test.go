@@ -13,13 +13,14 @@ import (
 type cutProxy struct {
 	ln     net.Listener
 	target string
+	mu     sync.Mutex
+	conns  []net.Conn
+	cut    bool
+	wg     sync.WaitGroup
+
 	// network is the target's ("unix" for a single member's socket) and
 	// scheme the proxy's URL scheme (https for a TLS cluster member).
 	network, scheme string
-	mu              sync.Mutex
-	conns           []net.Conn
-	cut             bool
-	wg              sync.WaitGroup
 }
 
 func newCutProxy(t testing.TB, endpoint string) *cutProxy {
