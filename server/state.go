@@ -45,6 +45,9 @@ type StateConfig struct {
 	ArchiveDir string
 	// RetentionInterval is how often retention runs (0: 5m).
 	RetentionInterval time.Duration
+	// MaintainInterval is how often etcd's size, alarms, compaction and
+	// fragmentation are checked (0: 1m).
+	MaintainInterval time.Duration
 }
 
 func (c StateConfig) policy() eventlog.RetentionPolicy {
@@ -106,6 +109,7 @@ func (s *Server) stateLoops(cp *eventlog.Checkpointer) ([]func(context.Context),
 		Embedded:   embedded,
 		Quota:      st.QuotaBackendBytes,
 		IsLeader:   s.isLeader,
+		Interval:   st.MaintainInterval,
 		Registerer: s.cfg.Registry,
 		Logger:     s.log.With("component", "etcd-maintainer"),
 		Now:        s.cfg.Now,

@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// BenchmarkStateGrowth drives b.N SVID issuances through the server's
+// real write path (SVID tracker, renewal scheduling, event log: what
+// BatchNewX509SVID records per SVID, minus the signing) for a fleet of 10
+// agents × 100 entries, with the state bounds running (event-log
+// retention keeping SIGNET_BENCH_KEEP records, default 20000; 5 s
+// compaction retention), and reports the embedded etcd's database size
+// afterwards. Run it with a fixed count, e.g.
+//
+//	nice go test -run '^$' -bench BenchmarkStateGrowth -benchtime 200000x ./server/
+//
+// db_bytes is the file (what the quota counts) once retention and
+// compaction have caught up; defrag_bytes the file after a final
+// defragmentation; inuse_bytes the pages in use.
+func BenchmarkStateGrowth(b *testing.B) {
+	keep := int64(20000)
+	if v := os.Getenv("SIGNET_BENCH_KEEP"); v != "" {
+		keep, _ = strconv.ParseInt(v, 10, 64)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Hour)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "sgbench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	td := spiffeid.RequireTrustDomainFromString("example.org")
+	srv, err := New(Config{TrustDomain: td, DataDir: filepath.Join(dir, "data"), BindAddress: "127.0.0.1:0",
+		State: StateConfig{EventLogKeepRecords: keep, CompactionRetention: 5 * time.Second,
+			RetentionInterval: 500 * time.Millisecond, MaintainInterval: time.Second}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(rctx) }()
+	defer func() { rcancel(); <-done }()
+	select {
+	case <-srv.Ready():
+	case err := <-done:
+		b.Fatal(err)
+	}
+	auth := srv.ca.X509Authorities()[0].ID
+	b.ResetTimer()
+	for i := range b.N {
+		agent := spiffeid.RequireFromPath(td, fmt.Sprintf("/spire/agent/join_token/agent-%d", i%10))
+		entry := fmt.Sprintf("entry-%d-%d", i%10, (i/10)%100)
+		id := spiffeid.RequireFromPath(td, fmt.Sprintf("/workload/%d/%d", i%10, (i/10)%100))
+		srv.events.SVIDIssued(ctx, agent, entry, id, strconv.FormatInt(int64(i)+1, 16), auth, time.Now().Add(time.Hour))
+	}
+	if err := srv.events.app.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	// Let retention catch up (bounded) and compaction pass the window.
+	for range 600 {
+		st, err := srv.evlog.State(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.Seq-st.ArchivedSeq <= uint64(keep+keep/10+10) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(12 * time.Second)
+	ep := srv.etcd.Endpoints()[0]
+	st, err := srv.etcd.Status(ctx, ep)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ls, _ := srv.evlog.State(ctx)
+	if _, err := srv.etcd.Defragment(ctx, ep); err != nil {
+		b.Fatal(err)
+	}
+	after, err := srv.etcd.Status(ctx, ep)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(st.DbSize), "db_bytes")
+	b.ReportMetric(float64(st.DbSizeInUse), "inuse_bytes")
+	b.ReportMetric(float64(after.DbSize), "defrag_bytes")
+	b.ReportMetric(float64(ls.Seq-ls.ArchivedSeq), "etcd_records")
+	b.ReportMetric(float64(ls.ArchivedSeq), "archived_records")
+	var archiveBytes int64
+	files, _ := filepath.Glob(filepath.Join(dir, "data", "events-archive", "*.jsonl"))
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil {
+			archiveBytes += fi.Size()
+		}
+	}
+	b.ReportMetric(float64(archiveBytes), "archive_file_bytes")
+	b.Logf("%d issuances, keep %d: db %d B (in use %d B), %d B after defrag; event log seq %d, archived through %d",
+		b.N, keep, st.DbSize, st.DbSizeInUse, after.DbSize, ls.Seq, ls.ArchivedSeq)
+}
