@@ -297,8 +297,8 @@ func (m *Maintainer) defrag(ctx context.Context, st *Status, ep string) error {
 }
 
 // recover frees space on the embedded member under NOSPACE: compact all
-// history (watchers relist), defragment, and disarm the alarm if the DB is
-// back under the warning ratio.
+// history (watchers relist), defragment, and disarm the alarm if the DB
+// file is back under the quota.
 func (m *Maintainer) recover(ctx context.Context, st *Status, ep string, raised []*etcdserverpb.AlarmMember) {
 	if err := m.compactTo(ctx, st, st.Revision); err != nil {
 		m.cfg.Logger.Error("NOSPACE recovery: compaction failed", "error", err)
@@ -308,11 +308,14 @@ func (m *Maintainer) recover(ctx context.Context, st *Status, ep string, raised 
 		m.cfg.Logger.Error("NOSPACE recovery: defragmentation failed", "error", err)
 		return
 	}
-	if float64(st.DBSize) >= m.cfg.WarnRatio*float64(st.Quota) {
-		m.cfg.Logger.Error("NOSPACE recovery: the live data itself is near the quota; not disarming the alarm",
+	if st.DBSize >= st.Quota {
+		m.cfg.Logger.Error("NOSPACE recovery: the live data itself fills the quota; not disarming the alarm",
 			"db_size_bytes", st.DBSize, "quota_bytes", st.Quota, "fix", m.fixHint())
 		return
 	}
+	// Disarm even when still near the quota: the event-log retention
+	// pass (mostly deletes) then gets to free space; etcd raises the alarm
+	// again if a write would cross the quota.
 	for _, a := range raised {
 		if _, err := m.cfg.Client.AlarmDisarm(ctx, (*clientv3.AlarmMember)(a)); err != nil {
 			m.cfg.Logger.Error("NOSPACE recovery: disarm failed", "error", err)

@@ -1,9 +1,11 @@
 package etcdserver
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -26,9 +28,17 @@ func TestMaintainerRecoversFromNoSpace(t *testing.T) {
 	}
 	defer s.Close()
 	cli := s.Client()
-	val := strings.Repeat("x", 1<<20)
+	reg := prometheus.NewRegistry()
+	var logs bytes.Buffer
+	m, err := NewMaintainer(MaintainerConfig{Client: cli, Embedded: true, DefragMinFree: 64 << 20, Registerer: reg,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := strings.Repeat("x", 64<<10)
 	var full bool
-	for i := range 64 {
+	warnedAt := -1.0
+	for i := range 400 {
 		if _, err := cli.Put(ctx, fmt.Sprintf("/big/%d", i), val); err != nil {
 			if !errors.Is(err, rpctypes.ErrNoSpace) {
 				t.Fatal(err)
@@ -36,18 +46,25 @@ func TestMaintainerRecoversFromNoSpace(t *testing.T) {
 			full = true
 			break
 		}
+		st, err := m.Check(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if warnedAt < 0 && strings.Contains(logs.String(), "close to its backend quota") {
+			warnedAt = float64(st.DBSize) / float64(st.Quota)
+		}
 	}
 	if !full {
 		t.Fatal("8 MiB quota never reached")
 	}
+	if warnedAt < DefaultWarnRatio || warnedAt >= 1 {
+		t.Fatalf("no WARN between %.0f%% of the quota and NOSPACE (warned at %.2f):\n%s", 100*DefaultWarnRatio, warnedAt, logs.String())
+	}
+	t.Logf("WARN at %.0f%% of the quota", 100*warnedAt)
 	if _, err := cli.Delete(ctx, "/big/", clientv3.WithPrefix()); err != nil {
 		t.Fatal(err)
 	}
-	reg := prometheus.NewRegistry()
-	m, err := NewMaintainer(MaintainerConfig{Client: cli, Embedded: true, DefragMinFree: 1 << 20, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m.cfg.DefragMinFree = 1 << 20
 	st, err := m.Check(ctx)
 	if err != nil {
 		t.Fatal(err)
