@@ -54,19 +54,44 @@ func BenchmarkStateGrowth(b *testing.B) {
 		b.Fatal(err)
 	}
 	auth := srv.ca.X509Authorities()[0].ID
+	ep := srv.etcd.Endpoints()[0]
+	// Sample the DB size and the records held while issuing: the peak.
+	var peakDB, peakRecords int64
+	sampled := make(chan struct{})
+	sctx, stopSampling := context.WithCancel(ctx)
+	go func() {
+		defer close(sampled)
+		for sctx.Err() == nil {
+			if st, err := srv.etcd.Status(sctx, ep); err == nil {
+				peakDB = max(peakDB, st.DbSize)
+			}
+			if ls, err := srv.evlog.State(sctx); err == nil {
+				peakRecords = max(peakRecords, int64(ls.Seq-ls.ArchivedSeq))
+			}
+			select {
+			case <-sctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	start := time.Now()
 	b.ResetTimer()
 	for i := range b.N {
 		agent := spiffeid.RequireFromPath(td, fmt.Sprintf("/spire/agent/join_token/agent-%d", i%10))
 		entry := fmt.Sprintf("entry-%d-%d", i%10, (i/10)%100)
 		id := spiffeid.RequireFromPath(td, fmt.Sprintf("/workload/%d/%d", i%10, (i/10)%100))
 		srv.events.SVIDIssued(ctx, agent, entry, id, strconv.FormatInt(int64(i)+1, 16), auth, time.Now().Add(time.Hour))
+		if (i+1)%100000 == 0 {
+			fmt.Fprintf(os.Stderr, "bench: %d issuances in %v, peak db %d B, peak records in etcd %d\n", i+1, time.Since(start).Round(time.Second), peakDB, peakRecords)
+		}
 	}
 	if err := srv.events.app.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
 	b.StopTimer()
+	issued := time.Since(start)
 	// Let retention catch up (bounded) and compaction pass the window.
-	for range 600 {
+	for range 1200 {
 		st, err := srv.evlog.State(ctx)
 		if err != nil {
 			b.Fatal(err)
@@ -76,8 +101,10 @@ func BenchmarkStateGrowth(b *testing.B) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	caughtUp := time.Since(start) - issued
 	time.Sleep(12 * time.Second)
-	ep := srv.etcd.Endpoints()[0]
+	stopSampling()
+	<-sampled
 	st, err := srv.etcd.Status(ctx, ep)
 	if err != nil {
 		b.Fatal(err)
@@ -103,6 +130,10 @@ func BenchmarkStateGrowth(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(archiveBytes), "archive_file_bytes")
-	b.Logf("%d issuances, keep %d: db %d B (in use %d B), %d B after defrag; event log seq %d, archived through %d",
-		b.N, keep, st.DbSize, st.DbSizeInUse, after.DbSize, ls.Seq, ls.ArchivedSeq)
+	b.ReportMetric(float64(peakDB), "peak_db_bytes")
+	b.ReportMetric(float64(peakRecords), "peak_etcd_records")
+	b.Logf("%d issuances in %v (retention caught up %v later), keep %d: db %d B (in use %d B), %d B after defrag, peak %d B; "+
+		"event log seq %d, archived through %d, peak %d records in etcd; archive files %d B",
+		b.N, issued.Round(time.Second), caughtUp.Round(time.Second), keep, st.DbSize, st.DbSizeInUse, after.DbSize, peakDB,
+		ls.Seq, ls.ArchivedSeq, peakRecords, archiveBytes)
 }

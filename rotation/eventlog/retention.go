@@ -3,7 +3,10 @@ package eventlog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // DefaultRetentionBatch bounds the records one retention pass archives.
@@ -48,7 +51,9 @@ type RetentionPlan struct {
 
 // PlanRetention returns the records the policy moves out of etcd now: all
 // records past the count or age bound, at most MaxBatch of them, cut at
-// the last checkpoint among them if there is one.
+// the last checkpoint among them if there is one. It reads O(log n)
+// records for the age bound and scans backwards from the cut to the
+// nearest checkpoint (at most MaxBatch records).
 func (l *Log) PlanRetention(ctx context.Context, p RetentionPolicy, now time.Time) (RetentionPlan, error) {
 	if err := p.Validate(); err != nil {
 		return RetentionPlan{}, err
@@ -64,48 +69,80 @@ func (l *Log) PlanRetention(ctx context.Context, p RetentionPolicy, now time.Tim
 	if s.Seq < from {
 		return RetentionPlan{}, nil
 	}
-	// The count bound gives a cut directly; the age bound needs a scan.
+	end := min(s.Seq, from+p.MaxBatch-1)
 	var upto uint64
 	if p.KeepRecords > 0 && s.Seq-s.ArchivedSeq > p.KeepRecords {
 		upto = s.Seq - p.KeepRecords
 	}
-	end := min(s.Seq, from+p.MaxBatch-1)
-	scanTo := min(max(upto, from), end)
-	if p.KeepAge > 0 {
-		scanTo = end // records older than the cutoff may lie past the count cut
-	}
-	cutoff := now.Add(-p.KeepAge)
-	var lastCP, lastOld uint64
-	for next := from; next <= scanTo; {
-		recs, err := l.Range(ctx, next, int(min(scanTo-next+1, pageSize)))
+	if p.KeepAge > 0 && upto < end {
+		old, err := l.lastBefore(ctx, max(upto+1, from), end, now.Add(-p.KeepAge))
 		if err != nil {
 			return RetentionPlan{}, err
 		}
-		if len(recs) == 0 {
-			break
-		}
-		for _, r := range recs {
-			if r.Seq > scanTo {
-				break
-			}
-			if p.KeepAge > 0 && r.Time.Before(cutoff) {
-				lastOld = r.Seq
-			}
-			if r.Kind == KindCheckpoint && r.Seq <= max(upto, lastOld) {
-				lastCP = r.Seq
-			}
-			next = r.Seq + 1
-		}
-		if p.KeepAge > 0 && lastOld < next-1 && upto < next {
-			break // records are in time order: the rest are younger
-		}
+		upto = max(upto, old)
 	}
-	upto = min(max(upto, lastOld), end)
+	upto = min(upto, end)
 	if upto < from || upto-from+1 < p.MinBatch {
 		return RetentionPlan{}, nil
 	}
-	if lastCP >= from && lastCP <= upto {
-		return RetentionPlan{From: from, Upto: lastCP, AtCheckpoint: true}, nil
+	cp, err := l.lastCheckpoint(ctx, from, upto)
+	if err != nil {
+		return RetentionPlan{}, err
+	}
+	if cp != 0 {
+		return RetentionPlan{From: from, Upto: cp, AtCheckpoint: true}, nil
 	}
 	return RetentionPlan{From: from, Upto: upto}, nil
+}
+
+// lastBefore returns the last seq in [lo, hi] whose record is stamped
+// before cutoff (0 if none), by binary search: record times never
+// decrease along the log.
+func (l *Log) lastBefore(ctx context.Context, lo, hi uint64, cutoff time.Time) (uint64, error) {
+	var found uint64
+	for lo <= hi {
+		mid := lo + (hi-lo)/2
+		recs, err := l.Range(ctx, mid, 1)
+		if err != nil {
+			return 0, err
+		}
+		if len(recs) == 0 || recs[0].Seq != mid {
+			return 0, fmt.Errorf("%w: record %d is missing (archived meanwhile?)", ErrInvalidRange, mid)
+		}
+		if recs[0].Time.Before(cutoff) {
+			found, lo = mid, mid+1
+		} else {
+			if mid == 0 {
+				break
+			}
+			hi = mid - 1
+		}
+	}
+	return found, nil
+}
+
+// lastCheckpoint returns the seq of the last checkpoint record in
+// [lo, hi] (0 if none), scanning backwards from hi.
+func (l *Log) lastCheckpoint(ctx context.Context, lo, hi uint64) (uint64, error) {
+	end := l.recKey(hi + 1)
+	for {
+		resp, err := l.cli.Get(ctx, l.recKey(lo), clientv3.WithRange(end),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(pageSize))
+		if err != nil {
+			return 0, fmt.Errorf("eventlog: scan for a checkpoint: %w", err)
+		}
+		for _, kv := range resp.Kvs {
+			r, err := l.parseKV(kv)
+			if err != nil {
+				return 0, err
+			}
+			if r.Kind == KindCheckpoint {
+				return r.Seq, nil
+			}
+		}
+		if len(resp.Kvs) < pageSize {
+			return 0, nil
+		}
+		end = string(resp.Kvs[len(resp.Kvs)-1].Key) // exclusive
+	}
 }
