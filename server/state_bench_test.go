@@ -6,10 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // BenchmarkStateGrowth drives b.N SVID issuances through the server's
@@ -102,7 +104,22 @@ func BenchmarkStateGrowth(b *testing.B) {
 		time.Sleep(500 * time.Millisecond)
 	}
 	caughtUp := time.Since(start) - issued
+	// Then let compaction finish: wait until the pages in use stop
+	// shrinking (bounded).
 	time.Sleep(12 * time.Second)
+	var settledIn time.Duration
+	for last, still := int64(1<<62), 0; still < 3 && settledIn < 5*time.Minute; settledIn += 3 * time.Second {
+		st, err := srv.etcd.Status(ctx, ep)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.DbSizeInUse < last {
+			last, still = st.DbSizeInUse, 0
+		} else {
+			still++
+		}
+		time.Sleep(3 * time.Second)
+	}
 	stopSampling()
 	<-sampled
 	st, err := srv.etcd.Status(ctx, ep)
@@ -116,6 +133,33 @@ func BenchmarkStateGrowth(b *testing.B) {
 	after, err := srv.etcd.Status(ctx, ep)
 	if err != nil {
 		b.Fatal(err)
+	}
+	// Where the live keys are, by the first two path elements.
+	type use struct{ keys, bytes int64 }
+	byPrefix := map[string]*use{}
+	for key := "/"; ; {
+		resp, err := srv.etcd.Get(ctx, key, clientv3.WithRange("\xff"), clientv3.WithLimit(5000))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, kv := range resp.Kvs {
+			parts := strings.SplitN(string(kv.Key), "/", 5)
+			p := strings.Join(parts[:min(len(parts), 4)], "/")
+			if byPrefix[p] == nil {
+				byPrefix[p] = &use{}
+			}
+			byPrefix[p].keys++
+			byPrefix[p].bytes += int64(len(kv.Key) + len(kv.Value))
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		key = string(resp.Kvs[len(resp.Kvs)-1].Key) + "\x00"
+	}
+	for p, u := range byPrefix {
+		if u.keys > 100 {
+			b.Logf("live keys under %s: %d keys, %d bytes", p, u.keys, u.bytes)
+		}
 	}
 	b.ReportMetric(float64(st.DbSize), "db_bytes")
 	b.ReportMetric(float64(st.DbSizeInUse), "inuse_bytes")
@@ -132,6 +176,7 @@ func BenchmarkStateGrowth(b *testing.B) {
 	b.ReportMetric(float64(archiveBytes), "archive_file_bytes")
 	b.ReportMetric(float64(peakDB), "peak_db_bytes")
 	b.ReportMetric(float64(peakRecords), "peak_etcd_records")
+	b.Logf("compaction settled %v after retention caught up", settledIn)
 	b.Logf("%d issuances in %v (retention caught up %v later), keep %d: db %d B (in use %d B), %d B after defrag, peak %d B; "+
 		"event log seq %d, archived through %d, peak %d records in etcd; archive files %d B",
 		b.N, issued.Round(time.Second), caughtUp.Round(time.Second), keep, st.DbSize, st.DbSizeInUse, after.DbSize, peakDB,
