@@ -37,7 +37,8 @@ import (
 // file a few times that at most before the maintainer defragments. The
 // bound assumes compaction keeps pace: one 1M run with keep 200000 at a
 // load average of ~20 held 257k records at most but ended with 1.07 GB in
-// use, the history of archived records not yet compacted.
+// use (apparently history of archived records that compaction had not
+// yet caught up with; not investigated further).
 func BenchmarkStateGrowth(b *testing.B) {
 	keep := int64(20000)
 	if v := os.Getenv("SIGNET_BENCH_KEEP"); v != "" {
