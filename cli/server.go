@@ -46,6 +46,7 @@ type serverFlags struct {
 	profile        string
 	caKEKFile      string
 	oidcAddress    string
+	state          stateFlags
 }
 
 func newServerRunCommand() *cobra.Command {
@@ -90,6 +91,7 @@ func newServerRunCommand() *cobra.Command {
 	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port (e.g. 127.0.0.1:9988)")
 	fl.StringVar(&f.oidcAddress, "oidc-address", "", "serve OIDC discovery and JWKS over HTTPS on host:port (for Vault's jwt auth)")
 	fl.StringVar(&f.caKEKFile, "ca-kek-file", "", "file with the 32-byte key that seals the CA in an external etcd shared by replicas")
+	f.state.register(fl)
 	fl.StringVar(&f.profile, "credential-profile", "", "classic (ECDSA P-256) or hybrid (ECDSA plus ML-DSA alternative signatures); default classic")
 	return cmd
 }
@@ -99,6 +101,7 @@ type logSettings struct{ level, format string }
 func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, error) {
 	var cfg server.Config
 	var file config.Server
+	var fileInsecure bool
 	if f.configPath != "" {
 		sf, err := config.LoadServer(f.configPath)
 		if err != nil {
@@ -115,6 +118,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 		}
 		if sf.Etcd != nil {
 			cfg.Etcd = server.EtcdConfig{Endpoints: sf.Etcd.Endpoints, CertFile: sf.Etcd.CertFile, KeyFile: sf.Etcd.KeyFile, CAFile: sf.Etcd.CAFile}
+			fileInsecure = sf.Etcd.Insecure
 		}
 	}
 	td := pick(f.trustDomain, file.TrustDomain, "")
@@ -165,6 +169,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 		}
 		cfg.AdminIDs = append(cfg.AdminIDs, id)
 	}
+	f.state.apply(&cfg, fileInsecure)
 	ls := logSettings{level: pick(f.logLevel, file.LogLevel, "info"), format: pick(f.logFormat, file.LogFormat, "text")}
 	if err := checkLog(ls); err != nil {
 		return cfg, ls, err

@@ -54,6 +54,8 @@ type Etcd struct {
 	CertFile  string   `hcl:"cert_file,optional"`
 	KeyFile   string   `hcl:"key_file,optional"`
 	CAFile    string   `hcl:"ca_file,optional"`
+	// Insecure accepts plaintext endpoints or no client certificate.
+	Insecure bool `hcl:"insecure,optional"`
 }
 
 // Vault is the `vault` block: the Vault the server brokers secrets from.

@@ -71,6 +71,8 @@ type Config struct {
 	// CAKEKFile holds the 32-byte key that seals the CA state in etcd
 	// (required with an external etcd).
 	CAKEKFile string
+	// State bounds the etcd state (quota, compaction, event log retention).
+	State StateConfig
 
 	CATTL        time.Duration
 	X509SVIDTTL  time.Duration
@@ -112,6 +114,8 @@ type EtcdConfig struct {
 	CertFile  string
 	KeyFile   string
 	CAFile    string
+	// Insecure accepts plaintext endpoints or no client certificate.
+	Insecure bool
 }
 
 // Server is a running Signet server.
@@ -331,6 +335,11 @@ func (s *Server) Run(ctx context.Context) error {
 		extra = append(extra, run)
 	}
 	checkpointer := eventlog.NewCheckpointer(s.evlog, eventlog.SVIDKey(serverSVIDSource{s}), eventlog.WithInterval(s.cfg.CheckpointInterval))
+	stateRuns, err := s.stateLoops(checkpointer)
+	if err != nil {
+		return err
+	}
+	extra = append(extra, stateRuns...)
 
 	lim := limits.New(s.limitsConfig(), s.log, s.cfg.Registry)
 	agentSrv := grpc.NewServer(append(append(s.agentInterceptors(),
@@ -454,11 +463,17 @@ func (s *Server) openEtcd(ctx context.Context) (*clientv3.Client, func(), error)
 			Name:   "signet",
 			Dir:    filepath.Join(s.cfg.DataDir, "etcd"),
 			Logger: s.log,
+
+			QuotaBackendBytes:   s.cfg.State.QuotaBackendBytes,
+			CompactionRetention: s.cfg.State.CompactionRetention,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("server: start embedded etcd: %w", err)
 		}
 		return e.Client(), func() { _ = e.Close() }, nil
+	}
+	if err := s.checkExternalEtcd(); err != nil {
+		return nil, nil, err
 	}
 	cfg := clientv3.Config{Endpoints: s.cfg.Etcd.Endpoints, DialTimeout: 5 * time.Second, Context: ctx}
 	if s.cfg.Etcd.CertFile != "" || s.cfg.Etcd.CAFile != "" {

@@ -55,7 +55,7 @@ func TestHAReplicasShareStateAndAgentsFailOver(t *testing.T) {
 			DataDir:          rdir,
 			BindAddress:      "127.0.0.1:0",
 			AdminSocket:      filepath.Join(rdir, "admin.sock"),
-			Etcd:             server.EtcdConfig{Endpoints: endpoints},
+			Etcd:             server.EtcdConfig{Endpoints: endpoints, CertFile: members[0].TLS().CertFile, KeyFile: members[0].TLS().KeyFile, CAFile: members[0].TLS().CAFile},
 			CAKEKFile:        kek,
 			RotationInterval: time.Second,
 			Logger:           testLogger(t).With("replica", i),

@@ -84,7 +84,7 @@ func TestHALeaderKillUnderLoad(t *testing.T) {
 	stops := make([]func(), 3)
 	for i := range reps {
 		proxies[i] = newCutProxy(t, servers[i].Endpoints()[0])
-		c, err := clientv3.New(clientv3.Config{Endpoints: []string{proxies[i].Endpoint()}, DialTimeout: 5 * time.Second})
+		c, err := clientv3.New(clientv3.Config{Endpoints: []string{proxies[i].Endpoint()}, TLS: servers[i].ClientConfig().TLS, DialTimeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,6 +17,10 @@ type cutProxy struct {
 	conns  []net.Conn
 	cut    bool
 	wg     sync.WaitGroup
+
+	// network is the target's ("unix" for a single member's socket) and
+	// scheme the proxy's URL scheme (https for a TLS cluster member).
+	network, scheme string
 }
 
 func newCutProxy(t testing.TB, endpoint string) *cutProxy {
@@ -29,14 +33,20 @@ func newCutProxy(t testing.TB, endpoint string) *cutProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &cutProxy{ln: ln, target: u.Host}
+	p := &cutProxy{ln: ln, target: u.Host, network: "tcp", scheme: "http"}
+	switch u.Scheme {
+	case "unix":
+		p.target, p.network = u.Path, "unix"
+	case "https":
+		p.scheme = "https"
+	}
 	p.wg.Go(p.accept)
 	t.Cleanup(p.Cut)
 	return p
 }
 
 // Endpoint is the proxy's client URL.
-func (p *cutProxy) Endpoint() string { return "http://" + p.ln.Addr().String() }
+func (p *cutProxy) Endpoint() string { return p.scheme + "://" + p.ln.Addr().String() }
 
 func (p *cutProxy) accept() {
 	for {
@@ -44,7 +54,7 @@ func (p *cutProxy) accept() {
 		if err != nil {
 			return
 		}
-		up, err := net.Dial("tcp", p.target)
+		up, err := net.Dial(p.network, p.target)
 		if err != nil {
 			c.Close()
 			continue

@@ -3,6 +3,7 @@ package etcdserver
 import (
 	"context"
 	"log/slog"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -61,8 +62,26 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	if e.Level < zapcore.ErrorLevel {
 		level = slog.LevelWarn
 	}
+	if isShutdownNoise(e.Message, enc.Fields) {
+		level = slog.LevelDebug
+	}
 	c.log.LogAttrs(context.Background(), level, "etcd: "+e.Message, attrs...)
 	return nil
 }
 
 func (c *slogCore) Sync() error { return nil }
+
+// isShutdownNoise tells the listener errors etcd logs while it is being
+// closed (every clean stop) from real serving failures.
+func isShutdownNoise(msg string, fields map[string]any) bool {
+	if msg != "setting up serving from embedded etcd failed." {
+		return false
+	}
+	err, _ := fields["error"].(string)
+	for _, s := range []string{"server closed", "Server closed", "use of closed network connection"} {
+		if strings.Contains(err, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -2,7 +2,6 @@ package store
 
 import (
 	"testing"
-	"time"
 
 	"github.com/signet-id/signet/server/etcdserver"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -45,7 +44,7 @@ func TestReplicasSurviveMemberLoss(t *testing.T) {
 		all = append(all, s.Endpoints()...)
 	}
 	// Replica a starts on member 0 only, so its watch stream is there.
-	cliA, err := clientv3.New(clientv3.Config{Endpoints: servers[0].Endpoints(), DialTimeout: 5 * time.Second})
+	cliA, err := clientv3.New(servers[0].ClientConfig())
 	if err != nil {
 		t.Fatal(err)
 	}

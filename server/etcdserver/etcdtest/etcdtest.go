@@ -1,5 +1,7 @@
 // Package etcdtest shares one embedded etcd among the tests of a package,
-// and hands each test its own trust domain (so its own key prefix).
+// hands each test its own trust domain (so its own key prefix), and runs
+// the uid 65534 attacker of the etcd attack tests against every listener
+// a process holds.
 package etcdtest
 
 import (

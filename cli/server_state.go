@@ -1,0 +1,36 @@
+package cli
+
+import (
+	"time"
+
+	"github.com/signet-id/signet/server"
+	"github.com/spf13/pflag"
+)
+
+// stateFlags are `server run`'s flags for etcd transport security and
+// bounded state.
+type stateFlags struct {
+	etcdInsecure        bool
+	quotaBytes          int64
+	compactionRetention time.Duration
+	keepRecords         int64
+	keepAge             time.Duration
+}
+
+func (f *stateFlags) register(fl *pflag.FlagSet) {
+	fl.BoolVar(&f.etcdInsecure, "etcd-insecure", false, "accept an external etcd without TLS client certificates (plaintext endpoints or no --etcd-cert): anyone who reaches it controls the trust domain")
+	fl.Int64Var(&f.quotaBytes, "etcd-quota-bytes", 0, "embedded etcd backend quota in bytes; writes fail beyond it (default 2 GiB)")
+	fl.DurationVar(&f.compactionRetention, "etcd-compaction-retention", 0, "MVCC history kept by compaction, negative to never compact (default 5m)")
+	fl.Int64Var(&f.keepRecords, "event-log-keep-records", 0, "event-log records kept in etcd; older ones are archived to DATA_DIR/events-archive, negative for no count bound (default 200000)")
+	fl.DurationVar(&f.keepAge, "event-log-keep-age", 0, "archive event-log records older than this, e.g. 720h (default: no age bound)")
+}
+
+func (f *stateFlags) apply(cfg *server.Config, fileInsecure bool) {
+	cfg.Etcd.Insecure = f.etcdInsecure || fileInsecure
+	cfg.State = server.StateConfig{
+		QuotaBackendBytes:   f.quotaBytes,
+		CompactionRetention: f.compactionRetention,
+		EventLogKeepRecords: f.keepRecords,
+		EventLogKeepAge:     f.keepAge,
+	}
+}
