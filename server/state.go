@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/privdir"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/server/etcdserver"
 )
@@ -218,16 +220,16 @@ func (r *retainer) pass(ctx context.Context) (uint64, error) {
 			return 0, fmt.Errorf("server: sign a checkpoint before archiving records %d..%d: %w", plan.From, plan.Upto, err)
 		}
 	}
-	if err := os.MkdirAll(r.dir, 0o700); err != nil {
+	if err := privdir.EnsureDir(r.dir, 0o700); err != nil {
 		return 0, fmt.Errorf("server: event archive dir: %w", err)
 	}
 	name := filepath.Join(r.dir, fmt.Sprintf("events-%020d-%020d.jsonl", plan.From, plan.Upto))
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return 0, fmt.Errorf("server: create event archive: %w", err)
 	}
 	w := &syncWriter{f: f, w: bufio.NewWriterSize(f, 256<<10)}
-	rec, err := l.Archive(ctx, plan.Upto, w, eventlog.ArchiveActor("retention"))
+	rec, err := l.Archive(ctx, plan.Upto, w, eventlog.ArchiveActor("retention"), eventlog.ArchiveSigned(eventlog.SVIDKey(serverSVIDSource{r.s})))
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
