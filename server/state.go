@@ -132,7 +132,7 @@ func (s *Server) stateLoops(cp *eventlog.Checkpointer) ([]func(context.Context),
 		s.log.Warn("event log retention is off: the event log grows until etcd's quota (set --event-log-keep-records or --event-log-keep-age)")
 		return runs, nil
 	}
-	r := &retainer{s: s, cp: cp, policy: p, dir: st.ArchiveDir, interval: st.RetentionInterval}
+	r := &retainer{s: s, cp: cp, keys: eventlog.SVIDKey(serverSVIDSource{s}), policy: p, dir: st.ArchiveDir, interval: st.RetentionInterval}
 	if r.dir == "" {
 		r.dir = filepath.Join(s.cfg.DataDir, "events-archive")
 	}
@@ -170,6 +170,7 @@ func (s *Server) isLeader() bool { return s.sched != nil && s.sched.IsLeader() }
 type retainer struct {
 	s        *Server
 	cp       *eventlog.Checkpointer
+	keys     eventlog.KeySource // signs each archive file's trailer
 	policy   eventlog.RetentionPolicy
 	dir      string
 	interval time.Duration
@@ -229,7 +230,7 @@ func (r *retainer) pass(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("server: create event archive: %w", err)
 	}
 	w := &syncWriter{f: f, w: bufio.NewWriterSize(f, 256<<10)}
-	rec, err := l.Archive(ctx, plan.Upto, w, eventlog.ArchiveActor("retention"), eventlog.ArchiveSigned(eventlog.SVIDKey(serverSVIDSource{r.s})))
+	rec, err := l.Archive(ctx, plan.Upto, w, eventlog.ArchiveActor("retention"), eventlog.ArchiveSigned(r.keys))
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = cerr
 	}

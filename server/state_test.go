@@ -110,7 +110,7 @@ func TestRetentionArchivesBeyondThePolicy(t *testing.T) {
 	root, key, chain := testCheckpointKey(t)
 	cp := eventlog.NewCheckpointer(l, eventlog.StaticKey(key, chain))
 	s := &Server{cfg: Config{Now: time.Now}, log: slog.New(slog.DiscardHandler), evlog: l}
-	r := &retainer{s: s, cp: cp, policy: StateConfig{EventLogKeepRecords: 40}.policy(), dir: filepath.Join(dir, "archive"),
+	r := &retainer{s: s, cp: cp, keys: eventlog.StaticKey(key, chain), policy: StateConfig{EventLogKeepRecords: 40}.policy(), dir: filepath.Join(dir, "archive"),
 		archived: prometheus.NewCounter(prometheus.CounterOpts{Name: "a"}), failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "f"})}
 	for i := range 150 {
 		if i == 70 {
@@ -160,7 +160,7 @@ func TestRetentionArchivesBeyondThePolicy(t *testing.T) {
 		chainFiles = append(chainFiles, fh)
 	}
 	var rest bytes.Buffer
-	if _, err := l.Export(ctx, &rest, 0, 0); err != nil {
+	if _, err := l.ExportSigned(ctx, &rest, 0, 0, eventlog.StaticKey(key, chain)); err != nil {
 		t.Fatal(err)
 	}
 	var all bytes.Buffer
