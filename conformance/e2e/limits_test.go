@@ -257,13 +257,17 @@ func TestAttackIdleAttestStreamIsEnded(t *testing.T) {
 }
 
 // Attack: a join token larger than 256 bytes is refused before anything
-// else is looked at (here there is not even a CSR), as is a 1 MiB one.
+// else is looked at (here there is not even a CSR); an AttestAgent message
+// over its kind's receive limit (64 KiB, far below gRPC's 4 MiB) is
+// refused before the handler sees it.
 func TestAttackOversizedJoinToken(t *testing.T) {
 	srv := startLimitedServer(t, limits.Config{})
 	conn := dialFrom(t, srv, "127.0.0.2")
-	for _, n := range []int{257, 1 << 20} {
+	err := attestRaw(conn, bytes.Repeat([]byte("a"), 257), nil)
+	wantRefusal(t, "257-byte token", err, codes.InvalidArgument, "longer than the limit of 256")
+	for _, n := range []int{limits.MaxAttestMessageBytes + 1, 1 << 20, 3 << 20} {
 		err := attestRaw(conn, bytes.Repeat([]byte("a"), n), nil)
-		wantRefusal(t, fmt.Sprintf("%d-byte token", n), err, codes.InvalidArgument, "longer than the limit of 256")
+		wantRefusal(t, fmt.Sprintf("%d-byte token", n), err, codes.ResourceExhausted, "max_message_bytes")
 	}
 }
 

@@ -182,8 +182,8 @@ func (l *Limiter) ServerOptions() []grpc.ServerOption {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: l.cfg.KeepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: l.cfg.IdleTimeout}),
 		grpc.InTapHandle(l.tap),
-		grpc.ChainUnaryInterceptor(l.unary),
-		grpc.ChainStreamInterceptor(l.stream),
+		grpc.ChainUnaryInterceptor(l.sizeUnary, l.unary),
+		grpc.ChainStreamInterceptor(l.sizeStream, l.stream),
 	}
 }
 
