@@ -21,7 +21,7 @@ func (f *stateFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&f.etcdInsecure, "etcd-insecure", false, "accept an external etcd without TLS client certificates (plaintext endpoints or no --etcd-cert): anyone who reaches it controls the trust domain")
 	fl.Int64Var(&f.quotaBytes, "etcd-quota-bytes", 0, "embedded etcd backend quota in bytes; writes fail beyond it (default 2 GiB)")
 	fl.DurationVar(&f.compactionRetention, "etcd-compaction-retention", 0, "MVCC history kept by compaction, negative to never compact (default 5m)")
-	fl.Int64Var(&f.keepRecords, "event-log-keep-records", 0, "event-log records kept in etcd; older ones are archived to DATA_DIR/events-archive, negative for no count bound (default 200000)")
+	fl.Int64Var(&f.keepRecords, "event-log-keep-records", 0, "event-log records kept in etcd; older ones are archived to DATA_DIR/events-archive, negative for no count bound (default 20000)")
 	fl.DurationVar(&f.keepAge, "event-log-keep-age", 0, "archive event-log records older than this, e.g. 720h (default: no age bound)")
 }
 
