@@ -1,0 +1,198 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"github.com/signet-id/signet/agent/cache"
+	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc/codes"
+)
+
+// sync refreshes the bundle and entries and obtains missing or due SVIDs.
+func (a *Agent) sync(ctx context.Context, c *clients) error {
+	start := a.cfg.Now()
+	rctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	pb, err := c.bundle.GetBundle(rctx, &bundlev1.GetBundleRequest{})
+	if err != nil {
+		return fmt.Errorf("agent: get bundle: %w", err)
+	}
+	own, err := bundleFromProto(pb)
+	if err != nil {
+		return err
+	}
+	// Entries are reread only when they may have changed (push, poll, new
+	// session); a bundle change or renew-now reuses the ones held.
+	a.mu.Lock()
+	gen, fresh, entries := a.entriesGen, a.fetchedGen == a.entriesGen && a.entries != nil, a.entries
+	a.mu.Unlock()
+	if !fresh {
+		er, err := c.entry.GetAuthorizedEntries(rctx, &entryv1.GetAuthorizedEntriesRequest{})
+		if err != nil {
+			return fmt.Errorf("agent: get authorized entries: %w", err)
+		}
+		entries = er.Entries
+		a.m.entryReads.Inc()
+	}
+	federated := map[spiffeid.TrustDomain]*spiffebundle.Bundle{}
+	for _, e := range entries {
+		for _, name := range e.FederatesWith {
+			td, err := spiffeid.TrustDomainFromString(name)
+			if err != nil || federated[td] != nil {
+				continue
+			}
+			fb, err := c.bundle.GetFederatedBundle(rctx, &bundlev1.GetFederatedBundleRequest{TrustDomain: name})
+			if err != nil {
+				a.log.Warn("federated bundle unavailable", "trust_domain", name, "error", err)
+				continue
+			}
+			if b, err := bundleFromProto(fb); err == nil {
+				federated[td] = b
+			}
+		}
+	}
+
+	// Adopt the bundle and entries at once, drop SVIDs of entries that are
+	// gone, and find the SVIDs due. SVIDs being replaced stay served until
+	// their replacement arrives.
+	now := a.cfg.Now()
+	a.mu.Lock()
+	a.bundle, a.federated, a.entries, a.fetchedGen = own, federated, entries, gen
+	present := make(map[string]bool, len(entries))
+	due := []*types.Entry{}
+	for _, e := range entries {
+		present[e.Id] = true
+		s := a.svids[e.Id]
+		rev, known := a.svidRev[e.Id]
+		if s != nil && !a.forceAll && !a.force[e.Id] && !needsRenewal(s, e, own, now, a.renewalTime(s.Chain[0]), known && rev != e.RevisionNumber) {
+			continue
+		}
+		due = append(due, e)
+	}
+	for id := range a.svids {
+		if !present[id] {
+			delete(a.svids, id)
+			delete(a.svidRev, id)
+		}
+	}
+	a.forceAll = false
+	a.force = map[string]bool{}
+	a.mu.Unlock()
+	a.publish(len(due) == 0)
+
+	// Request the due SVIDs in batches, each with its own deadline, and
+	// serve them as they arrive (at most once a second to the cache, so a
+	// sync of many thousands stays cheap); the disk copy is written at the
+	// end.
+	issued, err := a.obtain(ctx, c, due)
+	if err != nil {
+		return err
+	}
+	a.m.syncs.Inc()
+	a.m.syncSeconds.Observe(a.cfg.Now().Sub(start).Seconds())
+	if issued > 0 {
+		a.log.Debug("synced", "entries", len(entries), "new_svids", issued)
+	}
+	return nil
+}
+
+// needsRenewal reports whether s must be replaced: past half-life, no
+// longer chaining to the bundle, or issued for an older entry revision.
+func needsRenewal(s *cache.X509SVID, e *types.Entry, b *spiffebundle.Bundle, now, renewAt time.Time, entryChanged bool) bool {
+	leaf := s.Chain[0]
+	if !now.Before(renewAt) {
+		return true
+	}
+	if entryChanged {
+		return true
+	}
+	if _, _, err := x509svid.Verify(s.Chain, b); err != nil {
+		return true
+	}
+	id, err := x509svid.IDFromCert(leaf)
+	if err != nil || id.String() != "spiffe://"+e.SpiffeId.GetTrustDomain()+e.SpiffeId.GetPath() {
+		return true
+	}
+	return false
+}
+
+// newSVIDBatch requests SVIDs for chunk (at most maxBatch entries) with
+// keys generated here, and returns those the server issued by entry ID.
+func (a *Agent) newSVIDBatch(ctx context.Context, c *clients, chunk []*types.Entry) (map[string]*cache.X509SVID, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	out := map[string]*cache.X509SVID{}
+	keys := make([]crypto.Signer, len(chunk))
+	altKeys := make([]crypto.Signer, len(chunk))
+	req := &svidv1.BatchNewX509SVIDRequest{}
+	for i, e := range chunk {
+		k, err := a.newKey()
+		if err != nil {
+			return nil, err
+		}
+		csr, alt, err := a.csr(k)
+		if err != nil {
+			return nil, err
+		}
+		keys[i], altKeys[i] = k, alt
+		req.Params = append(req.Params, &svidv1.NewX509SVIDParams{EntryId: e.Id, Csr: csr})
+	}
+	resp, err := c.svid.BatchNewX509SVID(ctx, req)
+	if err != nil {
+		return nil, fmt.Errorf("agent: request SVIDs: %w", err)
+	}
+	for i, r := range resp.Results {
+		if i >= len(chunk) {
+			break
+		}
+		if codes.Code(r.GetStatus().GetCode()) != codes.OK {
+			a.log.Warn("server refused an SVID", "entry_id", chunk[i].Id, "code", codes.Code(r.GetStatus().GetCode()).String(), "message", r.GetStatus().GetMessage())
+			continue
+		}
+		s, err := parseChain(r.Svid.GetCertChain(), keys[i])
+		if err != nil {
+			return nil, err
+		}
+		s.AltKey = altKeys[i]
+		out[chunk[i].Id] = s
+		a.m.svidsIssued.Inc()
+	}
+	return out, nil
+}
+
+func bundleFromProto(p *types.Bundle) (*spiffebundle.Bundle, error) {
+	td, err := spiffeid.TrustDomainFromString(p.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("agent: bundle trust domain: %w", err)
+	}
+	b := spiffebundle.New(td)
+	for _, a := range p.X509Authorities {
+		c, err := x509.ParseCertificate(a.Asn1)
+		if err != nil {
+			return nil, fmt.Errorf("agent: bundle X.509 authority: %w", err)
+		}
+		b.AddX509Authority(c)
+	}
+	for _, k := range p.JwtAuthorities {
+		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
+		if err != nil {
+			return nil, fmt.Errorf("agent: bundle JWT key %q: %w", k.KeyId, err)
+		}
+		_ = b.AddJWTAuthority(k.KeyId, pub)
+	}
+	b.SetSequenceNumber(p.SequenceNumber)
+	if p.RefreshHint > 0 {
+		b.SetRefreshHint(time.Duration(p.RefreshHint) * time.Second)
+	}
+	return b, nil
+}
