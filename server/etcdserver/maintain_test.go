@@ -57,8 +57,13 @@ func TestMaintainerRecoversFromNoSpace(t *testing.T) {
 	if !full {
 		t.Fatal("8 MiB quota never reached")
 	}
-	if warnedAt < DefaultWarnRatio || warnedAt >= 1 {
-		t.Fatalf("no WARN between %.0f%% of the quota and NOSPACE (warned at %.2f):\n%s", 100*DefaultWarnRatio, warnedAt, logs.String())
+	// The WARN must come while writes still succeed (the loop stops at the
+	// first NOSPACE, and Check runs only after a successful Put) and not
+	// below the warn ratio. The size seen can jump past 100% between two
+	// checks (etcd commits its backend in batches, every 100 ms), so the
+	// ratio at the WARN is not bounded above.
+	if warnedAt < DefaultWarnRatio {
+		t.Fatalf("no WARN at or above %.0f%% of the quota before NOSPACE (warned at %.2f):\n%s", 100*DefaultWarnRatio, warnedAt, logs.String())
 	}
 	t.Logf("WARN at %.0f%% of the quota", 100*warnedAt)
 	if _, err := cli.Delete(ctx, "/big/", clientv3.WithPrefix()); err != nil {
