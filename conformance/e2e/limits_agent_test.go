@@ -72,6 +72,14 @@ func TestAttackSigningFloodFromAnAgent(t *testing.T) {
 	// Another agent has its own budget.
 	conn2, agent2 := rawAgent(t, srv, srv.token(t, 600))
 	e2 := srv.createEntry(t, spiffeid.RequireFromPath(td, "/other"), agent2, uidSelector(1))
+	// One batch larger than the burst is refused whole (it would sign more
+	// than the rate allows if charged only the burst) and costs nothing.
+	big := &svidv1.BatchNewX509SVIDRequest{}
+	for range burst + 1 {
+		big.Params = append(big.Params, &svidv1.NewX509SVIDParams{EntryId: e2.Id, Csr: testCSR(t)})
+	}
+	_, err = svidv1.NewSVIDClient(conn2).BatchNewX509SVID(ctx, big)
+	wantRefusal(t, "batch larger than the burst", err, codes.ResourceExhausted, "sign_burst")
 	if _, err := svidv1.NewSVIDClient(conn2).NewJWTSVID(ctx, &svidv1.NewJWTSVIDRequest{EntryId: e2.Id, Audience: []string{"a"}}); err != nil {
 		t.Fatalf("another agent: %v", err)
 	}

@@ -282,7 +282,12 @@ func (l *Limiter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 	}
 	if n > 0 && l.cfg.SignRate > 0 {
 		if c, ok := caller.FromContext(ctx); ok && c.Kind == caller.Agent {
-			if !l.sign.allow(c.ID.String(), l.cfg.Now(), min(n, l.cfg.SignBurst)) {
+			// A batch is charged in full: one larger than the burst could
+			// otherwise sign more than the rate allows.
+			if n > l.cfg.SignBurst {
+				return nil, l.refuse("sign_burst", "batch of %d SVIDs from agent %s is larger than the signing burst of %d (limit sign_burst); send smaller batches", n, c.ID, l.cfg.SignBurst)
+			}
+			if !l.sign.allow(c.ID.String(), l.cfg.Now(), n) {
 				return nil, l.refuse("sign_rate", "signing rate of agent %s exceeded: at most %g SVIDs per second, burst %d (limit sign_rate); retry later", c.ID, l.cfg.SignRate, l.cfg.SignBurst)
 			}
 		}
