@@ -270,7 +270,15 @@ func TestRenewalOfOneSVIDIsNotAFullSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	syncs := gatherValue(t, reg, "signet_agent_syncs_total")
+	// A full sync is still right when the server pushes an entry change
+	// (the TTL update above can reach the agent's push stream after its
+	// first sync) or when the session is reopened: those are counted and
+	// allowed, nothing else.
+	expected := func() float64 {
+		return gatherLabeled(t, reg, "signet_agent_push_notifications_total", "kind", "KIND_ENTRIES_CHANGED") +
+			gatherValue(t, reg, "signet_agent_server_reconnects_total")
+	}
+	syncs, allowed := gatherValue(t, reg, "signet_agent_syncs_total"), expected()
 	waitFor(t, 90*time.Second, "the 60 s SVID's renewal", func() bool {
 		s, err := src.GetX509SVID()
 		return err == nil && s.Certificates[0].SerialNumber.Cmp(first.Certificates[0].SerialNumber) != 0
@@ -280,10 +288,34 @@ func TestRenewalOfOneSVIDIsNotAFullSync(t *testing.T) {
 		return gatherValue(t, reg, "signet_agent_due_renewals_total") >= 1
 	})
 	due, after := gatherValue(t, reg, "signet_agent_due_renewals_total"), gatherValue(t, reg, "signet_agent_syncs_total")
-	t.Logf("renewed: %v due-only renewals, full syncs %v → %v", due, syncs, after)
-	if due < 1 || after != syncs {
-		t.Fatalf("renewal took %v full syncs and %v due-only renewals, want 0 and at least 1", after-syncs, due)
+	allowed = expected() - allowed
+	t.Logf("renewed: %v due-only renewals, full syncs %v → %v, %v of them for entry pushes or reconnects", due, syncs, after, allowed)
+	if due < 1 || after-syncs > allowed {
+		t.Fatalf("renewal took %v full syncs (%v explained by entry pushes or reconnects) and %v due-only renewals, want none unexplained and at least 1 due-only", after-syncs, allowed, due)
 	}
+}
+
+// gatherLabeled returns the counter name's value where label is value.
+func gatherLabeled(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }
 
 func gatherValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
