@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 
 	"github.com/signet-id/signet/agent/cache"
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/signet-id/signet/privdir"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -127,14 +128,14 @@ func (d *diskState) removeAgentSVID() {
 func (d *diskState) saveCache(p persisted) error {
 	dc := diskCache{Version: diskVersion, SVIDs: map[string]diskSVID{}, Federated: map[string]json.RawMessage{}}
 	if p.Bundle != nil {
-		b, err := p.Bundle.Marshal()
+		b, err := bundlecodec.Marshal(p.Bundle, nil)
 		if err != nil {
 			return fmt.Errorf("agent: marshal bundle: %w", err)
 		}
 		dc.Bundle = b
 	}
 	for td, fb := range p.Federated {
-		b, err := fb.Marshal()
+		b, err := bundlecodec.Marshal(fb, nil)
 		if err != nil {
 			return fmt.Errorf("agent: marshal bundle: %w", err)
 		}
@@ -178,19 +179,19 @@ func (d *diskState) loadCache(td spiffeid.TrustDomain) (*persisted, error) {
 	}
 	p := &persisted{SVIDs: map[string]*cache.X509SVID{}, Federated: map[spiffeid.TrustDomain]*spiffebundle.Bundle{}}
 	if len(dc.Bundle) > 0 {
-		b, err := spiffebundle.Parse(td, dc.Bundle)
+		b, err := bundlecodec.Parse(td, dc.Bundle)
 		if err != nil {
 			return nil, fmt.Errorf("agent: cached bundle: %w", err)
 		}
-		p.Bundle = b
+		p.Bundle = b.Bundle
 	}
 	for name, raw := range dc.Federated {
 		ftd, err := spiffeid.TrustDomainFromString(name)
 		if err != nil {
 			continue
 		}
-		if b, err := spiffebundle.Parse(ftd, raw); err == nil {
-			p.Federated[ftd] = b
+		if b, err := bundlecodec.Parse(ftd, raw); err == nil {
+			p.Federated[ftd] = b.Bundle
 		}
 	}
 	for _, raw := range dc.Entries {

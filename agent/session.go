@@ -390,7 +390,7 @@ func (a *Agent) renewalTime(c *x509.Certificate) time.Time {
 }
 
 // serverAgentEntry in a RENEW_NOW asks for the agent's own SVID.
-const serverAgentEntry = "@agent"
+const serverAgentEntry = notifyv1.AgentEntryID
 
 func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
 	key, err := a.newKey()

@@ -3,11 +3,11 @@ package agent
 import (
 	"context"
 	"crypto"
-	"crypto/x509"
 	"fmt"
 	"time"
 
 	"github.com/signet-id/signet/agent/cache"
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -27,9 +27,9 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 	if err != nil {
 		return fmt.Errorf("agent: get bundle: %w", err)
 	}
-	own, err := bundleFromProto(pb)
+	own, err := bundlecodec.FromProto(pb)
 	if err != nil {
-		return err
+		return fmt.Errorf("agent: %w", err)
 	}
 	// Entries are reread only when they may have changed (push, poll, new
 	// session); a bundle change or renew-now reuses the ones held.
@@ -56,7 +56,7 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 				a.log.Warn("federated bundle unavailable", "trust_domain", name, "error", err)
 				continue
 			}
-			if b, err := bundleFromProto(fb); err == nil {
+			if b, err := bundlecodec.FromProto(fb); err == nil {
 				federated[td] = b
 			}
 		}
@@ -168,31 +168,4 @@ func (a *Agent) newSVIDBatch(ctx context.Context, c *clients, chunk []*types.Ent
 		a.m.svidsIssued.Inc()
 	}
 	return out, nil
-}
-
-func bundleFromProto(p *types.Bundle) (*spiffebundle.Bundle, error) {
-	td, err := spiffeid.TrustDomainFromString(p.TrustDomain)
-	if err != nil {
-		return nil, fmt.Errorf("agent: bundle trust domain: %w", err)
-	}
-	b := spiffebundle.New(td)
-	for _, a := range p.X509Authorities {
-		c, err := x509.ParseCertificate(a.Asn1)
-		if err != nil {
-			return nil, fmt.Errorf("agent: bundle X.509 authority: %w", err)
-		}
-		b.AddX509Authority(c)
-	}
-	for _, k := range p.JwtAuthorities {
-		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("agent: bundle JWT key %q: %w", k.KeyId, err)
-		}
-		_ = b.AddJWTAuthority(k.KeyId, pub)
-	}
-	b.SetSequenceNumber(p.SequenceNumber)
-	if p.RefreshHint > 0 {
-		b.SetRefreshHint(time.Duration(p.RefreshHint) * time.Second)
-	}
-	return b, nil
 }

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -14,11 +12,10 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"time"
 
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -119,115 +116,20 @@ func printBundle(out, warn io.Writer, b *types.Bundle, format bundleFormat) erro
 	return nil
 }
 
-// spiffeBundleFromProto builds a go-spiffe bundle from an API bundle.
-// JWT authorities whose key Go cannot parse (e.g. ML-DSA keys of the pq
+// spiffeBundleJSON renders b as an indented SPIFFE bundle document. JWT
+// authorities whose key Go cannot parse (e.g. ML-DSA keys of the pq
 // profile) are left out with a warning to warn, since the SPIFFE bundle
 // `keys` array cannot carry them for current clients.
-func spiffeBundleFromProto(b *types.Bundle, warn io.Writer) (*spiffebundle.Bundle, error) {
-	td, err := spiffeid.TrustDomainFromString(b.GetTrustDomain())
-	if err != nil {
-		return nil, fmt.Errorf("bundle has an invalid trust domain %q: %w", b.GetTrustDomain(), err)
-	}
-	sb := spiffebundle.New(td)
-	for i, a := range b.GetX509Authorities() {
-		cert, err := x509.ParseCertificate(a.GetAsn1())
-		if err != nil {
-			return nil, fmt.Errorf("bundle for %s: X.509 authority #%d: %w", td, i+1, err)
-		}
-		sb.AddX509Authority(cert)
-	}
-	jwtKeys := make(map[string]crypto.PublicKey)
-	for _, k := range b.GetJwtAuthorities() {
-		pub, err := x509.ParsePKIXPublicKey(k.GetPublicKey())
-		if err != nil {
-			if warn != nil {
-				fmt.Fprintf(warn, "Warning: leaving JWT authority %q out of the SPIFFE bundle: %v\n", k.GetKeyId(), err)
-			}
-			continue
-		}
-		jwtKeys[k.GetKeyId()] = pub
-	}
-	sb.SetJWTAuthorities(jwtKeys)
-	if b.GetRefreshHint() > 0 {
-		sb.SetRefreshHint(time.Duration(b.GetRefreshHint()) * time.Second)
-	}
-	if b.GetSequenceNumber() > 0 {
-		sb.SetSequenceNumber(b.GetSequenceNumber())
-	}
-	return sb, nil
-}
-
-// spiffeBundleJSON renders b as an indented SPIFFE bundle document.
 func spiffeBundleJSON(b *types.Bundle, warn io.Writer) ([]byte, error) {
-	sb, err := spiffeBundleFromProto(b, warn)
+	sb, err := bundlecodec.FromProtoSkipping(b, func(kid string, err error) {
+		if warn != nil {
+			fmt.Fprintf(warn, "Warning: leaving JWT authority %q out of the SPIFFE bundle: %v\n", kid, err)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	return marshalSPIFFEBundle(sb)
-}
-
-// marshalSPIFFEBundle marshals sb with its keys in a stable order (X.509
-// authorities first in bundle order, then JWT authorities by key ID),
-// indented, with a trailing newline.
-func marshalSPIFFEBundle(sb *spiffebundle.Bundle) ([]byte, error) {
-	raw, err := sb.Marshal()
-	if err != nil {
-		return nil, fmt.Errorf("marshaling the SPIFFE bundle of %s: %w", sb.TrustDomain(), err)
-	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &doc); err != nil {
-		return nil, err
-	}
-	if keysRaw, ok := doc["keys"]; ok {
-		var keys []json.RawMessage
-		if err := json.Unmarshal(keysRaw, &keys); err != nil {
-			return nil, err
-		}
-		type key struct {
-			raw      json.RawMessage
-			use, kid string
-		}
-		ks := make([]key, len(keys))
-		for i, raw := range keys {
-			var h struct {
-				Use string `json:"use"`
-				Kid string `json:"kid"`
-			}
-			if err := json.Unmarshal(raw, &h); err != nil {
-				return nil, err
-			}
-			ks[i] = key{raw: raw, use: h.Use, kid: h.Kid}
-		}
-		rank := func(use string) int {
-			if use == "x509-svid" {
-				return 0
-			}
-			return 1
-		}
-		slices.SortStableFunc(ks, func(a, b key) int {
-			if c := cmp.Compare(rank(a.use), rank(b.use)); c != 0 || a.use == "x509-svid" {
-				return c
-			}
-			return cmp.Or(cmp.Compare(a.use, b.use), cmp.Compare(a.kid, b.kid))
-		})
-		sorted := make([]json.RawMessage, len(ks))
-		for i, k := range ks {
-			sorted[i] = k.raw
-		}
-		if doc["keys"], err = json.Marshal(sorted); err != nil {
-			return nil, err
-		}
-	}
-	flat, err := json.Marshal(doc)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	if err := json.Indent(&buf, flat, "", "    "); err != nil {
-		return nil, err
-	}
-	buf.WriteByte('\n')
-	return buf.Bytes(), nil
+	return bundlecodec.Marshal(sb, nil)
 }
 
 // bundleFromData parses federated bundle data in format for td.
@@ -255,31 +157,13 @@ func bundleFromData(td spiffeid.TrustDomain, data []byte, format bundleFormat) (
 		}
 		return b, nil
 	}
-	sb, err := spiffebundle.Parse(td, data)
+	sb, err := bundlecodec.ParseSPIFFE(td, data)
 	if err != nil {
 		return nil, fmt.Errorf("bundle data is not a SPIFFE bundle (use --format pem for PEM certificates): %w", err)
 	}
-	for _, c := range sb.X509Authorities() {
-		b.X509Authorities = append(b.X509Authorities, &types.X509Certificate{Asn1: c.Raw})
-	}
-	jwt := sb.JWTAuthorities()
-	kids := make([]string, 0, len(jwt))
-	for kid := range jwt {
-		kids = append(kids, kid)
-	}
-	slices.Sort(kids)
-	for _, kid := range kids {
-		der, err := x509.MarshalPKIXPublicKey(jwt[kid])
-		if err != nil {
-			return nil, fmt.Errorf("bundle data: JWT authority %q: %w", kid, err)
-		}
-		b.JwtAuthorities = append(b.JwtAuthorities, &types.JWTKey{KeyId: kid, PublicKey: der})
-	}
-	if h, ok := sb.RefreshHint(); ok {
-		b.RefreshHint = int64(h / time.Second)
-	}
-	if n, ok := sb.SequenceNumber(); ok {
-		b.SequenceNumber = n
+	b, err = bundlecodec.ToProto(sb)
+	if err != nil {
+		return nil, fmt.Errorf("bundle data: %w", err)
 	}
 	return b, nil
 }

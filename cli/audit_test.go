@@ -147,7 +147,7 @@ func startAuditServer(t *testing.T) *auditServer {
 func (s *auditServer) add(t *testing.T, n int) {
 	t.Helper()
 	ctx := context.Background()
-	kinds := []string{eventlog.KindSVIDIssued, eventlog.KindCAPrepared, eventlog.KindAgentAttested}
+	kinds := []eventlog.Kind{eventlog.KindSVIDIssued, eventlog.KindCAPrepared, eventlog.KindAgentAttested}
 	for i := range n {
 		if _, err := s.log.Append(ctx, eventlog.Event{Kind: kinds[i%3], Subject: "spiffe://example.org/w", Serial: fmt.Sprint(i)}); err != nil {
 			t.Fatal(err)

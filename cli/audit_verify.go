@@ -3,8 +3,6 @@ package cli
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -15,8 +13,10 @@ import (
 	"strings"
 	"time"
 
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/spf13/cobra"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
 func newAuditVerifyCommand() *cobra.Command {
@@ -235,34 +235,16 @@ func loadAuditBundle(path string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-// spiffeBundleRoots reads the x509-svid keys of a SPIFFE bundle (a JWK
-// set). Authorities whose certificates Go cannot parse (pure ML-DSA) are
-// skipped; checkpoints must chain to a classical or hybrid authority.
+// spiffeBundleRoots reads the X.509 authorities of a SPIFFE bundle,
+// pure ML-DSA ones (in the bundle's ML-DSA member) included; checkpoints
+// must chain to one of them. The trust domain is not checked: a SPIFFE
+// bundle document does not name it.
 func spiffeBundleRoots(path string, data []byte) ([]*x509.Certificate, error) {
-	var doc struct {
-		Keys []struct {
-			Use string   `json:"use"`
-			X5c []string `json:"x5c"`
-		} `json:"keys"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	b, err := bundlecodec.Parse(spiffeid.TrustDomain{}, data)
+	if err != nil {
 		return nil, fmt.Errorf("bundle %s: not a SPIFFE bundle: %w", path, err)
 	}
-	var certs []*x509.Certificate
-	for _, k := range doc.Keys {
-		if k.Use != "x509-svid" || len(k.X5c) == 0 {
-			continue
-		}
-		der, err := base64.StdEncoding.DecodeString(k.X5c[0])
-		if err != nil {
-			return nil, fmt.Errorf("bundle %s: x5c: %w", path, err)
-		}
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			continue
-		}
-		certs = append(certs, c)
-	}
+	certs := b.X509Authorities()
 	if len(certs) == 0 {
 		return nil, fmt.Errorf("bundle %s: no X.509 authorities (keys with use x509-svid)", path)
 	}

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/signet-id/signet/pq/pqtest"
-	bundleapi "github.com/signet-id/signet/server/api/bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -33,7 +33,7 @@ func FuzzBundleFromData(f *testing.F) {
 			format = formatPEM
 		}
 		if b, err := bundleFromData(td, data, format); err == nil {
-			if _, err := bundleapi.FromProto(b); err != nil {
+			if _, err := bundlecodec.FromProto(b); err != nil {
 				t.Fatalf("CLI accepted a bundle the API refuses: %v", err)
 			}
 		}

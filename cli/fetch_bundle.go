@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -122,7 +123,7 @@ func printFetchedBundles(w io.Writer, bundles []*spiffebundle.Bundle, format bun
 			bundleHeader(w, b.TrustDomain().Name())
 		}
 		if format == formatSPIFFE {
-			doc, err := marshalSPIFFEBundle(b)
+			doc, err := bundlecodec.Marshal(b, nil)
 			if err != nil {
 				return err
 			}

@@ -10,8 +10,8 @@ import (
 	"os"
 	"strings"
 
+	bundlecodec "github.com/signet-id/signet/bundle"
 	pqjwt "github.com/signet-id/signet/pq/jwt"
-	"github.com/signet-id/signet/pq/pqbundle"
 	"github.com/signet-id/signet/pq/verify"
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
@@ -50,7 +50,7 @@ func (f *verifyFlags) check() error {
 }
 
 // loadBundle reads a PEM or SPIFFE JSON bundle for td.
-func loadBundle(path string, td spiffeid.TrustDomain) (*pqbundle.Bundle, error) {
+func loadBundle(path string, td spiffeid.TrustDomain) (*bundlecodec.Bundle, error) {
 	if path == "" {
 		return nil, usageError{errors.New("--bundle is required (get one with `signet bundle show --format spiffe`, or the server's data_dir/bundle.spiffe.json)")}
 	}
@@ -59,7 +59,7 @@ func loadBundle(path string, td spiffeid.TrustDomain) (*pqbundle.Bundle, error) 
 		return nil, fmt.Errorf("read bundle: %w", err)
 	}
 	if t := bytes.TrimSpace(data); len(t) > 0 && t[0] == '{' {
-		b, err := pqbundle.Parse(td, data)
+		b, err := bundlecodec.Parse(td, data)
 		if err != nil {
 			return nil, fmt.Errorf("bundle %s: %w", path, err)
 		}
@@ -73,7 +73,7 @@ func loadBundle(path string, td spiffeid.TrustDomain) (*pqbundle.Bundle, error) 
 	for _, c := range certs {
 		sb.AddX509Authority(c)
 	}
-	return &pqbundle.Bundle{Bundle: sb}, nil
+	return &bundlecodec.Bundle{Bundle: sb}, nil
 }
 
 func newVerifyX509Command() *cobra.Command {

@@ -13,11 +13,11 @@ import (
 	"strings"
 	"testing"
 
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
 	pqjwt "github.com/signet-id/signet/pq/jwt"
 	"github.com/signet-id/signet/pq/mldsa"
-	"github.com/signet-id/signet/pq/pqbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -63,7 +63,7 @@ func TestVerifyAttacks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bj, err := pqbundle.Marshal(m.Bundle(), m.MLDSAJWTKeys())
+	bj, err := bundlecodec.Marshal(m.Bundle(), m.MLDSAJWTKeys())
 	if err != nil {
 		t.Fatal(err)
 	}

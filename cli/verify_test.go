@@ -12,10 +12,10 @@ import (
 	"strings"
 	"testing"
 
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/pq/mldsa"
-	"github.com/signet-id/signet/pq/pqbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -62,7 +62,7 @@ func TestVerifyCommands(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		bj, err := pqbundle.Marshal(m.Bundle(), m.MLDSAJWTKeys())
+		bj, err := bundlecodec.Marshal(m.Bundle(), m.MLDSAJWTKeys())
 		if err != nil {
 			t.Fatal(err)
 		}

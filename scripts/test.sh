@@ -18,6 +18,9 @@ export SIGNET_VAULT_BIN
 echo "--- go vet"
 go vet ./...
 
+echo "--- generated code is up to date (pinned protoc and plugins)"
+./scripts/check-generate.sh
+
 echo "--- go test"
 go test -count=1 -timeout 30m ./...
 

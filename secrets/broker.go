@@ -27,10 +27,10 @@ var (
 
 // Event kinds the broker appends to the rotation event log.
 const (
-	KindLeaseIssued  = eventlog.KindVaultLeasePrefix + "issued"
-	KindLeaseRenewed = eventlog.KindVaultLeasePrefix + "renewed"
-	KindLeaseRevoked = eventlog.KindVaultLeasePrefix + "revoked"
-	KindLeaseExpired = eventlog.KindVaultLeasePrefix + "expired"
+	KindLeaseIssued  = eventlog.KindVaultLeaseIssued
+	KindLeaseRenewed = eventlog.KindVaultLeaseRenewed
+	KindLeaseRevoked = eventlog.KindVaultLeaseRevoked
+	KindLeaseExpired = eventlog.KindVaultLeaseExpired
 )
 
 // EventSink receives lease and version events (an *eventlog.Appender).
@@ -275,7 +275,7 @@ func (b *Broker) drop(s *source) bool {
 	return true
 }
 
-func (b *Broker) event(kind string, s *source, details map[string]string) {
+func (b *Broker) event(kind eventlog.Kind, s *source, details map[string]string) {
 	if b.cfg.Events == nil {
 		return
 	}

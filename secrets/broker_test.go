@@ -103,7 +103,7 @@ func (r *recordingSink) Append(_ context.Context, e eventlog.Event) error {
 	defer r.mu.Unlock()
 	r.ev = append(r.ev, e)
 	if r.g != nil {
-		r.g.saw(e.Kind + " " + e.Subject + " " + e.Actor + " " + strings.Join(mapValues(e.Details), " "))
+		r.g.saw(string(e.Kind) + " " + e.Subject + " " + e.Actor + " " + strings.Join(mapValues(e.Details), " "))
 	}
 	return nil
 }
@@ -113,7 +113,7 @@ func (r *recordingSink) kinds() []string {
 	defer r.mu.Unlock()
 	var out []string
 	for _, e := range r.ev {
-		out = append(out, e.Kind)
+		out = append(out, string(e.Kind))
 	}
 	return out
 }
@@ -221,7 +221,7 @@ func TestKV2NewVersionPushed(t *testing.T) {
 	}
 	found := false
 	for _, k := range f.events.kinds() {
-		found = found || k == eventlog.KindSecretVersionChanged
+		found = found || k == string(eventlog.KindSecretVersionChanged)
 	}
 	if !found {
 		t.Fatalf("no %s event; events: %v", eventlog.KindSecretVersionChanged, f.events.kinds())
@@ -295,12 +295,12 @@ func TestLeasedSecretRenewedThenReplaced(t *testing.T) {
 		t.Fatalf("replacement token does not work: %v", err)
 	}
 	kinds := strings.Join(f.events.kinds(), ",")
-	for _, k := range []string{secrets.KindLeaseIssued, secrets.KindLeaseRenewed} {
+	for _, k := range []string{string(secrets.KindLeaseIssued), string(secrets.KindLeaseRenewed)} {
 		if !strings.Contains(kinds, k) {
 			t.Fatalf("no %s event in %s", k, kinds)
 		}
 	}
-	if strings.Count(kinds, secrets.KindLeaseIssued) < 2 {
+	if strings.Count(kinds, string(secrets.KindLeaseIssued)) < 2 {
 		t.Fatalf("replacement not recorded: %s", kinds)
 	}
 }
@@ -332,7 +332,7 @@ func TestRevokeStopsDeliveryAndRevokesLease(t *testing.T) {
 	if _, err := vc.Auth().Token().Lookup(tok); err == nil {
 		t.Fatal("the lease's token still works after Revoke")
 	}
-	if !strings.Contains(strings.Join(f.events.kinds(), ","), secrets.KindLeaseRevoked) {
+	if !strings.Contains(strings.Join(f.events.kinds(), ","), string(secrets.KindLeaseRevoked)) {
 		t.Fatalf("no %s event: %v", secrets.KindLeaseRevoked, f.events.kinds())
 	}
 }
@@ -455,7 +455,7 @@ func TestNonRenewableLeaseReplacedBeforeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.guard.secret(fields["private_key"].(string))
-	if strings.Contains(strings.Join(f.events.kinds(), ","), secrets.KindLeaseRenewed) {
+	if strings.Contains(strings.Join(f.events.kinds(), ","), string(secrets.KindLeaseRenewed)) {
 		t.Fatal("a non-renewable lease was renewed")
 	}
 }
@@ -561,7 +561,7 @@ func TestLeaseRenewalOnInjectedClock(t *testing.T) {
 	if renewed.Version != 1 || !renewed.ExpiresAt.Equal(start.Add(41*time.Minute+time.Hour)) {
 		t.Fatalf("renewed: %v expires %v", renewed, renewed.ExpiresAt)
 	}
-	if !strings.Contains(strings.Join(f.events.kinds(), ","), secrets.KindLeaseRenewed) {
+	if !strings.Contains(strings.Join(f.events.kinds(), ","), string(secrets.KindLeaseRenewed)) {
 		t.Fatalf("no renewal event: %v", f.events.kinds())
 	}
 }

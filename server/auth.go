@@ -4,14 +4,25 @@ import (
 	"context"
 	"errors"
 
+	auditv1 "github.com/signet-id/signet/proto/signet/audit/v1"
+	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
+	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
+	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/caller"
+	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
+	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
+	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
+	localauthorityv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/localauthority/v1"
+	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 )
@@ -26,72 +37,88 @@ const (
 	accessAgentOrAdmin
 )
 
-// policy lists every method the server serves. Methods not listed are
-// refused.
+// policy lists every method the server serves, keyed by the generated
+// *_FullMethodName constants. Methods not listed are refused;
+// TestAccessRulesMatchServedMethods checks that the list and the methods
+// the two gRPC servers serve are the same.
 var policy = map[string]access{
-	"/grpc.health.v1.Health/Check": accessAny,
-	"/grpc.health.v1.Health/List":  accessAny,
-	"/grpc.health.v1.Health/Watch": accessAny,
+	healthpb.Health_Check_FullMethodName: accessAny,
+	healthpb.Health_List_FullMethodName:  accessAny,
+	healthpb.Health_Watch_FullMethodName: accessAny,
 
-	"/spire.api.server.agent.v1.Agent/AttestAgent":     accessAny,
-	"/spire.api.server.agent.v1.Agent/RenewAgent":      accessAgent,
-	"/spire.api.server.agent.v1.Agent/PostStatus":      accessAgent,
-	"/spire.api.server.agent.v1.Agent/CountAgents":     accessAdmin,
-	"/spire.api.server.agent.v1.Agent/ListAgents":      accessAdmin,
-	"/spire.api.server.agent.v1.Agent/GetAgent":        accessAdmin,
-	"/spire.api.server.agent.v1.Agent/DeleteAgent":     accessAdmin,
-	"/spire.api.server.agent.v1.Agent/BanAgent":        accessAdmin,
-	"/spire.api.server.agent.v1.Agent/CreateJoinToken": accessAdmin,
+	agentv1.Agent_AttestAgent_FullMethodName:     accessAny,
+	agentv1.Agent_RenewAgent_FullMethodName:      accessAgent,
+	agentv1.Agent_PostStatus_FullMethodName:      accessAgent,
+	agentv1.Agent_CountAgents_FullMethodName:     accessAdmin,
+	agentv1.Agent_ListAgents_FullMethodName:      accessAdmin,
+	agentv1.Agent_GetAgent_FullMethodName:        accessAdmin,
+	agentv1.Agent_DeleteAgent_FullMethodName:     accessAdmin,
+	agentv1.Agent_BanAgent_FullMethodName:        accessAdmin,
+	agentv1.Agent_CreateJoinToken_FullMethodName: accessAdmin,
 
-	"/spire.api.server.entry.v1.Entry/CountEntries":          accessAdmin,
-	"/spire.api.server.entry.v1.Entry/ListEntries":           accessAdmin,
-	"/spire.api.server.entry.v1.Entry/GetEntry":              accessAdmin,
-	"/spire.api.server.entry.v1.Entry/BatchCreateEntry":      accessAdmin,
-	"/spire.api.server.entry.v1.Entry/BatchUpdateEntry":      accessAdmin,
-	"/spire.api.server.entry.v1.Entry/BatchDeleteEntry":      accessAdmin,
-	"/spire.api.server.entry.v1.Entry/GetAuthorizedEntries":  accessAgent,
-	"/spire.api.server.entry.v1.Entry/SyncAuthorizedEntries": accessAgent,
+	entryv1.Entry_CountEntries_FullMethodName:          accessAdmin,
+	entryv1.Entry_ListEntries_FullMethodName:           accessAdmin,
+	entryv1.Entry_GetEntry_FullMethodName:              accessAdmin,
+	entryv1.Entry_BatchCreateEntry_FullMethodName:      accessAdmin,
+	entryv1.Entry_BatchUpdateEntry_FullMethodName:      accessAdmin,
+	entryv1.Entry_BatchDeleteEntry_FullMethodName:      accessAdmin,
+	entryv1.Entry_GetAuthorizedEntries_FullMethodName:  accessAgent,
+	entryv1.Entry_SyncAuthorizedEntries_FullMethodName: accessAgent,
 
-	"/spire.api.server.svid.v1.SVID/BatchNewX509SVID":    accessAgent,
-	"/spire.api.server.svid.v1.SVID/NewJWTSVID":          accessAgent,
-	"/spire.api.server.svid.v1.SVID/MintX509SVID":        accessAdmin,
-	"/spire.api.server.svid.v1.SVID/MintJWTSVID":         accessAdmin,
-	"/spire.api.server.svid.v1.SVID/NewDownstreamX509CA": accessAdmin,
+	svidv1.SVID_BatchNewX509SVID_FullMethodName:    accessAgent,
+	svidv1.SVID_NewJWTSVID_FullMethodName:          accessAgent,
+	svidv1.SVID_MintX509SVID_FullMethodName:        accessAdmin,
+	svidv1.SVID_MintJWTSVID_FullMethodName:         accessAdmin,
+	svidv1.SVID_NewDownstreamX509CA_FullMethodName: accessAdmin,
 
-	"/spire.api.server.bundle.v1.Bundle/GetBundle":                  accessAny,
-	"/spire.api.server.bundle.v1.Bundle/CountBundles":               accessAdmin,
-	"/spire.api.server.bundle.v1.Bundle/ListFederatedBundles":       accessAdmin,
-	"/spire.api.server.bundle.v1.Bundle/GetFederatedBundle":         accessAgentOrAdmin,
-	"/spire.api.server.bundle.v1.Bundle/BatchCreateFederatedBundle": accessAdmin,
-	"/spire.api.server.bundle.v1.Bundle/BatchUpdateFederatedBundle": accessAdmin,
-	"/spire.api.server.bundle.v1.Bundle/BatchSetFederatedBundle":    accessAdmin,
-	"/spire.api.server.bundle.v1.Bundle/BatchDeleteFederatedBundle": accessAdmin,
-	"/spire.api.server.bundle.v1.Bundle/AppendBundle":               accessAdmin,
-	"/spire.api.server.bundle.v1.Bundle/PublishJWTAuthority":        accessAdmin,
+	bundlev1.Bundle_GetBundle_FullMethodName:                  accessAny,
+	bundlev1.Bundle_CountBundles_FullMethodName:               accessAdmin,
+	bundlev1.Bundle_ListFederatedBundles_FullMethodName:       accessAdmin,
+	bundlev1.Bundle_GetFederatedBundle_FullMethodName:         accessAgentOrAdmin,
+	bundlev1.Bundle_BatchCreateFederatedBundle_FullMethodName: accessAdmin,
+	bundlev1.Bundle_BatchUpdateFederatedBundle_FullMethodName: accessAdmin,
+	bundlev1.Bundle_BatchSetFederatedBundle_FullMethodName:    accessAdmin,
+	bundlev1.Bundle_BatchDeleteFederatedBundle_FullMethodName: accessAdmin,
+	bundlev1.Bundle_AppendBundle_FullMethodName:               accessAdmin,
+	bundlev1.Bundle_PublishJWTAuthority_FullMethodName:        accessAdmin,
 
-	"/signet.notify.v1.Notifier/Watch": accessAgent,
+	notifyv1.Notifier_Watch_FullMethodName: accessAgent,
 
-	"/spire.api.server.localauthority.v1.LocalAuthority/GetJWTAuthorityState":        accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/PrepareJWTAuthority":         accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/ActivateJWTAuthority":        accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/TaintJWTAuthority":           accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/RevokeJWTAuthority":          accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/GetX509AuthorityState":       accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/PrepareX509Authority":        accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/ActivateX509Authority":       accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/TaintX509Authority":          accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/TaintX509UpstreamAuthority":  accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/RevokeX509Authority":         accessAdmin,
-	"/spire.api.server.localauthority.v1.LocalAuthority/RevokeX509UpstreamAuthority": accessAdmin,
-	"/signet.secrets.v1.Secrets/Watch":                                               accessAgent,
-	"/signet.secrets.v1.SecretPolicies/CreatePolicy":                                 accessAdmin,
-	"/signet.secrets.v1.SecretPolicies/ListPolicies":                                 accessAdmin,
-	"/signet.secrets.v1.SecretPolicies/DeletePolicy":                                 accessAdmin,
-	"/signet.ca.v1.CA/ListAuthorities":                                               accessAdmin,
-	"/signet.ca.v1.CA/CountSVIDsByAuthority":                                         accessAdmin,
-	"/signet.audit.v1.Audit/Tail":                                                    accessAdmin,
-	"/signet.audit.v1.Audit/Export":                                                  accessAdmin,
-	"/signet.audit.v1.Audit/Archive":                                                 accessAdmin,
+	localauthorityv1.LocalAuthority_GetJWTAuthorityState_FullMethodName:        accessAdmin,
+	localauthorityv1.LocalAuthority_PrepareJWTAuthority_FullMethodName:         accessAdmin,
+	localauthorityv1.LocalAuthority_ActivateJWTAuthority_FullMethodName:        accessAdmin,
+	localauthorityv1.LocalAuthority_TaintJWTAuthority_FullMethodName:           accessAdmin,
+	localauthorityv1.LocalAuthority_RevokeJWTAuthority_FullMethodName:          accessAdmin,
+	localauthorityv1.LocalAuthority_GetX509AuthorityState_FullMethodName:       accessAdmin,
+	localauthorityv1.LocalAuthority_PrepareX509Authority_FullMethodName:        accessAdmin,
+	localauthorityv1.LocalAuthority_ActivateX509Authority_FullMethodName:       accessAdmin,
+	localauthorityv1.LocalAuthority_TaintX509Authority_FullMethodName:          accessAdmin,
+	localauthorityv1.LocalAuthority_TaintX509UpstreamAuthority_FullMethodName:  accessAdmin,
+	localauthorityv1.LocalAuthority_RevokeX509Authority_FullMethodName:         accessAdmin,
+	localauthorityv1.LocalAuthority_RevokeX509UpstreamAuthority_FullMethodName: accessAdmin,
+	secretsv1.Secrets_Watch_FullMethodName:                                     accessAgent,
+	secretsv1.SecretPolicies_CreatePolicy_FullMethodName:                       accessAdmin,
+	secretsv1.SecretPolicies_ListPolicies_FullMethodName:                       accessAdmin,
+	secretsv1.SecretPolicies_DeletePolicy_FullMethodName:                       accessAdmin,
+	cav1.CA_ListAuthorities_FullMethodName:                                     accessAdmin,
+	cav1.CA_CountSVIDsByAuthority_FullMethodName:                               accessAdmin,
+	auditv1.Audit_Tail_FullMethodName:                                          accessAdmin,
+	auditv1.Audit_Export_FullMethodName:                                        accessAdmin,
+	auditv1.Audit_Archive_FullMethodName:                                       accessAdmin,
+}
+
+// grpcServers builds the gRPC servers of the agent listener (TLS, agent
+// authentication, limits) and of the admin socket, each with every service
+// registered.
+func (s *Server) grpcServers(lim *limits.Limiter) (agentSrv, adminSrv *grpc.Server) {
+	agentSrv = grpc.NewServer(append(append(s.agentInterceptors(),
+		grpc.Creds(kexCreds{TransportCredentials: credentials.NewTLS(s.agentTLSConfig()), observe: s.observeKEX}),
+		grpc.MaxRecvMsgSize(4<<20)), lim.ServerOptions()...)...)
+	adminSrv = grpc.NewServer(append(s.adminInterceptors(), grpc.MaxRecvMsgSize(4<<20))...)
+	for _, g := range []*grpc.Server{agentSrv, adminSrv} {
+		s.register(g)
+	}
+	return agentSrv, adminSrv
 }
 
 // allowed reports whether a caller of kind k may call a method with access a.

@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"errors"
-	"strings"
 	"time"
 
 	"github.com/signet-id/signet/ca"
@@ -48,7 +47,7 @@ func (e *events) SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID st
 }
 
 // AgentEvent implements agent.Events.
-func (e *events) AgentEvent(ctx context.Context, kind string, id spiffeid.ID, serial string) {
+func (e *events) AgentEvent(ctx context.Context, kind eventlog.Kind, id spiffeid.ID, serial string) {
 	actor := id.String()
 	if kind == eventlog.KindAgentEvicted || kind == eventlog.KindAgentBanned {
 		actor = "admin"
@@ -59,8 +58,9 @@ func (e *events) AgentEvent(ctx context.Context, kind string, id spiffeid.ID, se
 // AuthorityChanged implements localauthority.Events (admin transitions).
 // Prepare and activate also show up in the CA state diff that
 // logTransitions records, so only taint and revoke are logged here.
-func (e *events) AuthorityChanged(ctx context.Context, kind string, a ca.AuthorityInfo) {
-	if strings.HasSuffix(kind, ".prepared") || strings.HasSuffix(kind, ".activated") {
+func (e *events) AuthorityChanged(ctx context.Context, kind eventlog.Kind, a ca.AuthorityInfo) {
+	switch kind {
+	case eventlog.KindCAPrepared, eventlog.KindCAActivated, eventlog.KindJWTKeyPrepared, eventlog.KindJWTKeyActivated:
 		return
 	}
 	e.append(ctx, eventlog.Event{Kind: kind, Subject: e.s.cfg.TrustDomain.Name(), Actor: "admin", KeyID: a.ID,
@@ -86,24 +86,24 @@ func snapshotAuthorities(m *ca.Manager) authoritySnapshot {
 // two snapshots (the automatic lifecycle: prepare and activate).
 func (e *events) logTransitions(ctx context.Context, before, after authoritySnapshot) {
 	for k, a := range after {
-		prefix := "ca."
+		prepared, activated := eventlog.KindCAPrepared, eventlog.KindCAActivated
 		if a.Kind == ca.KindJWT {
-			prefix = "jwtkey."
+			prepared, activated = eventlog.KindJWTKeyPrepared, eventlog.KindJWTKeyActivated
 		}
 		b, existed := before[k]
 		switch {
 		case !existed && a.Status == ca.StatusActive:
-			e.append(ctx, authorityEvent(e.s, prefix+"prepared", a))
-			e.append(ctx, authorityEvent(e.s, prefix+"activated", a))
+			e.append(ctx, authorityEvent(e.s, prepared, a))
+			e.append(ctx, authorityEvent(e.s, activated, a))
 		case !existed:
-			e.append(ctx, authorityEvent(e.s, prefix+"prepared", a))
+			e.append(ctx, authorityEvent(e.s, prepared, a))
 		case b.Status != ca.StatusActive && a.Status == ca.StatusActive:
-			e.append(ctx, authorityEvent(e.s, prefix+"activated", a))
+			e.append(ctx, authorityEvent(e.s, activated, a))
 		}
 	}
 }
 
-func authorityEvent(s *Server, kind string, a ca.AuthorityInfo) eventlog.Event {
+func authorityEvent(s *Server, kind eventlog.Kind, a ca.AuthorityInfo) eventlog.Event {
 	return eventlog.Event{Kind: kind, Subject: s.cfg.TrustDomain.Name(), Actor: "server", KeyID: a.ID,
 		Details: map[string]string{"not_after": a.NotAfter.UTC().Format(time.RFC3339)}}
 }

@@ -7,7 +7,7 @@ import (
 	"net"
 	"path/filepath"
 
-	"github.com/signet-id/signet/pq/pqbundle"
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/signet-id/signet/privdir"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -69,7 +69,7 @@ func listenAdmin(path string) (net.Listener, error) {
 // writeBundleFile writes the current bundle to DataDir/BundleFile (0644:
 // a bundle is public), atomically and without following symlinks.
 func (s *Server) writeBundleFile() {
-	data, err := pqbundle.Marshal(s.ca.Bundle(), s.ca.MLDSAJWTKeys())
+	data, err := bundlecodec.Marshal(s.ca.Bundle(), s.ca.MLDSAJWTKeys())
 	if err != nil {
 		s.log.Error("failed to encode the bundle", "error", err)
 		return

@@ -94,7 +94,7 @@ func (s *Server) handleRenew(_ context.Context, it scheduler.Item) (*scheduler.I
 }
 
 // agentSelfEntry in a RENEW_NOW asks the agent to renew its own SVID.
-const agentSelfEntry = "@agent"
+const agentSelfEntry = notifyv1.AgentEntryID
 
 // scheduleRenewal records the renewal due time of an SVID issued to an
 // agent. It never blocks issuance: items go through a bounded queue.

@@ -45,7 +45,6 @@ import (
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -338,13 +337,7 @@ func (s *Server) Run(ctx context.Context) error {
 	extra = append(extra, stateRuns...)
 
 	lim := limits.New(s.limitsConfig(), s.log, s.cfg.Registry)
-	agentSrv := grpc.NewServer(append(append(s.agentInterceptors(),
-		grpc.Creds(kexCreds{TransportCredentials: credentials.NewTLS(s.agentTLSConfig()), observe: s.observeKEX}),
-		grpc.MaxRecvMsgSize(4<<20)), lim.ServerOptions()...)...)
-	adminSrv := grpc.NewServer(append(s.adminInterceptors(), grpc.MaxRecvMsgSize(4<<20))...)
-	for _, g := range []*grpc.Server{agentSrv, adminSrv} {
-		s.register(g)
-	}
+	agentSrv, adminSrv := s.grpcServers(lim)
 
 	lis, err := net.Listen("tcp", s.cfg.BindAddress)
 	if err != nil {

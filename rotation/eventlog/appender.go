@@ -309,7 +309,7 @@ func (a *Appender) write(batch []Event) bool {
 		if err == nil {
 			a.metrics.latency.Observe(time.Since(start).Seconds())
 			for _, e := range batch {
-				a.metrics.appended.WithLabelValues(e.Kind).Inc()
+				a.metrics.appended.WithLabelValues(string(e.Kind)).Inc()
 			}
 			return true
 		}

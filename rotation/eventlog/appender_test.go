@@ -47,7 +47,7 @@ func TestAppenderBatchesEverything(t *testing.T) {
 	if s.Seq != producers*each {
 		t.Fatalf("head seq %d after flush, want %d", s.Seq, producers*each)
 	}
-	if got := metricValue(t, a.metrics.appended.WithLabelValues(KindSVIDIssued)); got != producers*each*9/10 {
+	if got := metricValue(t, a.metrics.appended.WithLabelValues(string(KindSVIDIssued))); got != producers*each*9/10 {
 		t.Fatalf("appended{svid.issued} = %v", got)
 	}
 	if got := metricValue(t, a.metrics.queueDepth); got != 0 {
@@ -88,7 +88,7 @@ func TestAppenderCloseWritesQueued(t *testing.T) {
 	l := newLog(t, srv.Client())
 	a := NewAppender(l)
 	for range 250 {
-		if err := a.Append(ctx, Event{Kind: KindSVIDRenewed}); err != nil {
+		if err := a.Append(ctx, Event{Kind: KindAgentRenewed}); err != nil {
 			t.Fatal(err)
 		}
 	}

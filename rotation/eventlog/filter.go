@@ -38,7 +38,7 @@ func (f Filter) Match(r Record) bool {
 	if !f.Since.IsZero() && r.Time.Before(f.Since) {
 		return false
 	}
-	return MatchKind(f.Kinds, r.Kind)
+	return MatchKind(f.Kinds, string(r.Kind))
 }
 
 // MatchKind reports whether kind matches one of patterns (see

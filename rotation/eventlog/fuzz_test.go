@@ -9,7 +9,7 @@ import (
 func seedLines() [][]byte {
 	var lines [][]byte
 	prev := GenesisHash
-	for i, k := range []string{KindCAPrepared, KindSVIDIssued, KindArchiveAnchor} {
+	for i, k := range []Kind{KindCAPrepared, KindSVIDIssued, KindArchiveAnchor} {
 		r := Record{
 			V: 1, Seq: uint64(i + 1), Time: time.Date(2026, 3, 1, 12, 0, i, 0, time.UTC),
 			Kind: k, Subject: "spiffe://example.org/w", Serial: "0a", PrevHash: prev,

@@ -115,7 +115,7 @@ type State struct {
 	Hash string
 	Time time.Time
 	// Kind is the last record's kind.
-	Kind string
+	Kind Kind
 	// ArchivedSeq and ArchivedHash are the seq and hash of the last
 	// archived record (0 and "" if nothing was archived): the first record
 	// still in the log has seq ArchivedSeq+1 and prev_hash ArchivedHash.
@@ -131,7 +131,7 @@ type headValue struct {
 	Seq  uint64 `json:"seq"`
 	Hash string `json:"hash"`
 	Time string `json:"time,omitempty"`
-	Kind string `json:"kind,omitempty"`
+	Kind Kind   `json:"kind,omitempty"`
 }
 
 func emptyState() State { return State{Hash: GenesisHash} }

@@ -165,7 +165,7 @@ func TestConcurrentAppendsNeverForkOrGap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Records != len(recs) || rep.Kinds[KindSVIDIssued] != writers*perWriter {
+	if rep.Records != len(recs) || rep.Kinds[string(KindSVIDIssued)] != writers*perWriter {
 		t.Fatalf("report = %+v", rep)
 	}
 }
@@ -177,7 +177,7 @@ func TestLastAndFilter(t *testing.T) {
 	ctx := testCtx(t)
 	clk := newFakeClock()
 	l := newLog(t, srv.Client(), WithClock(clk.Now))
-	kinds := []string{KindSVIDIssued, KindCAPrepared, "vault.lease.renewed", KindSVIDRenewed}
+	kinds := []Kind{KindSVIDIssued, KindCAPrepared, "vault.lease.renewed", KindAgentRenewed}
 	for i := range 1200 { // more than two pages
 		if i%100 == 0 {
 			clk.Add(time.Minute)
@@ -197,8 +197,8 @@ func TestLastAndFilter(t *testing.T) {
 		{"last 3 ca", 3, Filter{Kinds: []string{"ca.*"}}, 3, "1189"},
 		{"vault family", 2, Filter{Kinds: []string{"vault.lease.*"}}, 2, "1194"},
 		{"since", 1000, Filter{Since: t0.Add(12 * time.Minute)}, 100, "1100"},
-		{"since+kind", 1000, Filter{Since: t0.Add(12 * time.Minute), Kinds: []string{KindSVIDRenewed}}, 25, "1103"},
-		{"all fits", 2000, Filter{Kinds: []string{KindCAPrepared}}, 300, "1"},
+		{"since+kind", 1000, Filter{Since: t0.Add(12 * time.Minute), Kinds: []string{string(KindAgentRenewed)}}, 25, "1103"},
+		{"all fits", 2000, Filter{Kinds: []string{string(KindCAPrepared)}}, 300, "1"},
 	}
 	for _, tc := range tests {
 		got, err := l.Last(ctx, tc.n, tc.f)

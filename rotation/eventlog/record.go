@@ -32,52 +32,57 @@ const SchemaVersion = 1
 // GenesisHash is the prev_hash of the record with seq 1.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
+// Kind is the kind of a record this version of Signet writes; the kinds
+// and what each means are listed in docs/audit-log.md ("Record kinds").
+// Records read back keep their kind as a plain string, since a newer Signet
+// may write kinds this one does not know.
+type Kind string
+
 // Record kinds.
 const (
-	KindCAPrepared           = "ca.prepared"
-	KindCAActivated          = "ca.activated"
-	KindCATainted            = "ca.tainted"
-	KindCARevoked            = "ca.revoked"
-	KindSVIDIssued           = "svid.issued"
-	KindSVIDRenewed          = "svid.renewed"
-	KindAgentAttested        = "agent.attested"
-	KindAgentRenewed         = "agent.renewed"
-	KindAgentEvicted         = "agent.evicted"
-	KindAgentBanned          = "agent.banned"
-	KindJWTKeyPrepared       = "jwtkey.prepared"
-	KindJWTKeyActivated      = "jwtkey.activated"
-	KindJWTKeyTainted        = "jwtkey.tainted"
-	KindJWTKeyRevoked        = "jwtkey.revoked"
-	KindBundleRefreshed      = "bundle.refreshed"
-	KindSecretVersionChanged = "secret.version.changed"
-	KindCheckpoint           = "checkpoint"
-	KindArchiveAnchor        = "archive.anchor"
-
-	// KindVaultLeasePrefix starts the vault.lease.* family
-	// (vault.lease.issued, vault.lease.renewed, vault.lease.revoked, ...).
-	KindVaultLeasePrefix = "vault.lease."
+	KindCAPrepared           Kind = "ca.prepared"
+	KindCAActivated          Kind = "ca.activated"
+	KindCATainted            Kind = "ca.tainted"
+	KindCARevoked            Kind = "ca.revoked"
+	KindSVIDIssued           Kind = "svid.issued"
+	KindAgentAttested        Kind = "agent.attested"
+	KindAgentRenewed         Kind = "agent.renewed"
+	KindAgentEvicted         Kind = "agent.evicted"
+	KindAgentBanned          Kind = "agent.banned"
+	KindJWTKeyPrepared       Kind = "jwtkey.prepared"
+	KindJWTKeyActivated      Kind = "jwtkey.activated"
+	KindJWTKeyTainted        Kind = "jwtkey.tainted"
+	KindJWTKeyRevoked        Kind = "jwtkey.revoked"
+	KindVaultLeaseIssued     Kind = "vault.lease.issued"
+	KindVaultLeaseRenewed    Kind = "vault.lease.renewed"
+	KindVaultLeaseRevoked    Kind = "vault.lease.revoked"
+	KindVaultLeaseExpired    Kind = "vault.lease.expired"
+	KindSecretVersionChanged Kind = "secret.version.changed"
+	KindCheckpoint           Kind = "checkpoint"
+	KindArchiveAnchor        Kind = "archive.anchor"
 )
 
-var knownKinds = map[string]bool{
-	KindCAPrepared: true, KindCAActivated: true, KindCATainted: true, KindCARevoked: true,
-	KindSVIDIssued: true, KindSVIDRenewed: true,
-	KindAgentAttested: true, KindAgentRenewed: true, KindAgentEvicted: true, KindAgentBanned: true,
-	KindJWTKeyPrepared: true, KindJWTKeyActivated: true, KindJWTKeyTainted: true, KindJWTKeyRevoked: true,
-	KindBundleRefreshed: true, KindSecretVersionChanged: true,
-	KindCheckpoint: true, KindArchiveAnchor: true,
+// KindVaultLeasePrefix starts the vault.lease.* family.
+const KindVaultLeasePrefix = "vault.lease."
+
+// Kinds returns every Kind, in the order of docs/audit-log.md.
+func Kinds() []Kind {
+	return []Kind{
+		KindCAPrepared, KindCAActivated, KindCATainted, KindCARevoked,
+		KindJWTKeyPrepared, KindJWTKeyActivated, KindJWTKeyTainted, KindJWTKeyRevoked,
+		KindSVIDIssued,
+		KindAgentAttested, KindAgentRenewed, KindAgentEvicted, KindAgentBanned,
+		KindVaultLeaseIssued, KindVaultLeaseRenewed, KindVaultLeaseRevoked, KindVaultLeaseExpired,
+		KindSecretVersionChanged,
+		KindCheckpoint, KindArchiveAnchor,
+	}
 }
 
-// KnownKind reports whether kind is one this version of Signet writes:
-// one of the Kind constants, or vault.lease.<word> with a lower-case word.
-func KnownKind(kind string) bool {
-	if knownKinds[kind] {
-		return true
-	}
-	if w, ok := strings.CutPrefix(kind, KindVaultLeasePrefix); ok {
-		return isWord(w)
-	}
-	return false
-}
+// Valid reports whether k is one of the Kind constants.
+func (k Kind) Valid() bool { return slices.Contains(Kinds(), k) }
+
+// String returns k as written in a record.
+func (k Kind) String() string { return string(k) }
 
 // wellFormedKind reports whether kind has the shape of a kind: dot-separated
 // lower-case words. The verifier accepts well-formed kinds it does not know
@@ -108,7 +113,7 @@ func isWord(w string) bool {
 
 // Event is what a caller appends; the log assigns seq, time and the hashes.
 type Event struct {
-	Kind    string
+	Kind    Kind
 	Subject string // SPIFFE ID or trust domain the event is about
 	Actor   string // who caused it: a SPIFFE ID, "admin", "scheduler", ...
 	Serial  string // credential serial number (hex), if any
@@ -137,7 +142,7 @@ type Record struct {
 	V          int               // schema version (1)
 	Seq        uint64            // 1, 2, 3, ... without gaps
 	Time       time.Time         // UTC; never earlier than the previous record's
-	Kind       string            // see the Kind constants
+	Kind       Kind              // a Kind constant, or one a newer Signet writes
 	Subject    string            // SPIFFE ID or trust domain
 	Actor      string            // who caused the event
 	Serial     string            // credential serial, if any
@@ -171,7 +176,7 @@ type wire struct {
 	V          int               `json:"v"`
 	Seq        uint64            `json:"seq"`
 	Time       string            `json:"time"`
-	Kind       string            `json:"kind"`
+	Kind       Kind              `json:"kind"`
 	Subject    string            `json:"subject,omitempty"`
 	Actor      string            `json:"actor,omitempty"`
 	Serial     string            `json:"serial,omitempty"`
@@ -365,7 +370,7 @@ func canonical(r Record) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(int64(r.V)))
 	b = binary.BigEndian.AppendUint64(b, r.Seq)
 	b = appendStr(b, formatTime(r.Time))
-	b = appendStr(b, r.Kind)
+	b = appendStr(b, string(r.Kind))
 	b = appendStr(b, r.Subject)
 	b = appendStr(b, r.Actor)
 	b = appendStr(b, r.Serial)
@@ -423,7 +428,7 @@ func validText(what, s string, limit int) error {
 
 // validate checks an event before it is appended.
 func (e Event) validate() error {
-	if !KnownKind(e.Kind) {
+	if !e.Kind.Valid() {
 		return fmt.Errorf("eventlog: unknown event kind %q", e.Kind)
 	}
 	if e.Kind == KindCheckpoint || e.Kind == KindArchiveAnchor {

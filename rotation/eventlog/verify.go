@@ -206,7 +206,7 @@ func (v *verifier) record(line []byte, n int) error {
 	if r.V != SchemaVersion {
 		return fail(r.Seq, "unsupported schema version %d (this verifier knows version %d)", r.V, SchemaVersion)
 	}
-	if !wellFormedKind(r.Kind) {
+	if !wellFormedKind(string(r.Kind)) {
 		return fail(r.Seq, "invalid kind %q", r.Kind)
 	}
 	first := v.rep.Records == 0
@@ -264,7 +264,7 @@ func (v *verifier) record(line []byte, n int) error {
 	}
 	v.rep.Records++
 	v.rep.LastSeq, v.rep.HeadHash, v.rep.LastTime = r.Seq, r.Hash, r.Time
-	v.rep.Kinds[r.Kind]++
+	v.rep.Kinds[string(r.Kind)]++
 	r.line = nil
 	v.last = r
 	v.endsWithTrailer = false

@@ -39,7 +39,7 @@ func buildLog(t *testing.T) ([][]byte, *pki) {
 		t.Fatalf("second checkpoint on a checkpoint head: %v %v", ok, err)
 	}
 	for _, e := range []Event{
-		{Kind: KindSVIDRenewed, Subject: "spiffe://example.org/w1", Serial: "21"},
+		{Kind: KindAgentRenewed, Subject: "spiffe://example.org/w1", Serial: "21"},
 		{Kind: "vault.lease.renewed", Subject: "spiffe://example.org/w1", Details: map[string]string{"lease_id": "db/creds/x/1"}},
 		{Kind: KindJWTKeyTainted, Subject: "spiffe://example.org", KeyID: "kid-1"},
 	} {
@@ -150,7 +150,7 @@ func TestVerifyTampering(t *testing.T) {
 		{"edited seq", edit(1, func(r *Record) { r.Seq = 7 }), 7, 2, "want 2"},
 		{"edited time", edit(1, func(r *Record) { r.Time = r.Time.Add(time.Millisecond) }), 2, 2, "hash mismatch"},
 		{"time not canonical", raw(1, "Z\"", "+00:00\""), 2, 2, "canonical"},
-		{"edited kind", edit(1, func(r *Record) { r.Kind = KindSVIDRenewed }), 2, 2, "hash mismatch"},
+		{"edited kind", edit(1, func(r *Record) { r.Kind = KindAgentRenewed }), 2, 2, "hash mismatch"},
 		{"edited subject", edit(1, func(r *Record) { r.Subject = "spiffe://example.org/evil" }), 2, 2, "hash mismatch"},
 		{"edited actor", edit(1, func(r *Record) { r.Actor = "admin" }), 2, 2, "hash mismatch"},
 		{"edited serial", edit(1, func(r *Record) { r.Serial = "ff" }), 2, 2, "hash mismatch"},

@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
+	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -44,7 +45,7 @@ type Issuer interface {
 
 // Events receives agent lifecycle events (for the rotation event log).
 type Events interface {
-	AgentEvent(ctx context.Context, kind string, id spiffeid.ID, serial string)
+	AgentEvent(ctx context.Context, kind eventlog.Kind, id spiffeid.ID, serial string)
 }
 
 // Config configures the service.
@@ -210,7 +211,7 @@ func (s *Service) DeleteAgent(ctx context.Context, req *agentv1.DeleteAgentReque
 	if err := s.cfg.Store.DeleteAgent(ctx, id); err != nil {
 		return nil, apiutil.StoreError("agent "+id.String(), err, store.ErrNotFound, nil, nil)
 	}
-	s.event(ctx, "agent.evicted", id, "")
+	s.event(ctx, eventlog.KindAgentEvicted, id, "")
 	s.cfg.Logger.Info("agent evicted", "agent_id", id.String())
 	return &emptypb.Empty{}, nil
 }
@@ -230,7 +231,7 @@ func (s *Service) BanAgent(ctx context.Context, req *agentv1.BanAgentRequest) (*
 	if err != nil {
 		return nil, apiutil.StoreError("agent "+id.String(), err, store.ErrNotFound, nil, store.ErrConflict)
 	}
-	s.event(ctx, "agent.banned", id, "")
+	s.event(ctx, eventlog.KindAgentBanned, id, "")
 	s.cfg.Logger.Info("agent banned", "agent_id", id.String())
 	return &emptypb.Empty{}, nil
 }
@@ -300,7 +301,7 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	if _, err := s.cfg.Store.CreateAgent(ctx, rec); err != nil {
 		return apiutil.StoreError("failed to create attested agent", err, nil, store.ErrAlreadyExists, nil)
 	}
-	s.event(ctx, "agent.attested", agentID, rec.X509SvidSerialNumber)
+	s.event(ctx, eventlog.KindAgentAttested, agentID, rec.X509SvidSerialNumber)
 	s.cfg.Logger.Info("agent attested", "agent_id", agentID.String(), "attestation_type", AttestationTypeJoinToken, "serial", rec.X509SvidSerialNumber)
 	return stream.Send(&agentv1.AttestAgentResponse{Step: &agentv1.AttestAgentResponse_Result_{
 		Result: &agentv1.AttestAgentResponse_Result{Svid: apiutil.X509SVIDToProto(agentID, chain), Reattestable: false},
@@ -340,7 +341,7 @@ func (s *Service) RenewAgent(ctx context.Context, req *agentv1.RenewAgentRequest
 	if err != nil {
 		return nil, apiutil.StoreError("failed to update agent", err, store.ErrNotFound, nil, store.ErrConflict)
 	}
-	s.event(ctx, "agent.renewed", agentID, serial)
+	s.event(ctx, eventlog.KindAgentRenewed, agentID, serial)
 	return &agentv1.RenewAgentResponse{Svid: apiutil.X509SVIDToProto(agentID, chain)}, nil
 }
 
@@ -398,7 +399,7 @@ func (s *Service) PostStatus(context.Context, *agentv1.PostStatusRequest) (*agen
 	return nil, status.Error(codes.Unimplemented, "unimplemented")
 }
 
-func (s *Service) event(ctx context.Context, kind string, id spiffeid.ID, serial string) {
+func (s *Service) event(ctx context.Context, kind eventlog.Kind, id spiffeid.ID, serial string) {
 	if s.cfg.Events != nil {
 		s.cfg.Events.AgentEvent(ctx, kind, id, serial)
 	}

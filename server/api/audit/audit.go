@@ -71,7 +71,7 @@ func New(cfg Config) *Service {
 }
 
 func toProto(r eventlog.Record) *auditv1.Record {
-	return &auditv1.Record{Json: r.Line(), Seq: r.Seq, Kind: r.Kind}
+	return &auditv1.Record{Json: r.Line(), Seq: r.Seq, Kind: string(r.Kind)}
 }
 
 // logError maps an event log error to a status.

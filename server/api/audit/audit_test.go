@@ -75,7 +75,7 @@ func setupWith(t *testing.T, signer eventlog.KeySource) (context.Context, *event
 
 func fill(t *testing.T, ctx context.Context, l *eventlog.Log, clk *clock, n int) {
 	t.Helper()
-	kinds := []string{eventlog.KindSVIDIssued, eventlog.KindCAPrepared, eventlog.KindAgentAttested}
+	kinds := []eventlog.Kind{eventlog.KindSVIDIssued, eventlog.KindCAPrepared, eventlog.KindAgentAttested}
 	for i := range n {
 		clk.t = clk.t.Add(time.Minute)
 		if _, err := l.Append(ctx, eventlog.Event{Kind: kinds[i%3], Serial: strconv.Itoa(i + 1)}); err != nil {
@@ -100,7 +100,7 @@ func tail(t *testing.T, ctx context.Context, c auditv1.AuditClient, req *auditv1
 			return seqs, err
 		}
 		rec, perr := eventlog.ParseRecord(r.Json)
-		if perr != nil || rec.Seq != r.Seq || rec.Kind != r.Kind {
+		if perr != nil || rec.Seq != r.Seq || string(rec.Kind) != r.Kind {
 			t.Fatalf("record %d: %v", r.Seq, perr)
 		}
 		seqs = append(seqs, r.Seq)
@@ -121,7 +121,7 @@ func TestTail(t *testing.T) {
 		{"last 2 ca", &auditv1.TailRequest{Limit: 2, Kinds: []string{"ca.*"}}, 26, 2},
 		{"since", &auditv1.TailRequest{Since: timestamppb.New(t0.Add(25 * time.Minute))}, 25, 6},
 		{"from 5", &auditv1.TailRequest{FromSeq: 5}, 5, 26},
-		{"from 5 limit 4 agents", &auditv1.TailRequest{FromSeq: 5, Limit: 4, Kinds: []string{eventlog.KindAgentAttested}}, 6, 4},
+		{"from 5 limit 4 agents", &auditv1.TailRequest{FromSeq: 5, Limit: 4, Kinds: []string{string(eventlog.KindAgentAttested)}}, 6, 4},
 		{"from past head", &auditv1.TailRequest{FromSeq: 99}, 0, 0},
 	}
 	for _, tc := range tests {
@@ -145,7 +145,7 @@ func TestTailFollow(t *testing.T) {
 	fill(t, ctx, l, clk, 5)
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.Tail(fctx, &auditv1.TailRequest{Limit: 2, Follow: true, Kinds: []string{eventlog.KindSVIDIssued, eventlog.KindCAPrepared}})
+	stream, err := c.Tail(fctx, &auditv1.TailRequest{Limit: 2, Follow: true, Kinds: []string{string(eventlog.KindSVIDIssued), string(eventlog.KindCAPrepared)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestExportAndArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.ArchivedRecords != 1500 || resp.Anchor.Kind != eventlog.KindArchiveAnchor || resp.Anchor.Seq != 2001 {
+	if resp.ArchivedRecords != 1500 || resp.Anchor.Kind != string(eventlog.KindArchiveAnchor) || resp.Anchor.Seq != 2001 {
 		t.Fatalf("archive response: %v", resp)
 	}
 	rest, err := export(t, ctx, c, &auditv1.ExportRequest{})

@@ -7,9 +7,9 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"log/slog"
 
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
@@ -61,67 +61,6 @@ func New(cfg Config) *Service {
 	return &Service{cfg: cfg}
 }
 
-// ToProto converts a go-spiffe bundle to the API's Bundle message.
-func ToProto(b *spiffebundle.Bundle) (*types.Bundle, error) {
-	out := &types.Bundle{TrustDomain: b.TrustDomain().Name()}
-	for _, c := range b.X509Authorities() {
-		out.X509Authorities = append(out.X509Authorities, &types.X509Certificate{Asn1: c.Raw})
-	}
-	for kid, pub := range b.JWTAuthorities() {
-		der, err := x509.MarshalPKIXPublicKey(pub)
-		if err != nil {
-			return nil, fmt.Errorf("bundle: marshal JWT key %q: %w", kid, err)
-		}
-		out.JwtAuthorities = append(out.JwtAuthorities, &types.JWTKey{KeyId: kid, PublicKey: der})
-	}
-	if h, ok := b.RefreshHint(); ok {
-		out.RefreshHint = int64(h.Seconds())
-	}
-	if s, ok := b.SequenceNumber(); ok {
-		out.SequenceNumber = s
-	}
-	sortJWT(out.JwtAuthorities)
-	return out, nil
-}
-
-// FromProto converts a Bundle message to a go-spiffe bundle, validating it.
-func FromProto(p *types.Bundle) (*spiffebundle.Bundle, error) {
-	td, err := spiffeid.TrustDomainFromString(p.TrustDomain)
-	if err != nil {
-		return nil, fmt.Errorf("invalid trust domain %q: %v", p.TrustDomain, err)
-	}
-	b := spiffebundle.New(td)
-	for i, a := range p.X509Authorities {
-		c, err := x509.ParseCertificate(a.GetAsn1())
-		if err != nil {
-			return nil, fmt.Errorf("invalid X.509 authority %d: %v", i, err)
-		}
-		b.AddX509Authority(c)
-	}
-	for i, k := range p.JwtAuthorities {
-		if k.KeyId == "" {
-			return nil, fmt.Errorf("invalid JWT authority %d: missing key ID", i)
-		}
-		pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
-		if err != nil {
-			return nil, fmt.Errorf("invalid JWT authority %q: %v", k.KeyId, err)
-		}
-		if err := b.AddJWTAuthority(k.KeyId, pub); err != nil {
-			return nil, fmt.Errorf("invalid JWT authority %q: %v", k.KeyId, err)
-		}
-	}
-	b.SetSequenceNumber(p.SequenceNumber)
-	return b, nil
-}
-
-func sortJWT(keys []*types.JWTKey) {
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j].KeyId < keys[j-1].KeyId; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-}
-
 func applyMask(b *types.Bundle, m *types.BundleMask) *types.Bundle {
 	if m == nil {
 		return b
@@ -153,7 +92,7 @@ type lifecycle interface {
 var _ lifecycle = (*ca.Manager)(nil)
 
 func (s *Service) GetBundle(ctx context.Context, req *bundlev1.GetBundleRequest) (*types.Bundle, error) {
-	b, err := ToProto(s.cfg.Source.Bundle())
+	b, err := bundlecodec.ToProto(s.cfg.Source.Bundle())
 	if err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
@@ -250,7 +189,7 @@ func (s *Service) checkFederated(b *types.Bundle) (*types.Bundle, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := FromProto(b); err != nil {
+	if _, err := bundlecodec.FromProto(b); err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "failed to convert bundle: %v", err)
 	}
 	out := proto.Clone(b).(*types.Bundle)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/protobuf/proto"
 )
@@ -36,15 +37,15 @@ func FuzzFromProto(f *testing.F) {
 		if proto.Unmarshal(data, p) != nil {
 			return
 		}
-		b, err := FromProto(p)
+		b, err := bundlecodec.FromProto(p)
 		if err != nil {
 			return
 		}
-		back, err := ToProto(b)
+		back, err := bundlecodec.ToProto(b)
 		if err != nil {
 			t.Fatalf("accepted bundle does not convert back: %v", err)
 		}
-		if _, err := FromProto(back); err != nil {
+		if _, err := bundlecodec.FromProto(back); err != nil {
 			t.Fatalf("round trip: %v", err)
 		}
 		_ = applyMask(p, &types.BundleMask{X509Authorities: true})

@@ -17,6 +17,7 @@ import (
 
 	"github.com/signet-id/signet/ca"
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
+	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	localauthorityv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/localauthority/v1"
 	"google.golang.org/grpc"
@@ -57,10 +58,9 @@ type Counter interface {
 }
 
 // Events receives lifecycle events for the rotation event log. kind is one
-// of ca.prepared, ca.activated, ca.tainted, ca.revoked, jwtkey.prepared,
-// jwtkey.activated, jwtkey.tainted, jwtkey.revoked.
+// of the eventlog.KindCA* and eventlog.KindJWTKey* kinds.
 type Events interface {
-	AuthorityChanged(ctx context.Context, kind string, a ca.AuthorityInfo)
+	AuthorityChanged(ctx context.Context, kind eventlog.Kind, a ca.AuthorityInfo)
 }
 
 // Config configures the services.
@@ -174,7 +174,7 @@ func (s *Service) fail(_ context.Context, code codes.Code, msg, authorityID stri
 }
 
 // changed publishes the new bundle to agents and records the event.
-func (s *Service) changed(ctx context.Context, kind string, a ca.AuthorityInfo) {
+func (s *Service) changed(ctx context.Context, kind eventlog.Kind, a ca.AuthorityInfo) {
 	if s.cfg.Notifier != nil {
 		seq, _ := s.cfg.CA.Bundle().SequenceNumber()
 		s.cfg.Notifier.BundleChanged(seq)
@@ -212,7 +212,7 @@ func (s *Service) PrepareJWTAuthority(ctx context.Context, _ *localauthorityv1.P
 	if err != nil {
 		return nil, s.fail(ctx, codes.Internal, "failed to prepare JWT authority", "", err)
 	}
-	s.changed(ctx, "jwtkey.prepared", info)
+	s.changed(ctx, eventlog.KindJWTKeyPrepared, info)
 	return &localauthorityv1.PrepareJWTAuthorityResponse{PreparedAuthority: state(info)}, nil
 }
 
@@ -221,7 +221,7 @@ func (s *Service) ActivateJWTAuthority(ctx context.Context, req *localauthorityv
 	if err != nil {
 		return nil, s.activateErr(ctx, "JWT", req.AuthorityId, err)
 	}
-	s.changed(ctx, "jwtkey.activated", info)
+	s.changed(ctx, eventlog.KindJWTKeyActivated, info)
 	return &localauthorityv1.ActivateJWTAuthorityResponse{ActivatedAuthority: state(info)}, nil
 }
 
@@ -230,7 +230,7 @@ func (s *Service) TaintJWTAuthority(ctx context.Context, req *localauthorityv1.T
 	if err != nil {
 		return nil, s.taintErr(ctx, "JWT", "key is already tainted", req.AuthorityId, err)
 	}
-	s.tainted(ctx, "jwtkey.tainted", info)
+	s.tainted(ctx, eventlog.KindJWTKeyTainted, info)
 	return &localauthorityv1.TaintJWTAuthorityResponse{TaintedAuthority: &localauthorityv1.AuthorityState{AuthorityId: info.ID}}, nil
 }
 
@@ -253,7 +253,7 @@ func (s *Service) RevokeJWTAuthority(ctx context.Context, req *localauthorityv1.
 		}
 		return nil, s.fail(ctx, codes.Internal, "failed to revoke JWT authority", req.AuthorityId, err)
 	}
-	s.changed(ctx, "jwtkey.revoked", info)
+	s.changed(ctx, eventlog.KindJWTKeyRevoked, info)
 	return &localauthorityv1.RevokeJWTAuthorityResponse{RevokedAuthority: &localauthorityv1.AuthorityState{AuthorityId: info.ID}}, nil
 }
 
@@ -275,7 +275,7 @@ func (s *Service) PrepareX509Authority(ctx context.Context, _ *localauthorityv1.
 	if err != nil {
 		return nil, s.fail(ctx, codes.Internal, "failed to prepare X.509 authority", "", err)
 	}
-	s.changed(ctx, "ca.prepared", info)
+	s.changed(ctx, eventlog.KindCAPrepared, info)
 	return &localauthorityv1.PrepareX509AuthorityResponse{PreparedAuthority: state(info)}, nil
 }
 
@@ -284,7 +284,7 @@ func (s *Service) ActivateX509Authority(ctx context.Context, req *localauthority
 	if err != nil {
 		return nil, s.activateErr(ctx, "X.509", req.AuthorityId, err)
 	}
-	s.changed(ctx, "ca.activated", info)
+	s.changed(ctx, eventlog.KindCAActivated, info)
 	return &localauthorityv1.ActivateX509AuthorityResponse{ActivatedAuthority: state(info)}, nil
 }
 
@@ -296,7 +296,7 @@ func (s *Service) TaintX509Authority(ctx context.Context, req *localauthorityv1.
 	if err != nil {
 		return nil, s.taintErr(ctx, "X.509", "root CA is already tainted", req.AuthorityId, err)
 	}
-	s.tainted(ctx, "ca.tainted", info)
+	s.tainted(ctx, eventlog.KindCATainted, info)
 	return &localauthorityv1.TaintX509AuthorityResponse{TaintedAuthority: state(info)}, nil
 }
 
@@ -326,7 +326,7 @@ func (s *Service) RevokeX509Authority(ctx context.Context, req *localauthorityv1
 		}
 		return nil, s.fail(ctx, codes.Internal, "failed to revoke X.509 authority", req.AuthorityId, err)
 	}
-	s.changed(ctx, "ca.revoked", info)
+	s.changed(ctx, eventlog.KindCARevoked, info)
 	return &localauthorityv1.RevokeX509AuthorityResponse{RevokedAuthority: &localauthorityv1.AuthorityState{AuthorityId: info.ID}}, nil
 }
 
@@ -374,7 +374,7 @@ func (s *Service) taintErr(ctx context.Context, kind, alreadyTainted, id string,
 
 // tainted publishes the bundle and makes every agent renew every SVID now:
 // whatever the tainted authority signed is replaced by the active one.
-func (s *Service) tainted(ctx context.Context, kind string, info ca.AuthorityInfo) {
+func (s *Service) tainted(ctx context.Context, kind eventlog.Kind, info ca.AuthorityInfo) {
 	s.changed(ctx, kind, info)
 	if s.cfg.Notifier != nil {
 		s.cfg.Notifier.RenewNow(ctx)

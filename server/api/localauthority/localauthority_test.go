@@ -11,6 +11,7 @@ import (
 
 	"github.com/signet-id/signet/ca"
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
+	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/server/api/localauthority"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	localauthorityv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/localauthority/v1"
@@ -61,10 +62,10 @@ type events struct {
 	kinds []string
 }
 
-func (e *events) AuthorityChanged(_ context.Context, kind string, _ ca.AuthorityInfo) {
+func (e *events) AuthorityChanged(_ context.Context, kind eventlog.Kind, _ ca.AuthorityInfo) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.kinds = append(e.kinds, kind)
+	e.kinds = append(e.kinds, string(kind))
 }
 
 type env struct {

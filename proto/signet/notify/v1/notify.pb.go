@@ -15,6 +15,7 @@ package notifyv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	descriptorpb "google.golang.org/protobuf/types/descriptorpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -26,6 +27,58 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// Targets of Notification.entry_ids other than registration entry IDs. On
+// the wire a target is its entry_id string, never its number, so adding one
+// keeps old agents working (they look the string up as an entry and find
+// none).
+type EntryTarget int32
+
+const (
+	EntryTarget_ENTRY_TARGET_UNSPECIFIED EntryTarget = 0
+	// The agent's own X.509-SVID: "@agent" in a KIND_RENEW_NOW asks the agent
+	// to renew its agent SVID (the scheduler's renewal of an agent SVID).
+	EntryTarget_ENTRY_TARGET_AGENT EntryTarget = 1
+)
+
+// Enum value maps for EntryTarget.
+var (
+	EntryTarget_name = map[int32]string{
+		0: "ENTRY_TARGET_UNSPECIFIED",
+		1: "ENTRY_TARGET_AGENT",
+	}
+	EntryTarget_value = map[string]int32{
+		"ENTRY_TARGET_UNSPECIFIED": 0,
+		"ENTRY_TARGET_AGENT":       1,
+	}
+)
+
+func (x EntryTarget) Enum() *EntryTarget {
+	p := new(EntryTarget)
+	*p = x
+	return p
+}
+
+func (x EntryTarget) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EntryTarget) Descriptor() protoreflect.EnumDescriptor {
+	return file_signet_notify_v1_notify_proto_enumTypes[0].Descriptor()
+}
+
+func (EntryTarget) Type() protoreflect.EnumType {
+	return &file_signet_notify_v1_notify_proto_enumTypes[0]
+}
+
+func (x EntryTarget) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EntryTarget.Descriptor instead.
+func (EntryTarget) EnumDescriptor() ([]byte, []int) {
+	return file_signet_notify_v1_notify_proto_rawDescGZIP(), []int{0}
+}
 
 type Notification_Kind int32
 
@@ -70,11 +123,11 @@ func (x Notification_Kind) String() string {
 }
 
 func (Notification_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_signet_notify_v1_notify_proto_enumTypes[0].Descriptor()
+	return file_signet_notify_v1_notify_proto_enumTypes[1].Descriptor()
 }
 
 func (Notification_Kind) Type() protoreflect.EnumType {
-	return &file_signet_notify_v1_notify_proto_enumTypes[0]
+	return &file_signet_notify_v1_notify_proto_enumTypes[1]
 }
 
 func (x Notification_Kind) Number() protoreflect.EnumNumber {
@@ -128,7 +181,8 @@ type Notification struct {
 	// The etcd revision of the state this notification reflects.
 	Revision int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
 	// For KIND_RENEW_NOW: the entry IDs whose SVIDs must be renewed, or empty
-	// for all of them.
+	// for all of them. An EntryTarget's entry_id (such as "@agent") names a
+	// target that is not an entry.
 	EntryIds []string `protobuf:"bytes,3,rep,name=entry_ids,json=entryIds,proto3" json:"entry_ids,omitempty"`
 	// The trust bundle sequence number known to the server.
 	BundleSequence uint64 `protobuf:"varint,4,opt,name=bundle_sequence,json=bundleSequence,proto3" json:"bundle_sequence,omitempty"`
@@ -194,11 +248,30 @@ func (x *Notification) GetBundleSequence() uint64 {
 	return 0
 }
 
+var file_signet_notify_v1_notify_proto_extTypes = []protoimpl.ExtensionInfo{
+	{
+		ExtendedType:  (*descriptorpb.EnumValueOptions)(nil),
+		ExtensionType: (*string)(nil),
+		Field:         50800,
+		Name:          "signet.notify.v1.entry_id",
+		Tag:           "bytes,50800,opt,name=entry_id",
+		Filename:      "signet/notify/v1/notify.proto",
+	},
+}
+
+// Extension fields to descriptorpb.EnumValueOptions.
+var (
+	// The string an EntryTarget value stands for in Notification.entry_ids.
+	//
+	// optional string entry_id = 50800;
+	E_EntryId = &file_signet_notify_v1_notify_proto_extTypes[0]
+)
+
 var File_signet_notify_v1_notify_proto protoreflect.FileDescriptor
 
 const file_signet_notify_v1_notify_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsignet/notify/v1/notify.proto\x12\x10signet.notify.v1\"\x0e\n" +
+	"\x1dsignet/notify/v1/notify.proto\x12\x10signet.notify.v1\x1a google/protobuf/descriptor.proto\"\x0e\n" +
 	"\fWatchRequest\"\x9e\x02\n" +
 	"\fNotification\x127\n" +
 	"\x04kind\x18\x01 \x01(\x0e2#.signet.notify.v1.Notification.KindR\x04kind\x12\x1a\n" +
@@ -211,9 +284,14 @@ const file_signet_notify_v1_notify_proto_rawDesc = "" +
 	"KIND_HELLO\x10\x01\x12\x18\n" +
 	"\x14KIND_ENTRIES_CHANGED\x10\x02\x12\x17\n" +
 	"\x13KIND_BUNDLE_CHANGED\x10\x03\x12\x12\n" +
-	"\x0eKIND_RENEW_NOW\x10\x042U\n" +
+	"\x0eKIND_RENEW_NOW\x10\x04*O\n" +
+	"\vEntryTarget\x12\x1c\n" +
+	"\x18ENTRY_TARGET_UNSPECIFIED\x10\x00\x12\"\n" +
+	"\x12ENTRY_TARGET_AGENT\x10\x01\x1a\n" +
+	"\x82\xe7\x18\x06@agent2U\n" +
 	"\bNotifier\x12I\n" +
-	"\x05Watch\x12\x1e.signet.notify.v1.WatchRequest\x1a\x1e.signet.notify.v1.Notification0\x01B=Z;github.com/signet-id/signet/proto/signet/notify/v1;notifyv1b\x06proto3"
+	"\x05Watch\x12\x1e.signet.notify.v1.WatchRequest\x1a\x1e.signet.notify.v1.Notification0\x01:>\n" +
+	"\bentry_id\x12!.google.protobuf.EnumValueOptions\x18\xf0\x8c\x03 \x01(\tR\aentryIdB=Z;github.com/signet-id/signet/proto/signet/notify/v1;notifyv1b\x06proto3"
 
 var (
 	file_signet_notify_v1_notify_proto_rawDescOnce sync.Once
@@ -227,21 +305,24 @@ func file_signet_notify_v1_notify_proto_rawDescGZIP() []byte {
 	return file_signet_notify_v1_notify_proto_rawDescData
 }
 
-var file_signet_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_signet_notify_v1_notify_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_signet_notify_v1_notify_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_signet_notify_v1_notify_proto_goTypes = []any{
-	(Notification_Kind)(0), // 0: signet.notify.v1.Notification.Kind
-	(*WatchRequest)(nil),   // 1: signet.notify.v1.WatchRequest
-	(*Notification)(nil),   // 2: signet.notify.v1.Notification
+	(EntryTarget)(0),                      // 0: signet.notify.v1.EntryTarget
+	(Notification_Kind)(0),                // 1: signet.notify.v1.Notification.Kind
+	(*WatchRequest)(nil),                  // 2: signet.notify.v1.WatchRequest
+	(*Notification)(nil),                  // 3: signet.notify.v1.Notification
+	(*descriptorpb.EnumValueOptions)(nil), // 4: google.protobuf.EnumValueOptions
 }
 var file_signet_notify_v1_notify_proto_depIdxs = []int32{
-	0, // 0: signet.notify.v1.Notification.kind:type_name -> signet.notify.v1.Notification.Kind
-	1, // 1: signet.notify.v1.Notifier.Watch:input_type -> signet.notify.v1.WatchRequest
-	2, // 2: signet.notify.v1.Notifier.Watch:output_type -> signet.notify.v1.Notification
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
+	1, // 0: signet.notify.v1.Notification.kind:type_name -> signet.notify.v1.Notification.Kind
+	4, // 1: signet.notify.v1.entry_id:extendee -> google.protobuf.EnumValueOptions
+	2, // 2: signet.notify.v1.Notifier.Watch:input_type -> signet.notify.v1.WatchRequest
+	3, // 3: signet.notify.v1.Notifier.Watch:output_type -> signet.notify.v1.Notification
+	3, // [3:4] is the sub-list for method output_type
+	2, // [2:3] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	1, // [1:2] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
 }
 
@@ -255,15 +336,16 @@ func file_signet_notify_v1_notify_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_signet_notify_v1_notify_proto_rawDesc), len(file_signet_notify_v1_notify_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   2,
-			NumExtensions: 0,
+			NumExtensions: 1,
 			NumServices:   1,
 		},
 		GoTypes:           file_signet_notify_v1_notify_proto_goTypes,
 		DependencyIndexes: file_signet_notify_v1_notify_proto_depIdxs,
 		EnumInfos:         file_signet_notify_v1_notify_proto_enumTypes,
 		MessageInfos:      file_signet_notify_v1_notify_proto_msgTypes,
+		ExtensionInfos:    file_signet_notify_v1_notify_proto_extTypes,
 	}.Build()
 	File_signet_notify_v1_notify_proto = out.File
 	file_signet_notify_v1_notify_proto_goTypes = nil

@@ -1,10 +1,10 @@
-package pqbundle_test
+package bundle_test
 
 import (
 	"testing"
 
+	"github.com/signet-id/signet/bundle"
 	"github.com/signet-id/signet/ca"
-	"github.com/signet-id/signet/pq/pqbundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -17,7 +17,7 @@ func TestRoundTripAndGoSpiffeCompat(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			data, err := pqbundle.Marshal(m.Bundle(), m.MLDSAJWTKeys())
+			data, err := bundle.Marshal(m.Bundle(), m.MLDSAJWTKeys())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -26,7 +26,7 @@ func TestRoundTripAndGoSpiffeCompat(t *testing.T) {
 			if _, err := spiffebundle.Parse(td, data); (err == nil) != (p != ca.ProfilePQ) {
 				t.Fatalf("go-spiffe parse: %v", err)
 			}
-			got, err := pqbundle.Parse(td, data)
+			got, err := bundle.Parse(td, data)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +58,7 @@ func FuzzParse(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	classic, err := pqbundle.Marshal(m.Bundle(), nil)
+	classic, err := bundle.Marshal(m.Bundle(), nil)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -68,15 +68,15 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"signet_mldsa_keys":[{"kty":"AKP","alg":"ML-DSA-44","use":"x509-svid","x5c":["MAA="]}]}`))
 	f.Add([]byte(`{"keys":[],"signet_mldsa_keys":[{"kty":"AKP","alg":"ML-DSA-44","kid":"a","use":"jwt-svid","pub":"AAAA"}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		b, err := pqbundle.Parse(td, data)
+		b, err := bundle.Parse(td, data)
 		if err != nil {
 			return
 		}
-		again, err := pqbundle.Marshal(b.Bundle, b.MLDSAKeys)
+		again, err := bundle.Marshal(b.Bundle, b.MLDSAKeys)
 		if err != nil {
 			return // e.g. a bundle go-spiffe cannot marshal
 		}
-		if _, err := pqbundle.Parse(td, again); err != nil {
+		if _, err := bundle.Parse(td, again); err != nil {
 			t.Fatalf("re-marshalled bundle does not parse: %v\n%s", err, again)
 		}
 	})
@@ -86,7 +86,7 @@ func FuzzParse(f *testing.F) {
 // refuses one (found by FuzzParse: it parsed, but did not round-trip).
 func TestParseEmpty(t *testing.T) {
 	for _, in := range []string{`{"keys":[],"signet_mldsa_keys":[]}`, `{"signet_mldsa_keys":null}`} {
-		if _, err := pqbundle.Parse(spiffeid.RequireTrustDomainFromString("example.org"), []byte(in)); err == nil {
+		if _, err := bundle.Parse(spiffeid.RequireTrustDomainFromString("example.org"), []byte(in)); err == nil {
 			t.Errorf("%s accepted", in)
 		}
 	}
