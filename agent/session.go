@@ -14,6 +14,7 @@ import (
 	"github.com/signet-id/signet/issuer"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -39,7 +40,7 @@ var errRenewed = errors.New("agent: agent SVID renewed")
 const maxBatch = 500
 
 func (a *Agent) serverID() spiffeid.ID {
-	return spiffeid.RequireFromPath(a.cfg.TrustDomain, "/spire/server")
+	return spireid.ServerID(a.cfg.TrustDomain)
 }
 
 // dial connects to addr, verifying the server against roots (or not at all

@@ -82,6 +82,7 @@ func TestImportDirection(t *testing.T) {
 		{"proto", []string{"server", "agent", "cmd", "cli", "ca", "issuer"}, "proto is the bottom layer"},
 		{"server", []string{"agent", "cmd", "cli"}, "server and agent are independent daemons"},
 		{"agent", []string{"server", "cmd", "cli"}, "server and agent are independent daemons"},
+		{"spireid", []string{module + "/", "google.golang.org/grpc", "go.etcd.io/"}, "spireid is a leaf: std and go-spiffe's spiffeid only"},
 		{"privdir", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "proto", "pq", "config", "go.etcd.io/", "google.golang.org/grpc"}, "privdir is a leaf: local file checks only"},
 	}
 	for _, p := range listPackages(t) {

@@ -15,6 +15,7 @@ import (
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -93,7 +94,7 @@ const AttestationTypeJoinToken = "join_token"
 
 // JoinTokenAgentID returns the SPIFFE ID an agent attested with token gets.
 func JoinTokenAgentID(td spiffeid.TrustDomain, token string) (spiffeid.ID, error) {
-	return spiffeid.FromSegments(td, "spire", "agent", AttestationTypeJoinToken, token)
+	return spireid.AgentID(td, AttestationTypeJoinToken, token)
 }
 
 func (s *Service) CountAgents(ctx context.Context, req *agentv1.CountAgentsRequest) (*agentv1.CountAgentsResponse, error) {
@@ -179,8 +180,8 @@ func (s *Service) GetAgent(ctx context.Context, req *agentv1.GetAgentRequest) (*
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if !apiutil.IsAgentPath(id.Path()) {
-		return nil, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, apiutil.AgentPrefix)
+	if !spireid.IsAgentPath(id.Path()) {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, spireid.AgentPrefix)
 	}
 	a, err := s.cfg.Store.GetAgent(ctx, id)
 	if err != nil {
@@ -194,8 +195,8 @@ func (s *Service) agentIDArg(p *types.SPIFFEID) (spiffeid.ID, error) {
 	if err != nil {
 		return id, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if !apiutil.IsAgentPath(id.Path()) {
-		return id, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, apiutil.AgentPrefix)
+	if !spireid.IsAgentPath(id.Path()) {
+		return id, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, spireid.AgentPrefix)
 	}
 	return id, nil
 }
