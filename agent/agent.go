@@ -40,6 +40,9 @@ type Config struct {
 	// JoinToken attests the agent the first time (unused once it has an
 	// SVID on disk).
 	JoinToken string
+	// NodeEvidence attests the agent the first time; default join-token
+	// evidence from JoinToken.
+	NodeEvidence NodeEvidence
 	// DataDir keeps the agent SVID, its key, the bundle and cached workload
 	// SVIDs (files mode 0600 in a 0700 directory).
 	DataDir string

@@ -22,7 +22,6 @@ import (
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -114,52 +113,6 @@ func (a *Agent) roots() []*x509.Certificate {
 	if len(a.cfg.TrustBundle) > 0 {
 		return a.cfg.TrustBundle
 	}
-	return nil
-}
-
-func (a *Agent) attest(ctx context.Context, addr string) error {
-	if a.cfg.JoinToken == "" {
-		return errors.New("agent: not attested yet and no join token: pass --join-token (create one with `signet token generate`)")
-	}
-	conn, err := a.dial(addr, a.roots(), nil)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	key, err := a.newKey()
-	if err != nil {
-		return err
-	}
-	csr, altKey, err := a.csr(key)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	stream, err := agentv1.NewAgentClient(conn).AttestAgent(ctx)
-	if err != nil {
-		return fmt.Errorf("agent: attest: %w", err)
-	}
-	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params_{Params: &agentv1.AttestAgentRequest_Params{
-		Data:   &types.AttestationData{Type: "join_token", Payload: []byte(a.cfg.JoinToken)},
-		Params: &agentv1.AgentX509SVIDParams{Csr: csr},
-	}}}); err != nil {
-		return fmt.Errorf("agent: attest: %w", err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return fmt.Errorf("agent: attest: %w", err)
-	}
-	_ = stream.CloseSend()
-	res := resp.GetResult()
-	if res == nil || res.Svid == nil {
-		return errors.New("agent: attest: server sent no SVID")
-	}
-	if _, err := a.adoptAgentSVID(res.Svid.CertChain, key, altKey); err != nil {
-		return err
-	}
-	a.m.attestations.Inc()
-	a.log.Info("agent attested", "agent_id", a.AgentID().String())
 	return nil
 }
 
