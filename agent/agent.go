@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/agent/cache"
+	"github.com/signet-id/signet/agent/client"
 	agentsecrets "github.com/signet-id/signet/agent/secrets"
 	"github.com/signet-id/signet/agent/workloadapi"
 	"github.com/signet-id/signet/pq/altsig"
@@ -94,7 +95,7 @@ type Agent struct {
 	entries   []*types.Entry
 	svids     map[string]*cache.X509SVID
 	serverIdx int
-	conn      *clients
+	conn      *client.Client
 	force     map[string]bool
 	forceAll  bool
 	// renewSelf: the server asked for every SVID to be renewed now,

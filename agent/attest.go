@@ -6,19 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/signet-id/signet/agent/client"
 	"github.com/signet-id/signet/attest/jointoken"
-	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
 // NodeEvidence is the agent half of a node attestation method: the
 // payload it opens AttestAgent with, and its answer to each challenge the
 // server sends (methods without challenges refuse them).
-type NodeEvidence interface {
-	Type() string
-	Payload(ctx context.Context) ([]byte, error)
-	Respond(ctx context.Context, challenge []byte) ([]byte, error)
-}
+type NodeEvidence = client.Evidence
 
 var _ NodeEvidence = (*jointoken.Evidence)(nil)
 
@@ -54,46 +49,11 @@ func (a *Agent) attest(ctx context.Context, addr string) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	payload, err := ev.Payload(ctx)
+	res, err := client.New(conn).AttestAgent(ctx, ev, csr)
 	if err != nil {
 		return fmt.Errorf("agent: attest: %w", err)
 	}
-	stream, err := agentv1.NewAgentClient(conn).AttestAgent(ctx)
-	if err != nil {
-		return fmt.Errorf("agent: attest: %w", err)
-	}
-	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params_{Params: &agentv1.AttestAgentRequest_Params{
-		Data:   &types.AttestationData{Type: ev.Type(), Payload: payload},
-		Params: &agentv1.AgentX509SVIDParams{Csr: csr},
-	}}}); err != nil {
-		return fmt.Errorf("agent: attest: %w", err)
-	}
-	var res *agentv1.AttestAgentResponse_Result
-	for res == nil {
-		resp, err := stream.Recv()
-		if err != nil {
-			return fmt.Errorf("agent: attest: %w", err)
-		}
-		if res = resp.GetResult(); res != nil {
-			break
-		}
-		challenge := resp.GetChallenge()
-		if challenge == nil {
-			return errors.New("agent: attest: server sent neither a challenge nor a result")
-		}
-		answer, err := ev.Respond(ctx, challenge)
-		if err != nil {
-			return fmt.Errorf("agent: attest: answer challenge: %w", err)
-		}
-		if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_ChallengeResponse{ChallengeResponse: answer}}); err != nil {
-			return fmt.Errorf("agent: attest: %w", err)
-		}
-	}
-	_ = stream.CloseSend()
-	if res.Svid == nil {
-		return errors.New("agent: attest: server sent no SVID")
-	}
-	if _, err := a.adoptAgentSVID(res.Svid.CertChain, key, altKey); err != nil {
+	if _, err := a.adoptAgentSVID(res.SVID.CertChain, key, altKey); err != nil {
 		return err
 	}
 	a.m.attestations.Inc()

@@ -11,17 +11,13 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/agent/cache"
+	"github.com/signet-id/signet/agent/client"
 	"github.com/signet-id/signet/issuer"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
-	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
 	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
-	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
-	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -34,9 +30,6 @@ var errReattest = errors.New("agent: server refused the agent SVID")
 // errRenewed ends a session after the agent SVID was renewed, so the next
 // connection presents the new one.
 var errRenewed = errors.New("agent: agent SVID renewed")
-
-// maxBatch bounds one BatchNewX509SVID call.
-const maxBatch = 500
 
 func (a *Agent) serverID() spiffeid.ID {
 	return spireid.ServerID(a.cfg.TrustDomain)
@@ -152,14 +145,7 @@ func (a *Agent) session(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	c := &clients{
-		agent:   agentv1.NewAgentClient(conn),
-		entry:   entryv1.NewEntryClient(conn),
-		svid:    svidv1.NewSVIDClient(conn),
-		bundle:  bundlev1.NewBundleClient(conn),
-		notify:  notifyv1.NewNotifierClient(conn),
-		secrets: secretsv1.NewSecretsClient(conn),
-	}
+	c := client.New(conn)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.mu.Lock()
@@ -258,22 +244,13 @@ func classify(err error) error {
 	return err
 }
 
-type clients struct {
-	agent   agentv1.AgentClient
-	entry   entryv1.EntryClient
-	svid    svidv1.SVIDClient
-	bundle  bundlev1.BundleClient
-	notify  notifyv1.NotifierClient
-	secrets secretsv1.SecretsClient
-}
-
 // watch receives push notifications and triggers syncs. A server without
 // the signet.notify.v1 service (such as SPIRE) answers Unimplemented: the
 // agent then keeps the session and relies on polling every SyncInterval, so
 // watch returns only when ctx is done.
-func (a *Agent) watch(ctx context.Context, c *clients, renewKick chan<- struct{}) error {
+func (a *Agent) watch(ctx context.Context, c *client.Client, renewKick chan<- struct{}) error {
 	defer a.pushLive.Store(false)
-	stream, err := c.notify.Watch(ctx, &notifyv1.WatchRequest{})
+	stream, err := c.Watch(ctx)
 	if err != nil {
 		return a.watchFailed(ctx, err)
 	}
@@ -346,7 +323,7 @@ func (a *Agent) renewalTime(c *x509.Certificate) time.Time {
 // serverAgentEntry in a RENEW_NOW asks for the agent's own SVID.
 const serverAgentEntry = "@agent"
 
-func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
+func (a *Agent) renewAgent(ctx context.Context, c *client.Client) error {
 	key, err := a.newKey()
 	if err != nil {
 		return err
@@ -355,11 +332,11 @@ func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.agent.RenewAgent(ctx, &agentv1.RenewAgentRequest{Params: &agentv1.AgentX509SVIDParams{Csr: csr}})
+	got, err := c.RenewAgent(ctx, csr)
 	if err != nil {
 		return fmt.Errorf("agent: renew agent SVID: %w", err)
 	}
-	svid, err := a.adoptAgentSVID(resp.Svid.GetCertChain(), key, altKey)
+	svid, err := a.adoptAgentSVID(got.GetCertChain(), key, altKey)
 	if err != nil {
 		return err
 	}
@@ -389,11 +366,11 @@ func (m jwtMinter) MintJWTSVID(ctx context.Context, id spiffeid.ID, audience []s
 	if entryID == "" {
 		return "", time.Time{}, fmt.Errorf("agent: no entry for %q", id)
 	}
-	resp, err := c.svid.NewJWTSVID(ctx, &svidv1.NewJWTSVIDRequest{EntryId: entryID, Audience: audience})
+	svid, err := c.NewJWTSVID(ctx, entryID, audience)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("agent: mint JWT-SVID: %w", err)
 	}
-	return resp.Svid.Token, time.Unix(resp.Svid.ExpiresAt, 0), nil
+	return svid.GetToken(), time.Unix(svid.GetExpiresAt(), 0), nil
 }
 
 // nextWorkloadRenewal returns the earliest half-life among cached workload
