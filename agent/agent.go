@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/agent/cache"
+	"github.com/signet-id/signet/agent/client"
 	agentsecrets "github.com/signet-id/signet/agent/secrets"
 	"github.com/signet-id/signet/agent/workloadapi"
 	"github.com/signet-id/signet/pq/altsig"
@@ -40,6 +41,9 @@ type Config struct {
 	// JoinToken attests the agent the first time (unused once it has an
 	// SVID on disk).
 	JoinToken string
+	// NodeEvidence attests the agent the first time; default join-token
+	// evidence from JoinToken.
+	NodeEvidence NodeEvidence
 	// DataDir keeps the agent SVID, its key, the bundle and cached workload
 	// SVIDs (files mode 0600 in a 0700 directory).
 	DataDir string
@@ -91,7 +95,7 @@ type Agent struct {
 	entries   []*types.Entry
 	svids     map[string]*cache.X509SVID
 	serverIdx int
-	conn      *clients
+	conn      *client.Client
 	force     map[string]bool
 	forceAll  bool
 	// renewSelf: the server asked for every SVID to be renewed now,

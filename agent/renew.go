@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/signet-id/signet/agent/client"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
@@ -16,7 +17,7 @@ const renewRetry = 5 * time.Second
 // of the other SVIDs. One short-lived entry therefore costs one small
 // BatchNewX509SVID per renewal, not a sync of every entry. refused reports
 // SVIDs the server did not renew.
-func (a *Agent) renewDue(ctx context.Context, c *clients) (refused bool, err error) {
+func (a *Agent) renewDue(ctx context.Context, c *client.Client) (refused bool, err error) {
 	now := a.cfg.Now()
 	a.mu.Lock()
 	var due []*types.Entry
@@ -42,11 +43,11 @@ func (a *Agent) renewDue(ctx context.Context, c *clients) (refused bool, err err
 // obtain requests SVIDs for due in batches, each with its own deadline,
 // and serves them as they arrive (at most once a second to the cache, so a
 // sync of many thousands stays cheap); the disk copy is written at the end.
-func (a *Agent) obtain(ctx context.Context, c *clients, due []*types.Entry) (int, error) {
+func (a *Agent) obtain(ctx context.Context, c *client.Client, due []*types.Entry) (int, error) {
 	issued := 0
 	lastPublish := time.Now()
-	for start := 0; start < len(due); start += maxBatch {
-		chunk := due[start:min(start+maxBatch, len(due))]
+	for start := 0; start < len(due); start += client.MaxBatch {
+		chunk := due[start:min(start+client.MaxBatch, len(due))]
 		got, err := a.newSVIDBatch(ctx, c, chunk)
 		if err != nil {
 			if issued > 0 {

@@ -11,17 +11,13 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/agent/cache"
+	"github.com/signet-id/signet/agent/client"
 	"github.com/signet-id/signet/issuer"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
-	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
-	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
-	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -35,11 +31,8 @@ var errReattest = errors.New("agent: server refused the agent SVID")
 // connection presents the new one.
 var errRenewed = errors.New("agent: agent SVID renewed")
 
-// maxBatch bounds one BatchNewX509SVID call.
-const maxBatch = 500
-
 func (a *Agent) serverID() spiffeid.ID {
-	return spiffeid.RequireFromPath(a.cfg.TrustDomain, "/spire/server")
+	return spireid.ServerID(a.cfg.TrustDomain)
 }
 
 // dial connects to addr, verifying the server against roots (or not at all
@@ -116,52 +109,6 @@ func (a *Agent) roots() []*x509.Certificate {
 	return nil
 }
 
-func (a *Agent) attest(ctx context.Context, addr string) error {
-	if a.cfg.JoinToken == "" {
-		return errors.New("agent: not attested yet and no join token: pass --join-token (create one with `signet token generate`)")
-	}
-	conn, err := a.dial(addr, a.roots(), nil)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	key, err := a.newKey()
-	if err != nil {
-		return err
-	}
-	csr, altKey, err := a.csr(key)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	stream, err := agentv1.NewAgentClient(conn).AttestAgent(ctx)
-	if err != nil {
-		return fmt.Errorf("agent: attest: %w", err)
-	}
-	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params_{Params: &agentv1.AttestAgentRequest_Params{
-		Data:   &types.AttestationData{Type: "join_token", Payload: []byte(a.cfg.JoinToken)},
-		Params: &agentv1.AgentX509SVIDParams{Csr: csr},
-	}}}); err != nil {
-		return fmt.Errorf("agent: attest: %w", err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return fmt.Errorf("agent: attest: %w", err)
-	}
-	_ = stream.CloseSend()
-	res := resp.GetResult()
-	if res == nil || res.Svid == nil {
-		return errors.New("agent: attest: server sent no SVID")
-	}
-	if _, err := a.adoptAgentSVID(res.Svid.CertChain, key, altKey); err != nil {
-		return err
-	}
-	a.m.attestations.Inc()
-	a.log.Info("agent attested", "agent_id", a.AgentID().String())
-	return nil
-}
-
 func parseChain(ders [][]byte, key crypto.Signer) (*cache.X509SVID, error) {
 	if len(ders) == 0 {
 		return nil, errors.New("agent: empty certificate chain")
@@ -198,14 +145,7 @@ func (a *Agent) session(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	c := &clients{
-		agent:   agentv1.NewAgentClient(conn),
-		entry:   entryv1.NewEntryClient(conn),
-		svid:    svidv1.NewSVIDClient(conn),
-		bundle:  bundlev1.NewBundleClient(conn),
-		notify:  notifyv1.NewNotifierClient(conn),
-		secrets: secretsv1.NewSecretsClient(conn),
-	}
+	c := client.New(conn)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.mu.Lock()
@@ -304,22 +244,13 @@ func classify(err error) error {
 	return err
 }
 
-type clients struct {
-	agent   agentv1.AgentClient
-	entry   entryv1.EntryClient
-	svid    svidv1.SVIDClient
-	bundle  bundlev1.BundleClient
-	notify  notifyv1.NotifierClient
-	secrets secretsv1.SecretsClient
-}
-
 // watch receives push notifications and triggers syncs. A server without
 // the signet.notify.v1 service (such as SPIRE) answers Unimplemented: the
 // agent then keeps the session and relies on polling every SyncInterval, so
 // watch returns only when ctx is done.
-func (a *Agent) watch(ctx context.Context, c *clients, renewKick chan<- struct{}) error {
+func (a *Agent) watch(ctx context.Context, c *client.Client, renewKick chan<- struct{}) error {
 	defer a.pushLive.Store(false)
-	stream, err := c.notify.Watch(ctx, &notifyv1.WatchRequest{})
+	stream, err := c.Watch(ctx)
 	if err != nil {
 		return a.watchFailed(ctx, err)
 	}
@@ -392,7 +323,7 @@ func (a *Agent) renewalTime(c *x509.Certificate) time.Time {
 // serverAgentEntry in a RENEW_NOW asks for the agent's own SVID.
 const serverAgentEntry = notifyv1.AgentEntryID
 
-func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
+func (a *Agent) renewAgent(ctx context.Context, c *client.Client) error {
 	key, err := a.newKey()
 	if err != nil {
 		return err
@@ -401,11 +332,11 @@ func (a *Agent) renewAgent(ctx context.Context, c *clients) error {
 	if err != nil {
 		return err
 	}
-	resp, err := c.agent.RenewAgent(ctx, &agentv1.RenewAgentRequest{Params: &agentv1.AgentX509SVIDParams{Csr: csr}})
+	got, err := c.RenewAgent(ctx, csr)
 	if err != nil {
 		return fmt.Errorf("agent: renew agent SVID: %w", err)
 	}
-	svid, err := a.adoptAgentSVID(resp.Svid.GetCertChain(), key, altKey)
+	svid, err := a.adoptAgentSVID(got.GetCertChain(), key, altKey)
 	if err != nil {
 		return err
 	}
@@ -435,11 +366,11 @@ func (m jwtMinter) MintJWTSVID(ctx context.Context, id spiffeid.ID, audience []s
 	if entryID == "" {
 		return "", time.Time{}, fmt.Errorf("agent: no entry for %q", id)
 	}
-	resp, err := c.svid.NewJWTSVID(ctx, &svidv1.NewJWTSVIDRequest{EntryId: entryID, Audience: audience})
+	svid, err := c.NewJWTSVID(ctx, entryID, audience)
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("agent: mint JWT-SVID: %w", err)
 	}
-	return resp.Svid.Token, time.Unix(resp.Svid.ExpiresAt, 0), nil
+	return svid.GetToken(), time.Unix(svid.GetExpiresAt(), 0), nil
 }
 
 // nextWorkloadRenewal returns the earliest half-life among cached workload

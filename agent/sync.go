@@ -7,23 +7,21 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/agent/cache"
+	"github.com/signet-id/signet/agent/client"
 	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
-	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
-	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // sync refreshes the bundle and entries and obtains missing or due SVIDs.
-func (a *Agent) sync(ctx context.Context, c *clients) error {
+func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 	start := a.cfg.Now()
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	pb, err := c.bundle.GetBundle(rctx, &bundlev1.GetBundleRequest{})
+	pb, err := c.Bundle(rctx)
 	if err != nil {
 		return fmt.Errorf("agent: get bundle: %w", err)
 	}
@@ -37,11 +35,10 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 	gen, fresh, entries := a.entriesGen, a.fetchedGen == a.entriesGen && a.entries != nil, a.entries
 	a.mu.Unlock()
 	if !fresh {
-		er, err := c.entry.GetAuthorizedEntries(rctx, &entryv1.GetAuthorizedEntriesRequest{})
+		entries, err = c.AuthorizedEntries(rctx)
 		if err != nil {
 			return fmt.Errorf("agent: get authorized entries: %w", err)
 		}
-		entries = er.Entries
 		a.m.entryReads.Inc()
 	}
 	federated := map[spiffeid.TrustDomain]*spiffebundle.Bundle{}
@@ -51,7 +48,7 @@ func (a *Agent) sync(ctx context.Context, c *clients) error {
 			if err != nil || federated[td] != nil {
 				continue
 			}
-			fb, err := c.bundle.GetFederatedBundle(rctx, &bundlev1.GetFederatedBundleRequest{TrustDomain: name})
+			fb, err := c.FederatedBundle(rctx, name)
 			if err != nil {
 				a.log.Warn("federated bundle unavailable", "trust_domain", name, "error", err)
 				continue
@@ -126,15 +123,16 @@ func needsRenewal(s *cache.X509SVID, e *types.Entry, b *spiffebundle.Bundle, now
 	return false
 }
 
-// newSVIDBatch requests SVIDs for chunk (at most maxBatch entries) with
-// keys generated here, and returns those the server issued by entry ID.
-func (a *Agent) newSVIDBatch(ctx context.Context, c *clients, chunk []*types.Entry) (map[string]*cache.X509SVID, error) {
+// newSVIDBatch requests SVIDs for chunk (at most client.MaxBatch entries)
+// with keys generated here, and returns those the server issued by entry
+// ID.
+func (a *Agent) newSVIDBatch(ctx context.Context, c *client.Client, chunk []*types.Entry) (map[string]*cache.X509SVID, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	out := map[string]*cache.X509SVID{}
 	keys := make([]crypto.Signer, len(chunk))
 	altKeys := make([]crypto.Signer, len(chunk))
-	req := &svidv1.BatchNewX509SVIDRequest{}
+	reqs := make([]client.X509SVIDRequest, len(chunk))
 	for i, e := range chunk {
 		k, err := a.newKey()
 		if err != nil {
@@ -145,21 +143,18 @@ func (a *Agent) newSVIDBatch(ctx context.Context, c *clients, chunk []*types.Ent
 			return nil, err
 		}
 		keys[i], altKeys[i] = k, alt
-		req.Params = append(req.Params, &svidv1.NewX509SVIDParams{EntryId: e.Id, Csr: csr})
+		reqs[i] = client.X509SVIDRequest{EntryID: e.Id, CSR: csr}
 	}
-	resp, err := c.svid.BatchNewX509SVID(ctx, req)
+	results, err := c.NewX509SVIDs(ctx, reqs)
 	if err != nil {
 		return nil, fmt.Errorf("agent: request SVIDs: %w", err)
 	}
-	for i, r := range resp.Results {
-		if i >= len(chunk) {
-			break
-		}
-		if codes.Code(r.GetStatus().GetCode()) != codes.OK {
-			a.log.Warn("server refused an SVID", "entry_id", chunk[i].Id, "code", codes.Code(r.GetStatus().GetCode()).String(), "message", r.GetStatus().GetMessage())
+	for i, r := range results {
+		if r.Err != nil {
+			a.log.Warn("server refused an SVID", "entry_id", chunk[i].Id, "code", status.Code(r.Err).String(), "message", status.Convert(r.Err).Message())
 			continue
 		}
-		s, err := parseChain(r.Svid.GetCertChain(), keys[i])
+		s, err := parseChain(r.SVID.GetCertChain(), keys[i])
 		if err != nil {
 			return nil, err
 		}

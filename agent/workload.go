@@ -66,5 +66,5 @@ func (a *Agent) secretsClient(context.Context) (secretsv1.SecretsClient, error) 
 	if a.conn == nil {
 		return nil, agentsecrets.ErrNotConnected
 	}
-	return a.conn.secrets, nil
+	return a.conn.Secrets(), nil
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/signet-id/signet/spireid"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
@@ -20,7 +21,7 @@ import (
 
 // serverIDPath is the path of a server's SPIFFE ID; entries parented to it
 // are node entries (aliases), as in SPIRE.
-const serverIDPath = "/spire/server"
+const serverIDPath = spireid.ServerPath
 
 // listPageSize is the page size used when listing; every page is fetched.
 const listPageSize = 500

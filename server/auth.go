@@ -8,10 +8,10 @@ import (
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
-	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/caller"
 	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/store"
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
@@ -213,7 +213,7 @@ func (s *Server) authenticateTLS(ctx context.Context) (context.Context, error) {
 	if id.TrustDomain() != s.cfg.TrustDomain {
 		return nil, status.Errorf(codes.PermissionDenied, "caller %q is not in trust domain %q", id, s.cfg.TrustDomain)
 	}
-	if apiutil.IsAgentPath(id.Path()) {
+	if spireid.IsAgentPath(id.Path()) {
 		a, err := s.store.GetAgent(ctx, id)
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, status.Errorf(codes.PermissionDenied, "agent %q is not attested or has been evicted; attest again", id)

@@ -12,7 +12,7 @@ import (
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/pq/mldsa"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
-	"github.com/signet-id/signet/server/api/apiutil"
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -23,7 +23,7 @@ func (s *Server) rotateServerSVID() error {
 		return fmt.Errorf("server: generate server key: %w", err)
 	}
 	params := issuer.X509Params{
-		ID:        apiutil.ServerID(s.cfg.TrustDomain),
+		ID:        spireid.ServerID(s.cfg.TrustDomain),
 		PublicKey: key.Public(),
 		DNSNames:  []string{"localhost"},
 	}

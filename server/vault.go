@@ -18,8 +18,8 @@ import (
 	"github.com/signet-id/signet/secrets"
 	"github.com/signet-id/signet/secrets/oidc"
 	"github.com/signet-id/signet/secrets/vaultpki"
-	"github.com/signet-id/signet/server/api/apiutil"
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -82,7 +82,7 @@ func (s *Server) vaultAuth(v *VaultConfig) (secrets.Auth, error) {
 			return nil, errors.New("server: vault: jwt auth needs jwt_role")
 		}
 		return secrets.JWTAuth{Mount: v.JWTMount, Role: v.JWTRole, Token: func(context.Context) (string, error) {
-			tok, _, err := s.issuer.JWTSVID(issuer.JWTParams{ID: apiutil.ServerID(s.cfg.TrustDomain), Audience: []string{"vault"}})
+			tok, _, err := s.issuer.JWTSVID(issuer.JWTParams{ID: spireid.ServerID(s.cfg.TrustDomain), Audience: []string{"vault"}})
 			return tok, err
 		}}, nil
 	}
@@ -129,7 +129,7 @@ func (v vaultUpstream) SignIntermediate(ctx context.Context, td spiffeid.TrustDo
 // startSecrets builds the secrets API over the Vault client. It returns
 // the goroutines to run and a cleanup function.
 func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (runs []func(context.Context), cleanup func(), err error) {
-	broker, err := secrets.NewBroker(secrets.BrokerConfig{Client: vc, Events: app, Actor: apiutil.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry, Logger: s.log.With("component", "secrets")})
+	broker, err := secrets.NewBroker(secrets.BrokerConfig{Client: vc, Events: app, Actor: spireid.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry, Logger: s.log.With("component", "secrets")})
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: %w", err)
 	}

@@ -83,6 +83,7 @@ func TestImportDirection(t *testing.T) {
 		{"bundle", []string{"go.etcd.io/", "google.golang.org/grpc", "server", "agent", "cmd", "cli", "ca", "issuer"}, "bundle is a codec below the daemons"},
 		{"server", []string{"agent", "cmd", "cli"}, "server and agent are independent daemons"},
 		{"agent", []string{"server", "cmd", "cli"}, "server and agent are independent daemons"},
+		{"spireid", []string{module + "/", "google.golang.org/grpc", "go.etcd.io/"}, "spireid is a leaf: std and go-spiffe's spiffeid only"},
 		{"privdir", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "proto", "pq", "config", "go.etcd.io/", "google.golang.org/grpc"}, "privdir is a leaf: local file checks only"},
 	}
 	for _, p := range listPackages(t) {

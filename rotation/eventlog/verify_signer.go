@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"github.com/signet-id/signet/spireid"
 	"slices"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ const MaxClockSkew = 5 * time.Minute
 
 // ServerSigner returns the SPIFFE ID the server of trust domain td signs
 // checkpoints with: spiffe://<td>/spire/server.
-func ServerSigner(td string) string { return "spiffe://" + td + "/spire/server" }
+func ServerSigner(td string) string { return "spiffe://" + td + spireid.ServerPath }
 
 // DefaultSigners returns the checkpoint signers Verify allows when
 // VerifyOptions.Signers is empty: the server ID of the one trust domain

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
@@ -103,7 +104,7 @@ func (s *Store) agentsMatching(x *index, sels []selKey, out map[string]struct{})
 // agents of node aliases with that SPIFFE ID, and, recursively, the agents
 // authorized for entries whose SPIFFE ID is parentID.
 func (s *Store) ancestorAgents(x *index, parentID string, seen, out map[string]struct{}) {
-	agentPrefix := "spiffe://" + s.td.Name() + "/spire/agent/"
+	agentPrefix := "spiffe://" + s.td.Name() + spireid.AgentPrefix
 	stack := []string{parentID}
 	for len(stack) > 0 {
 		p := stack[len(stack)-1]

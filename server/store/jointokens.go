@@ -8,8 +8,12 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/signet-id/signet/attest/jointoken"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
+
+// The store spends the tokens of join-token attestation.
+var _ jointoken.Store = (*Store)(nil)
 
 // joinTokenRecord is stored under the SHA-256 of the token; the token
 // itself never reaches etcd.

@@ -2,8 +2,8 @@ package store
 
 import (
 	"fmt"
-	"strings"
 
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
@@ -25,12 +25,12 @@ const (
 
 // ReservedPrefix is the SPIFFE ID path namespace of the server and agents:
 // only attestation mints IDs in it, never an entry.
-const ReservedPrefix = "/spire"
+const ReservedPrefix = spireid.Namespace
 
 // IsReservedPath reports whether a SPIFFE ID path is in the reserved
 // /spire namespace.
 func IsReservedPath(path string) bool {
-	return path == ReservedPrefix || strings.HasPrefix(path, ReservedPrefix+"/")
+	return spireid.IsReserved(path)
 }
 
 // CheckIDLength refuses a SPIFFE ID message longer than MaxIDLength.

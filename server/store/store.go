@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -114,7 +115,7 @@ func New(cli *clientv3.Client, td spiffeid.TrustDomain, opts ...Option) (*Store,
 	if td.IsZero() {
 		return nil, errors.New("store: trust domain is required")
 	}
-	serverID, err := spiffeid.FromPath(td, "/spire/server")
+	serverID, err := spiffeid.FromPath(td, spireid.ServerPath)
 	if err != nil {
 		return nil, fmt.Errorf("store: server ID: %w", err)
 	}

@@ -1,6 +1,7 @@
 // Package agent implements the SPIRE Agent API (spire.api.server.agent.v1)
-// for Signet: join-token attestation, agent SVID renewal, join tokens, and
-// the admin calls that list, show, evict and ban agents.
+// for Signet: node attestation (dispatched by type name to the methods in
+// attest/), agent SVID renewal, join tokens, and the admin calls that
+// list, show, evict and ban agents.
 package agent
 
 import (
@@ -11,11 +12,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/signet-id/signet/attest"
+	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -34,7 +38,7 @@ type Store interface {
 	ListAgents(ctx context.Context, f store.AgentFilter, pageSize int, pageToken string) ([]*types.Agent, string, error)
 	CountAgents(ctx context.Context, f store.AgentFilter) (int, error)
 	CreateJoinToken(ctx context.Context, token string, expiresAt time.Time) error
-	ConsumeJoinToken(ctx context.Context, token string, now time.Time) (time.Time, error)
+	jointoken.Store
 	CreateEntry(ctx context.Context, e *types.Entry) (*types.Entry, error)
 }
 
@@ -63,14 +67,18 @@ type Config struct {
 	SVIDs interface {
 		SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID string, id spiffeid.ID, serial, authorityID string, expiresAt time.Time)
 	}
-	Now    func() time.Time
-	Logger *slog.Logger
+	// NodeAttestors are the node attestation methods AttestAgent
+	// dispatches to by type name. Empty: join tokens from Store.
+	NodeAttestors []NodeAttestor
+	Now           func() time.Time
+	Logger        *slog.Logger
 }
 
 // Service implements agentv1.AgentServer.
 type Service struct {
 	agentv1.UnsafeAgentServer
-	cfg Config
+	cfg       Config
+	attestors map[string]NodeAttestor
 }
 
 var _ agentv1.AgentServer = (*Service)(nil)
@@ -86,15 +94,7 @@ func New(cfg Config) *Service {
 	if cfg.JoinTokenTTL <= 0 {
 		cfg.JoinTokenTTL = 600 * time.Second
 	}
-	return &Service{cfg: cfg}
-}
-
-// AttestationTypeJoinToken is the join token attestor's name.
-const AttestationTypeJoinToken = "join_token"
-
-// JoinTokenAgentID returns the SPIFFE ID an agent attested with token gets.
-func JoinTokenAgentID(td spiffeid.TrustDomain, token string) (spiffeid.ID, error) {
-	return spiffeid.FromSegments(td, "spire", "agent", AttestationTypeJoinToken, token)
+	return &Service{cfg: cfg, attestors: nodeAttestors(cfg)}
 }
 
 func (s *Service) CountAgents(ctx context.Context, req *agentv1.CountAgentsRequest) (*agentv1.CountAgentsResponse, error) {
@@ -180,8 +180,8 @@ func (s *Service) GetAgent(ctx context.Context, req *agentv1.GetAgentRequest) (*
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if !apiutil.IsAgentPath(id.Path()) {
-		return nil, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, apiutil.AgentPrefix)
+	if !spireid.IsAgentPath(id.Path()) {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, spireid.AgentPrefix)
 	}
 	a, err := s.cfg.Store.GetAgent(ctx, id)
 	if err != nil {
@@ -195,8 +195,8 @@ func (s *Service) agentIDArg(p *types.SPIFFEID) (spiffeid.ID, error) {
 	if err != nil {
 		return id, status.Error(codes.InvalidArgument, err.Error())
 	}
-	if !apiutil.IsAgentPath(id.Path()) {
-		return id, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, apiutil.AgentPrefix)
+	if !spireid.IsAgentPath(id.Path()) {
+		return id, status.Errorf(codes.InvalidArgument, "invalid agent ID: %q is not an agent ID (path must start with %s)", id, spireid.AgentPrefix)
 	}
 	return id, nil
 }
@@ -236,15 +236,19 @@ func (s *Service) BanAgent(ctx context.Context, req *agentv1.BanAgentRequest) (*
 	return &emptypb.Empty{}, nil
 }
 
-// AttestAgent attests a new agent with a join token and issues its SVID.
+// AttestAgent attests a new agent with the node attestor of the type it
+// names and issues its SVID.
 func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	ctx := stream.Context()
 	req, err := stream.Recv()
 	if err != nil {
 		return err
 	}
-	if n := len(req.GetParams().GetData().GetPayload()); n > MaxJoinTokenLength {
-		return status.Errorf(codes.InvalidArgument, "failed to attest: join token is %d bytes, longer than the limit of %d", n, MaxJoinTokenLength)
+	na := s.attestors[req.GetParams().GetData().GetType()]
+	if pc, ok := na.(payloadChecker); ok {
+		if err := pc.CheckPayload(req.GetParams().GetData().GetPayload()); err != nil {
+			return err
+		}
 	}
 	params := req.GetParams()
 	if params == nil {
@@ -260,30 +264,23 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	if err != nil {
 		return status.Errorf(codes.InvalidArgument, "failed to parse CSR: %v", err)
 	}
-	if params.Data.Type != AttestationTypeJoinToken {
-		return status.Errorf(codes.FailedPrecondition, "error getting node attestor: could not find node attestor type %q (supported: %s)", params.Data.Type, AttestationTypeJoinToken)
+	if na == nil {
+		return status.Errorf(codes.FailedPrecondition, "error getting node attestor: could not find node attestor type %q (supported: %s)", params.Data.Type, s.supported())
 	}
-	token := string(params.Data.Payload)
-	if token == "" {
-		return status.Error(codes.InvalidArgument, "failed to attest: join token is empty")
-	}
-	agentID, err := JoinTokenAgentID(s.cfg.TrustDomain, token)
+	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: s.admit})
 	if err != nil {
-		return status.Errorf(codes.InvalidArgument, "failed to attest: join token is not usable in a SPIFFE ID: %v", err)
-	}
-	// A banned agent must not be re-admitted under the same ID.
-	if a, err := s.cfg.Store.GetAgent(ctx, agentID); err == nil && a.Banned {
-		return status.Error(codes.PermissionDenied, "failed to attest: agent is banned")
-	}
-	if _, err := s.cfg.Store.ConsumeJoinToken(ctx, token, s.cfg.Now()); err != nil {
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return status.Error(codes.InvalidArgument, "failed to attest: join token does not exist or has already been used")
-		case errors.Is(err, store.ErrExpired):
-			return status.Error(codes.InvalidArgument, "join token expired")
-		default:
-			return apiutil.StoreError("failed to fetch join token", err, nil, nil, nil)
+		if _, ok := status.FromError(err); ok {
+			return err
 		}
+		return status.Errorf(codes.Internal, "failed to attest: %v", err)
+	}
+	agentID := res.AgentID
+	if agentID.TrustDomain() != s.cfg.TrustDomain || !spireid.IsAgentID(agentID) {
+		return status.Errorf(codes.Internal, "failed to attest: node attestor %q returned %q, not an agent ID in %q", na.Type(), agentID, s.cfg.TrustDomain)
+	}
+	// Methods without single-use evidence leave the ban check to here.
+	if err := s.admit(ctx, agentID); err != nil {
+		return err
 	}
 	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, AltPublicKey: csr.AltPublicKey, TTL: s.cfg.AgentTTL})
 	if err != nil {
@@ -293,19 +290,29 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	s.trackSVID(ctx, agentID, leaf)
 	rec := &types.Agent{
 		Id:                   apiutil.IDToProto(agentID),
-		AttestationType:      AttestationTypeJoinToken,
+		AttestationType:      na.Type(),
 		X509SvidSerialNumber: leaf.SerialNumber.String(),
 		X509SvidExpiresAt:    leaf.NotAfter.Unix(),
-		CanReattest:          false,
+		Selectors:            res.Selectors,
+		CanReattest:          res.CanReattest,
 	}
 	if _, err := s.cfg.Store.CreateAgent(ctx, rec); err != nil {
 		return apiutil.StoreError("failed to create attested agent", err, nil, store.ErrAlreadyExists, nil)
 	}
 	s.event(ctx, eventlog.KindAgentAttested, agentID, rec.X509SvidSerialNumber)
-	s.cfg.Logger.Info("agent attested", "agent_id", agentID.String(), "attestation_type", AttestationTypeJoinToken, "serial", rec.X509SvidSerialNumber)
+	s.cfg.Logger.Info("agent attested", "agent_id", agentID.String(), "attestation_type", na.Type(), "serial", rec.X509SvidSerialNumber)
 	return stream.Send(&agentv1.AttestAgentResponse{Step: &agentv1.AttestAgentResponse_Result_{
-		Result: &agentv1.AttestAgentResponse_Result{Svid: apiutil.X509SVIDToProto(agentID, chain), Reattestable: false},
+		Result: &agentv1.AttestAgentResponse_Result{Svid: apiutil.X509SVIDToProto(agentID, chain), Reattestable: res.CanReattest},
 	}})
+}
+
+// admit refuses a banned agent: it must not be re-admitted under the same
+// ID.
+func (s *Service) admit(ctx context.Context, id spiffeid.ID) error {
+	if a, err := s.cfg.Store.GetAgent(ctx, id); err == nil && a.Banned {
+		return status.Error(codes.PermissionDenied, "failed to attest: agent is banned")
+	}
+	return nil
 }
 
 // RenewAgent issues a fresh SVID to the calling agent.
@@ -371,7 +378,7 @@ func (s *Service) CreateJoinToken(ctx context.Context, req *agentv1.CreateJoinTo
 	if token == "" {
 		token = uuid.NewString()
 	}
-	agentID, err := JoinTokenAgentID(s.cfg.TrustDomain, token)
+	agentID, err := jointoken.AgentID(s.cfg.TrustDomain, token)
 	if err != nil {
 		return nil, status.Errorf(codes.InvalidArgument, "invalid token: must be usable as a SPIFFE ID path segment: %v", err)
 	}

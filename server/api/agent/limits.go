@@ -3,6 +3,7 @@ package agent
 import (
 	"time"
 
+	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -11,29 +12,18 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Join token limits (docs/limits.md).
-const (
-	// MaxJoinTokenLength bounds a join token, in bytes. AttestAgent checks
-	// it before anything else.
-	MaxJoinTokenLength = 256
-	// MinCustomJoinTokenLength is the shortest token an admin may choose
-	// (generated tokens are UUIDs, 122 random bits).
-	MinCustomJoinTokenLength = 16
-	// MaxJoinTokenTTL bounds a join token's lifetime.
-	MaxJoinTokenTTL = 24 * time.Hour
-)
-
-// checkJoinTokenRequest applies the limits to a CreateJoinToken request's
+// checkJoinTokenRequest applies the join token limits (jointoken.MaxTTL,
+// MinCustomLength, MaxLength) to a CreateJoinToken request's
 // lifetime and custom token.
 func checkJoinTokenRequest(ttl int32, token string) error {
-	if time.Duration(ttl)*time.Second > MaxJoinTokenTTL {
-		return status.Errorf(codes.InvalidArgument, "invalid ttl: %d seconds exceeds the maximum join token lifetime of %d seconds (%s)", ttl, int(MaxJoinTokenTTL.Seconds()), MaxJoinTokenTTL)
+	if time.Duration(ttl)*time.Second > jointoken.MaxTTL {
+		return status.Errorf(codes.InvalidArgument, "invalid ttl: %d seconds exceeds the maximum join token lifetime of %d seconds (%s)", ttl, int(jointoken.MaxTTL.Seconds()), jointoken.MaxTTL)
 	}
-	if token != "" && len(token) < MinCustomJoinTokenLength {
-		return status.Errorf(codes.InvalidArgument, "invalid token: %d characters, a custom join token needs at least %d (omit it to get a random one)", len(token), MinCustomJoinTokenLength)
+	if token != "" && len(token) < jointoken.MinCustomLength {
+		return status.Errorf(codes.InvalidArgument, "invalid token: %d characters, a custom join token needs at least %d (omit it to get a random one)", len(token), jointoken.MinCustomLength)
 	}
-	if len(token) > MaxJoinTokenLength {
-		return status.Errorf(codes.InvalidArgument, "invalid token: longer than %d characters", MaxJoinTokenLength)
+	if len(token) > jointoken.MaxLength {
+		return status.Errorf(codes.InvalidArgument, "invalid token: longer than %d characters", jointoken.MaxLength)
 	}
 	return nil
 }

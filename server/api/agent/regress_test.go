@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
 	agentapi "github.com/signet-id/signet/server/api/agent"
@@ -53,7 +54,7 @@ type env struct {
 
 // newEnv runs the Agent API on a real store (embedded etcd) and a real
 // issuer, served over loopback gRPC for the streaming AttestAgent.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, attestors ...agentapi.NodeAttestor) *env {
 	t.Helper()
 	ctx := testContext(t)
 	dir, err := os.MkdirTemp("", "sg")
@@ -83,7 +84,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := agentapi.New(agentapi.Config{TrustDomain: td, Store: st, Issuer: iss, Now: clk.Now})
+	svc := agentapi.New(agentapi.Config{TrustDomain: td, Store: st, Issuer: iss, Now: clk.Now, NodeAttestors: attestors})
 	g := grpc.NewServer()
 	agentv1.RegisterAgentServer(g, svc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -163,7 +164,7 @@ func TestAttestAgentJoinTokenRefusals(t *testing.T) {
 
 	// A good token attests once, and the record holds the SVID's serial.
 	good := e.token(t, "", 600)
-	res, err := e.attest(t, agentapi.AttestationTypeJoinToken, good)
+	res, err := e.attest(t, jointoken.Type, good)
 	if err != nil {
 		t.Fatalf("attest: %v", err)
 	}
@@ -171,7 +172,7 @@ func TestAttestAgentJoinTokenRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, _ := agentapi.JoinTokenAgentID(td, good)
+	id, _ := jointoken.AgentID(td, good)
 	rec, err := e.store.GetAgent(testContext(t), id)
 	if err != nil {
 		t.Fatal(err)
@@ -192,12 +193,12 @@ func TestAttestAgentJoinTokenRefusals(t *testing.T) {
 		code             codes.Code
 		msg              string
 	}{
-		{"used token", agentapi.AttestationTypeJoinToken, good, codes.InvalidArgument, "does not exist or has already been used"},
-		{"unknown token", agentapi.AttestationTypeJoinToken, "0123456789abcdef0123456789abcdef", codes.InvalidArgument, "does not exist or has already been used"},
-		{"expired token", agentapi.AttestationTypeJoinToken, expired, codes.InvalidArgument, "expired"},
-		{"expired token, second try", agentapi.AttestationTypeJoinToken, expired, codes.InvalidArgument, "does not exist or has already been used"},
-		{"empty token", agentapi.AttestationTypeJoinToken, "", codes.InvalidArgument, "join token is empty"},
-		{"token not usable in an ID", agentapi.AttestationTypeJoinToken, "a/../b", codes.InvalidArgument, "not usable in a SPIFFE ID"},
+		{"used token", jointoken.Type, good, codes.InvalidArgument, "does not exist or has already been used"},
+		{"unknown token", jointoken.Type, "0123456789abcdef0123456789abcdef", codes.InvalidArgument, "does not exist or has already been used"},
+		{"expired token", jointoken.Type, expired, codes.InvalidArgument, "expired"},
+		{"expired token, second try", jointoken.Type, expired, codes.InvalidArgument, "does not exist or has already been used"},
+		{"empty token", jointoken.Type, "", codes.InvalidArgument, "join token is empty"},
+		{"token not usable in an ID", jointoken.Type, "a/../b", codes.InvalidArgument, "not usable in a SPIFFE ID"},
 		{"unknown attestor", "x509pop", good, codes.FailedPrecondition, "could not find node attestor"},
 	}
 	for _, tt := range tests {
@@ -216,10 +217,10 @@ func TestAttestAgentJoinTokenRefusals(t *testing.T) {
 func TestBannedAgentCannotReturn(t *testing.T) {
 	e := newEnv(t)
 	const value = "banned-agent-token-0123456789abcdef"
-	if _, err := e.attest(t, agentapi.AttestationTypeJoinToken, e.token(t, value, 600)); err != nil {
+	if _, err := e.attest(t, jointoken.Type, e.token(t, value, 600)); err != nil {
 		t.Fatal(err)
 	}
-	id, _ := agentapi.JoinTokenAgentID(td, value)
+	id, _ := jointoken.AgentID(td, value)
 	admin := caller.NewContext(testContext(t), caller.Caller{Kind: caller.Admin, Local: true})
 	if _, err := e.svc.BanAgent(admin, &agentv1.BanAgentRequest{Id: &types.SPIFFEID{TrustDomain: td.Name(), Path: id.Path()}}); err != nil {
 		t.Fatal(err)
@@ -235,7 +236,7 @@ func TestBannedAgentCannotReturn(t *testing.T) {
 	_, err = e.svc.RenewAgent(asAgent(t, id), &agentv1.RenewAgentRequest{Params: &agentv1.AgentX509SVIDParams{Csr: newCSR(t)}})
 	wantStatus(t, err, codes.PermissionDenied, "banned")
 
-	res, err := e.attest(t, agentapi.AttestationTypeJoinToken, e.token(t, value, 600))
+	res, err := e.attest(t, jointoken.Type, e.token(t, value, 600))
 	if res.GetSvid() != nil {
 		t.Fatal("a banned agent attested again")
 	}
@@ -250,10 +251,10 @@ func TestBannedAgentCannotReturn(t *testing.T) {
 func TestRenewAgentNeedsAnAgent(t *testing.T) {
 	e := newEnv(t)
 	tok := e.token(t, "", 600)
-	if _, err := e.attest(t, agentapi.AttestationTypeJoinToken, tok); err != nil {
+	if _, err := e.attest(t, jointoken.Type, tok); err != nil {
 		t.Fatal(err)
 	}
-	id, _ := agentapi.JoinTokenAgentID(td, tok)
+	id, _ := jointoken.AgentID(td, tok)
 	req := &agentv1.RenewAgentRequest{Params: &agentv1.AgentX509SVIDParams{Csr: newCSR(t)}}
 
 	for name, ctx := range map[string]context.Context{

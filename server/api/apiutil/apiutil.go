@@ -54,17 +54,6 @@ func ProtoToString(p *types.SPIFFEID) string {
 	return "spiffe://" + p.TrustDomain + p.Path
 }
 
-// AgentPrefix is the path prefix of agent SPIFFE IDs.
-const AgentPrefix = "/spire/agent/"
-
-// IsAgentPath reports whether the path is an agent ID's path.
-func IsAgentPath(path string) bool { return strings.HasPrefix(path, AgentPrefix) }
-
-// ServerID returns the server's SPIFFE ID in td.
-func ServerID(td spiffeid.TrustDomain) spiffeid.ID {
-	return spiffeid.RequireFromPath(td, "/spire/server")
-}
-
 // X509SVIDToProto converts an issued chain to its message.
 func X509SVIDToProto(id spiffeid.ID, chain []*x509.Certificate) *types.X509SVID {
 	out := &types.X509SVID{Id: IDToProto(id), ExpiresAt: chain[0].NotAfter.Unix()}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
@@ -81,7 +82,7 @@ func (s *Service) workloadID(p *types.SPIFFEID) (spiffeid.ID, error) {
 	if err != nil {
 		return spiffeid.ID{}, err
 	}
-	if path := id.Path(); path == "/spire" || strings.HasPrefix(path, "/spire/") {
+	if path := id.Path(); spireid.IsReserved(path) {
 		return spiffeid.ID{}, fmt.Errorf("%q is not a workload in trust domain %q; path is in the reserved namespace", id, s.td)
 	}
 	return id, nil
