@@ -283,17 +283,18 @@ const shutdownGrace = 5 * time.Second
 // openCA builds the CA (state on disk, or sealed in a shared external
 // etcd), the optional Vault client and upstream authority, the issuer and
 // the server SVID. shared is set when the CA state is in etcd.
-func (s *Server) openCA() (shared *etcdCAStorage, vc *secrets.Client, err error) {
+func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, err error) {
 	var caStorage ca.Storage = ca.FileStorage{Path: filepath.Join(s.cfg.DataDir, "ca", "ca.json")}
 	if len(s.cfg.Etcd.Endpoints) > 0 {
 		kek, err := loadKEK(s.cfg.CAKEKFile)
 		if err != nil {
 			return nil, nil, err
 		}
-		if shared, err = newEtcdCAStorage(s.etcd, "/signet/"+s.cfg.TrustDomain.Name()+"/ca/state", kek); err != nil {
+		sealed, st, err := newEtcdCAStorage(s.etcd, "/signet/"+s.cfg.TrustDomain.Name()+"/ca/state", kek)
+		if err != nil {
 			return nil, nil, err
 		}
-		caStorage = shared
+		caStorage, shared = sealed, &st
 	}
 	var upstream ca.UpstreamAuthority
 	if s.cfg.Vault != nil {
@@ -362,7 +363,7 @@ func (s *Server) openEventLog() (*eventlog.Appender, error) {
 // subsystems builds every subsystem of the server, the listeners last. On
 // error the ones already built are released; cleanup (never nil) releases
 // what outlives the group (the secrets broker) and runs after it stopped.
-func (s *Server) subsystems(vc *secrets.Client, app *eventlog.Appender, shared *etcdCAStorage) (subs []subsystem, cleanup func(), err error) {
+func (s *Server) subsystems(vc *secrets.Client, app *eventlog.Appender, shared *etcdCAState) (subs []subsystem, cleanup func(), err error) {
 	cleanup = func() {}
 	if s.cfg.Vault != nil {
 		secretSubs, closeBroker, err := s.startSecrets(vc, app)
@@ -398,7 +399,7 @@ func (s *Server) subsystems(vc *secrets.Client, app *eventlog.Appender, shared *
 		unit{"event log checkpointer", checkpointer.Run},
 	)
 	if shared != nil {
-		subs = append(subs, loop("shared CA watch", func(ctx context.Context) { s.watchCA(ctx, shared) }))
+		subs = append(subs, loop("shared CA watch", func(ctx context.Context) { s.watchCA(ctx, *shared) }))
 	}
 
 	listeners, err := s.listeners()
