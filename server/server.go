@@ -32,6 +32,7 @@ import (
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	svidapi "github.com/signet-id/signet/server/api/svid"
 	"github.com/signet-id/signet/server/etcdserver"
+	"github.com/signet-id/signet/server/keyspace"
 	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/notify"
 	"github.com/signet-id/signet/server/store"
@@ -230,6 +231,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer closeEtcd()
 	s.etcd = cli
+	if err := keyspace.Migrate(ctx, cli, s.keys(), s.log); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 
 	st, err := store.New(cli, s.cfg.TrustDomain, store.WithLogger(s.log), store.WithClock(s.cfg.Now))
 	if err != nil {
@@ -277,6 +281,9 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
+// keys is the trust domain's etcd key layout.
+func (s *Server) keys() keyspace.Space { return keyspace.For(s.cfg.TrustDomain) }
+
 // shutdownGrace bounds a graceful stop (listeners, final writes).
 const shutdownGrace = 5 * time.Second
 
@@ -290,7 +297,7 @@ func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, err error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		sealed, st, err := newEtcdCAStorage(s.etcd, "/signet/"+s.cfg.TrustDomain.Name()+"/ca/state", kek)
+		sealed, st, err := newEtcdCAStorage(s.etcd, s.keys().CAState(), kek)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -339,12 +346,11 @@ func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, err error) {
 	return shared, vc, nil
 }
 
-// openEventLog opens the rotation event log (outside the store's watched
-// prefix) and its appender, and wires the SVID tracker behind forced
+// openEventLog opens the rotation event log and its appender, and wires the SVID tracker behind forced
 // rotation into s.events. The caller closes the appender.
 func (s *Server) openEventLog() (*eventlog.Appender, error) {
 	var err error
-	s.evlog, err = eventlog.New(s.etcd, "/signet-events/"+s.cfg.TrustDomain.Name()+"/", eventlog.WithClock(s.cfg.Now), eventlog.WithLogger(s.log))
+	s.evlog, err = eventlog.New(s.etcd, s.keys().Events(), eventlog.WithClock(s.cfg.Now), eventlog.WithLogger(s.log))
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

@@ -134,7 +134,7 @@ func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (subs 
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: %w", err)
 	}
-	policies, err := secrets.NewPolicyStore(s.etcd, s.cfg.TrustDomain)
+	policies, err := secrets.NewPolicyStore(s.etcd, s.cfg.TrustDomain, secrets.WithPolicyPrefix(s.keys().SecretPolicies()))
 	if err != nil {
 		broker.Close()
 		return nil, nil, fmt.Errorf("server: %w", err)
