@@ -37,6 +37,15 @@ var (
 	ErrAlreadyTainted = errors.New("the authority is already tainted")
 	// ErrNotTainted: only a tainted authority can be revoked.
 	ErrNotTainted = errors.New("the authority is not tainted")
+	// ErrUpstreamAuthority: local X.509 authorities signed by an upstream
+	// authority are not tainted or revoked one by one; the upstream
+	// authority that signed them is.
+	ErrUpstreamAuthority = errors.New("the X.509 authorities are signed by an upstream authority")
+	// ErrNoUpstreamAuthority: the operation needs an upstream authority
+	// and none is configured.
+	ErrNoUpstreamAuthority = errors.New("no upstream authority is configured")
+	// ErrSignsActive: the upstream authority signed the active authority.
+	ErrSignsActive = errors.New("the upstream authority signed the active authority")
 )
 
 // TransitionError reports a lifecycle transition that the authority's
@@ -75,6 +84,11 @@ type AuthorityInfo struct {
 	Tainted   bool
 	NotBefore time.Time
 	NotAfter  time.Time
+	// UpstreamAuthorityID is, for an X.509 authority signed by an
+	// upstream authority, the lower-case hex subject key ID of the
+	// upstream certificate that signed it (as SPIRE reports it); empty
+	// for a self-signed authority.
+	UpstreamAuthorityID string
 }
 
 // KeyIDString formats a subject or authority key identifier as an X.509
@@ -102,7 +116,17 @@ type lifecycleSlot interface {
 }
 
 func (s *X509Slot) info() AuthorityInfo {
-	return AuthorityInfo{Kind: KindX509, ID: s.AuthorityID(), Status: s.Status, Tainted: s.Tainted, NotBefore: s.Cert.NotBefore, NotAfter: s.Cert.NotAfter}
+	return AuthorityInfo{Kind: KindX509, ID: s.AuthorityID(), Status: s.Status, Tainted: s.Tainted, NotBefore: s.Cert.NotBefore, NotAfter: s.Cert.NotAfter,
+		UpstreamAuthorityID: s.upstreamAuthorityID()}
+}
+
+// upstreamAuthorityID is the subject key ID of the upstream certificate
+// that signed the slot, or "" when the slot is self-signed.
+func (s *X509Slot) upstreamAuthorityID() string {
+	if s.UpstreamRoots == nil {
+		return ""
+	}
+	return IssuerAuthorityID(s.Cert)
 }
 func (s *X509Slot) setStatus(st Status) { s.Status = st }
 func (s *X509Slot) setTainted()         { s.Tainted = true }
@@ -113,10 +137,11 @@ func (s *JWTSlot) info() AuthorityInfo {
 func (s *JWTSlot) setStatus(st Status) { s.Status = st }
 func (s *JWTSlot) setTainted()         { s.Tainted = true }
 
-// IsUpstreamAuthority reports whether the X.509 CA is signed by an upstream
-// authority. Signet's CAs are self-signed roots for now, so it is false;
-// the LocalAuthority API refuses its upstream variants accordingly.
-func (m *Manager) IsUpstreamAuthority() bool { return false }
+// IsUpstreamAuthority reports whether the X.509 CAs are signed by an
+// upstream authority (e.g. Vault PKI). Then, as in SPIRE, the local X.509
+// authorities cannot be tainted or revoked: the upstream authority that
+// signed an old one is (TaintX509Upstream, RevokeX509Upstream).
+func (m *Manager) IsUpstreamAuthority() bool { return m.cfg.Upstream != nil }
 
 // X509Authorities describes the X.509 authorities, newest first.
 func (m *Manager) X509Authorities() []AuthorityInfo {
@@ -220,6 +245,9 @@ func (m *Manager) ActivateJWT(id string) (AuthorityInfo, error) {
 // must be replaced now. The active authority cannot be tainted; activate a
 // new one first.
 func (m *Manager) TaintX509(id string) (AuthorityInfo, error) {
+	if m.IsUpstreamAuthority() {
+		return AuthorityInfo{}, &TransitionError{Op: "taint", Kind: KindX509, AuthorityID: id, Err: ErrUpstreamAuthority}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return taint(m, KindX509, m.x509, id)
@@ -235,6 +263,9 @@ func (m *Manager) TaintJWT(id string) (AuthorityInfo, error) {
 // RevokeX509 removes a tainted old X.509 authority from the lifecycle and
 // the bundle: what it signed no longer verifies.
 func (m *Manager) RevokeX509(id string) (AuthorityInfo, error) {
+	if m.IsUpstreamAuthority() {
+		return AuthorityInfo{}, &TransitionError{Op: "revoke", Kind: KindX509, AuthorityID: id, Err: ErrUpstreamAuthority}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	info, i, err := revocable(KindX509, m.x509, id)

@@ -8,6 +8,8 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"net/url"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -62,9 +64,111 @@ func (m *Manager) newUpstreamSlot() (*X509Slot, error) {
 	return &X509Slot{Status: StatusPrepared, Cert: chain[0], Key: key, UpstreamChain: chain[1:], UpstreamRoots: roots}, nil
 }
 
-// IsUpstream reports whether the manager's X.509 authorities are signed by
-// an upstream authority.
-func (m *Manager) IsUpstream() bool { return m.cfg.Upstream != nil }
+// TaintX509Upstream taints the old X.509 authorities that the upstream
+// authority with subject key ID skid signed (lower-case hex; case does not
+// matter): whatever they signed is to be replaced. As in SPIRE it refuses
+// without an upstream authority, an empty ID, the upstream authority of
+// the active authority, and one that signed no old authority. It returns
+// the authorities it tainted.
+func (m *Manager) TaintX509Upstream(skid string) ([]AuthorityInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	skid = strings.ToLower(skid)
+	signed, err := m.signedByUpstreamLocked("taint", skid)
+	if err != nil {
+		return nil, err
+	}
+	undo := m.snapshotLocked()
+	var out []AuthorityInfo
+	for _, s := range signed {
+		if !s.Tainted {
+			s.setTainted()
+			out = append(out, s.info())
+		}
+	}
+	if len(out) == 0 {
+		return nil, &TransitionError{Op: "taint", Kind: KindX509, AuthorityID: skid, Status: StatusOld, Err: ErrAlreadyTainted}
+	}
+	if err := m.commitLocked(undo); err != nil {
+		return nil, err
+	}
+	m.cfg.Logger.Warn("tainted upstream authority", "subject_key_id", skid, "authorities", len(out))
+	return out, nil
+}
+
+// RevokeX509Upstream removes the old X.509 authorities that the tainted
+// upstream authority skid signed from the lifecycle and the bundle, with
+// the refusals of TaintX509Upstream, and also when it is not tainted. It
+// returns the authorities it removed.
+func (m *Manager) RevokeX509Upstream(skid string) ([]AuthorityInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	skid = strings.ToLower(skid)
+	signed, err := m.signedByUpstreamLocked("revoke", skid)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range signed {
+		if !s.Tainted {
+			return nil, &TransitionError{Op: "revoke", Kind: KindX509, AuthorityID: skid, Status: StatusOld, Err: ErrNotTainted}
+		}
+	}
+	undo := m.snapshotLocked()
+	out := make([]AuthorityInfo, 0, len(signed))
+	kept := m.x509[:0:0]
+	for _, s := range m.x509 {
+		if slices.Contains(signed, s) {
+			out = append(out, s.info())
+			continue
+		}
+		kept = append(kept, s)
+	}
+	m.x509 = kept
+	if err := m.commitLocked(undo); err != nil {
+		return nil, err
+	}
+	m.cfg.Logger.Info("revoked upstream authority", "subject_key_id", skid, "authorities", len(out))
+	return out, nil
+}
+
+// signedByUpstreamLocked returns the old X.509 slots that the upstream
+// authority skid signed, or the reason op cannot apply to it. Caller holds
+// m.mu.
+func (m *Manager) signedByUpstreamLocked(op, skid string) ([]*X509Slot, error) {
+	refuse := func(st Status, reason error) error {
+		return &TransitionError{Op: op + " upstream", Kind: KindX509, AuthorityID: skid, Status: st, Err: reason}
+	}
+	if !m.IsUpstreamAuthority() {
+		return nil, refuse("", ErrNoUpstreamAuthority)
+	}
+	if skid == "" {
+		return nil, refuse("", ErrNoAuthorityID)
+	}
+	if a := m.activeX509(); a != nil && a.upstreamAuthorityID() == skid {
+		return nil, refuse(StatusActive, ErrSignsActive)
+	}
+	var old []*X509Slot
+	var prepared bool
+	for _, s := range m.x509 {
+		if s.upstreamAuthorityID() != skid {
+			continue
+		}
+		switch s.Status {
+		case StatusOld:
+			old = append(old, s)
+		case StatusPrepared:
+			prepared = true
+		}
+	}
+	switch {
+	case len(old) > 0:
+		return old, nil
+	case prepared:
+		return nil, refuse(StatusPrepared, ErrNotOld)
+	default:
+		return nil, refuse("", ErrAuthorityNotFound)
+	}
+}
 
 // X509Intermediates returns the certificates that an SVID issued by the
 // active authority must carry after its leaf: the authority itself when it

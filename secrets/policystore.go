@@ -36,15 +36,34 @@ type PolicyStore struct {
 	prefix string
 }
 
+// PolicyStoreOption configures a PolicyStore.
+type PolicyStoreOption func(*PolicyStore)
+
+// WithPolicyPrefix sets the etcd key prefix of the policies (default
+// /signet/<trust-domain>/secretpolicies/; the server passes its key
+// layout's).
+func WithPolicyPrefix(p string) PolicyStoreOption {
+	return func(s *PolicyStore) {
+		if !strings.HasSuffix(p, "/") {
+			p += "/"
+		}
+		s.prefix = p
+	}
+}
+
 // NewPolicyStore returns the policy store of trust domain td.
-func NewPolicyStore(cli *clientv3.Client, td spiffeid.TrustDomain) (*PolicyStore, error) {
+func NewPolicyStore(cli *clientv3.Client, td spiffeid.TrustDomain, opts ...PolicyStoreOption) (*PolicyStore, error) {
 	if cli == nil {
 		return nil, errors.New("secrets: etcd client is required")
 	}
 	if td.IsZero() {
 		return nil, errors.New("secrets: trust domain is required")
 	}
-	return &PolicyStore{cli: cli, prefix: "/signet/" + td.Name() + "/" + policiesDir}, nil
+	s := &PolicyStore{cli: cli, prefix: "/signet/" + td.Name() + "/" + policiesDir}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
 
 type storedPolicy struct {

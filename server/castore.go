@@ -2,33 +2,24 @@ package server
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/signet-id/signet/ca"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// etcdCAStorage keeps the CA state in etcd, sealed with AES-256-GCM under a
-// key-encryption key that only the server replicas hold: private keys never
-// reach etcd in clear. Writes compare the key's revision, so replicas cannot
+// etcdCAState keeps the sealed CA state in one etcd key (ca.SealedStorage
+// seals it); writes compare the key's revision, so replicas cannot
 // overwrite each other's transitions.
-type etcdCAStorage struct {
-	cli  *clientv3.Client
-	key  string
-	aead cipher.AEAD
-
-	mu   sync.Mutex
-	seen int64
+type etcdCAState struct {
+	cli *clientv3.Client
+	key string
 }
 
-var _ ca.Storage = (*etcdCAStorage)(nil)
+var _ ca.StateStore = etcdCAState{}
 
 // loadKEK reads a 32-byte key-encryption key (raw, or 64 hex characters).
 func loadKEK(path string) ([]byte, error) {
@@ -52,77 +43,50 @@ func loadKEK(path string) ([]byte, error) {
 	return data, nil
 }
 
-func newEtcdCAStorage(cli *clientv3.Client, key string, kek []byte) (*etcdCAStorage, error) {
-	block, err := aes.NewCipher(kek)
+// newEtcdCAStorage returns the CA storage sealed under kek in etcd key
+// key; the key is the associated data, so a sealed state copied to another
+// key does not open.
+func newEtcdCAStorage(cli *clientv3.Client, key string, kek []byte) (*ca.SealedStorage, etcdCAState, error) {
+	st := etcdCAState{cli: cli, key: key}
+	sealed, err := ca.NewSealedStorage(ca.SealedConfig{Store: st, KEK: kek, AssociatedData: []byte(key), Rand: randReader()})
 	if err != nil {
-		return nil, fmt.Errorf("server: CA key-encryption key: %w", err)
+		return nil, st, fmt.Errorf("server: CA key-encryption key: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("server: CA key-encryption key: %w", err)
-	}
-	return &etcdCAStorage{cli: cli, key: key, aead: aead}, nil
+	return sealed, st, nil
 }
 
-func (e *etcdCAStorage) String() string { return "etcd:" + e.key }
+func (e etcdCAState) String() string { return "etcd:" + e.key }
 
-func (e *etcdCAStorage) ctx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), 10*time.Second)
-}
-
-func (e *etcdCAStorage) Load() ([]byte, error) {
-	ctx, cancel := e.ctx()
-	defer cancel()
+// Load implements ca.StateStore.
+func (e etcdCAState) Load(ctx context.Context) ([]byte, int64, error) {
 	resp, err := e.cli.Get(ctx, e.key)
 	if err != nil {
-		return nil, err
+		return nil, 0, fmt.Errorf("server: load CA state: %w", err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	if len(resp.Kvs) == 0 {
-		e.seen = 0
-		return nil, nil
+		return nil, 0, nil
 	}
-	kv := resp.Kvs[0]
-	e.seen = kv.ModRevision
-	n := e.aead.NonceSize()
-	if len(kv.Value) < n {
-		return nil, errors.New("sealed CA state is truncated")
-	}
-	plain, err := e.aead.Open(nil, kv.Value[:n], kv.Value[n:], []byte(e.key))
-	if err != nil {
-		return nil, errors.New("cannot unseal the CA state: wrong key-encryption key, or the state was tampered with")
-	}
-	return plain, nil
+	return resp.Kvs[0].Value, resp.Kvs[0].ModRevision, nil
 }
 
-func (e *etcdCAStorage) Save(data []byte) error {
-	nonce := make([]byte, e.aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return err
-	}
-	sealed := e.aead.Seal(nonce, nonce, data, []byte(e.key))
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	ctx, cancel := e.ctx()
-	defer cancel()
+// Save implements ca.StateStore.
+func (e etcdCAState) Save(ctx context.Context, sealed []byte, prevRev int64) (int64, error) {
 	resp, err := e.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(e.key), "=", e.seen)).
+		If(clientv3.Compare(clientv3.ModRevision(e.key), "=", prevRev)).
 		Then(clientv3.OpPut(e.key, string(sealed))).
 		Commit()
 	if err != nil {
-		return err
+		return 0, fmt.Errorf("server: save CA state: %w", err)
 	}
 	if !resp.Succeeded {
-		return ca.ErrStaleState
+		return 0, ca.ErrStaleState
 	}
-	e.seen = resp.Header.Revision
-	return nil
+	return resp.Header.Revision, nil
 }
 
 // watchCA reloads the CA when another replica changes it, and returns when
 // ctx is done.
-func (s *Server) watchCA(ctx context.Context, st *etcdCAStorage) {
+func (s *Server) watchCA(ctx context.Context, st etcdCAState) {
 	for ctx.Err() == nil {
 		wch := st.cli.Watch(clientv3.WithRequireLeader(ctx), st.key)
 		for resp := range wch {

@@ -35,7 +35,7 @@ type svidPayload struct {
 func (s *Server) newScheduler() (*scheduler.Scheduler, error) {
 	host, _ := os.Hostname()
 	sched, err := scheduler.New(s.etcd,
-		scheduler.WithPrefix("/signet-sched/"+s.cfg.TrustDomain.Name()+"/"),
+		scheduler.WithPrefix(s.keys().Schedule()),
 		scheduler.WithName(fmt.Sprintf("%s/%s", host, s.AgentAddr())),
 		scheduler.WithLogger(s.log.With("component", "scheduler")),
 		scheduler.WithRegisterer(s.cfg.Registry),

@@ -10,9 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +32,7 @@ import (
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	svidapi "github.com/signet-id/signet/server/api/svid"
 	"github.com/signet-id/signet/server/etcdserver"
+	"github.com/signet-id/signet/server/keyspace"
 	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/notify"
 	"github.com/signet-id/signet/server/store"
@@ -212,7 +211,14 @@ func (s *Server) AdminSocket() string { return s.cfg.AdminSocket }
 // CA returns the server's CA manager (for tests and tools).
 func (s *Server) CA() *ca.Manager { return s.ca }
 
-// Run starts the server and blocks until ctx is done or a listener fails.
+// Run starts the server and blocks until ctx is done or a subsystem (a
+// listener, a loop) fails.
+//
+// Start-up opens the shared resources in order (data dir lock, etcd, the
+// store, the CA and issuer, the event log) and builds the subsystems; they
+// then run as one group: the first failure stops them all, and Run waits
+// for every one before it closes the resources in reverse order, so the
+// listeners have stopped before etcd closes.
 func (s *Server) Run(ctx context.Context) error {
 	unlock, err := lockDataDir(s.cfg.DataDir)
 	if err != nil {
@@ -225,6 +231,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer closeEtcd()
 	s.etcd = cli
+	if err := keyspace.Migrate(ctx, cli, s.keys(), s.log); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
 
 	st, err := store.New(cli, s.cfg.TrustDomain, store.WithLogger(s.log), store.WithClock(s.cfg.Now))
 	if err != nil {
@@ -236,28 +245,73 @@ func (s *Server) Run(ctx context.Context) error {
 	defer st.Close()
 	s.store = st
 
+	shared, vc, err := s.openCA()
+	if err != nil {
+		return err
+	}
+	s.hub = notify.New(hubState{s}, s.cfg.Registry)
+
+	app, err := s.openEventLog()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+		defer cancel()
+		if err := app.Close(cctx); err != nil {
+			s.log.Error("rotation events not written at shutdown", "error", err)
+		}
+	}()
+
+	subs, cleanup, err := s.subsystems(vc, app, shared)
+	defer cleanup()
+	if err != nil {
+		return err
+	}
+
+	g, gctx := newGroup(ctx, s.log)
+	for _, sub := range subs {
+		g.start(gctx, sub)
+	}
+	s.scheduleCA(gctx)
+	s.log.Info("server ready", "trust_domain", s.cfg.TrustDomain.Name(), "agent_address", s.AgentAddr().String(), "admin_socket", s.cfg.AdminSocket)
+	close(s.ready)
+	err = g.wait()
+	s.log.Info("server stopped")
+	return err
+}
+
+// keys is the trust domain's etcd key layout.
+func (s *Server) keys() keyspace.Space { return keyspace.For(s.cfg.TrustDomain) }
+
+// shutdownGrace bounds a graceful stop (listeners, final writes).
+const shutdownGrace = 5 * time.Second
+
+// openCA builds the CA (state on disk, or sealed in a shared external
+// etcd), the optional Vault client and upstream authority, the issuer and
+// the server SVID. shared is set when the CA state is in etcd.
+func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, err error) {
 	var caStorage ca.Storage = ca.FileStorage{Path: filepath.Join(s.cfg.DataDir, "ca", "ca.json")}
-	var shared *etcdCAStorage
 	if len(s.cfg.Etcd.Endpoints) > 0 {
 		kek, err := loadKEK(s.cfg.CAKEKFile)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		if shared, err = newEtcdCAStorage(cli, "/signet/"+s.cfg.TrustDomain.Name()+"/ca/state", kek); err != nil {
-			return err
+		sealed, st, err := newEtcdCAStorage(s.etcd, s.keys().CAState(), kek)
+		if err != nil {
+			return nil, nil, err
 		}
-		caStorage = shared
+		caStorage, shared = sealed, &st
 	}
-	var vc *secrets.Client
 	var upstream ca.UpstreamAuthority
 	if s.cfg.Vault != nil {
 		if vc, err = s.newVaultClient(); err != nil {
-			return err
+			return nil, nil, err
 		}
 		if m := s.cfg.Vault.UpstreamPKIMount; m != "" {
 			up, err := vaultpki.New(vaultpki.Config{Client: vc, Mount: m})
 			if err != nil {
-				return fmt.Errorf("server: %w", err)
+				return nil, nil, fmt.Errorf("server: %w", err)
 			}
 			upstream = vaultUpstream{up}
 		}
@@ -272,7 +326,7 @@ func (s *Server) Run(ctx context.Context) error {
 		Logger:      s.log,
 	})
 	if err != nil {
-		return fmt.Errorf("server: %w", err)
+		return nil, nil, fmt.Errorf("server: %w", err)
 	}
 	s.issuer, err = issuer.New(issuer.Config{
 		TrustDomain: s.cfg.TrustDomain,
@@ -282,29 +336,26 @@ func (s *Server) Run(ctx context.Context) error {
 		Now:         s.cfg.Now,
 	})
 	if err != nil {
-		return fmt.Errorf("server: %w", err)
+		return nil, nil, fmt.Errorf("server: %w", err)
 	}
 	if err := s.rotateServerSVID(); err != nil {
-		return err
+		return nil, nil, err
 	}
 	s.writeBundleFile()
-	s.hub = notify.New(hubState{s}, s.cfg.Registry)
+	s.lastAuthorities = snapshotAuthorities(s.ca)
+	return shared, vc, nil
+}
 
-	// Rotation event log (outside the store's watched prefix) and the SVID
-	// tracker behind forced rotation.
-	s.evlog, err = eventlog.New(cli, "/signet-events/"+s.cfg.TrustDomain.Name()+"/", eventlog.WithClock(s.cfg.Now), eventlog.WithLogger(s.log))
+// openEventLog opens the rotation event log and its appender, and wires the SVID tracker behind forced
+// rotation into s.events. The caller closes the appender.
+func (s *Server) openEventLog() (*eventlog.Appender, error) {
+	var err error
+	s.evlog, err = eventlog.New(s.etcd, s.keys().Events(), eventlog.WithClock(s.cfg.Now), eventlog.WithLogger(s.log))
 	if err != nil {
-		return fmt.Errorf("server: %w", err)
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	app := eventlog.NewAppender(s.evlog, eventlog.WithRegisterer(s.cfg.Registry))
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := app.Close(cctx); err != nil {
-			s.log.Error("rotation events not written at shutdown", "error", err)
-		}
-	}()
-	tracker := store.NewSVIDTracker(st, func() []string {
+	tracker := store.NewSVIDTracker(s.store, func() []string {
 		var ids []string
 		for _, a := range s.ca.X509Authorities() {
 			ids = append(ids, a.ID)
@@ -312,104 +363,76 @@ func (s *Server) Run(ctx context.Context) error {
 		return ids
 	})
 	s.events = &events{s: s, app: app, tracker: tracker}
-	s.lastAuthorities = snapshotAuthorities(s.ca)
-	var extra []func(context.Context)
+	return app, nil
+}
+
+// subsystems builds every subsystem of the server, the listeners last. On
+// error the ones already built are released; cleanup (never nil) releases
+// what outlives the group (the secrets broker) and runs after it stopped.
+func (s *Server) subsystems(vc *secrets.Client, app *eventlog.Appender, shared *etcdCAState) (subs []subsystem, cleanup func(), err error) {
+	cleanup = func() {}
 	if s.cfg.Vault != nil {
-		runs, cleanup, err := s.startSecrets(vc, app)
+		secretSubs, closeBroker, err := s.startSecrets(vc, app)
 		if err != nil {
-			return err
+			return nil, cleanup, err
 		}
-		defer cleanup()
-		extra = append(extra, runs...)
+		cleanup = closeBroker
+		subs = append(subs, secretSubs...)
 	}
+	var oidcLis net.Listener
 	if s.cfg.OIDCAddress != "" {
-		run, err := s.startOIDC()
+		sub, lis, err := s.startOIDC()
 		if err != nil {
-			return err
+			return nil, cleanup, err
 		}
-		extra = append(extra, run)
+		oidcLis = lis
+		subs = append(subs, sub)
+	}
+	fail := func(err error) ([]subsystem, func(), error) {
+		if oidcLis != nil {
+			oidcLis.Close()
+		}
+		return nil, cleanup, err
 	}
 	checkpointer := eventlog.NewCheckpointer(s.evlog, eventlog.SVIDKey(serverSVIDSource{s}), eventlog.WithInterval(s.cfg.CheckpointInterval))
-	stateRuns, err := s.stateLoops(checkpointer)
+	stateSubs, err := s.stateLoops(checkpointer)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	extra = append(extra, stateRuns...)
-
-	lim := limits.New(s.limitsConfig(), s.log, s.cfg.Registry)
-	agentSrv, adminSrv := s.grpcServers(lim)
-
-	lis, err := net.Listen("tcp", s.cfg.BindAddress)
-	if err != nil {
-		return fmt.Errorf("server: listen on %s: %w (choose another --bind-address)", s.cfg.BindAddress, err)
-	}
-	s.agentAddr.Store(lis.Addr().(*net.TCPAddr))
-	lis = lim.Listener(lis)
-	adminLis, err := listenAdmin(s.cfg.AdminSocket)
-	if err != nil {
-		lis.Close()
-		return err
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
-	s.sched, err = s.newScheduler()
-	if err != nil {
-		lis.Close()
-		adminLis.Close()
-		return err
-	}
-	wg.Add(8)
-	go func() {
-		defer wg.Done()
-		if err := s.sched.Run(ctx); err != nil {
-			s.log.Error("rotation scheduler stopped", "error", err)
-		}
-	}()
-	go func() { defer wg.Done(); s.renewalWriter(ctx) }()
-	for _, run := range extra {
-		wg.Add(1)
-		go func() { defer wg.Done(); run(ctx) }()
-	}
-	s.scheduleCA(ctx)
-	go func() { defer wg.Done(); _ = tracker.Run(ctx) }()
-	go func() { defer wg.Done(); checkpointer.Run(ctx) }()
+	subs = append(subs, stateSubs...)
+	subs = append(subs,
+		unit{"svid tracker", s.events.tracker.Run},
+		unit{"event log checkpointer", checkpointer.Run},
+	)
 	if shared != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); s.watchCA(ctx, shared) }()
+		subs = append(subs, loop("shared CA watch", func(ctx context.Context) { s.watchCA(ctx, *shared) }))
 	}
-	go func() { defer wg.Done(); errc <- agentSrv.Serve(lis) }()
-	go func() { defer wg.Done(); errc <- adminSrv.Serve(adminLis) }()
-	go func() { defer wg.Done(); s.rotationLoop(ctx) }()
-	go func() { defer wg.Done(); s.pushLoop(ctx) }()
-	s.log.Info("server ready", "trust_domain", s.cfg.TrustDomain.Name(), "agent_address", lis.Addr().String(), "admin_socket", s.cfg.AdminSocket)
-	close(s.ready)
 
-	select {
-	case <-ctx.Done():
-		err = nil
-	case err = <-errc:
-		err = fmt.Errorf("server: serve: %w", err)
+	listeners, err := s.listeners()
+	if err != nil {
+		return fail(err)
 	}
-	cancel()
-	stopped := make(chan struct{})
-	go func() {
-		agentSrv.GracefulStop()
-		adminSrv.GracefulStop()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(5 * time.Second):
-		agentSrv.Stop()
-		adminSrv.Stop()
+	// The scheduler's name carries the agent listener's address.
+	if s.sched, err = s.newScheduler(); err != nil {
+		for _, l := range listeners {
+			l.lis.Close()
+		}
+		return fail(err)
 	}
-	wg.Wait()
-	_ = os.Remove(s.cfg.AdminSocket)
-	s.log.Info("server stopped")
-	return err
+	subs = append(subs,
+		loop("rotation scheduler", func(ctx context.Context) {
+			if err := s.sched.Run(ctx); err != nil {
+				s.log.Error("rotation scheduler stopped", "error", err)
+			}
+		}),
+		loop("renewal writer", s.renewalWriter),
+		loop("CA rotation", s.rotationLoop),
+		loop("push", s.pushLoop),
+	)
+	for _, l := range listeners {
+		subs = append(subs, l)
+	}
+	return subs, cleanup, nil
 }
 
 func (s *Server) register(g *grpc.Server) {

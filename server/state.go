@@ -105,7 +105,7 @@ func (s *Server) checkExternalEtcd() error {
 // (sizes, quota, alarms, compaction, defragmentation) and the event-log
 // retention pass. Both act only on the scheduler leader where that
 // matters (external etcd shared by replicas).
-func (s *Server) stateLoops(cp *eventlog.Checkpointer) ([]func(context.Context), error) {
+func (s *Server) stateLoops(cp *eventlog.Checkpointer) ([]subsystem, error) {
 	st := s.cfg.State
 	embedded := len(s.cfg.Etcd.Endpoints) == 0
 	mc := etcdserver.MaintainerConfig{
@@ -128,7 +128,7 @@ func (s *Server) stateLoops(cp *eventlog.Checkpointer) ([]func(context.Context),
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	runs := []func(context.Context){m.Run}
+	runs := []subsystem{loop("etcd maintainer", m.Run)}
 	p := st.policy()
 	if p.Validate() != nil {
 		s.log.Warn("event log retention is off: the event log grows until etcd's quota (set --event-log-keep-records or --event-log-keep-age)")
@@ -152,7 +152,7 @@ func (s *Server) stateLoops(cp *eventlog.Checkpointer) ([]func(context.Context),
 	if err := registerAll(s.cfg.Registry, r.archived, r.failures); err != nil {
 		return nil, err
 	}
-	return append(runs, r.run), nil
+	return append(runs, loop("event log retention", r.run)), nil
 }
 
 func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/server/etcdserver"
+	"github.com/signet-id/signet/server/keyspace"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -103,7 +104,7 @@ func TestRetentionArchivesBeyondThePolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer etcd.Close()
-	l, err := eventlog.New(etcd.Client(), "/signet-events/example.org/")
+	l, err := eventlog.New(etcd.Client(), keyspace.For(spiffeid.RequireTrustDomainFromString("example.org")).Events())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,13 +127,14 @@ func (v vaultUpstream) SignIntermediate(ctx context.Context, td spiffeid.TrustDo
 }
 
 // startSecrets builds the secrets API over the Vault client. It returns
-// the goroutines to run and a cleanup function.
-func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (runs []func(context.Context), cleanup func(), err error) {
+// its subsystems (the Vault token keeper and the policy watch) and a
+// cleanup function.
+func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (subs []subsystem, cleanup func(), err error) {
 	broker, err := secrets.NewBroker(secrets.BrokerConfig{Client: vc, Events: app, Actor: spireid.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry, Logger: s.log.With("component", "secrets")})
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: %w", err)
 	}
-	policies, err := secrets.NewPolicyStore(s.etcd, s.cfg.TrustDomain)
+	policies, err := secrets.NewPolicyStore(s.etcd, s.cfg.TrustDomain, secrets.WithPolicyPrefix(s.keys().SecretPolicies()))
 	if err != nil {
 		broker.Close()
 		return nil, nil, fmt.Errorf("server: %w", err)
@@ -143,21 +144,22 @@ func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (runs 
 		broker.Close()
 		return nil, nil, fmt.Errorf("server: %w", err)
 	}
-	runs = []func(context.Context){
-		func(ctx context.Context) { _ = vc.Run(ctx) },
-		func(ctx context.Context) { _ = s.secrets.Run(ctx) },
+	subs = []subsystem{
+		loop("vault token", func(ctx context.Context) { _ = vc.Run(ctx) }),
+		loop("secret policy watch", func(ctx context.Context) { _ = s.secrets.Run(ctx) }),
 	}
-	return runs, broker.Close, nil
+	return subs, broker.Close, nil
 }
 
 // startOIDC serves the OIDC discovery document and JWKS (for Vault's jwt
 // auth method) over HTTPS with the server SVID, TLS 1.3 and the server's
 // key-exchange policy. The issuer URL uses "localhost", which the server
 // SVID names.
-func (s *Server) startOIDC() (func(context.Context), error) {
+// The caller closes the listener if it never runs the subsystem.
+func (s *Server) startOIDC() (subsystem, net.Listener, error) {
 	lis, err := net.Listen("tcp", s.cfg.OIDCAddress)
 	if err != nil {
-		return nil, fmt.Errorf("server: OIDC listener %s: %w", s.cfg.OIDCAddress, err)
+		return nil, nil, fmt.Errorf("server: OIDC listener %s: %w", s.cfg.OIDCAddress, err)
 	}
 	_, port, _ := net.SplitHostPort(lis.Addr().String())
 	s.oidcIssuer = "https://localhost:" + port
@@ -168,7 +170,7 @@ func (s *Server) startOIDC() (func(context.Context), error) {
 	})
 	if err != nil {
 		lis.Close()
-		return nil, fmt.Errorf("server: %w", err)
+		return nil, nil, fmt.Errorf("server: %w", err)
 	}
 	tl := tls.NewListener(lis, &tls.Config{
 		MinVersion:       tls.VersionTLS13,
@@ -182,7 +184,7 @@ func (s *Server) startOIDC() (func(context.Context), error) {
 		},
 	})
 	s.log.Info("serving OIDC discovery and JWKS", "issuer", s.oidcIssuer)
-	return func(ctx context.Context) { _ = oidc.Serve(ctx, tl, h) }, nil
+	return unit{"OIDC listener", func(ctx context.Context) error { return oidc.Serve(ctx, tl, h) }}, lis, nil
 }
 
 // OIDCIssuer returns the OIDC issuer URL once Ready, or "" if not served.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/cli"
 	"github.com/signet-id/signet/conformance/svidspec"
 	"github.com/signet-id/signet/secrets/vaulttest"
@@ -106,6 +108,15 @@ func TestVaultPKIUpstreamAuthority(t *testing.T) {
 	roots := srv.CA().Bundle().X509Authorities()
 	if len(roots) != 1 || !roots[0].Equal(vaultRoot) {
 		t.Fatalf("bundle holds %d authorities; want exactly Vault's root", len(roots))
+	}
+	// Under Vault PKI, as under SPIRE's UpstreamAuthority, the local X.509
+	// authority is not tainted itself, and Vault's root signs the active
+	// one, so it cannot be tainted either.
+	if !srv.CA().IsUpstreamAuthority() {
+		t.Fatal("the CA does not report Vault PKI as its upstream authority")
+	}
+	if _, err := srv.CA().TaintX509Upstream(ca.X509AuthorityID(vaultRoot)); !errors.Is(err, ca.ErrSignsActive) {
+		t.Fatalf("tainting the upstream authority of the active CA: %v, want ErrSignsActive", err)
 	}
 	token := srv.token(t, 600)
 	me := spiffeid.RequireFromPath(td, "/upstream")

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/spireid"
+	"github.com/signet-id/signet/server/keyspace"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -50,13 +51,13 @@ var (
 	ErrNotStarted = errors.New("store: not started")
 )
 
-// Key sub-prefixes below /signet/<trust-domain>/.
+// Key sub-prefixes below the trust domain's root (package keyspace).
 const (
-	entriesDir    = "entries/"
-	entryKeysDir  = "entrykeys/" // similarity index: hash(spiffe_id, parent_id, selectors) -> entry ID
-	agentsDir     = "agents/"
-	joinTokensDir = "jointokens/"
-	bundlesDir    = "bundles/"
+	entriesDir    = keyspace.EntriesDir
+	entryKeysDir  = keyspace.EntryKeysDir
+	agentsDir     = keyspace.AgentsDir
+	joinTokensDir = keyspace.JoinTokensDir
+	bundlesDir    = keyspace.BundlesDir
 
 	envelopeVersion = 1
 	// maxAttempts bounds optimistic read-compare-write retries.
@@ -123,7 +124,7 @@ func New(cli *clientv3.Client, td spiffeid.TrustDomain, opts ...Option) (*Store,
 		cli:      cli,
 		td:       td,
 		serverID: serverID.String(),
-		prefix:   "/signet/" + td.Name() + "/",
+		prefix:   keyspace.For(td).Root(),
 		log:      slog.New(slog.DiscardHandler),
 		now:      time.Now,
 		rand:     rand.Reader,

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/signet-id/signet/server/keyspace"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -24,7 +25,7 @@ import (
 // agents renew after a taint. '#' cannot occur in a SPIFFE ID, so the
 // agent ID and entry ID split unambiguously.
 const (
-	svidsDir = "svids/"
+	svidsDir = keyspace.SVIDsDir
 	// maxTxnOps is etcd's default limit on the operations of one
 	// transaction (--max-txn-ops).
 	maxTxnOps = 128

@@ -38,6 +38,8 @@ type CA interface {
 	TaintJWT(authorityID string) (ca.AuthorityInfo, error)
 	RevokeJWT(authorityID string) (ca.AuthorityInfo, error)
 	IsUpstreamAuthority() bool
+	TaintX509Upstream(subjectKeyID string) ([]ca.AuthorityInfo, error)
+	RevokeX509Upstream(subjectKeyID string) ([]ca.AuthorityInfo, error)
 	Bundle() *spiffebundle.Bundle
 }
 
@@ -117,7 +119,7 @@ func (s *Service) Register(g grpc.ServiceRegistrar) {
 func spireStatus(st ca.Status) string { return strings.ToUpper(string(st)) }
 
 func state(a ca.AuthorityInfo) *localauthorityv1.AuthorityState {
-	return &localauthorityv1.AuthorityState{AuthorityId: a.ID, ExpiresAt: a.NotAfter.Unix()}
+	return &localauthorityv1.AuthorityState{AuthorityId: a.ID, ExpiresAt: a.NotAfter.Unix(), UpstreamAuthoritySubjectKeyId: a.UpstreamAuthorityID}
 }
 
 // current returns the active authority and the newest prepared and old
@@ -300,8 +302,20 @@ func (s *Service) TaintX509Authority(ctx context.Context, req *localauthorityv1.
 	return &localauthorityv1.TaintX509AuthorityResponse{TaintedAuthority: state(info)}, nil
 }
 
+// TaintX509UpstreamAuthority taints the old X.509 authorities signed by
+// the upstream authority with the given subject key ID, as SPIRE does.
 func (s *Service) TaintX509UpstreamAuthority(ctx context.Context, req *localauthorityv1.TaintX509UpstreamAuthorityRequest) (*localauthorityv1.TaintX509UpstreamAuthorityResponse, error) {
-	return nil, s.fail(ctx, codes.FailedPrecondition, "upstream authority is not configured", req.SubjectKeyId, nil)
+	infos, err := s.cfg.CA.TaintX509Upstream(req.SubjectKeyId)
+	if err != nil {
+		return nil, s.upstreamErr(ctx, "provided subject key id is not valid", "failed to taint upstream authority", req.SubjectKeyId, err)
+	}
+	for _, info := range infos {
+		s.changed(ctx, "ca.tainted", info)
+	}
+	if s.cfg.Notifier != nil {
+		s.cfg.Notifier.RenewNow(ctx)
+	}
+	return &localauthorityv1.TaintX509UpstreamAuthorityResponse{UpstreamAuthoritySubjectKeyId: strings.ToLower(req.SubjectKeyId)}, nil
 }
 
 func (s *Service) RevokeX509Authority(ctx context.Context, req *localauthorityv1.RevokeX509AuthorityRequest) (*localauthorityv1.RevokeX509AuthorityResponse, error) {
@@ -330,8 +344,47 @@ func (s *Service) RevokeX509Authority(ctx context.Context, req *localauthorityv1
 	return &localauthorityv1.RevokeX509AuthorityResponse{RevokedAuthority: &localauthorityv1.AuthorityState{AuthorityId: info.ID}}, nil
 }
 
+// RevokeX509UpstreamAuthority removes the old X.509 authorities signed by
+// the tainted upstream authority with the given subject key ID, as SPIRE
+// does.
 func (s *Service) RevokeX509UpstreamAuthority(ctx context.Context, req *localauthorityv1.RevokeX509UpstreamAuthorityRequest) (*localauthorityv1.RevokeX509UpstreamAuthorityResponse, error) {
-	return nil, s.fail(ctx, codes.FailedPrecondition, "upstream authority is not configured", req.SubjectKeyId, nil)
+	infos, err := s.cfg.CA.RevokeX509Upstream(req.SubjectKeyId)
+	if err != nil {
+		return nil, s.upstreamErr(ctx, "invalid subject key ID", "failed to revoke X.509 upstream authority", req.SubjectKeyId, err)
+	}
+	for _, info := range infos {
+		s.changed(ctx, "ca.revoked", info)
+	}
+	return &localauthorityv1.RevokeX509UpstreamAuthorityResponse{UpstreamAuthoritySubjectKeyId: strings.ToLower(req.SubjectKeyId)}, nil
+}
+
+// upstreamErr maps a refused upstream taint or revocation to SPIRE's
+// answer: invalid is the message for a subject key ID that does not
+// apply, failed the one for a state that does not allow the operation.
+func (s *Service) upstreamErr(ctx context.Context, invalid, failed, skid string, err error) error {
+	if refusal(err) == nil {
+		return s.fail(ctx, codes.Internal, failed, skid, err)
+	}
+	reason := map[error]string{
+		ca.ErrNoAuthorityID:     "no subject key ID provided",
+		ca.ErrSignsActive:       "unable to use upstream authority signing current authority",
+		ca.ErrAuthorityNotFound: "upstream authority didn't sign the old local authority",
+		ca.ErrNotOld:            "only upstream authorities signing an old authority can be used",
+	}
+	for sentinel, why := range reason {
+		if errors.Is(err, sentinel) {
+			return s.fail(ctx, codes.InvalidArgument, invalid, skid, errors.New(why))
+		}
+	}
+	switch {
+	case errors.Is(err, ca.ErrNoUpstreamAuthority):
+		return s.fail(ctx, codes.FailedPrecondition, "upstream authority is not configured", skid, nil)
+	case errors.Is(err, ca.ErrAlreadyTainted):
+		return s.fail(ctx, codes.Internal, failed, skid, errors.New("root CA is already tainted"))
+	case errors.Is(err, ca.ErrNotTainted):
+		return s.fail(ctx, codes.Internal, failed, skid, errors.New("it is not possible to revoke an untainted root CA"))
+	}
+	return s.fail(ctx, codes.Internal, failed, skid, err)
 }
 
 // --- shared error mapping and taint push ---

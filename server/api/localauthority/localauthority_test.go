@@ -76,14 +76,18 @@ type env struct {
 	cas cav1.CAClient
 }
 
-func start(t *testing.T, cfg localauthority.Config) *env {
+func start(t *testing.T, cfg localauthority.Config, upstream ...ca.UpstreamAuthority) *env {
 	t.Helper()
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	m, err := ca.New(ca.Config{
+	ccfg := ca.Config{
 		TrustDomain: spiffeid.RequireTrustDomainFromString("example.org"),
 		Path:        filepath.Join(t.TempDir(), "ca.json"),
 		Now:         func() time.Time { return now },
-	})
+	}
+	if len(upstream) > 0 {
+		ccfg.Upstream = upstream[0]
+	}
+	m, err := ca.New(ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/signet-id/signet/server/limits"
+	"google.golang.org/grpc"
+)
+
+// listeners opens the agent listener (mTLS, limited per peer) and the
+// admin socket, each with its gRPC server.
+func (s *Server) listeners() ([]grpcListener, error) {
+	lim := limits.New(s.limitsConfig(), s.log, s.cfg.Registry)
+	agentSrv, adminSrv := s.grpcServers(lim)
+
+	lis, err := net.Listen("tcp", s.cfg.BindAddress)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen on %s: %w (choose another --bind-address)", s.cfg.BindAddress, err)
+	}
+	s.agentAddr.Store(lis.Addr().(*net.TCPAddr))
+	lis = lim.Listener(lis)
+	adminLis, err := listenAdmin(s.cfg.AdminSocket)
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	return []grpcListener{
+		{name: "agent listener", srv: agentSrv, lis: lis},
+		{name: "admin socket", srv: adminSrv, lis: adminLis, stopped: func() { _ = os.Remove(s.cfg.AdminSocket) }},
+	}, nil
+}
+
+// grpcListener serves a gRPC server on a listener until ctx is done, then
+// stops it gracefully (forcibly after shutdownGrace).
+type grpcListener struct {
+	name    string
+	srv     *grpc.Server
+	lis     net.Listener
+	stopped func() // if set, runs once the server stopped
+}
+
+var _ subsystem = grpcListener{}
+
+func (l grpcListener) Name() string { return l.name }
+
+func (l grpcListener) Run(ctx context.Context) error {
+	errc := make(chan error, 1)
+	go func() { errc <- l.srv.Serve(l.lis) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		err = fmt.Errorf("serve: %w", err)
+	}
+	graceful := make(chan struct{})
+	go func() {
+		l.srv.GracefulStop()
+		close(graceful)
+	}()
+	select {
+	case <-graceful:
+	case <-time.After(shutdownGrace):
+		l.srv.Stop()
+	}
+	if err == nil {
+		<-errc
+	}
+	if l.stopped != nil {
+		l.stopped()
+	}
+	return err
+}
