@@ -15,28 +15,23 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/signet-id/signet/agent/client"
+	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/ca"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
+	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
-	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
-	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
-	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 )
 
-const (
-	// maxBatch bounds one BatchNewX509SVID call, as the real agent does.
-	maxBatch = 500
-	// rpcTimeout bounds one exchange (sync, attestation, renewal) of a
-	// simulated agent.
-	rpcTimeout = 2 * time.Minute
-)
+// rpcTimeout bounds one exchange (sync, attestation, renewal) of a
+// simulated agent.
+const rpcTimeout = 2 * time.Minute
 
 // AgentConfig configures a simulated agent.
 type AgentConfig struct {
@@ -73,7 +68,8 @@ type Stats struct {
 	Renewals int
 }
 
-// Agent is a simulated Signet agent. It speaks the real agent API but has
+// Agent is a simulated Signet agent. It speaks the agent API through the
+// real agent's client (agent/client) but has
 // no Workload API: it keeps the X.509-SVIDs of all its entries in memory
 // and reacts to push notifications like the real agent: a renew-now
 // notification makes it re-request every SVID, then renew its own SVID and
@@ -112,10 +108,7 @@ type heldSVID struct {
 
 type session struct {
 	conn     *grpc.ClientConn
-	agent    agentv1.AgentClient
-	entry    entryv1.EntryClient
-	svid     svidv1.SVIDClient
-	bundle   bundlev1.BundleClient
+	client   *client.Client
 	cancel   context.CancelFunc
 	watchErr chan error
 }
@@ -276,10 +269,7 @@ func (a *Agent) newKey() (*ecdsa.PrivateKey, []byte, error) {
 // client (if not nil).
 func (a *Agent) dial(roots []*x509.Certificate, client *heldSVID) (*grpc.ClientConn, error) {
 	b := x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
-	serverID, err := spiffeid.FromSegments(a.cfg.TrustDomain, "spire", "server")
-	if err != nil {
-		return nil, err
-	}
+	serverID := spireid.ServerID(a.cfg.TrustDomain)
 	tc := &tls.Config{
 		MinVersion:       tls.VersionTLS13,
 		CurvePreferences: []tls.CurveID{tls.X25519MLKEM768},
@@ -323,22 +313,11 @@ func (a *Agent) attest(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
-	stream, err := agentv1.NewAgentClient(conn).AttestAgent(ctx)
+	res, err := client.New(conn).AttestAgent(ctx, jointoken.NewEvidence(a.cfg.JoinToken), csr)
 	if err != nil {
 		return fmt.Errorf("rotationload: agent %s: attest: %w", a.id, err)
 	}
-	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params_{Params: &agentv1.AttestAgentRequest_Params{
-		Data:   &types.AttestationData{Type: "join_token", Payload: []byte(a.cfg.JoinToken)},
-		Params: &agentv1.AgentX509SVIDParams{Csr: csr},
-	}}}); err != nil {
-		return fmt.Errorf("rotationload: agent %s: attest: %w", a.id, err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return fmt.Errorf("rotationload: agent %s: attest: %w", a.id, err)
-	}
-	_ = stream.CloseSend()
-	own, err := a.parseSVID(resp.GetResult().GetSvid().GetCertChain(), key, a.id)
+	own, err := a.parseSVID(res.SVID.GetCertChain(), key, a.id)
 	if err != nil {
 		return err
 	}
@@ -362,14 +341,11 @@ func (a *Agent) connect(ctx context.Context) error {
 	sctx, cancel := context.WithCancel(ctx)
 	s := &session{
 		conn:     conn,
-		agent:    agentv1.NewAgentClient(conn),
-		entry:    entryv1.NewEntryClient(conn),
-		svid:     svidv1.NewSVIDClient(conn),
-		bundle:   bundlev1.NewBundleClient(conn),
+		client:   client.New(conn),
 		cancel:   cancel,
 		watchErr: make(chan error, 1),
 	}
-	stream, err := notifyv1.NewNotifierClient(conn).Watch(sctx, &notifyv1.WatchRequest{})
+	stream, err := s.client.Watch(sctx)
 	if err == nil {
 		var hello *notifyv1.Notification
 		if hello, err = stream.Recv(); err == nil && hello.Kind != notifyv1.Notification_KIND_HELLO {
@@ -428,7 +404,7 @@ func (a *Agent) sync(ctx context.Context, force func(entryID string) bool) error
 	ctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
 	s := a.sess
-	pb, err := s.bundle.GetBundle(ctx, &bundlev1.GetBundleRequest{})
+	pb, err := s.client.Bundle(ctx)
 	if err != nil {
 		return fmt.Errorf("rotationload: agent %s: get bundle: %w", a.id, err)
 	}
@@ -443,16 +419,16 @@ func (a *Agent) sync(ctx context.Context, force func(entryID string) bool) error
 	if len(roots) == 0 {
 		return fmt.Errorf("rotationload: agent %s: bundle has no X.509 authority", a.id)
 	}
-	er, err := s.entry.GetAuthorizedEntries(ctx, &entryv1.GetAuthorizedEntriesRequest{})
+	entries, err := s.client.AuthorizedEntries(ctx)
 	if err != nil {
 		return fmt.Errorf("rotationload: agent %s: get authorized entries: %w", a.id, err)
 	}
-	authorized := make(map[string]bool, len(er.Entries))
+	authorized := make(map[string]bool, len(entries))
 	var due []*types.Entry
 	a.mu.Lock()
 	a.roots = roots
 	a.stats.Syncs++
-	for _, e := range er.Entries {
+	for _, e := range entries {
 		authorized[e.Id] = true
 		if a.held[e.Id] == nil || (force != nil && force(e.Id)) {
 			due = append(due, e)
@@ -467,7 +443,7 @@ func (a *Agent) sync(ctx context.Context, force func(entryID string) bool) error
 	return a.issue(ctx, due)
 }
 
-// issue requests X.509-SVIDs for entries, at most maxBatch per call.
+// issue requests X.509-SVIDs for entries, at most client.MaxBatch per call.
 func (a *Agent) issue(ctx context.Context, entries []*types.Entry) error {
 	if len(entries) == 0 {
 		return nil
@@ -480,9 +456,9 @@ func (a *Agent) issue(ctx context.Context, entries []*types.Entry) error {
 			return err
 		}
 	}
-	for start := 0; start < len(entries); start += maxBatch {
-		chunk := entries[start:min(start+maxBatch, len(entries))]
-		params := make([]*svidv1.NewX509SVIDParams, len(chunk))
+	for start := 0; start < len(entries); start += client.MaxBatch {
+		chunk := entries[start:min(start+client.MaxBatch, len(entries))]
+		reqs := make([]client.X509SVIDRequest, len(chunk))
 		keys := make([]*ecdsa.PrivateKey, len(chunk))
 		for i, e := range chunk {
 			key, csr := shared, sharedCSR
@@ -493,26 +469,26 @@ func (a *Agent) issue(ctx context.Context, entries []*types.Entry) error {
 				}
 			}
 			keys[i] = key
-			params[i] = &svidv1.NewX509SVIDParams{EntryId: e.Id, Csr: csr}
+			reqs[i] = client.X509SVIDRequest{EntryID: e.Id, CSR: csr}
 		}
-		resp, err := a.sess.svid.BatchNewX509SVID(ctx, &svidv1.BatchNewX509SVIDRequest{Params: params})
+		results, err := a.sess.client.NewX509SVIDs(ctx, reqs)
 		if err != nil {
 			return fmt.Errorf("rotationload: agent %s: BatchNewX509SVID: %w", a.id, err)
 		}
-		if len(resp.Results) != len(chunk) {
-			return fmt.Errorf("rotationload: agent %s: BatchNewX509SVID answered %d results for %d requests", a.id, len(resp.Results), len(chunk))
+		if len(results) != len(chunk) {
+			return fmt.Errorf("rotationload: agent %s: BatchNewX509SVID answered %d results for %d requests", a.id, len(results), len(chunk))
 		}
 		got := make(map[string]*heldSVID, len(chunk))
-		for i, r := range resp.Results {
+		for i, r := range results {
 			e := chunk[i]
-			if c := codes.Code(r.GetStatus().GetCode()); c != codes.OK {
-				return fmt.Errorf("rotationload: agent %s: SVID for entry %s: %v %s", a.id, e.Id, c, r.GetStatus().GetMessage())
+			if r.Err != nil {
+				return fmt.Errorf("rotationload: agent %s: SVID for entry %s: %v %s", a.id, e.Id, status.Code(r.Err), status.Convert(r.Err).Message())
 			}
 			want, err := entryID(e)
 			if err != nil {
 				return fmt.Errorf("rotationload: agent %s: entry %s: %w", a.id, e.Id, err)
 			}
-			h, err := a.parseSVID(r.GetSvid().GetCertChain(), keys[i], want)
+			h, err := a.parseSVID(r.SVID.GetCertChain(), keys[i], want)
 			if err != nil {
 				return err
 			}
@@ -544,11 +520,11 @@ func (a *Agent) renew(ctx context.Context, all bool, ids map[string]bool) error 
 	}
 	rctx, cancel := context.WithTimeout(ctx, rpcTimeout)
 	defer cancel()
-	resp, err := a.sess.agent.RenewAgent(rctx, &agentv1.RenewAgentRequest{Params: &agentv1.AgentX509SVIDParams{Csr: csr}})
+	svid, err := a.sess.client.RenewAgent(rctx, csr)
 	if err != nil {
 		return fmt.Errorf("rotationload: agent %s: RenewAgent: %w", a.id, err)
 	}
-	own, err := a.parseSVID(resp.GetSvid().GetCertChain(), key, a.id)
+	own, err := a.parseSVID(svid.GetCertChain(), key, a.id)
 	if err != nil {
 		return err
 	}
