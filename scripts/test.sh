@@ -17,12 +17,16 @@ export SIGNET_VAULT_BIN
 
 echo "--- go vet"
 go vet ./...
+( cd conformance/bench && go vet ./... )
 
 echo "--- generated code is up to date (pinned protoc and plugins)"
 ./scripts/check-generate.sh
 
 echo "--- go test"
 go test -count=1 -timeout 30m ./...
+
+echo "--- go test: the benchmark harness's own module (smoke mode)"
+( cd conformance/bench && go test -count=1 -timeout 10m ./... )
 
 echo "--- go test (Go 1.27: crypto/x509 ML-DSA)"
 GOTOOLCHAIN=go1.27.3 go test -count=1 -timeout 10m ./pq/... ./conformance/openssl/...

@@ -5,8 +5,10 @@
 // forced rotation after tainting the X.509 authority. It writes a Markdown
 // report and a PNG chart.
 //
-//	go run ./conformance/bench [-smoke] [-out docs/benchmarks.md] [-png docs/benchmarks.png]
+//	cd conformance/bench && go run . [-smoke] [-out ../../docs/benchmarks.md] [-png ../../docs/benchmarks.png]
 //
+// The harness is its own module (conformance/bench/go.mod), so its chart
+// library stays out of the main module's go.mod; run it from its directory.
 // SPIRE's binaries come from SIGNET_SPIRE_DIR or scripts/install-spire.sh;
 // Signet's binary is built from ./cmd/signet. Both run as separate processes
 // and are driven only through public APIs.
@@ -52,7 +54,7 @@ func main() {
 			opt.only[id] = true
 		}
 	}
-	opt.command = strings.Join(append([]string{"go run ./conformance/bench"}, os.Args[1:]...), " ")
+	opt.command = "(cd conformance/bench && " + strings.Join(append([]string{"go run ."}, os.Args[1:]...), " ") + ")"
 	opt.log = os.Stderr
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
