@@ -225,14 +225,14 @@ func checkRulesLive(t *testing.T, g graph, rules []rule) {
 }
 
 // testHelper reports whether a module package exists only to help tests:
-// its name ends in "test" (etcdtest, pqtest, …) or it lives under
-// conformance/.
+// its name ends in "test" (etcdtest, pqtest, …; "attest", the attestation
+// methods' home, is a word, not a helper) or it lives under conformance/.
 func testHelper(path string) bool {
 	if !mine(path) {
 		return false
 	}
 	base := path[strings.LastIndex(path, "/")+1:]
-	return strings.HasSuffix(base, "test") || under(path, "conformance")
+	return (strings.HasSuffix(base, "test") && base != "attest") || under(path, "conformance")
 }
 
 // TestProductionCodeImportsNoTestHelper walks the non-test dependencies of
