@@ -81,6 +81,7 @@ func TestImportDirection(t *testing.T) {
 		{"secrets", []string{"server", "agent", "cmd", "cli"}, "secrets sits below the daemons"},
 		{"proto", []string{"server", "agent", "cmd", "cli", "ca", "issuer"}, "proto is the bottom layer"},
 		{"bundle", []string{"go.etcd.io/", "google.golang.org/grpc", "server", "agent", "cmd", "cli", "ca", "issuer"}, "bundle is a codec below the daemons"},
+		{"tlspolicy", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "proto", "pq", "config", "go.etcd.io/", "google.golang.org/grpc"}, "tlspolicy is a leaf"},
 		{"internal", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "go.etcd.io/", "google.golang.org/grpc"}, "internal holds leaf helpers"},
 		{"server", []string{"agent", "cmd", "cli"}, "server and agent are independent daemons"},
 		{"agent", []string{"server", "cmd", "cli"}, "server and agent are independent daemons"},
