@@ -1,7 +1,8 @@
 // Package procfs parses the per-process files of Linux's /proc that Signet
 // reads to identify a peer process: <pid>/stat (its start time, which
 // tells a process from a later one with the same pid) and <pid>/status
-// (its user and group IDs).
+// (its user and group IDs; its resident set size for the measurement
+// tools).
 package procfs
 
 import (
@@ -61,6 +62,9 @@ type Status struct {
 	UIDs, GIDs []uint32
 	// Groups are the supplementary group IDs.
 	Groups []uint32
+	// RSS is the resident set size in bytes (VmRSS; 0 where the kernel
+	// lists none, as for kernel threads).
+	RSS uint64
 }
 
 // EffectiveUID returns the effective UID (the only one listed, if one).
@@ -100,6 +104,8 @@ func ParseStatus(b []byte) (Status, error) {
 			haveGID = true
 		case "Groups":
 			st.Groups, err = parseIDs(key, value)
+		case "VmRSS":
+			st.RSS, err = parseKB(key, value)
 		}
 		if err != nil {
 			return Status{}, err
@@ -125,6 +131,19 @@ func parseIDs(key, value string) ([]uint32, error) {
 		ids = append(ids, uint32(n))
 	}
 	return ids, nil
+}
+
+// parseKB parses a "<n> kB" value into bytes.
+func parseKB(key, value string) (uint64, error) {
+	f := strings.Fields(value)
+	if len(f) != 2 || f[1] != "kB" {
+		return 0, fmt.Errorf("%w status: %s: %q is not a size in kB", ErrMalformed, key, value)
+	}
+	kb, err := strconv.ParseUint(f[0], 10, 64)
+	if err != nil || kb > (1<<64-1)/1024 {
+		return 0, fmt.Errorf("%w status: %s: %q is not a size in kB", ErrMalformed, key, value)
+	}
+	return kb * 1024, nil
 }
 
 // ReadStat reads and parses <dir>/stat, dir being /proc/<pid>.

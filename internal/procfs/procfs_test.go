@@ -57,7 +57,7 @@ func TestParseStatus(t *testing.T) {
 		groups     []uint32
 		wantError  bool
 	}{
-		{name: "kernel", in: "Name:\tsh\nState:\tS (sleeping)\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t6\t7\t8\nGroups:\t4 24 27 \n",
+		{name: "kernel", in: "Name:\tsh\nState:\tS (sleeping)\nUid:\t1000\t1001\t1002\t1003\nGid:\t5\t6\t7\t8\nGroups:\t4 24 27 \nVmRSS:\t   2048 kB\n",
 			euid: 1001, egid: 6, uids: []uint32{1000, 1001, 1002, 1003}, groups: []uint32{4, 24, 27}},
 		{name: "one id", in: "Uid: 1\nGid: 2\n", euid: 1, egid: 2, uids: []uint32{1}},
 		{name: "no groups", in: "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\n", uids: []uint32{0, 0, 0, 0}},
@@ -67,6 +67,7 @@ func TestParseStatus(t *testing.T) {
 		{name: "id over 32 bits", in: "Uid:\t4294967296\t1\nGid:\t1\n", wantError: true},
 		{name: "negative id", in: "Uid:\t1\nGid:\t-1 2\n", wantError: true},
 		{name: "bad group", in: "Uid:\t1\nGid:\t1\nGroups:\t1 x\n", wantError: true},
+		{name: "bad VmRSS", in: "Uid:\t1\nGid:\t1\nVmRSS:\t12 MB\n", wantError: true},
 		{name: "empty", in: "", wantError: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,6 +86,13 @@ func TestParseStatus(t *testing.T) {
 	}
 }
 
+func TestParseStatusRSS(t *testing.T) {
+	st, err := ParseStatus([]byte("Uid:\t1\nGid:\t1\nVmRSS:\t   2048 kB\n"))
+	if err != nil || st.RSS != 2048*1024 {
+		t.Fatalf("ParseStatus: RSS %d, %v; want %d", st.RSS, err, 2048*1024)
+	}
+}
+
 func TestReadFiles(t *testing.T) {
 	dir := t.TempDir()
 	if _, err := ReadStat(dir); !errors.Is(err, os.ErrNotExist) {
@@ -99,7 +107,10 @@ func TestReadFiles(t *testing.T) {
 	if st, err := ReadStat(dir); err != nil || st.StartTime != 11 {
 		t.Fatalf("ReadStat: %+v, %v", st, err)
 	}
-	if st, err := ReadStatus(dir); err != nil || st.EffectiveUID() != 4 || st.EffectiveGID() != 8 {
+	if st, err := ReadStatus("/proc/self"); err == nil && st.RSS == 0 {
+		t.Errorf("ReadStatus(/proc/self): RSS 0")
+	}
+	if st, err := ReadStatus(dir); err != nil || st.EffectiveUID() != 4 || st.EffectiveGID() != 8 || st.RSS != 0 {
 		t.Fatalf("ReadStatus: %+v, %v", st, err)
 	}
 	// Only MaxFileSize bytes are read: a huge comm leaves too few fields.
