@@ -27,6 +27,7 @@ import (
 	"github.com/signet-id/signet/agent/workloadapi"
 	"github.com/signet-id/signet/pq/altsig"
 	"github.com/signet-id/signet/pq/mldsa"
+	"github.com/signet-id/signet/tlspolicy"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -302,11 +303,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
-// tlsConfig returns the client TLS configuration for the server.
+// baseTLS returns the client TLS configuration for the server: the
+// policy the server applies too (tlspolicy).
 func (a *Agent) baseTLS() *tls.Config {
-	curves := []tls.CurveID{tls.X25519MLKEM768}
-	if a.cfg.AllowClassicalKEX {
-		curves = append(curves, tls.X25519, tls.CurveP256)
-	}
-	return &tls.Config{MinVersion: tls.VersionTLS13, CurvePreferences: curves}
+	return tlspolicy.Policy{AllowClassical: a.cfg.AllowClassicalKEX}.Config()
 }

@@ -5,26 +5,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 
+	"github.com/signet-id/signet/tlspolicy"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc/credentials"
-	"net"
 )
 
-// TLSPolicy is the key-exchange policy of a TLS endpoint.
-type TLSPolicy struct {
-	// AllowClassical permits classical-only key exchange (X25519, P-256) in
-	// addition to X25519MLKEM768. Off by default: post-quantum is required.
-	AllowClassical bool
-}
-
-// CurvePreferences returns the key-exchange groups the policy allows.
-func (p TLSPolicy) CurvePreferences() []tls.CurveID {
-	if p.AllowClassical {
-		return []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256}
-	}
-	return []tls.CurveID{tls.X25519MLKEM768}
-}
+// TLSPolicy is the key-exchange policy of the server's TLS endpoints (the
+// agent listener and the OIDC endpoint): tlspolicy's, shared with the agent.
+type TLSPolicy = tlspolicy.Policy
 
 // agentTLSConfig builds the agent listener's TLS configuration: TLS 1.3
 // only, the server's current SVID, and client SVIDs (optional, because
@@ -32,7 +22,7 @@ func (p TLSPolicy) CurvePreferences() []tls.CurveID {
 // bundle.
 func (s *Server) agentTLSConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:       tls.VersionTLS13,
+		MinVersion:       tlspolicy.MinVersion,
 		CurvePreferences: s.cfg.TLS.CurvePreferences(),
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c := s.serverCert.Load()

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"strings"
-
 	"time"
 
 	"github.com/signet-id/signet/issuer"
@@ -20,6 +19,7 @@ import (
 	"github.com/signet-id/signet/secrets/vaultpki"
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	"github.com/signet-id/signet/spireid"
+	"github.com/signet-id/signet/tlspolicy"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -173,7 +173,7 @@ func (s *Server) startOIDC() (subsystem, net.Listener, error) {
 		return nil, nil, fmt.Errorf("server: %w", err)
 	}
 	tl := tls.NewListener(lis, &tls.Config{
-		MinVersion:       tls.VersionTLS13,
+		MinVersion:       tlspolicy.MinVersion,
 		CurvePreferences: s.cfg.TLS.CurvePreferences(),
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			c := s.serverCert.Load()

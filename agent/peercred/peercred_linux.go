@@ -3,20 +3,17 @@
 package peercred
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/signet-id/signet/internal/procfs"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/credentials"
 )
@@ -314,66 +311,23 @@ func (w *watcher) close() {
 // readStatusIDs returns the real, effective and saved uids and gids from
 // <dir>/status.
 func readStatusIDs(dir string) (uids, gids [3]uint32, err error) {
-	b, err := readBounded(filepath.Join(dir, "status"))
+	st, err := procfs.ReadStatus(dir)
 	if err != nil {
 		return uids, gids, err
 	}
-	var haveUID, haveGID bool
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "Uid" && key != "Gid") {
-			continue
-		}
-		fields := strings.Fields(value)
-		if len(fields) < 3 {
-			return uids, gids, fmt.Errorf("parse %s/status: short %s line", dir, key)
-		}
-		var ids [3]uint32
-		for i := range ids {
-			n, err := strconv.ParseUint(fields[i], 10, 32)
-			if err != nil {
-				return uids, gids, fmt.Errorf("parse %s/status: %s: %w", dir, key, err)
-			}
-			ids[i] = uint32(n)
-		}
-		if key == "Uid" {
-			uids, haveUID = ids, true
-		} else {
-			gids, haveGID = ids, true
-		}
+	if len(st.UIDs) < 3 || len(st.GIDs) < 3 {
+		return uids, gids, fmt.Errorf("parse %s/status: short Uid or Gid line", dir)
 	}
-	if !haveUID || !haveGID {
-		return uids, gids, fmt.Errorf("parse %s/status: no Uid or Gid", dir)
-	}
+	copy(uids[:], st.UIDs)
+	copy(gids[:], st.GIDs)
 	return uids, gids, nil
 }
 
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return io.ReadAll(io.LimitReader(f, 64<<10))
-}
-
-// readStartTime returns field 22 (starttime) of /proc/<pid>/stat, counting
-// fields after the parenthesized comm, which may contain spaces and ')'.
+// readStartTime returns field 22 (starttime) of /proc/<pid>/stat.
 func readStartTime(procRoot string, pid int32) (string, error) {
-	path := filepath.Join(procRoot, strconv.FormatInt(int64(pid), 10), "stat")
-	b, err := readBounded(path)
+	st, err := procfs.ReadStat(filepath.Join(procRoot, strconv.FormatInt(int64(pid), 10)))
 	if err != nil {
 		return "", err
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", fmt.Errorf("parse %s: no comm field", path)
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	const idx = 22 - 3 // fields[0] is field 3
-	if len(fields) <= idx {
-		return "", fmt.Errorf("parse %s: too few fields", path)
-	}
-	return fields[idx], nil
+	return strconv.FormatUint(st.StartTime, 10), nil
 }

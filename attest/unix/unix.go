@@ -16,8 +16,6 @@
 package unix
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -30,9 +28,9 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 
+	"github.com/signet-id/signet/internal/procfs"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
@@ -45,8 +43,6 @@ const (
 	DefaultSizeLimit int64 = 1 << 30
 	// defaultHashCacheSize bounds the digest cache.
 	defaultHashCacheSize = 1024
-	// maxProcFileSize bounds reads of /proc/<pid>/{stat,status}.
-	maxProcFileSize = 64 << 10
 )
 
 // ErrProcessChanged is returned when the process at the attested PID was not
@@ -337,98 +333,28 @@ type status struct {
 	groups   []string
 }
 
-// readStatus parses the effective UID and GID and the supplementary groups
+// readStatus reads the effective UID and GID and the supplementary groups
 // from <dir>/status.
 func readStatus(dir string) (status, error) {
-	b, err := readBounded(filepath.Join(dir, "status"))
+	st, err := procfs.ReadStatus(dir)
 	if err != nil {
-		return status{}, err
+		return status{}, fmt.Errorf("unix: %w", err)
 	}
-	var st status
-	var haveUID, haveGID bool
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		key, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(value)
-		switch key {
-		case "Uid":
-			// real, effective, saved set, filesystem
-			if id, ok := effectiveID(fields); ok {
-				st.uid, haveUID = id, true
-			}
-		case "Gid":
-			if id, ok := effectiveID(fields); ok {
-				st.gid, haveGID = id, true
-			}
-		case "Groups":
-			for _, g := range fields {
-				if _, err := strconv.ParseUint(g, 10, 32); err == nil {
-					st.groups = append(st.groups, g)
-				}
-			}
-		}
+	out := status{uid: formatID(st.EffectiveUID()), gid: formatID(st.EffectiveGID())}
+	for _, g := range st.Groups {
+		out.groups = append(out.groups, formatID(g))
 	}
-	if err := sc.Err(); err != nil {
-		return status{}, fmt.Errorf("unix: parse %s/status: %w", dir, err)
-	}
-	if !haveUID || !haveGID {
-		return status{}, fmt.Errorf("unix: parse %s/status: no Uid or Gid", dir)
-	}
-	return st, nil
+	return out, nil
 }
 
-func effectiveID(fields []string) (string, bool) {
-	var id string
-	switch len(fields) {
-	case 0:
-		return "", false
-	case 1:
-		id = fields[0]
-	default:
-		id = fields[1]
-	}
-	if _, err := strconv.ParseUint(id, 10, 32); err != nil {
-		return "", false
-	}
-	return id, true
-}
+func formatID(id uint32) string { return strconv.FormatUint(uint64(id), 10) }
 
 // readStartTime returns field 22 (starttime, clock ticks after boot) of
-// <dir>/stat. The second field (comm) is parenthesized and may itself hold
-// spaces and parentheses, so fields are counted after the last ')'.
+// <dir>/stat.
 func readStartTime(dir string) (string, error) {
-	b, err := readBounded(filepath.Join(dir, "stat"))
+	st, err := procfs.ReadStat(dir)
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("unix: %w", err)
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", fmt.Errorf("unix: parse %s/stat: no comm field", dir)
-	}
-	fields := strings.Fields(string(b[i+1:]))
-	// fields[0] is field 3 (state); starttime is field 22.
-	const idx = 22 - 3
-	if len(fields) <= idx {
-		return "", fmt.Errorf("unix: parse %s/stat: too few fields", dir)
-	}
-	if _, err := strconv.ParseUint(fields[idx], 10, 64); err != nil {
-		return "", fmt.Errorf("unix: parse %s/stat: bad starttime %q", dir, fields[idx])
-	}
-	return fields[idx], nil
-}
-
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("unix: %w", err)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxProcFileSize))
-	if err != nil {
-		return nil, fmt.Errorf("unix: read %s: %w", path, err)
-	}
-	return b, nil
+	return strconv.FormatUint(st.StartTime, 10), nil
 }

@@ -159,6 +159,8 @@ var importRules = []rule{
 	{"proto", []string{"server", "agent", "cmd", "cli", "ca", "issuer"}, "proto is the bottom layer"},
 	{"bundle", []string{"go.etcd.io/", "google.golang.org/grpc", "server", "agent", "cmd", "cli", "ca", "issuer"}, "bundle is a codec below the daemons"},
 	{"spireid", []string{module + "/", "google.golang.org/grpc", "go.etcd.io/"}, "spireid is a leaf: std and go-spiffe's spiffeid only"},
+	{"tlspolicy", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "proto", "pq", "config", "go.etcd.io/", "google.golang.org/grpc"}, "tlspolicy is a leaf"},
+	{"internal", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "go.etcd.io/", "google.golang.org/grpc"}, "internal holds leaf helpers"},
 	{"server", []string{"agent", "cmd", "cli"}, "server and agent are independent daemons"},
 	{"agent", []string{"server", "cmd", "cli"}, "server and agent are independent daemons"},
 	{"cli", []string{"cmd"}, "cli sits below cmd: cmd only wires cli into main"},

@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/signet-id/signet/internal/procfs"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"golang.org/x/net/http2"
@@ -157,13 +158,8 @@ func (p *peakSampler) add(s stats) {
 // from /metrics.
 func sample(pid int, metrics string) stats {
 	var s stats
-	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-		for _, line := range strings.Split(string(data), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-				kb, _ := strconv.ParseFloat(f[1], 64)
-				s.rss = kb * 1024
-			}
-		}
+	if st, err := procfs.ReadStatus(fmt.Sprintf("/proc/%d", pid)); err == nil {
+		s.rss = float64(st.RSS)
 	}
 	c := http.Client{Timeout: 2 * time.Second}
 	r, err := c.Get("http://" + metrics + "/metrics")

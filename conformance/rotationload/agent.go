@@ -20,6 +20,7 @@ import (
 	"github.com/signet-id/signet/ca"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	"github.com/signet-id/signet/spireid"
+	"github.com/signet-id/signet/tlspolicy"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -271,8 +272,8 @@ func (a *Agent) dial(roots []*x509.Certificate, client *heldSVID) (*grpc.ClientC
 	b := x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
 	serverID := spireid.ServerID(a.cfg.TrustDomain)
 	tc := &tls.Config{
-		MinVersion:       tls.VersionTLS13,
-		CurvePreferences: []tls.CurveID{tls.X25519MLKEM768},
+		MinVersion:       tlspolicy.MinVersion,
+		CurvePreferences: tlspolicy.Policy{}.CurvePreferences(),
 		// The server is verified by its SPIFFE ID below, not a host name.
 		InsecureSkipVerify: true,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {

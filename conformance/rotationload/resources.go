@@ -1,12 +1,12 @@
 package rotationload
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"runtime"
 	"strconv"
 	"strings"
+
+	"github.com/signet-id/signet/internal/procfs"
 )
 
 // Memory is a sample of this process's memory. The server, its embedded
@@ -32,24 +32,11 @@ func sampleMemory() Memory {
 
 // residentSetSize reads VmRSS from /proc/self/status, or returns 0.
 func residentSetSize() uint64 {
-	data, err := os.ReadFile("/proc/self/status")
+	st, err := procfs.ReadStatus("/proc/self")
 	if err != nil {
 		return 0
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(rest)
-		if len(f) == 2 && f[1] == "kB" {
-			if kb, err := strconv.ParseUint(f[0], 10, 64); err == nil {
-				return kb << 10
-			}
-		}
-	}
-	return 0
+	return st.RSS
 }
 
 // loadAverage returns the machine's 1-minute load average from

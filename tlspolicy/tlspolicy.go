@@ -1,0 +1,34 @@
+// Package tlspolicy is the TLS policy Signet's server and agent share: TLS
+// 1.3 only, and post-quantum key exchange (X25519MLKEM768) required unless
+// classical groups are allowed explicitly, in which case the hybrid group
+// is still offered first.
+package tlspolicy
+
+import "crypto/tls"
+
+// MinVersion is the lowest TLS version Signet speaks.
+const MinVersion = tls.VersionTLS13
+
+// Policy is the key-exchange policy of a TLS endpoint (client or server).
+// The zero Policy requires post-quantum key exchange.
+type Policy struct {
+	// AllowClassical permits classical-only key exchange (X25519, P-256)
+	// in addition to X25519MLKEM768. Off by default.
+	AllowClassical bool
+}
+
+// CurvePreferences returns the key-exchange groups the policy allows, most
+// preferred first. It returns a new slice on every call.
+func (p Policy) CurvePreferences() []tls.CurveID {
+	if p.AllowClassical {
+		return []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256}
+	}
+	return []tls.CurveID{tls.X25519MLKEM768}
+}
+
+// Config returns a new TLS configuration with the policy's version and
+// key-exchange groups set, for the caller to add certificates and
+// verification to.
+func (p Policy) Config() *tls.Config {
+	return &tls.Config{MinVersion: MinVersion, CurvePreferences: p.CurvePreferences()}
+}
