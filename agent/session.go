@@ -14,6 +14,7 @@ import (
 	"github.com/signet-id/signet/issuer"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
+	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -386,7 +387,7 @@ func (a *Agent) renewalTime(c *x509.Certificate) time.Time {
 		return issuer.RenewalTime(c)
 	}
 	start := issuer.RenewalTime(c).Add(-c.NotAfter.Sub(issuer.RenewalTime(c)))
-	return start.Add(c.NotAfter.Sub(start) * 85 / 100)
+	return renewal.Default().PushedRenewAt(start, c.NotAfter)
 }
 
 // serverAgentEntry in a RENEW_NOW asks for the agent's own SVID.

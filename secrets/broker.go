@@ -14,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/rotation/eventlog"
+	"github.com/signet-id/signet/rotation/renewal"
 )
 
 // Errors of the Broker, for errors.Is.
@@ -310,15 +311,12 @@ func (l *lease) hash() string {
 
 func (l *lease) expiresAt() time.Time { return l.obtained.Add(l.ttl) }
 
-// leaseAction says when the next renewal or replacement of l is due:
-// renewable leases are renewed at 2/3 of their TTL; non-renewable ones
-// (and renewable ones whose renewal was capped by a max TTL) are replaced
-// by a new read at 85% of their TTL.
+// leaseAction says when the next renewal or replacement of l is due, by
+// the renewal policy: renewable leases are renewed at 2/3 of their TTL;
+// non-renewable ones (and renewable ones whose renewal was capped by a max
+// TTL) are replaced by a new read at 85% of their TTL.
 func leaseAction(l *lease) (at time.Time, renew bool) {
-	if l.renew {
-		return l.obtained.Add(l.ttl * 2 / 3), true
-	}
-	return l.obtained.Add(l.ttl * 85 / 100), false
+	return renewal.Default().LeaseRenewAt(l.obtained, l.ttl, l.renew)
 }
 
 // source is one secret for one SPIFFE ID: its current value, its lease,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
+	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/signet-id/signet/rotation/scheduler"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -104,7 +105,7 @@ func (s *Server) scheduleRenewal(agentID spiffeid.ID, entryID string, issuedAt, 
 		kind, id = kindAgent, "agent/"+agentID.String()
 	}
 	payload, _ := json.Marshal(svidPayload{Agent: agentID.String(), Entry: entryID})
-	it := scheduler.Item{ID: id, Kind: kind, DueAt: scheduler.RenewAt(issuedAt, notAfter, rand.Reader), NotAfter: notAfter, Payload: payload}
+	it := scheduler.Item{ID: id, Kind: kind, DueAt: renewal.Default().Jittered(issuedAt, notAfter, rand.Reader), NotAfter: notAfter, Payload: payload}
 	select {
 	case s.renewals <- it:
 	default:
