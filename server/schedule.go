@@ -40,6 +40,7 @@ func (s *Server) newScheduler() (*scheduler.Scheduler, error) {
 		scheduler.WithName(fmt.Sprintf("%s/%s", host, s.AgentAddr())),
 		scheduler.WithLogger(s.log.With("component", "scheduler")),
 		scheduler.WithRegisterer(s.cfg.Registry),
+		scheduler.WithClock(nowClock{s.cfg.Now}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -50,15 +51,36 @@ func (s *Server) newScheduler() (*scheduler.Scheduler, error) {
 	return sched, nil
 }
 
-// scheduleCA keeps the CA item due at the next lifecycle transition.
+// scheduleCA keeps the CA item due at the next lifecycle transition. The
+// item is the only driver of the CA lifecycle; if it cannot be written the
+// rotation loop tries again at its next tick (on the leader).
 func (s *Server) scheduleCA(ctx context.Context) {
 	next := s.ca.NextTransition()
 	if next.IsZero() {
+		s.caUnscheduled.Store(false)
 		return
 	}
 	if err := s.sched.Schedule(ctx, scheduler.Item{ID: "ca/lifecycle", Kind: kindCA, DueAt: next}); err != nil {
-		s.log.Warn("failed to schedule the next CA transition; the rotation loop will still run it", "due", next, "error", err)
+		s.caUnscheduled.Store(true)
+		s.log.Warn("failed to schedule the next CA transition; retrying at the next rotation tick", "due", next, "error", err)
+		return
 	}
+	s.caUnscheduled.Store(false)
+}
+
+// nowClock is the scheduler's clock: the server's (injectable) Now, so
+// that CA items fall due at the times the CA computes them on that clock,
+// with real timers (the scheduler's sleeps are capped, so a clock moved
+// by a test is noticed within its gauge interval).
+type nowClock struct{ now func() time.Time }
+
+var _ scheduler.Clock = nowClock{}
+
+func (c nowClock) Now() time.Time { return c.now() }
+
+func (c nowClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }
 
 func (s *Server) handleCA(ctx context.Context, it scheduler.Item) (*scheduler.Item, error) {
