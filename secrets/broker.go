@@ -2,6 +2,8 @@ package secrets
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,6 +62,14 @@ type BrokerConfig struct {
 	Logger *slog.Logger
 	// Registerer, if set, receives the broker's metrics.
 	Registerer prometheus.Registerer
+	// Scheduler, if set, times every lease renewal and replacement: the
+	// broker keeps one KindLeaseItem item per lease (its ID only hashed)
+	// and acts when HandleLease is called for it. Without it each source
+	// times its lease on Clock.
+	Scheduler LeaseScheduler
+	// Replica names this broker in lease items so that the server can
+	// route an item to the replica holding the lease. Default: random.
+	Replica string
 }
 
 // Broker reads secrets from Vault for policies and SPIFFE IDs and keeps
@@ -104,6 +114,13 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 	}
 	if cfg.Actor == "" {
 		cfg.Actor = "signet-server"
+	}
+	if cfg.Replica == "" {
+		var r [8]byte
+		if _, err := rand.Read(r[:]); err != nil {
+			return nil, fmt.Errorf("secrets: replica name: %w", err)
+		}
+		cfg.Replica = hex.EncodeToString(r[:])
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {

@@ -63,14 +63,14 @@ func (s *source) revokeLease(ctx context.Context) {
 	s.b.event(KindLeaseRevoked, s, map[string]string{"lease_id_hash": l.hash()})
 }
 
-func (s *source) stepLeased(ctx context.Context) (time.Time, error) {
+func (s *source) stepLeased(ctx context.Context, forced bool) (time.Time, error) {
 	s.mu.Lock()
 	l := s.lease
 	s.mu.Unlock()
 	now := s.b.clock.Now()
 	if l != nil {
 		at, renew := leaseAction(l)
-		if now.Before(at) {
+		if now.Before(at) && !forced {
 			return at, nil
 		}
 		if renew {

@@ -26,6 +26,8 @@ type source struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	wake   chan struct{}
+	// leaseDue is signalled by HandleLease when the lease's item is due.
+	leaseDue chan struct{}
 
 	mu       sync.Mutex
 	subs     map[*Subscription]struct{}
@@ -43,7 +45,7 @@ func (b *Broker) newSource(p Policy, id spiffeid.ID) *source {
 	ctx, cancel := context.WithCancel(b.ctx)
 	s := &source{
 		b: b, key: sourceKey{p.ID, id.String()}, policy: p, id: id,
-		ctx: ctx, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
+		ctx: ctx, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1), leaseDue: make(chan struct{}, 1),
 		subs: map[*Subscription]struct{}{},
 	}
 	b.wg.Add(1)
@@ -144,6 +146,7 @@ func (s *source) stopCtx(ctx context.Context, revoke bool, why error) {
 	s.mu.Unlock()
 	s.cancel()
 	<-s.done
+	s.cancelLeaseItem(ctx)
 	if revoke {
 		s.revokeLease(ctx)
 	}
@@ -157,6 +160,9 @@ func (s *source) run() {
 	log := s.b.log.With("policy", s.policy.ID, "spiffe_id", s.id.String())
 	backoff := time.Duration(0)
 	var due time.Time // next scheduled action; zero: read now
+	// scheduled: the next lease action waits for the scheduler's item
+	// (HandleLease), not for due.
+	scheduled := false
 	failing := false
 	for {
 		now := s.b.clock.Now()
@@ -168,9 +174,13 @@ func (s *source) run() {
 			return
 		}
 		wait := due.Sub(now)
+		if scheduled {
+			wait = maxWait
+		}
 		if idle := s.idleDeadline(); !idle.IsZero() {
 			wait = min(wait, idle.Sub(now))
 		}
+		forced := false
 		if wait > 0 {
 			ch, stopT := s.b.clock.NewTimer(wait)
 			select {
@@ -180,16 +190,20 @@ func (s *source) run() {
 			case <-s.wake:
 				stopT()
 				continue
+			case <-s.leaseDue:
+				stopT()
+				forced = true
 			case <-ch:
 			}
-			if s.b.clock.Now().Before(due) {
+			if !forced && (scheduled || s.b.clock.Now().Before(due)) {
 				continue // woke for the idle deadline
 			}
 		}
 		if s.ctx.Err() != nil {
 			return
 		}
-		next, err := s.step(s.ctx)
+		scheduled = false
+		next, err := s.step(s.ctx, forced)
 		if s.ctx.Err() != nil {
 			return
 		}
@@ -210,8 +224,20 @@ func (s *source) run() {
 		}
 		failing, backoff = false, 0
 		due = next
+		if s.policy.Engine != EngineKV2 {
+			s.mu.Lock()
+			l := s.lease
+			s.mu.Unlock()
+			if l != nil && l.ttl > 0 {
+				at, renew := leaseAction(l)
+				scheduled = s.scheduleLease(s.ctx, l, at, renew)
+			}
+		}
 	}
 }
+
+// maxWait bounds a source's sleep while the scheduler times its lease.
+const maxWait = 24 * time.Hour
 
 func (s *source) idleDeadline() time.Time {
 	s.mu.Lock()
@@ -228,12 +254,14 @@ func (s *source) idleExpired(now time.Time) bool {
 }
 
 // step does the next due action and returns when the following one is due.
-func (s *source) step(ctx context.Context) (time.Time, error) {
+// With forced (the lease's scheduler item fell due) the lease action runs
+// even if this replica's clock says it is not due yet.
+func (s *source) step(ctx context.Context, forced bool) (time.Time, error) {
 	switch s.policy.Engine {
 	case EngineKV2:
 		return s.stepKV2(ctx)
 	default:
-		return s.stepLeased(ctx)
+		return s.stepLeased(ctx, forced)
 	}
 }
 

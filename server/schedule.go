@@ -12,6 +12,7 @@ import (
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/signet-id/signet/rotation/scheduler"
+	"github.com/signet-id/signet/secrets"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -48,6 +49,7 @@ func (s *Server) newScheduler() (*scheduler.Scheduler, error) {
 	sched.Handle(kindCA, scheduler.HandlerFunc(s.handleCA))
 	sched.Handle(kindSVID, scheduler.HandlerFunc(s.handleRenew))
 	sched.Handle(kindAgent, scheduler.HandlerFunc(s.handleRenew))
+	sched.Handle(secrets.KindLeaseItem, scheduler.HandlerFunc(s.handleLease))
 	return sched, nil
 }
 

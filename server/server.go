@@ -129,6 +129,8 @@ type Server struct {
 	renewals chan scheduler.Item
 	events   *events
 	secrets  *secretsapi.API
+	// leases is the Vault broker whose lease items the scheduler runs.
+	leases *secrets.Broker
 	// oidcIssuer is the OIDC issuer URL when OIDCAddress is set.
 	oidcIssuer string
 	evlog      *eventlog.Log

@@ -129,10 +129,14 @@ func (v vaultUpstream) SignIntermediate(ctx context.Context, td spiffeid.TrustDo
 // startSecrets builds the secrets API over the Vault client. It returns
 // the goroutines to run and a cleanup function.
 func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (runs []func(context.Context), cleanup func(), err error) {
-	broker, err := secrets.NewBroker(secrets.BrokerConfig{Client: vc, Events: app, Actor: apiutil.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry, Logger: s.log.With("component", "secrets")})
+	broker, err := secrets.NewBroker(secrets.BrokerConfig{
+		Client: vc, Events: app, Actor: apiutil.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry,
+		Logger: s.log.With("component", "secrets"), Scheduler: leaseScheduler{s},
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: %w", err)
 	}
+	s.leases = broker
 	policies, err := secrets.NewPolicyStore(s.etcd, s.cfg.TrustDomain)
 	if err != nil {
 		broker.Close()
@@ -146,6 +150,7 @@ func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (runs 
 	runs = []func(context.Context){
 		func(ctx context.Context) { _ = vc.Run(ctx) },
 		func(ctx context.Context) { _ = s.secrets.Run(ctx) },
+		s.watchLeaseKicks,
 	}
 	return runs, broker.Close, nil
 }
