@@ -66,7 +66,9 @@ func (s *source) scheduleLease(ctx context.Context, l *lease, at time.Time, rene
 		LeaseIDHash: l.hash(), Renew: renew,
 	})
 	it := scheduler.Item{ID: s.b.leaseItemID(s.key), Kind: KindLeaseItem, DueAt: at, NotAfter: l.expiresAt(), Payload: payload}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Not cancelled with the source: a write that lands after the stop's
+	// Cancel would leave the item behind.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := sch.Schedule(ctx, it); err != nil {
 		s.b.log.Warn("secrets: lease renewal not scheduled; this replica times it itself", "policy", s.policy.ID,

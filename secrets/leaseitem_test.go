@@ -3,6 +3,7 @@ package secrets_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -184,5 +185,14 @@ func TestLeaseRenewedThroughSchedulerWithoutLeaseIDInEtcd(t *testing.T) {
 	}
 	if fv.renews.Load() == 0 || !events.has(secrets.KindLeaseRenewed) {
 		t.Fatalf("renew calls %d, renewed event %v", fv.renews.Load(), events.has(secrets.KindLeaseRenewed))
+	}
+
+	// Revoking the policy revokes the lease and removes its item.
+	b.Revoke(ctx, p.ID)
+	if fv.revokes.Load() != 1 {
+		t.Fatalf("revoke calls %d, want 1", fv.revokes.Load())
+	}
+	if _, err := sched.Get(ctx, item.ID); !errors.Is(err, scheduler.ErrNotFound) {
+		t.Fatalf("lease item after revocation: %v, want ErrNotFound", err)
 	}
 }

@@ -146,8 +146,10 @@ func (s *source) stopCtx(ctx context.Context, revoke bool, why error) {
 	s.mu.Unlock()
 	s.cancel()
 	<-s.done
-	s.cancelLeaseItem(ctx)
 	if revoke {
+		// On Close (no revoke) the item is left: it finds no source and
+		// is dropped, and shutdown does not wait on etcd per secret.
+		s.cancelLeaseItem(ctx)
 		s.revokeLease(ctx)
 	}
 	for sub := range subs {
