@@ -14,6 +14,7 @@ import (
 	"github.com/signet-id/signet/agent/client"
 	"github.com/signet-id/signet/issuer"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
+	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -317,7 +318,7 @@ func (a *Agent) renewalTime(c *x509.Certificate) time.Time {
 		return issuer.RenewalTime(c)
 	}
 	start := issuer.RenewalTime(c).Add(-c.NotAfter.Sub(issuer.RenewalTime(c)))
-	return start.Add(c.NotAfter.Sub(start) * 85 / 100)
+	return renewal.Default().PushedRenewAt(start, c.NotAfter)
 }
 
 // serverAgentEntry in a RENEW_NOW asks for the agent's own SVID.

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/pq/mldsa"
+	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -256,9 +257,9 @@ func (m *Manager) Rotate() (bool, error) {
 		m.x509 = append(m.x509, s)
 		changed = true
 	} else {
-		life := active.Cert.NotAfter.Sub(active.Cert.NotBefore)
+		pol := renewal.Default()
 		prepared := m.preparedX509()
-		if prepared == nil && now.Sub(active.Cert.NotBefore) >= life/2 {
+		if prepared == nil && !now.Before(pol.CAPrepareAt(active.Cert.NotBefore, active.Cert.NotAfter)) {
 			s, err := m.newX509Slot(now)
 			if err != nil {
 				return false, err
@@ -267,7 +268,7 @@ func (m *Manager) Rotate() (bool, error) {
 			prepared = s
 			changed = true
 		}
-		if prepared != nil && active.Cert.NotAfter.Sub(now) <= life/6 {
+		if prepared != nil && !now.Before(pol.CAActivateAt(active.Cert.NotBefore, active.Cert.NotAfter)) {
 			active.Status = StatusOld
 			prepared.Status = StatusActive
 			changed = true
@@ -298,9 +299,9 @@ func (m *Manager) Rotate() (bool, error) {
 		m.jwt = append(m.jwt, s)
 		changed = true
 	} else {
-		life := aj.NotAfter.Sub(aj.NotBefore)
+		pol := renewal.Default()
 		pj := m.preparedJWT()
-		if pj == nil && now.Sub(aj.NotBefore) >= life/2 {
+		if pj == nil && !now.Before(pol.CAPrepareAt(aj.NotBefore, aj.NotAfter)) {
 			s, err := m.newJWTSlot(now)
 			if err != nil {
 				return false, err
@@ -309,7 +310,7 @@ func (m *Manager) Rotate() (bool, error) {
 			pj = s
 			changed = true
 		}
-		if pj != nil && aj.NotAfter.Sub(now) <= life/6 {
+		if pj != nil && !now.Before(pol.CAActivateAt(aj.NotBefore, aj.NotAfter)) {
 			aj.Status = StatusOld
 			pj.Status = StatusActive
 			changed = true

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/privdir"
+	"github.com/signet-id/signet/rotation/renewal"
 )
 
 // Storage persists the encoded CA state (private keys included). Replicas
@@ -101,14 +102,14 @@ func (m *Manager) NextTransition() time.Time {
 			next = t
 		}
 	}
+	pol := renewal.Default()
 	step := func(active, prepared bool, notBefore, notAfter time.Time) {
-		life := notAfter.Sub(notBefore)
 		switch {
 		case !active:
 		case !prepared:
-			consider(notBefore.Add(life / 2))
+			consider(pol.CAPrepareAt(notBefore, notAfter))
 		default:
-			consider(notAfter.Add(-life / 6))
+			consider(pol.CAActivateAt(notBefore, notAfter))
 		}
 		consider(notAfter)
 	}

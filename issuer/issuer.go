@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/pq/mldsa"
+	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -279,7 +280,8 @@ func isSelfSigned(c *x509.Certificate) bool {
 	return len(c.AuthorityKeyId) == 0 || bytes.Equal(c.AuthorityKeyId, c.SubjectKeyId)
 }
 
-// RenewalTime returns the half-life of an X.509-SVID issued by this package,
+// RenewalTime returns the unattended renewal time (renewal.Policy.RenewAt,
+// half-life) of an X.509-SVID issued by this package,
 // measured from its issuance (NotBefore+Backdate, when that is before
 // NotAfter) rather than from the backdated NotBefore.
 func RenewalTime(c *x509.Certificate) time.Time {
@@ -287,5 +289,5 @@ func RenewalTime(c *x509.Certificate) time.Time {
 	if !start.Before(c.NotAfter) {
 		start = c.NotBefore
 	}
-	return start.Add(c.NotAfter.Sub(start) / 2)
+	return renewal.Default().RenewAt(start, c.NotAfter)
 }

@@ -22,13 +22,17 @@
 //
 // # Scheduling
 //
-// Each secret a subscriber watches has one goroutine that sleeps on the
-// injected Clock until its next action: the KV v2 metadata poll, the lease
-// renewal at 2/3 of the TTL, or the replacement at 85%. Leases are not put
-// in the etcd-backed rotation scheduler: a lease (and the value it came
-// with) lives only in the memory of the server replica that streams it,
-// the scheduler runs items on whichever replica leads, and its payloads
-// are stored in etcd, where lease IDs must not go. Every lease event
+// Each secret a subscriber watches has one goroutine that keeps it
+// current. KV v2 secrets are polled on the injected Clock. Lease renewals
+// (at 2/3 of the TTL) and replacements (at 85%), as the renewal policy in
+// rotation/renewal sets them, are timed by the rotation scheduler when
+// BrokerConfig.Scheduler is set: one KindLeaseItem item per lease, whose
+// payload names the replica, policy, SPIFFE ID and the hash of the lease
+// ID, never the lease ID or token accessor, which stay in the memory of
+// the replica that streams the value. The server runs the item through
+// HandleLease on the replica holding the lease, which acts and schedules
+// the next item. Without a scheduler (or while etcd refuses the item) the
+// goroutine times the lease itself on Clock. Every lease event
 // (vault.lease.issued, .renewed, .revoked, .expired) and every new KV
 // version (secret.version.changed) goes to the rotation event log through
 // an EventSink, with the lease ID hashed.

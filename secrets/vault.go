@@ -12,6 +12,8 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
+
+	"github.com/signet-id/signet/rotation/renewal"
 )
 
 // ErrVaultUnavailable wraps failures to reach Vault (network errors, 5xx).
@@ -174,10 +176,8 @@ func (c *Client) tokenDue() (time.Time, bool, bool) {
 	if !c.loggedIn || c.ttl <= 0 {
 		return time.Time{}, false, false
 	}
-	if c.renewable {
-		return c.issuedAt.Add(c.ttl * 2 / 3), true, true
-	}
-	return c.issuedAt.Add(c.ttl * 85 / 100), false, true
+	at, renew := renewal.Default().LeaseRenewAt(c.issuedAt, c.ttl, c.renewable)
+	return at, renew, true
 }
 
 // Run keeps the token valid until ctx is done: renewable tokens are

@@ -47,8 +47,11 @@ func (s *Server) rotateServerSVID() error {
 	return nil
 }
 
-// rotationLoop advances the CA lifecycle and renews the server SVID at half
-// life or when the active authority changed.
+// rotationLoop reacts to CA changes (made by the scheduler's CA item, the
+// LocalAuthority API or another replica) and renews the server SVID at
+// half-life or when the active authority changed. It never advances the CA
+// lifecycle itself: the rotation scheduler's "ca" item does, on the
+// leader, at each transition the renewal policy sets.
 func (s *Server) rotationLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.RotationInterval)
 	defer t.Stop()
@@ -61,20 +64,10 @@ func (s *Server) rotationLoop(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
-		// The scheduler leader runs the lifecycle (a due item at each
-		// transition, and this tick as a safety net); other replicas
-		// follow the shared state.
-		var changed bool
-		var err error
-		if s.sched.IsLeader() {
-			changed, err = s.ca.Rotate()
-		}
-		if err != nil {
-			s.log.Error("CA rotation failed", "error", err)
-		}
-		if changed {
-			s.caChanged()
-			continue
+		if s.caUnscheduled.Load() && s.sched.IsLeader() {
+			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			s.scheduleCA(sctx)
+			cancel()
 		}
 		cert := s.serverCert.Load()
 		if s.cfg.Now().After(issuer.RenewalTime(cert.Leaf)) {

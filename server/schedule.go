@@ -10,7 +10,9 @@ import (
 	"time"
 
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
+	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/signet-id/signet/rotation/scheduler"
+	"github.com/signet-id/signet/secrets"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -39,6 +41,7 @@ func (s *Server) newScheduler() (*scheduler.Scheduler, error) {
 		scheduler.WithName(fmt.Sprintf("%s/%s", host, s.AgentAddr())),
 		scheduler.WithLogger(s.log.With("component", "scheduler")),
 		scheduler.WithRegisterer(s.cfg.Registry),
+		scheduler.WithClock(nowClock{s.cfg.Now}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -46,18 +49,40 @@ func (s *Server) newScheduler() (*scheduler.Scheduler, error) {
 	sched.Handle(kindCA, scheduler.HandlerFunc(s.handleCA))
 	sched.Handle(kindSVID, scheduler.HandlerFunc(s.handleRenew))
 	sched.Handle(kindAgent, scheduler.HandlerFunc(s.handleRenew))
+	sched.Handle(secrets.KindLeaseItem, scheduler.HandlerFunc(s.handleLease))
 	return sched, nil
 }
 
-// scheduleCA keeps the CA item due at the next lifecycle transition.
+// scheduleCA keeps the CA item due at the next lifecycle transition. The
+// item is the only driver of the CA lifecycle; if it cannot be written the
+// rotation loop tries again at its next tick (on the leader).
 func (s *Server) scheduleCA(ctx context.Context) {
 	next := s.ca.NextTransition()
 	if next.IsZero() {
+		s.caUnscheduled.Store(false)
 		return
 	}
 	if err := s.sched.Schedule(ctx, scheduler.Item{ID: "ca/lifecycle", Kind: kindCA, DueAt: next}); err != nil {
-		s.log.Warn("failed to schedule the next CA transition; the rotation loop will still run it", "due", next, "error", err)
+		s.caUnscheduled.Store(true)
+		s.log.Warn("failed to schedule the next CA transition; retrying at the next rotation tick", "due", next, "error", err)
+		return
 	}
+	s.caUnscheduled.Store(false)
+}
+
+// nowClock is the scheduler's clock: the server's (injectable) Now, so
+// that CA items fall due at the times the CA computes them on that clock,
+// with real timers (the scheduler's sleeps are capped, so a clock moved
+// by a test is noticed within its gauge interval).
+type nowClock struct{ now func() time.Time }
+
+var _ scheduler.Clock = nowClock{}
+
+func (c nowClock) Now() time.Time { return c.now() }
+
+func (c nowClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }
 
 func (s *Server) handleCA(ctx context.Context, it scheduler.Item) (*scheduler.Item, error) {
@@ -104,7 +129,7 @@ func (s *Server) scheduleRenewal(agentID spiffeid.ID, entryID string, issuedAt, 
 		kind, id = kindAgent, "agent/"+agentID.String()
 	}
 	payload, _ := json.Marshal(svidPayload{Agent: agentID.String(), Entry: entryID})
-	it := scheduler.Item{ID: id, Kind: kind, DueAt: scheduler.RenewAt(issuedAt, notAfter, rand.Reader), NotAfter: notAfter, Payload: payload}
+	it := scheduler.Item{ID: id, Kind: kind, DueAt: renewal.Default().Jittered(issuedAt, notAfter, rand.Reader), NotAfter: notAfter, Payload: payload}
 	select {
 	case s.renewals <- it:
 	default:

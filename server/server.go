@@ -85,7 +85,8 @@ type Config struct {
 	// AdminIDs are SPIFFE IDs allowed to call admin RPCs over mTLS, in
 	// addition to entries marked admin.
 	AdminIDs []spiffeid.ID
-	// RotationInterval is how often the CA lifecycle is advanced. Default 10s.
+	// RotationInterval is how often the server checks its own SVID (the
+	// CA lifecycle is driven by the rotation scheduler). Default 10s.
 	RotationInterval time.Duration
 	// Vault, if set, makes the server a secrets broker for workloads.
 	Vault *VaultConfig
@@ -126,6 +127,8 @@ type Server struct {
 	renewals chan scheduler.Item
 	events   *events
 	secrets  *secretsapi.API
+	// leases is the Vault broker whose lease items the scheduler runs.
+	leases *secrets.Broker
 	// oidcIssuer is the OIDC issuer URL when OIDCAddress is set.
 	oidcIssuer string
 	evlog      *eventlog.Log
@@ -141,6 +144,9 @@ type Server struct {
 	// caKick asks the rotation loop to react to an admin CA change.
 	caKick    chan struct{}
 	agentAddr atomic.Pointer[net.TCPAddr]
+
+	// caUnscheduled is set while the CA item could not be written.
+	caUnscheduled atomic.Bool
 }
 
 type metrics struct {

@@ -127,13 +127,17 @@ func (v vaultUpstream) SignIntermediate(ctx context.Context, td spiffeid.TrustDo
 }
 
 // startSecrets builds the secrets API over the Vault client. It returns
-// its subsystems (the Vault token keeper and the policy watch) and a
-// cleanup function.
+// its subsystems (the Vault token keeper, the policy watch and the lease
+// kicks) and a cleanup function.
 func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (subs []subsystem, cleanup func(), err error) {
-	broker, err := secrets.NewBroker(secrets.BrokerConfig{Client: vc, Events: app, Actor: spireid.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry, Logger: s.log.With("component", "secrets")})
+	broker, err := secrets.NewBroker(secrets.BrokerConfig{
+		Client: vc, Events: app, Actor: spireid.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry,
+		Logger: s.log.With("component", "secrets"), Scheduler: leaseScheduler{s},
+	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: %w", err)
 	}
+	s.leases = broker
 	policies, err := secrets.NewPolicyStore(s.etcd, s.cfg.TrustDomain, secrets.WithPolicyPrefix(s.keys().SecretPolicies()))
 	if err != nil {
 		broker.Close()
@@ -147,6 +151,7 @@ func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (subs 
 	subs = []subsystem{
 		loop("vault token", func(ctx context.Context) { _ = vc.Run(ctx) }),
 		loop("secret policy watch", func(ctx context.Context) { _ = s.secrets.Run(ctx) }),
+		loop("lease kicks", s.watchLeaseKicks),
 	}
 	return subs, broker.Close, nil
 }

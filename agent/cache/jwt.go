@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
@@ -88,8 +89,7 @@ func jwtKey(id spiffeid.ID, audience []string) string {
 
 // fresh reports whether more than half of the token's lifetime is left.
 func (s *JWTSVID) fresh(now time.Time) bool {
-	half := s.ExpiresAt.Sub(s.IssuedAt) / 2
-	return now.Before(s.IssuedAt.Add(half))
+	return now.Before(renewal.Default().RenewAt(s.IssuedAt, s.ExpiresAt))
 }
 
 func copyJWTSVID(s *JWTSVID) *JWTSVID {

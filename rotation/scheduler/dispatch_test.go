@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/signet-id/signet/rotation/scheduler/schedtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -111,7 +112,7 @@ func TestHandlerReschedulesWithJitter(t *testing.T) {
 			return nil, nil
 		}
 		// "Renew": a new credential valid for an hour, due again at 50–80%.
-		return &Item{DueAt: RenewAt(now, now.Add(life), rng), NotAfter: now.Add(life), Payload: []byte("renewed")}, nil
+		return &Item{DueAt: renewal.Default().Jittered(now, now.Add(life), rng), NotAfter: now.Add(life), Payload: []byte("renewed")}, nil
 	}))
 	if err := s.Schedule(ctx, Item{ID: "svid/a/b", Kind: "svid", DueAt: t0, NotAfter: t0.Add(life)}); err != nil {
 		t.Fatal(err)

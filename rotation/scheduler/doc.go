@@ -1,7 +1,7 @@
 // Package scheduler is Signet's durable, etcd-backed rotation scheduler.
 //
 // Every credential with an expiry (workload and agent SVIDs, CA slots, JWT
-// keys, federated bundle refreshes, later Vault leases) has one Item in
+// keys, federated bundle refreshes, Vault leases) has one Item in
 // etcd: an ID, a Kind, the time it is due, the credential's NotAfter, an
 // opaque payload and a retry counter. Any server replica may Schedule,
 // Cancel or read items. One replica at a time, elected through

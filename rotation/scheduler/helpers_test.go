@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -118,20 +117,6 @@ func drive(t testing.TB, clk *schedtest.Clock, s *Scheduler, step time.Duration,
 		time.Sleep(time.Millisecond)
 	}
 }
-
-// fixedReader yields the same byte for ever.
-type fixedReader byte
-
-func (r fixedReader) Read(p []byte) (int, error) {
-	for i := range p {
-		p[i] = byte(r)
-	}
-	return len(p), nil
-}
-
-type errReader struct{}
-
-func (errReader) Read([]byte) (int, error) { return 0, errors.New("no entropy") }
 
 // keysUnder lists the keys below prefix p (test inspection).
 func keysUnder(t testing.TB, cli *clientv3.Client, p string) []string {
