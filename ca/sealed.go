@@ -126,7 +126,7 @@ func (s *SealedStorage) Load() ([]byte, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seen = rev
-	if sealed == nil {
+	if rev == 0 && len(sealed) == 0 {
 		return nil, nil
 	}
 	return s.Open(sealed)

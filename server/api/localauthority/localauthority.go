@@ -310,7 +310,7 @@ func (s *Service) TaintX509UpstreamAuthority(ctx context.Context, req *localauth
 		return nil, s.upstreamErr(ctx, "provided subject key id is not valid", "failed to taint upstream authority", req.SubjectKeyId, err)
 	}
 	for _, info := range infos {
-		s.changed(ctx, "ca.tainted", info)
+		s.changed(ctx, eventlog.KindCATainted, info)
 	}
 	if s.cfg.Notifier != nil {
 		s.cfg.Notifier.RenewNow(ctx)
@@ -353,7 +353,7 @@ func (s *Service) RevokeX509UpstreamAuthority(ctx context.Context, req *localaut
 		return nil, s.upstreamErr(ctx, "invalid subject key ID", "failed to revoke X.509 upstream authority", req.SubjectKeyId, err)
 	}
 	for _, info := range infos {
-		s.changed(ctx, "ca.revoked", info)
+		s.changed(ctx, eventlog.KindCARevoked, info)
 	}
 	return &localauthorityv1.RevokeX509UpstreamAuthorityResponse{UpstreamAuthoritySubjectKeyId: strings.ToLower(req.SubjectKeyId)}, nil
 }
