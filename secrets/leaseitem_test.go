@@ -60,7 +60,7 @@ type eventKinds struct {
 func (e *eventKinds) Append(_ context.Context, ev eventlog.Event) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.kinds = append(e.kinds, ev.Kind)
+	e.kinds = append(e.kinds, string(ev.Kind))
 	return nil
 }
 
