@@ -54,17 +54,17 @@ func (f *fakeVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 type eventKinds struct {
 	mu    sync.Mutex
-	kinds []string
+	kinds []eventlog.Kind
 }
 
 func (e *eventKinds) Append(_ context.Context, ev eventlog.Event) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.kinds = append(e.kinds, string(ev.Kind))
+	e.kinds = append(e.kinds, ev.Kind)
 	return nil
 }
 
-func (e *eventKinds) has(kind string) bool {
+func (e *eventKinds) has(kind eventlog.Kind) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, k := range e.kinds {
