@@ -103,7 +103,7 @@ func checkSocket(path string) error {
 }
 
 func adminReachError(path string, cause error) error {
-	return fmt.Errorf("cannot reach the Signet server admin socket at %s: %v (is `signet server run` running? use --socket-path)", path, cause)
+	return fmt.Errorf("cannot reach the Signet server admin socket at %s: %w (is `signet server run` running? use --socket-path)", path, cause)
 }
 
 // rpcErr turns an error from an admin RPC into one that says what was

@@ -99,7 +99,7 @@ func (f *agentFlags) build() (agent.Config, logSettings, error) {
 	var err error
 	cfg.TrustDomain, err = spiffeid.TrustDomainFromString(td)
 	if err != nil {
-		return cfg, logSettings{}, usageError{fmt.Errorf("invalid trust domain %q: %v", td, err)}
+		return cfg, logSettings{}, usageError{fmt.Errorf("invalid trust domain %q: %w", td, err)}
 	}
 	cfg.ServerAddresses = f.serverAddresses
 	if len(cfg.ServerAddresses) == 0 {

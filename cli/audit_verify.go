@@ -270,10 +270,10 @@ type lineCounter struct {
 }
 
 func (c *lineCounter) Read(p []byte) (int, error) {
-	switch {
-	case c.state == 2:
+	switch c.state {
+	case 2:
 		return 0, io.EOF
-	case c.state == 1:
+	case 1:
 		if len(p) == 0 {
 			return 0, nil
 		}

@@ -416,7 +416,7 @@ Agents that are offline keep theirs until they expire or the agent is evicted.`,
 				default:
 					cause = c.rpcErr("counting SVIDs", nr.Err)
 				}
-				return fmt.Errorf("%d of %d SVIDs signed by %s not replaced after %s: %v (agents that are offline keep theirs until they expire or are evicted; see `signet agent list`)",
+				return fmt.Errorf("%d of %d SVIDs signed by %s not replaced after %s: %w (agents that are offline keep theirs until they expire or are evicted; see `signet agent list`)",
 					nr.Remaining, nr.Initial, f.authorityID, nr.Elapsed.Round(time.Millisecond), cause)
 			}
 			if f.admin.output.json() {

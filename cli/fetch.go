@@ -129,7 +129,7 @@ func dialWorkload(ctx context.Context, ep endpoint) (*workloadClient, error) {
 func (w *workloadClient) Close() error { return w.client.Close() }
 
 func workloadReachError(where string, cause error) error {
-	return fmt.Errorf("cannot reach the Workload API socket at %s: %v (is `signet agent run` running? use --socket-path or $%s)", where, cause, workloadapi.SocketEnv)
+	return fmt.Errorf("cannot reach the Workload API socket at %s: %w (is `signet agent run` running? use --socket-path or $%s)", where, cause, workloadapi.SocketEnv)
 }
 
 // err turns a Workload API error into one that says what to do.

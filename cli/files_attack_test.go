@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/agent/workloadapi"
+	"github.com/signet-id/signet/internal/nobodytest"
 	"github.com/signet-id/signet/privdir"
 	"github.com/signet-id/signet/server"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -29,7 +29,6 @@ import (
 // performs the attack, as uid 65534 where it is local, and shows it fail.
 
 const (
-	nobodyUID  = 65534
 	helperEnv  = "SIGNET_FILES_HELPER"
 	helperArgs = "SIGNET_FILES_HELPER_ARGS"
 	// exitBound is a generous bound on how long a refused start may take
@@ -72,45 +71,11 @@ func report(err error) {
 	fmt.Println("OK")
 }
 
-func requireRootT(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("attack tests run as root and drop to uid 65534")
-	}
-}
-
-// asNobody runs a shell command as uid 65534.
-func asNobody(t *testing.T, script string) {
-	t.Helper()
-	cmd := exec.Command("/bin/sh", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobodyUID, Gid: nobodyUID}}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("uid 65534: %s: %v\n%s", script, err, out)
-	}
-}
-
 // helperBinary copies the test binary where uid 65534 can execute it (the
 // go build cache directory is root-only).
 func helperBinary(t *testing.T) string {
 	t.Helper()
-	dir := publicDir(t)
-	dst := filepath.Join(dir, "cli.test")
-	src, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(f, src); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return dst
+	return nobodytest.TestBinary(t, publicDir(t), "cli.test")
 }
 
 // helper returns a command running TestHelperFilesProcess in mode.
@@ -198,9 +163,9 @@ func runBounded(t *testing.T, cmd *exec.Cmd) (int, string) {
 // (a) uid 65534 pre-creates the data directory (0777, as in /tmp) and
 // plants ca/ca.json: the root server refuses to start and names the path.
 func TestAttackSquattedDataDir(t *testing.T) {
-	requireRootT(t)
+	nobodytest.RequireRoot(t)
 	d := filepath.Join(stickyDir(t), "signet-server")
-	asNobody(t, "umask 000; mkdir -m 0777 "+d+" "+d+"/ca && echo '{\"version\":1}' > "+d+"/ca/ca.json")
+	nobodytest.Shell(t, "umask 000; mkdir -m 0777 "+d+" "+d+"/ca && echo '{\"version\":1}' > "+d+"/ca/ca.json")
 	code, _, errOut := runFor(t, serverArgs(d, "")...)
 	if code != 1 {
 		t.Fatalf("server started in an attacker's directory: exit %d\n%s", code, errOut)
@@ -214,14 +179,14 @@ func TestAttackSquattedDataDir(t *testing.T) {
 // (a') the data directory is root's but ca/ca.json is not private: owned
 // by uid 65534, or readable by others. The CA is not loaded.
 func TestAttackPlantedCAState(t *testing.T) {
-	requireRootT(t)
+	nobodytest.RequireRoot(t)
 	for _, tt := range []struct {
 		name string
 		prep func(t *testing.T, path string)
 		want string
 	}{
 		{"owned by uid 65534", func(t *testing.T, p string) {
-			if err := os.Chown(p, nobodyUID, nobodyUID); err != nil {
+			if err := os.Chown(p, nobodytest.UID, nobodytest.UID); err != nil {
 				t.Fatal(err)
 			}
 		}, "owned by uid 65534"},
@@ -257,7 +222,7 @@ func TestAttackPlantedCAState(t *testing.T) {
 // root's directory they are replaced, never followed. The victim is
 // untouched either way.
 func TestAttackSymlinkedTempFile(t *testing.T) {
-	requireRootT(t)
+	nobodytest.RequireRoot(t)
 	victim := filepath.Join(t.TempDir(), "victim")
 	if err := os.WriteFile(victim, []byte("ORIGINAL-ROOT-ONLY"), 0o600); err != nil {
 		t.Fatal(err)
@@ -270,7 +235,7 @@ func TestAttackSymlinkedTempFile(t *testing.T) {
 	}
 
 	d := filepath.Join(stickyDir(t), "signet-server")
-	asNobody(t, "umask 000; mkdir -m 0777 "+d+" && ln -s "+victim+" "+d+"/bundle.spiffe.json.tmp && ln -s "+victim+" "+d+"/bundle.spiffe.json")
+	nobodytest.Shell(t, "umask 000; mkdir -m 0777 "+d+" && ln -s "+victim+" "+d+"/bundle.spiffe.json.tmp && ln -s "+victim+" "+d+"/bundle.spiffe.json")
 	code, _, errOut := runFor(t, serverArgs(d, "")...)
 	if code != 1 || !strings.Contains(errOut, "refusing "+d) {
 		t.Fatalf("exit %d: %s", code, errOut)
@@ -294,7 +259,7 @@ func TestAttackSymlinkedTempFile(t *testing.T) {
 // (c) a second server on the same data directory exits at once with a
 // message naming the first one's pid (it used to wait on etcd forever).
 func TestAttackSecondServerSameDataDir(t *testing.T) {
-	requireRootT(t)
+	nobodytest.RequireRoot(t)
 	d := t.TempDir()
 	startServerIn(t, d)
 	sock2 := filepath.Join(publicDir(t), "b.sock")
@@ -307,7 +272,7 @@ func TestAttackSecondServerSameDataDir(t *testing.T) {
 
 // (c') the same for the agent.
 func TestAttackSecondAgentSameDataDir(t *testing.T) {
-	requireRootT(t)
+	nobodytest.RequireRoot(t)
 	d := t.TempDir()
 	ag, err := agent.New(agent.Config{
 		TrustDomain:       spiffeid.RequireTrustDomainFromString("example.org"),
@@ -341,7 +306,7 @@ func TestAttackSecondAgentSameDataDir(t *testing.T) {
 // (d) a second server pointed at a live server's admin socket does not
 // unlink it: it refuses, naming the socket, and the first keeps serving.
 func TestAttackAdminSocketTakeover(t *testing.T) {
-	requireRootT(t)
+	nobodytest.RequireRoot(t)
 	sock, _ := startServer(t, "example.org")
 	code, _, errOut := runFor(t, serverArgs(t.TempDir(), sock)...)
 	if code != 1 {
@@ -378,7 +343,7 @@ func TestAdminSocketDefaultFollowsDataDir(t *testing.T) {
 // bolt file lock, as a second server on the same etcd did) stops the
 // process.
 func TestSIGTERMDuringStartup(t *testing.T) {
-	requireRootT(t)
+	nobodytest.RequireRoot(t)
 	d := t.TempDir()
 	snap := filepath.Join(d, "etcd", "member", "snap")
 	if err := os.MkdirAll(snap, 0o700); err != nil {
@@ -452,7 +417,7 @@ func hasOpen(pid int, path string) bool {
 // the 0700 data directory, in a 0755 directory: uid 65534 connects, but
 // cannot create files in it or rename the socket away.
 func TestWorkloadSocketDefaultReachableNotWritable(t *testing.T) {
-	requireRootT(t)
+	nobodytest.RequireRoot(t)
 	l := privdir.DefaultLayout(0, func(string) string { return "" })
 	if strings.HasPrefix(l.WorkloadSocket, l.AgentDataDir+"/") {
 		t.Fatalf("default socket %s is inside the agent data dir %s", l.WorkloadSocket, l.AgentDataDir)
@@ -485,8 +450,7 @@ func TestWorkloadSocketDefaultReachableNotWritable(t *testing.T) {
 	nobody := func(mode string, args ...string) (int, string) {
 		cmd := helper(bin, mode, args...)
 		cmd.Dir = "/"
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobodyUID, Gid: nobodyUID}}
-		return runBounded(t, cmd)
+		return runBounded(t, nobodytest.As(cmd))
 	}
 	if code, out := nobody("dial", sock); code != 0 {
 		t.Fatalf("uid 65534 cannot connect to %s: %s", sock, out)

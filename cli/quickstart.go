@@ -39,7 +39,7 @@ func newQuickstartCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			td, err := spiffeid.TrustDomainFromString(trustDomain)
 			if err != nil {
-				return usageError{fmt.Errorf("invalid --trust-domain %q: %v", trustDomain, err)}
+				return usageError{fmt.Errorf("invalid --trust-domain %q: %w", trustDomain, err)}
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
@@ -193,8 +193,8 @@ func runQuickstart(ctx context.Context, out io.Writer, td spiffeid.TrustDomain, 
 
 	step("stopping")
 	cancel()
-	<-agDone
-	<-srvDone
+	<-agDone  //nolint:errcheck // both return once cancelled; the quickstart has already succeeded
+	<-srvDone //nolint:errcheck // as above
 	fmt.Fprintln(out, "done.")
 	return nil
 }
@@ -209,7 +209,7 @@ func fetchX509WithRetry(ctx context.Context, c *workloadapi.Client) (*workloadap
 		last = err
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+			return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), last) //nolint:errorlint // last may be nil
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

@@ -128,7 +128,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	var err error
 	cfg.TrustDomain, err = spiffeid.TrustDomainFromString(td)
 	if err != nil {
-		return cfg, logSettings{}, usageError{fmt.Errorf("invalid trust domain %q: %v", td, err)}
+		return cfg, logSettings{}, usageError{fmt.Errorf("invalid trust domain %q: %w", td, err)}
 	}
 	cfg.DataDir = pick(f.dataDir, file.DataDir, defaults().ServerDataDir)
 	bind := file.BindAddress
@@ -165,7 +165,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	for _, s := range file.AdminIDs {
 		id, err := spiffeid.FromString(s)
 		if err != nil {
-			return cfg, logSettings{}, usageError{fmt.Errorf("invalid admin_ids entry %q: %v", s, err)}
+			return cfg, logSettings{}, usageError{fmt.Errorf("invalid admin_ids entry %q: %w", s, err)}
 		}
 		cfg.AdminIDs = append(cfg.AdminIDs, id)
 	}

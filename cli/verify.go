@@ -114,7 +114,7 @@ func chainTrustDomain(chain []*x509.Certificate, flag string) (spiffeid.TrustDom
 	if flag != "" {
 		td, err := spiffeid.TrustDomainFromString(flag)
 		if err != nil {
-			return td, usageError{fmt.Errorf("invalid --trust-domain %q: %v", flag, err)}
+			return td, usageError{fmt.Errorf("invalid --trust-domain %q: %w", flag, err)}
 		}
 		return td, nil
 	}
@@ -185,7 +185,7 @@ func jwtTrustDomain(tok, flag string) (spiffeid.TrustDomain, error) {
 	if flag != "" {
 		td, err := spiffeid.TrustDomainFromString(flag)
 		if err != nil {
-			return td, usageError{fmt.Errorf("invalid --trust-domain %q: %v", flag, err)}
+			return td, usageError{fmt.Errorf("invalid --trust-domain %q: %w", flag, err)}
 		}
 		return td, nil
 	}

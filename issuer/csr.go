@@ -20,10 +20,10 @@ func ParseCSR(der []byte) (*x509.CertificateRequest, error) {
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: malformed CSR: %v", ErrInvalidCSR, err)
+		return nil, fmt.Errorf("%w: malformed CSR: %w", ErrInvalidCSR, err)
 	}
 	if err := csr.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("%w: CSR signature check failed: %v", ErrInvalidCSR, err)
+		return nil, fmt.Errorf("%w: CSR signature check failed: %w", ErrInvalidCSR, err)
 	}
 	if err := checkPublicKey(csr.PublicKey); err != nil {
 		return nil, err

@@ -41,13 +41,13 @@ func ParseCSRInfo(der []byte) (*CSRInfo, error) {
 	}
 	csr, err := x509.ParseCertificateRequest(der)
 	if err != nil {
-		return nil, fmt.Errorf("%w: malformed CSR: %v", ErrInvalidCSR, err)
+		return nil, fmt.Errorf("%w: malformed CSR: %w", ErrInvalidCSR, err)
 	}
 	info := &CSRInfo{Request: csr}
 	if _, err := mldsa.ParsePKIXPublicKey(csr.RawSubjectPublicKeyInfo); err == nil {
 		pub, err := purecert.CheckCertificateRequest(csr)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrInvalidCSR, err)
+			return nil, fmt.Errorf("%w: %w", ErrInvalidCSR, err)
 		}
 		info.PublicKey = pub
 		return info, nil
@@ -56,7 +56,7 @@ func ParseCSRInfo(der []byte) (*CSRInfo, error) {
 		return nil, fmt.Errorf("%w: unsupported public key algorithm", ErrInvalidCSR)
 	} else {
 		if err := csr.CheckSignature(); err != nil {
-			return nil, fmt.Errorf("%w: CSR signature check failed: %v", ErrInvalidCSR, err)
+			return nil, fmt.Errorf("%w: CSR signature check failed: %w", ErrInvalidCSR, err)
 		}
 		if err := checkPublicKey(csr.PublicKey); err != nil {
 			return nil, err
@@ -68,7 +68,7 @@ func ParseCSRInfo(der []byte) (*CSRInfo, error) {
 			// A requested ML-DSA key must come with proof of possession.
 			alt, err := altsig.CheckCertificateRequest(csr)
 			if err != nil {
-				return nil, fmt.Errorf("%w: ML-DSA subjectAltPublicKeyInfo: %v", ErrInvalidCSR, err)
+				return nil, fmt.Errorf("%w: ML-DSA subjectAltPublicKeyInfo: %w", ErrInvalidCSR, err)
 			}
 			info.AltPublicKey = alt
 		}

@@ -5,16 +5,14 @@ import (
 	"io/fs"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/signet-id/signet/internal/nobodytest"
 	"github.com/signet-id/signet/privdir"
 )
-
-const nobody = 65534
 
 // base returns a fresh directory that passes the checks (root's temp dir).
 func base(t *testing.T) string {
@@ -25,13 +23,6 @@ func base(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(d) })
 	return d
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create files owned by another uid")
-	}
 }
 
 func mkdir(t *testing.T, p string, mode fs.FileMode) string {
@@ -46,7 +37,7 @@ func mkdir(t *testing.T, p string, mode fs.FileMode) string {
 }
 
 func TestCheckDir(t *testing.T) {
-	requireRoot(t)
+	nobodytest.RequireRoot(t)
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, b string) string
@@ -87,7 +78,7 @@ func TestCheckDir(t *testing.T) {
 			if err := os.Symlink(d, b+"/l"); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.Lchown(b+"/l", nobody, nobody); err != nil {
+			if err := os.Lchown(b+"/l", nobodytest.UID, nobodytest.UID); err != nil {
 				t.Fatal(err)
 			}
 			return b + "/l"
@@ -126,7 +117,7 @@ func TestCheckDir(t *testing.T) {
 
 func chown(t *testing.T, p string) {
 	t.Helper()
-	if err := os.Chown(p, nobody, nobody); err != nil {
+	if err := os.Chown(p, nobodytest.UID, nobodytest.UID); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -157,7 +148,7 @@ func TestEnsureDirModes(t *testing.T) {
 }
 
 func TestReadFile(t *testing.T) {
-	requireRoot(t)
+	nobodytest.RequireRoot(t)
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, p string)
@@ -369,17 +360,13 @@ func TestDefaultLayout(t *testing.T) {
 // TestAttackerPreCreatedDir: uid 65534 creates the directory first (0777,
 // as the review did in /tmp); EnsureDir refuses it, naming it.
 func TestAttackerPreCreatedDir(t *testing.T) {
-	requireRoot(t)
+	nobodytest.RequireRoot(t)
 	b := base(t)
 	if err := os.Chmod(b, fs.ModeSticky|0o777); err != nil {
 		t.Fatal(err)
 	}
 	d := filepath.Join(b, "signet-server")
-	cmd := exec.Command("/bin/sh", "-c", "umask 000; mkdir -m 0777 "+d)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("attacker mkdir: %v %s", err, out)
-	}
+	nobodytest.Shell(t, "umask 000; mkdir -m 0777 "+d)
 	err := privdir.EnsureDir(d, 0o700)
 	if !errors.Is(err, privdir.ErrUnsafe) || !strings.Contains(err.Error(), d) || !strings.Contains(err.Error(), "owned by uid 65534") {
 		t.Fatalf("EnsureDir(attacker's dir) = %v", err)

@@ -58,7 +58,7 @@ func removeStale(path string) error {
 		return fmt.Errorf("%w: %s answers connections, so another process (a running signet?) is serving it: stop that process or choose another socket path", ErrSocketInUse, path)
 	}
 	if !errors.Is(err, syscall.ECONNREFUSED) {
-		return fmt.Errorf("privdir: cannot tell whether %s is in use (%v): remove it by hand if nothing serves it", path, err)
+		return fmt.Errorf("privdir: cannot tell whether %s is in use (%w): remove it by hand if nothing serves it", path, err)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("privdir: remove stale socket %s: %w", path, err)

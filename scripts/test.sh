@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (README "Test"): vet, the full Go test suite
+# The project's test command (README "Test"): vet, golangci-lint, the full Go test suite
 # with real etcd, real sockets, go-spiffe, OpenSSL 3.5, real SPIRE binaries
 # and a real Vault dev server (both built once per version into a cache),
 # then the Go 1.27 checks.
@@ -18,6 +18,11 @@ export SIGNET_VAULT_BIN
 echo "--- go vet"
 go vet ./...
 ( cd conformance/bench && go vet ./... )
+
+echo "--- golangci-lint (pinned, cached; .golangci.yml)"
+lint="$(./scripts/install-golangci-lint.sh)"
+"$lint" run ./...
+( cd conformance/bench && "$lint" run ./... )
 
 echo "--- generated code is up to date (pinned protoc and plugins)"
 ./scripts/check-generate.sh

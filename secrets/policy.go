@@ -20,7 +20,7 @@ const (
 	EngineLeased Engine = "leased"
 )
 
-// ErrInvalidPolicy: a policy failed validation.
+// ErrInvalidPolicy is returned (wrapped) when a policy fails validation.
 var ErrInvalidPolicy = errors.New("secrets: invalid policy")
 
 // Limits on policies.
@@ -142,7 +142,7 @@ func compilePattern(s string) (*idPattern, error) {
 	tdName, path, _ := strings.Cut(rest, "/")
 	td, err := spiffeid.TrustDomainFromString(tdName)
 	if err != nil {
-		return nil, fmt.Errorf("%w: SPIFFE ID pattern %q: %v", ErrInvalidPolicy, s, err)
+		return nil, fmt.Errorf("%w: SPIFFE ID pattern %q: %w", ErrInvalidPolicy, s, err)
 	}
 	p := &idPattern{td: td}
 	if path == "" {
@@ -160,7 +160,7 @@ func compilePattern(s string) (*idPattern, error) {
 		// The segment with '*' removed must be valid SPIFFE ID path
 		// characters.
 		if _, err := spiffeid.FromSegments(td, strings.ReplaceAll(seg, "*", "x")); err != nil {
-			return nil, fmt.Errorf("%w: SPIFFE ID pattern %q: %v", ErrInvalidPolicy, s, err)
+			return nil, fmt.Errorf("%w: SPIFFE ID pattern %q: %w", ErrInvalidPolicy, s, err)
 		}
 	}
 	if len(segs) == 0 && !p.deep {

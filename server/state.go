@@ -69,8 +69,8 @@ func (c StateConfig) policy() eventlog.RetentionPolicy {
 	return p
 }
 
-// ErrInsecureEtcd: an external etcd without TLS client authentication,
-// refused unless EtcdConfig.Insecure is set.
+// ErrInsecureEtcd refuses an external etcd without TLS client
+// authentication, unless EtcdConfig.Insecure is set.
 var ErrInsecureEtcd = errors.New("server: insecure external etcd")
 
 // checkExternalEtcd refuses an external etcd that any process able to

@@ -147,9 +147,3 @@ func (j *jwtCache) clear() {
 	defer j.mu.Unlock()
 	clear(j.m)
 }
-
-func (j *jwtCache) len() int {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return len(j.m)
-}

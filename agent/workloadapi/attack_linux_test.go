@@ -25,11 +25,11 @@ import (
 
 	agentsecrets "github.com/signet-id/signet/agent/secrets"
 	"github.com/signet-id/signet/attest/unix"
+	"github.com/signet-id/signet/internal/nobodytest"
 	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
 )
 
 // The attacker of these tests runs as this unprivileged user.
-const attackerUID = 65534
 
 // attackResult is one Workload API call made by the attacker's child on the
 // inherited connection.
@@ -82,29 +82,6 @@ func suidCapableDir(t *testing.T) string {
 	}
 	t.Skip("no filesystem without nosuid for the setuid binary")
 	return ""
-}
-
-func copyFile(t *testing.T, src, dst string, mode os.FileMode) {
-	t.Helper()
-	in, err := os.Open(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o700)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-	// Chmod after writing: the setuid bit is cleared by writes.
-	if err := os.Chmod(dst, mode); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // upstreamSecrets answers every forwarded secret watch with a value naming
@@ -185,11 +162,11 @@ func TestSetuidExecAfterConnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	attacker := filepath.Join(dir, "attacker")
-	copyFile(t, self, attacker, 0o755)
+	nobodytest.CopyFile(t, self, attacker, 0o755)
 	suidSleep := filepath.Join(dir, "suid-sleep")
-	copyFile(t, sleep, suidSleep, 0o755|os.ModeSetuid)
+	nobodytest.CopyFile(t, sleep, suidSleep, 0o755|os.ModeSetuid)
 	plainSleep := filepath.Join(dir, "plain-sleep")
-	copyFile(t, sleep, plainSleep, 0o755)
+	nobodytest.CopyFile(t, sleep, plainSleep, 0o755)
 
 	rootEntry := newEntry("root", "/root-workload", "uid:0")
 	nobodyEntry := newEntry("nobody", "/nobody-workload", "uid:65534")
@@ -283,9 +260,9 @@ func TestStreamEndsWhenCallerExecsSetuid(t *testing.T) {
 		t.Fatal(err)
 	}
 	attacker := filepath.Join(dir, "attacker")
-	copyFile(t, self, attacker, 0o755)
+	nobodytest.CopyFile(t, self, attacker, 0o755)
 	suidSleep := filepath.Join(dir, "suid-sleep")
-	copyFile(t, sleep, suidSleep, 0o755|os.ModeSetuid)
+	nobodytest.CopyFile(t, sleep, suidSleep, 0o755|os.ModeSetuid)
 	next := make(chan struct{})
 	e := startServer(t, nil, func(e *env, g *grpc.Server) { secretsService(t, e, dir, next)(g) },
 		newEntry("root", "/root-workload", "uid:0"), newEntry("nobody", "/nobody-workload", "uid:65534"))
@@ -323,7 +300,7 @@ func runAttack(t *testing.T, attacker, sock, target string, mode string, onReady
 	cmd.Env = append(os.Environ(), "SIGNET_ATTACK_ROLE=attacker", "SIGNET_ATTACK_SOCK="+sock, "SIGNET_ATTACK_TARGET="+target, "SIGNET_ATTACK_MODE="+mode)
 	cmd.Stdout = w
 	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: attackerUID, Gid: attackerUID}}
+	nobodytest.As(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/signet-id/signet/agent/workloadapi"
+	"github.com/signet-id/signet/internal/nobodytest"
 )
 
 // openFDs counts this process's open file descriptors.
@@ -79,7 +79,7 @@ func TestPerUIDLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	flooder := filepath.Join(dir, "flooder")
-	copyFile(t, self, flooder, 0o755)
+	nobodytest.CopyFile(t, self, flooder, 0o755)
 	baseline := openFDs(t)
 
 	results, stop := startFlooder(t, flooder, e.sock, maxConns+extraConns, maxCalls-maxConns+1)
@@ -153,7 +153,7 @@ func startFlooder(t *testing.T, flooder, sock string, conns, streams int) ([]flo
 	cmd := exec.Command(flooder, "-test.run=^TestHelperFlooder$")
 	cmd.Env = append(os.Environ(), "SIGNET_FLOOD_SOCK="+sock,
 		"SIGNET_FLOOD_CONNS="+strconv.Itoa(conns), "SIGNET_FLOOD_STREAMS="+strconv.Itoa(streams))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: attackerUID, Gid: attackerUID}}
+	nobodytest.As(cmd)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -274,14 +274,14 @@ func spireBinaries(dir string) (string, string, error) {
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
-			return "", "", fmt.Errorf("%w: SPIRE v1.13.3 binaries unavailable: set SIGNET_SPIRE_DIR or fix scripts/install-spire.sh: %v\n%s", errNoSPIRE, err, stderr.String())
+			return "", "", fmt.Errorf("%w: SPIRE v1.13.3 binaries unavailable: set SIGNET_SPIRE_DIR or fix scripts/install-spire.sh: %w\n%s", errNoSPIRE, err, stderr.String())
 		}
 		dir = strings.TrimSpace(string(out))
 	}
 	srv, ag := filepath.Join(dir, "spire-server"), filepath.Join(dir, "spire-agent")
 	for _, p := range []string{srv, ag} {
 		if _, err := os.Stat(p); err != nil {
-			return "", "", fmt.Errorf("%w: %v", errNoSPIRE, err)
+			return "", "", fmt.Errorf("%w: %w", errNoSPIRE, err)
 		}
 	}
 	return srv, ag, nil

@@ -240,7 +240,7 @@ func (s *server) waitReady(ctx context.Context) error {
 	}
 	err = poll(ctx, 90*time.Second, 100*time.Millisecond, s.sys.name+" server to start", func() (bool, error) {
 		if s.p.exited() {
-			return false, fmt.Errorf("%s server exited: %v", s.sys.name, s.p.err)
+			return false, fmt.Errorf("%s server exited: %v", s.sys.name, s.p.err) //nolint:errorlint // nil after a clean exit
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -411,7 +411,7 @@ func startAgent(ctx context.Context, s *server, dir, token string) (*agent, erro
 	a := &agent{p: p, socket: socket, id: agentID(token)}
 	err = poll(ctx, 90*time.Second, 20*time.Millisecond, s.sys.name+" agent socket", func() (bool, error) {
 		if p.exited() {
-			return false, fmt.Errorf("%s agent exited: %v", s.sys.name, p.err)
+			return false, fmt.Errorf("%s agent exited: %v", s.sys.name, p.err) //nolint:errorlint // nil after a clean exit
 		}
 		_, err := os.Stat(socket)
 		return err == nil, err

@@ -33,7 +33,7 @@ func waitForSVID(ctx context.Context, ag *agent, want spiffeid.ID, d time.Durati
 	var at time.Time
 	err = poll(ctx, d, 50*time.Millisecond, "an X.509-SVID for "+want.String(), func() (bool, error) {
 		if ag.p.exited() {
-			return false, fmt.Errorf("agent exited: %v", ag.p.err)
+			return false, fmt.Errorf("agent exited: %v", ag.p.err) //nolint:errorlint // nil after a clean exit
 		}
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -196,7 +197,8 @@ func TestAttackStalledHandshakeIsDropped(t *testing.T) {
 	_, _ = c.Write([]byte{0x16, 0x03, 0x01}) // three bytes of a TLS record
 	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	_, err = c.Read(make([]byte, 1))
-	if ne, ok := err.(net.Error); err == nil || ok && ne.Timeout() {
+	var ne net.Error
+	if err == nil || errors.As(err, &ne) && ne.Timeout() {
 		t.Fatalf("stalled handshake still open after 30 s (read: %v)", err)
 	}
 }

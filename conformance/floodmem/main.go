@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -352,7 +353,8 @@ func tcpIdle(addr string, n int, hold time.Duration) (string, error) {
 		go func() {
 			_ = c.SetReadDeadline(time.Now().Add(hold))
 			if _, err := c.Read(make([]byte, 1)); err != nil {
-				if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
 					closed.Add(1)
 				}
 			}

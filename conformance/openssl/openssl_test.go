@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"net/url"
 	"os"
 	"os/exec"
@@ -27,7 +28,8 @@ func openssl(t *testing.T, args ...string) (string, bool) {
 	cmd := exec.Command(tooltest.OpenSSL(t), args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		if _, ok := err.(*exec.ExitError); !ok {
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) {
 			t.Fatalf("running openssl %v: %v", args, err)
 		}
 	}

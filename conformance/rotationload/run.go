@@ -270,7 +270,7 @@ func (r *run) run(ctx context.Context) error {
 		stopServer()
 		return <-done
 	}
-	defer stop()
+	defer func() { _ = stop() }() // early returns; the normal path checks stop() below
 	select {
 	case <-srv.Ready():
 	case err := <-done:

@@ -258,7 +258,7 @@ type cliRow struct {
 // failures without output, the same gRPC status code in the error.
 func compareJSON(row cliRow, sg, sp *backend, a, b result) error {
 	if (a.err != nil) != (b.err != nil) {
-		return fmt.Errorf("exit status differs: signet: %v; spire: %v", a.err, b.err)
+		return fmt.Errorf("exit status differs: signet: %v; spire: %v", a.err, b.err) //nolint:errorlint // either may be nil
 	}
 	if (a.err != nil) != row.fails {
 		return fmt.Errorf("both exit with failure=%v, want %v", a.err != nil, row.fails)
@@ -275,11 +275,11 @@ func compareJSON(row cliRow, sg, sp *backend, a, b result) error {
 	}
 	na, err := normalize(a.out, sg.vars, row.ignore...)
 	if err != nil {
-		return fmt.Errorf("signet output: %w (err %v)", err, a.err)
+		return fmt.Errorf("signet output: %w (err %v)", err, a.err) //nolint:errorlint // the exit error may be nil
 	}
 	nb, err := normalize(b.out, sp.vars, row.ignore...)
 	if err != nil {
-		return fmt.Errorf("spire output: %w (err %v)", err, b.err)
+		return fmt.Errorf("spire output: %w (err %v)", err, b.err) //nolint:errorlint // the exit error may be nil
 	}
 	if row.ids != nil {
 		for name, out := range map[string]string{"signet": a.out, "spire": b.out} {
@@ -557,12 +557,12 @@ func sameSlotsWith(slots ...string) func(a, b result) error {
 // (active, prepared, old) and the fields of each, not by their values.
 func sameSlots(a, b result) error {
 	if (a.err != nil) != (b.err != nil) {
-		return fmt.Errorf("exit status differs: signet: %v; spire: %v", a.err, b.err)
+		return fmt.Errorf("exit status differs: signet: %v; spire: %v", a.err, b.err) //nolint:errorlint // either may be nil
 	}
 	shape := func(out string) (string, error) {
 		var doc map[string]any
 		if err := json.Unmarshal([]byte(out), &doc); err != nil {
-			return "", fmt.Errorf("not JSON: %v: %q", err, out)
+			return "", fmt.Errorf("not JSON: %w: %q", err, out)
 		}
 		var keys []string
 		for k, v := range doc {

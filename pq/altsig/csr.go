@@ -138,7 +138,7 @@ func CheckCertificateRequest(csr *x509.CertificateRequest) (*mldsa.PublicKey, er
 		if e.Id.Equal(OIDSubjectAltPublicKeyInfo) {
 			p, err := mldsa.ParsePKIXPublicKey(e.Value)
 			if err != nil {
-				return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %v", ErrMalformed, err)
+				return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %w", ErrMalformed, err)
 			}
 			pub = p
 		}
@@ -148,11 +148,11 @@ func CheckCertificateRequest(csr *x509.CertificateRequest) (*mldsa.PublicKey, er
 	}
 	c, err := certder.ParseCertificate(csr.Raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	cri, err := certder.ParseCRI(c.TBS)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	one := func(id asn1.ObjectIdentifier) ([]byte, bool, error) {
 		a, ok := cri.Find(id)
@@ -177,7 +177,7 @@ func CheckCertificateRequest(csr *x509.CertificateRequest) (*mldsa.PublicKey, er
 	}
 	alg, err := mldsa.ParseAlgorithmIdentifier(algDER)
 	if err != nil {
-		return nil, fmt.Errorf("%w: altSignatureAlgorithm: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: altSignatureAlgorithm: %w", ErrMalformed, err)
 	}
 	if alg != pub.Algorithm() {
 		return nil, ErrAlgorithmMismatch
@@ -189,7 +189,7 @@ func CheckCertificateRequest(csr *x509.CertificateRequest) (*mldsa.PublicKey, er
 	}
 	pre, err := cri.Marshal(OIDAltSignatureValue)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if !pub.Verify(pre, bits.Bytes) {
 		return nil, ErrBadSignature

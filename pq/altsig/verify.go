@@ -30,21 +30,21 @@ type Alt struct {
 func Parse(certDER []byte) (*Alt, error) {
 	c, err := certder.ParseCertificate(certDER)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	tbs, err := certder.ParseTBS(c.TBS)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	var a Alt
 	if e, ok := tbs.Find(OIDSubjectAltPublicKeyInfo); ok {
 		if a.PublicKey, err = mldsa.ParsePKIXPublicKey(e.Value); err != nil {
-			return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %w", ErrMalformed, err)
 		}
 	}
 	if e, ok := tbs.Find(OIDAltSignatureAlgorithm); ok {
 		if a.SignatureAlgorithm, err = mldsa.ParseAlgorithmIdentifier(e.Value); err != nil {
-			return nil, fmt.Errorf("%w: altSignatureAlgorithm: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: altSignatureAlgorithm: %w", ErrMalformed, err)
 		}
 	}
 	if e, ok := tbs.Find(OIDAltSignatureValue); ok {
@@ -55,7 +55,7 @@ func Parse(certDER []byte) (*Alt, error) {
 		}
 		a.Signature = bits.Bytes
 		if a.PreTBS, err = tbs.MarshalPre(OIDAltSignatureValue); err != nil {
-			return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 		}
 	}
 	return &a, nil
@@ -79,7 +79,7 @@ func AltPublicKey(cert *x509.Certificate) (*mldsa.PublicKey, error) {
 		if e.Id.Equal(OIDSubjectAltPublicKeyInfo) {
 			pk, err := mldsa.ParsePKIXPublicKey(e.Value)
 			if err != nil {
-				return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %v", ErrMalformed, err)
+				return nil, fmt.Errorf("%w: subjectAltPublicKeyInfo: %w", ErrMalformed, err)
 			}
 			return pk, nil
 		}
@@ -92,11 +92,11 @@ func AltPublicKey(cert *x509.Certificate) (*mldsa.PublicKey, error) {
 func PreTBSCertificate(certDER []byte) ([]byte, error) {
 	c, err := certder.ParseCertificate(certDER)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	tbs, err := certder.ParseTBS(c.TBS)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	return tbs.MarshalPre(OIDAltSignatureValue)
 }

@@ -346,7 +346,7 @@ func appendValue(b []byte, v any, depth int) ([]byte, error) {
 	case json.Number:
 		f, err := strconv.ParseFloat(string(x), 64)
 		if err != nil {
-			return nil, fmt.Errorf("%w: number %q: %v", ErrInvalid, x, err)
+			return nil, fmt.Errorf("%w: number %q: %w", ErrInvalid, x, err)
 		}
 		return appendNumber(b, f)
 	case []string:

@@ -35,7 +35,7 @@ func MarshalJWK(pub *mldsa.PublicKey, kid, use string) ([]byte, error) {
 func ParseJWK(data []byte) (*mldsa.PublicKey, JWK, error) {
 	v, err := jcs.Parse(data)
 	if err != nil {
-		return nil, JWK{}, fmt.Errorf("%w: JWK: %v", ErrMalformed, err)
+		return nil, JWK{}, fmt.Errorf("%w: JWK: %w", ErrMalformed, err)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -85,11 +85,11 @@ func (j JWK) PublicKey() (*mldsa.PublicKey, error) {
 	}
 	raw, err := b64.DecodeString(j.Pub)
 	if err != nil {
-		return nil, fmt.Errorf("%w: JWK pub: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: JWK pub: %w", ErrMalformed, err)
 	}
 	pub, err := mldsa.NewPublicKey(alg, raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: JWK pub: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: JWK pub: %w", ErrMalformed, err)
 	}
 	return pub, nil
 }
@@ -109,7 +109,7 @@ func Thumbprint(pub *mldsa.PublicKey) string {
 func ParseJWKSet(data []byte) (map[string]*mldsa.PublicKey, error) {
 	v, err := jcs.Parse(data)
 	if err != nil {
-		return nil, fmt.Errorf("%w: JWK set: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: JWK set: %w", ErrMalformed, err)
 	}
 	m, ok := v.(map[string]any)
 	if !ok {

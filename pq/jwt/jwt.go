@@ -306,13 +306,13 @@ func splitToken(token string) (input string, hdr, payload, sig []byte, err error
 		return "", nil, nil, nil, fmt.Errorf("%w: want 3 parts, got %d", ErrMalformed, len(parts))
 	}
 	if hdr, err = b64.DecodeString(parts[0]); err != nil {
-		return "", nil, nil, nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+		return "", nil, nil, nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
 	if payload, err = b64.DecodeString(parts[1]); err != nil {
-		return "", nil, nil, nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+		return "", nil, nil, nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
 	}
 	if sig, err = b64.DecodeString(parts[2]); err != nil {
-		return "", nil, nil, nil, fmt.Errorf("%w: signature: %v", ErrMalformed, err)
+		return "", nil, nil, nil, fmt.Errorf("%w: signature: %w", ErrMalformed, err)
 	}
 	return parts[0] + "." + parts[1], hdr, payload, sig, nil
 }

@@ -107,7 +107,7 @@ func Parse(token string) (*Token, error) {
 	}
 	hv, err := jcs.Parse(hdrRaw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: header: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: header: %w", ErrMalformed, err)
 	}
 	hdr, ok := hv.(map[string]any)
 	if !ok {
@@ -150,7 +150,7 @@ func Parse(token string) (*Token, error) {
 
 	pv, err := jcs.Parse(payloadRaw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: payload: %v", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: payload: %w", ErrMalformed, err)
 	}
 	claims, ok := pv.(map[string]any)
 	if !ok {
@@ -234,7 +234,7 @@ func (t *Token) parsePQClaim(c any) error {
 	}
 	raw, err := b64.DecodeString(sig)
 	if err != nil {
-		return fmt.Errorf("%w: %s sig: %v", ErrMalformed, ClaimName, err)
+		return fmt.Errorf("%w: %s sig: %w", ErrMalformed, ClaimName, err)
 	}
 	rest := make(map[string]any, len(t.Claims)-1)
 	for k, v := range t.Claims {
@@ -244,7 +244,7 @@ func (t *Token) parsePQClaim(c any) error {
 	}
 	canon, err := jcs.Marshal(rest)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	t.PQAlg, t.PQKeyID, t.pqSig, t.pqSigned = alg, kid, raw, canon
 	return nil

@@ -100,15 +100,15 @@ func CreateCertificateRequest(_ io.Reader, template *x509.CertificateRequest, pr
 func CheckCertificateRequest(csr *x509.CertificateRequest) (*mldsa.PublicKey, error) {
 	pub, err := mldsa.ParsePKIXPublicKey(csr.RawSubjectPublicKeyInfo)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotMLDSA, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotMLDSA, err)
 	}
 	c, err := certder.ParseCertificate(csr.Raw)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotMLDSA, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotMLDSA, err)
 	}
 	alg, err := mldsa.ParseAlgorithmIdentifier(c.SignatureAlgorithm)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotMLDSA, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotMLDSA, err)
 	}
 	if alg != pub.Algorithm() {
 		return nil, fmt.Errorf("%w: request signed with %s, key is %s", ErrBadSignature, alg, pub.Algorithm())

@@ -52,7 +52,7 @@ type VerifyOptions struct {
 func PublicKey(cert *x509.Certificate) (*mldsa.PublicKey, error) {
 	pk, err := mldsa.ParsePKIXPublicKey(cert.RawSubjectPublicKeyInfo)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNotMLDSA, err)
+		return nil, fmt.Errorf("%w: %w", ErrNotMLDSA, err)
 	}
 	return pk, nil
 }
@@ -68,18 +68,18 @@ func IsPure(cert *x509.Certificate) bool {
 func SignatureAlgorithm(cert *x509.Certificate) (mldsa.Algorithm, error) {
 	c, err := certder.ParseCertificate(cert.Raw)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNotMLDSA, err)
+		return 0, fmt.Errorf("%w: %w", ErrNotMLDSA, err)
 	}
 	tbs, err := certder.ParseTBS(c.TBS)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNotMLDSA, err)
+		return 0, fmt.Errorf("%w: %w", ErrNotMLDSA, err)
 	}
 	if !bytes.Equal(tbs.Signature, c.SignatureAlgorithm) {
 		return 0, fmt.Errorf("%w: inner and outer signature algorithms differ", ErrNotMLDSA)
 	}
 	alg, err := mldsa.ParseAlgorithmIdentifier(c.SignatureAlgorithm)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrNotMLDSA, err)
+		return 0, fmt.Errorf("%w: %w", ErrNotMLDSA, err)
 	}
 	return alg, nil
 }
@@ -137,7 +137,7 @@ func Verify(chain []*x509.Certificate, opts VerifyOptions) ([]*x509.Certificate,
 			return chain, nil
 		}
 	}
-	var lastErr error = ErrUnknownAuthority
+	lastErr := ErrUnknownAuthority
 	for _, r := range opts.Roots {
 		if !bytes.Equal(r.RawSubject, top.RawIssuer) {
 			continue

@@ -11,7 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ErrClosed: the Appender was closed.
+// ErrClosed is returned when the Appender was closed.
 var ErrClosed = errors.New("eventlog: appender closed")
 
 // Appender batches events into few append transactions. Append queues an

@@ -14,8 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// ErrArchiveMismatch: the digest given to ArchiveDigest is not that of the
-// records it would delete.
+// ErrArchiveMismatch is returned when the digest given to ArchiveDigest is
+// not that of the records it would delete.
 var ErrArchiveMismatch = errors.New("eventlog: archive digest mismatch")
 
 // ArchiveOption configures an archive.

@@ -307,7 +307,7 @@ func (l *Log) AppendBatch(ctx context.Context, events []Event) ([]Record, error)
 func (l *Log) parseKV(kv *mvccpb.KeyValue) (Record, error) {
 	r, err := ParseRecord(kv.Value)
 	if err != nil {
-		return Record{}, fmt.Errorf("%w: %s: %v", ErrCorrupt, kv.Key, err)
+		return Record{}, fmt.Errorf("%w: %s: %w", ErrCorrupt, kv.Key, err)
 	}
 	seq, err := strconv.ParseUint(strings.TrimPrefix(string(kv.Key), l.recPrefix), 10, 64)
 	if err != nil || seq != r.Seq {

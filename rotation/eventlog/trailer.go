@@ -132,9 +132,9 @@ func ParseTrailer(line []byte) (Trailer, error) {
 	return tr, nil
 }
 
-// ErrCannotSign: ExportSigned has no key it can sign a trailer with (no
-// server SVID yet, or a key type checkpoints do not support, such as pure
-// ML-DSA). Nothing was written.
+// ErrCannotSign is returned when ExportSigned has no key it can sign a
+// trailer with (no server SVID yet, or a key type checkpoints do not
+// support, such as pure ML-DSA). Nothing was written.
 var ErrCannotSign = errors.New("eventlog: cannot sign the export trailer")
 
 // ExportSigned is Export followed by a trailer line signed with keys at

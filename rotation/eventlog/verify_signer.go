@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// ErrNoDefaultSigner: VerifyOptions.Signers is empty and the trust bundle
-// does not name exactly one trust domain, so the default signer
-// (spiffe://<td>/spire/server) cannot be chosen.
+// ErrNoDefaultSigner is returned when VerifyOptions.Signers is empty and the
+// trust bundle does not name exactly one trust domain, so the default
+// signer (spiffe://<td>/spire/server) cannot be chosen.
 var ErrNoDefaultSigner = errors.New("eventlog: cannot choose the default checkpoint signer")
 
 // MaxClockSkew is how far a checkpoint or trailer time may be ahead of the
@@ -59,7 +59,7 @@ func (v *verifier) checkSigner(chainDER [][]byte, sigAlg string, sig, body []byt
 	for i, der := range chainDER {
 		c, err := x509.ParseCertificate(der)
 		if err != nil {
-			return "", fmt.Errorf("certificate %d of the chain: %v", i, err)
+			return "", fmt.Errorf("certificate %d of the chain: %w", i, err)
 		}
 		certs[i] = c
 	}
@@ -69,7 +69,7 @@ func (v *verifier) checkSigner(chainDER [][]byte, sigAlg string, sig, body []byt
 		return "", fmt.Errorf("unsupported signature algorithm %q", sigAlg)
 	}
 	if err := leaf.CheckSignature(alg, body, sig); err != nil {
-		return "", fmt.Errorf("bad signature: %v", err)
+		return "", fmt.Errorf("bad signature: %w", err)
 	}
 	if v.roots == nil {
 		return "", errors.New("no trust bundle to verify the signer against")
@@ -100,7 +100,7 @@ func (v *verifier) checkSigner(chainDER [][]byte, sigAlg string, sig, body []byt
 		CurrentTime:   at,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
-		return "", fmt.Errorf("%s of %s does not chain to the trust bundle at %s: %v", name, signer, formatTime(at), err)
+		return "", fmt.Errorf("%s of %s does not chain to the trust bundle at %s: %w", name, signer, formatTime(at), err)
 	}
 	if now := v.now(); at.After(now.Add(MaxClockSkew)) {
 		return "", fmt.Errorf("signed at %s, after the verifier's clock (%s): a signature cannot be dated in the future", formatTime(at), formatTime(now))

@@ -151,7 +151,7 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
-		<-errc
+		<-errc //nolint:errcheck // http.ErrServerClosed after Shutdown
 		return nil
 	}
 }

@@ -12,16 +12,16 @@ import (
 type MatchBehavior int32
 
 const (
-	// MatchExact: the record's set equals the filter's set.
+	// MatchExact matches when the record's set equals the filter's set.
 	MatchExact MatchBehavior = 0
-	// MatchSubset: the record's set is non-empty and a subset of the
-	// filter's set.
+	// MatchSubset matches when the record's set is non-empty and a subset
+	// of the filter's set.
 	MatchSubset MatchBehavior = 1
-	// MatchSuperset: the record's set contains every element of the
-	// filter's set.
+	// MatchSuperset matches when the record's set contains every element
+	// of the filter's set.
 	MatchSuperset MatchBehavior = 2
-	// MatchAny: the record's set shares at least one element with the
-	// filter's set.
+	// MatchAny matches when the record's set shares at least one element
+	// with the filter's set.
 	MatchAny MatchBehavior = 3
 )
 

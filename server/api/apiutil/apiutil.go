@@ -4,12 +4,12 @@
 package apiutil
 
 import (
+	"context"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
 
-	"context"
 	"github.com/signet-id/signet/server/caller"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -29,11 +29,11 @@ func IDFromProto(what string, td spiffeid.TrustDomain, p *types.SPIFFEID) (spiff
 	}
 	td2, err := spiffeid.TrustDomainFromString(p.TrustDomain)
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("invalid %s: trust domain %q: %v", what, p.TrustDomain, err)
+		return spiffeid.ID{}, fmt.Errorf("invalid %s: trust domain %q: %w", what, p.TrustDomain, err)
 	}
 	id, err := spiffeid.FromPath(td2, p.Path)
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("invalid %s: path %q: %v", what, p.Path, err)
+		return spiffeid.ID{}, fmt.Errorf("invalid %s: path %q: %w", what, p.Path, err)
 	}
 	if !td.IsZero() && td2 != td {
 		return spiffeid.ID{}, fmt.Errorf("invalid %s: %q is not a member of trust domain %q", what, id, td)

@@ -198,6 +198,7 @@ func refusal(err error) *ca.TransitionError {
 
 // --- JWT ---
 
+// GetJWTAuthorityState reports the active, prepared and old JWT keys.
 func (s *Service) GetJWTAuthorityState(ctx context.Context, _ *localauthorityv1.GetJWTAuthorityStateRequest) (*localauthorityv1.GetJWTAuthorityStateResponse, error) {
 	a, p, o, err := s.authorityState(ctx, s.cfg.CA.JWTAuthorities())
 	if err != nil {
@@ -206,6 +207,7 @@ func (s *Service) GetJWTAuthorityState(ctx context.Context, _ *localauthorityv1.
 	return &localauthorityv1.GetJWTAuthorityStateResponse{Active: a, Prepared: p, Old: o}, nil
 }
 
+// PrepareJWTAuthority prepares the next JWT key.
 func (s *Service) PrepareJWTAuthority(ctx context.Context, _ *localauthorityv1.PrepareJWTAuthorityRequest) (*localauthorityv1.PrepareJWTAuthorityResponse, error) {
 	if a, _, _ := current(s.cfg.CA.JWTAuthorities()); a == nil {
 		return nil, s.fail(ctx, codes.Unavailable, "server is initializing", "", nil)
@@ -218,6 +220,7 @@ func (s *Service) PrepareJWTAuthority(ctx context.Context, _ *localauthorityv1.P
 	return &localauthorityv1.PrepareJWTAuthorityResponse{PreparedAuthority: state(info)}, nil
 }
 
+// ActivateJWTAuthority makes the prepared JWT key active.
 func (s *Service) ActivateJWTAuthority(ctx context.Context, req *localauthorityv1.ActivateJWTAuthorityRequest) (*localauthorityv1.ActivateJWTAuthorityResponse, error) {
 	info, err := s.cfg.CA.ActivateJWT(req.AuthorityId)
 	if err != nil {
@@ -227,6 +230,7 @@ func (s *Service) ActivateJWTAuthority(ctx context.Context, req *localauthorityv
 	return &localauthorityv1.ActivateJWTAuthorityResponse{ActivatedAuthority: state(info)}, nil
 }
 
+// TaintJWTAuthority marks the old JWT key tainted.
 func (s *Service) TaintJWTAuthority(ctx context.Context, req *localauthorityv1.TaintJWTAuthorityRequest) (*localauthorityv1.TaintJWTAuthorityResponse, error) {
 	info, err := s.cfg.CA.TaintJWT(req.AuthorityId)
 	if err != nil {
@@ -236,6 +240,7 @@ func (s *Service) TaintJWTAuthority(ctx context.Context, req *localauthorityv1.T
 	return &localauthorityv1.TaintJWTAuthorityResponse{TaintedAuthority: &localauthorityv1.AuthorityState{AuthorityId: info.ID}}, nil
 }
 
+// RevokeJWTAuthority removes a tainted JWT key from the bundle.
 func (s *Service) RevokeJWTAuthority(ctx context.Context, req *localauthorityv1.RevokeJWTAuthorityRequest) (*localauthorityv1.RevokeJWTAuthorityResponse, error) {
 	info, err := s.cfg.CA.RevokeJWT(req.AuthorityId)
 	if err != nil {
@@ -261,6 +266,7 @@ func (s *Service) RevokeJWTAuthority(ctx context.Context, req *localauthorityv1.
 
 // --- X.509 ---
 
+// GetX509AuthorityState reports the active, prepared and old X.509 CAs.
 func (s *Service) GetX509AuthorityState(ctx context.Context, _ *localauthorityv1.GetX509AuthorityStateRequest) (*localauthorityv1.GetX509AuthorityStateResponse, error) {
 	a, p, o, err := s.authorityState(ctx, s.cfg.CA.X509Authorities())
 	if err != nil {
@@ -269,6 +275,7 @@ func (s *Service) GetX509AuthorityState(ctx context.Context, _ *localauthorityv1
 	return &localauthorityv1.GetX509AuthorityStateResponse{Active: a, Prepared: p, Old: o}, nil
 }
 
+// PrepareX509Authority prepares the next X.509 CA.
 func (s *Service) PrepareX509Authority(ctx context.Context, _ *localauthorityv1.PrepareX509AuthorityRequest) (*localauthorityv1.PrepareX509AuthorityResponse, error) {
 	if a, _, _ := current(s.cfg.CA.X509Authorities()); a == nil {
 		return nil, s.fail(ctx, codes.Unavailable, "server is initializing", "", nil)
@@ -281,6 +288,7 @@ func (s *Service) PrepareX509Authority(ctx context.Context, _ *localauthorityv1.
 	return &localauthorityv1.PrepareX509AuthorityResponse{PreparedAuthority: state(info)}, nil
 }
 
+// ActivateX509Authority makes the prepared X.509 CA active.
 func (s *Service) ActivateX509Authority(ctx context.Context, req *localauthorityv1.ActivateX509AuthorityRequest) (*localauthorityv1.ActivateX509AuthorityResponse, error) {
 	info, err := s.cfg.CA.ActivateX509(req.AuthorityId)
 	if err != nil {
@@ -290,6 +298,8 @@ func (s *Service) ActivateX509Authority(ctx context.Context, req *localauthority
 	return &localauthorityv1.ActivateX509AuthorityResponse{ActivatedAuthority: state(info)}, nil
 }
 
+// TaintX509Authority marks the old X.509 CA tainted, so SVIDs it signed
+// are replaced.
 func (s *Service) TaintX509Authority(ctx context.Context, req *localauthorityv1.TaintX509AuthorityRequest) (*localauthorityv1.TaintX509AuthorityResponse, error) {
 	if s.cfg.CA.IsUpstreamAuthority() {
 		return nil, s.fail(ctx, codes.FailedPrecondition, "local authority can't be tainted if there is an upstream authority", req.AuthorityId, nil)
@@ -318,6 +328,7 @@ func (s *Service) TaintX509UpstreamAuthority(ctx context.Context, req *localauth
 	return &localauthorityv1.TaintX509UpstreamAuthorityResponse{UpstreamAuthoritySubjectKeyId: strings.ToLower(req.SubjectKeyId)}, nil
 }
 
+// RevokeX509Authority removes a tainted X.509 CA from the bundle.
 func (s *Service) RevokeX509Authority(ctx context.Context, req *localauthorityv1.RevokeX509AuthorityRequest) (*localauthorityv1.RevokeX509AuthorityResponse, error) {
 	if s.cfg.CA.IsUpstreamAuthority() {
 		return nil, s.fail(ctx, codes.FailedPrecondition, "local authority can't be revoked if there is an upstream authority", req.AuthorityId, nil)

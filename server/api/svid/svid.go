@@ -93,6 +93,8 @@ func (s *Service) authorized(ctx context.Context) (map[string]*types.Entry, erro
 	return out, nil
 }
 
+// BatchNewX509SVID mints one X.509-SVID per parameter, each for an entry
+// the calling agent is authorized for (SPIRE SVID API).
 func (s *Service) BatchNewX509SVID(ctx context.Context, req *svidv1.BatchNewX509SVIDRequest) (*svidv1.BatchNewX509SVIDResponse, error) {
 	if len(req.Params) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "missing parameters")
@@ -159,6 +161,8 @@ func (s *Service) newX509(ctx context.Context, p *svidv1.NewX509SVIDParams, entr
 	}
 }
 
+// NewJWTSVID mints a JWT-SVID for an entry the calling agent is authorized
+// for (SPIRE SVID API).
 func (s *Service) NewJWTSVID(ctx context.Context, req *svidv1.NewJWTSVIDRequest) (*svidv1.NewJWTSVIDResponse, error) {
 	if req.EntryId == "" {
 		return nil, status.Error(codes.InvalidArgument, "missing entry ID")
@@ -185,6 +189,8 @@ func (s *Service) NewJWTSVID(ctx context.Context, req *svidv1.NewJWTSVIDRequest)
 	return &svidv1.NewJWTSVIDResponse{Svid: svid}, nil
 }
 
+// MintX509SVID mints an X.509-SVID for the SPIFFE ID of a CSR, without a
+// registration entry (SPIRE SVID API, admin callers).
 func (s *Service) MintX509SVID(ctx context.Context, req *svidv1.MintX509SVIDRequest) (*svidv1.MintX509SVIDResponse, error) {
 	if len(req.Csr) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "missing CSR")
@@ -231,6 +237,8 @@ func (s *Service) MintX509SVID(ctx context.Context, req *svidv1.MintX509SVIDRequ
 	return &svidv1.MintX509SVIDResponse{Svid: apiutil.X509SVIDToProto(id, chain)}, nil
 }
 
+// MintJWTSVID mints a JWT-SVID for a SPIFFE ID of the trust domain, without
+// a registration entry (SPIRE SVID API, admin callers).
 func (s *Service) MintJWTSVID(ctx context.Context, req *svidv1.MintJWTSVIDRequest) (*svidv1.MintJWTSVIDResponse, error) {
 	id, err := apiutil.IDFromProto("SPIFFE ID", s.cfg.TrustDomain, req.Id)
 	if err != nil {

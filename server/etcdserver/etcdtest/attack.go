@@ -6,17 +6,16 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/internal/nobodytest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -27,9 +26,7 @@ const AttackEnv = "SIGNET_ETCD_ATTACK_TARGETS"
 // attacker as uid 65534).
 func RequireRoot(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root to run the attacker as uid 65534")
-	}
+	nobodytest.RequireRoot(tb)
 }
 
 // TraversableDir returns a fresh directory under /tmp that every uid may
@@ -137,7 +134,7 @@ func RunAttacker(tb testing.TB, dir, helperTest string, targets []string, asNobo
 	tb.Helper()
 	bin := filepath.Join(dir, "attacker.test")
 	if _, err := os.Stat(bin); err != nil {
-		copyExecutable(tb, os.Args[0], bin)
+		nobodytest.CopyFile(tb, os.Args[0], bin, 0o755)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -145,7 +142,7 @@ func RunAttacker(tb testing.TB, dir, helperTest string, targets []string, asNobo
 	cmd.Env = append(os.Environ(), AttackEnv+"="+strings.Join(targets, ","))
 	cmd.Dir = "/"
 	if asNobody {
-		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		nobodytest.As(cmd)
 	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -158,25 +155,6 @@ func RunAttacker(tb testing.TB, dir, helperTest string, targets []string, asNobo
 		}
 	}
 	return strings.Join(lines, "\n")
-}
-
-func copyExecutable(tb testing.TB, from, to string) {
-	tb.Helper()
-	src, err := os.Open(from)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer src.Close()
-	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		tb.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
-		tb.Fatal(err)
-	}
 }
 
 // Listeners enumerates the listening TCP and Unix sockets this process
