@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/signet-id/signet/clock"
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/signet-id/signet/rotation/scheduler"
@@ -76,14 +77,13 @@ func (s *Server) scheduleCA(ctx context.Context) {
 // by a test is noticed within its gauge interval).
 type nowClock struct{ now func() time.Time }
 
-var _ scheduler.Clock = nowClock{}
+var _ clock.Clock = nowClock{}
 
 func (c nowClock) Now() time.Time { return c.now() }
 
-func (c nowClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
-	t := time.NewTimer(d)
-	return t.C, t.Stop
-}
+func (c nowClock) NewTimer(d time.Duration) clock.Timer { return clock.Real().NewTimer(d) }
+
+func (c nowClock) NewTicker(d time.Duration) clock.Ticker { return clock.Real().NewTicker(d) }
 
 func (s *Server) handleCA(ctx context.Context, it scheduler.Item) (*scheduler.Item, error) {
 	changed, err := s.ca.Rotate()
