@@ -25,6 +25,7 @@ import (
 	"github.com/signet-id/signet/agent/client"
 	agentsecrets "github.com/signet-id/signet/agent/secrets"
 	"github.com/signet-id/signet/agent/workloadapi"
+	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/pq/altsig"
 	"github.com/signet-id/signet/pq/mldsa"
 	"github.com/signet-id/signet/tlspolicy"
@@ -62,8 +63,11 @@ type Config struct {
 	// Default 30s.
 	SyncInterval time.Duration
 	// WorkloadKeyFactory generates workload keys; default ECDSA P-256.
-	Rand     io.Reader
-	Now      func() time.Time
+	Rand io.Reader
+	// Clock drives renewal, sync polling and reconnect backoff (default
+	// the wall clock). TLS handshakes check certificates on the wall
+	// clock regardless.
+	Clock    clock.Clock
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	// Attestor attests workloads; default the Unix attestor.
@@ -133,9 +137,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -154,7 +156,7 @@ func New(cfg Config) (*Agent, error) {
 		ready:     make(chan struct{}),
 	}
 	a.m = newAgentMetrics(cfg.Registry)
-	a.cache = cache.New(cfg.TrustDomain, cache.WithClock(cfg.Now), cache.WithLogger(cfg.Logger), cache.WithJWTMinter(jwtMinter{a}))
+	a.cache = cache.New(cfg.TrustDomain, cache.WithClock(cfg.Clock), cache.WithLogger(cfg.Logger), cache.WithJWTMinter(jwtMinter{a}))
 	return a, nil
 }
 
@@ -267,7 +269,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if s, err := a.disk.loadAgentSVID(); err != nil {
 		a.log.Warn("ignoring unreadable agent SVID", "error", err)
-	} else if s != nil && a.cfg.Now().Before(s.Chain[0].NotAfter) {
+	} else if s != nil && a.cfg.Clock.Now().Before(s.Chain[0].NotAfter) {
 		a.mu.Lock()
 		a.agentSVID = s
 		a.mu.Unlock()
@@ -295,10 +297,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("server session ended", "error", err)
 		}
 		a.m.reconnects.Inc()
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
+		clock.Sleep(ctx, a.cfg.Clock, time.Second)
 	}
 	return nil
 }

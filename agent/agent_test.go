@@ -47,17 +47,28 @@ type env struct {
 // holds a live push stream.
 func start(t *testing.T) *env {
 	t.Helper()
+	return startWith(t, nil, nil)
+}
+
+// startWith is start with the server and agent configurations adjusted by
+// srvCfg and agentCfg (either may be nil).
+func startWith(t *testing.T, srvCfg func(*server.Config), agentCfg func(*agent.Config)) *env {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "sg") // short: Unix socket paths are limited
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv, err := server.New(server.Config{
+	scfg := server.Config{
 		TrustDomain: td,
 		DataDir:     filepath.Join(dir, "server"),
 		BindAddress: "127.0.0.1:0",
 		AdminSocket: filepath.Join(dir, "admin", "api.sock"),
-	})
+	}
+	if srvCfg != nil {
+		srvCfg(&scfg)
+	}
+	srv, err := server.New(scfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +100,7 @@ func start(t *testing.T) *env {
 		dataDir: filepath.Join(dir, "agent"),
 		reg:     prometheus.NewRegistry(),
 	}
-	e.agent, err = agent.New(agent.Config{
+	acfg := agent.Config{
 		TrustDomain:     td,
 		ServerAddresses: []string{srv.AgentAddr().String()},
 		JoinToken:       tok.Value,
@@ -98,7 +109,11 @@ func start(t *testing.T) *env {
 		TrustBundle:     srv.CA().Bundle().X509Authorities(),
 		SyncInterval:    pollInterval,
 		Registry:        e.reg,
-	})
+	}
+	if agentCfg != nil {
+		agentCfg(&acfg)
+	}
+	e.agent, err = agent.New(acfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,13 +170,13 @@ func (a *Agent) session(ctx context.Context) error {
 		a.nextServer()
 		return classify(err)
 	}
-	ticker := time.NewTicker(a.cfg.SyncInterval)
+	ticker := a.cfg.Clock.NewTicker(a.cfg.SyncInterval)
 	defer ticker.Stop()
 	// retryAt holds off renewing SVIDs the server just refused.
 	var retryAt time.Time
 	for {
 		renewAt := a.renewalTime(svid.Chain[0])
-		wait := renewAt.Sub(a.cfg.Now())
+		wait := renewAt.Sub(a.cfg.Clock.Now())
 		a.mu.Lock()
 		renewSelf := a.renewSelf
 		a.renewSelf = false
@@ -191,9 +191,9 @@ func (a *Agent) session(ctx context.Context) error {
 			if next.Before(retryAt) {
 				next = retryAt
 			}
-			wait = min(wait, max(next.Sub(a.cfg.Now()), 10*time.Millisecond))
+			wait = min(wait, max(next.Sub(a.cfg.Clock.Now()), 10*time.Millisecond))
 		}
-		timer := time.NewTimer(min(wait, a.cfg.SyncInterval))
+		timer := a.cfg.Clock.NewTimer(min(wait, a.cfg.SyncInterval))
 		renewOnly := false
 		select {
 		case <-ctx.Done():
@@ -204,9 +204,9 @@ func (a *Agent) session(ctx context.Context) error {
 			a.nextServer()
 			return classify(fmt.Errorf("agent: push stream: %w", err))
 		case <-a.syncNow:
-		case <-ticker.C:
+		case <-ticker.C():
 			a.entriesChanged() // the fallback poll rereads everything
-		case <-timer.C:
+		case <-timer.C():
 			renewOnly = true
 		case <-renewKick:
 			renewOnly = true
@@ -221,7 +221,7 @@ func (a *Agent) session(ctx context.Context) error {
 				return classify(err)
 			}
 			if refused {
-				retryAt = a.cfg.Now().Add(renewRetry)
+				retryAt = a.cfg.Clock.Now().Add(renewRetry)
 			}
 			continue
 		}

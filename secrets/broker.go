@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/clock"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/signet-id/signet/rotation/eventlog"
@@ -58,7 +59,7 @@ type BrokerConfig struct {
 	Events EventSink
 	// Actor names this server in events (its SPIFFE ID).
 	Actor  string
-	Clock  Clock
+	Clock  clock.Clock
 	Logger *slog.Logger
 	// Registerer, if set, receives the broker's metrics.
 	Registerer prometheus.Registerer
@@ -77,7 +78,7 @@ type BrokerConfig struct {
 type Broker struct {
 	cfg    BrokerConfig
 	client *Client
-	clock  Clock
+	clock  clock.Clock
 	log    *slog.Logger
 	m      *metrics
 
@@ -107,7 +108,7 @@ func NewBroker(cfg BrokerConfig) (*Broker, error) {
 		cfg.MaxBackoff = 30 * time.Second
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = RealClock{}
+		cfg.Clock = clock.Real()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

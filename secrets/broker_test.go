@@ -15,8 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/signet-id/signet/rotation/eventlog"
-	"github.com/signet-id/signet/rotation/scheduler/schedtest"
 	"github.com/signet-id/signet/secrets"
 	"github.com/signet-id/signet/secrets/vaulttest"
 )
@@ -532,7 +532,7 @@ func TestLogsNeverCarrySecrets(t *testing.T) {
 // the clock passes it.
 func TestLeaseRenewalOnInjectedClock(t *testing.T) {
 	start := time.Unix(1_900_000_000, 0)
-	clk := schedtest.NewClock(start)
+	clk := fakeclock.New(start)
 	f := newFixture(t, nil, nil, func(c *secrets.BrokerConfig) { c.Clock = clk })
 	sub, err := f.broker.Watch(tokenPolicy("1h", "24h"), webID)
 	if err != nil {
@@ -544,7 +544,7 @@ func TestLeaseRenewalOnInjectedClock(t *testing.T) {
 	if !first.ExpiresAt.Equal(start.Add(time.Hour)) {
 		t.Fatalf("expires at %v, want %v", first.ExpiresAt, start.Add(time.Hour))
 	}
-	if err := clk.WaitTimers(testCtx(t), 1); err != nil {
+	if err := clk.WaitForTimers(testCtx(t), 1); err != nil {
 		t.Fatal(err)
 	}
 	if at, _ := clk.Next(); !at.Equal(start.Add(40 * time.Minute)) {

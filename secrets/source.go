@@ -184,18 +184,18 @@ func (s *source) run() {
 		}
 		forced := false
 		if wait > 0 {
-			ch, stopT := s.b.clock.NewTimer(wait)
+			timer := s.b.clock.NewTimer(wait)
 			select {
 			case <-s.ctx.Done():
-				stopT()
+				timer.Stop()
 				return
 			case <-s.wake:
-				stopT()
+				timer.Stop()
 				continue
 			case <-s.leaseDue:
-				stopT()
+				timer.Stop()
 				forced = true
-			case <-ch:
+			case <-timer.C():
 			}
 			if !forced && (scheduled || s.b.clock.Now().Before(due)) {
 				continue // woke for the idle deadline

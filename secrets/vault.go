@@ -12,7 +12,7 @@ import (
 	"time"
 
 	vault "github.com/hashicorp/vault/api"
-
+	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/rotation/renewal"
 )
 
@@ -45,7 +45,7 @@ type ClientConfig struct {
 	Auth Auth
 	// Timeout bounds each HTTP request (default 10s).
 	Timeout time.Duration
-	Clock   Clock
+	Clock   clock.Clock
 	Logger  *slog.Logger
 }
 
@@ -56,7 +56,7 @@ type ClientConfig struct {
 type Client struct {
 	api   *vault.Client
 	auth  Auth
-	clock Clock
+	clock clock.Clock
 	log   *slog.Logger
 
 	mu        sync.Mutex
@@ -78,7 +78,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = RealClock{}
+		cfg.Clock = clock.Real()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -188,7 +188,7 @@ func (c *Client) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if err := c.ensureLogin(ctx); err != nil {
 			c.log.Warn("secrets: vault login failed", "method", c.auth.Name(), "error", err)
-			if !sleep(ctx, c.clock, backoff) {
+			if !clock.Sleep(ctx, c.clock, backoff) {
 				break
 			}
 			backoff = min(2*backoff, time.Minute)
@@ -198,12 +198,12 @@ func (c *Client) Run(ctx context.Context) error {
 		if !ok {
 			// A token without TTL (root) never needs renewing; wait
 			// for cancellation but wake up hourly to check again.
-			if !sleep(ctx, c.clock, time.Hour) {
+			if !clock.Sleep(ctx, c.clock, time.Hour) {
 				break
 			}
 			continue
 		}
-		if !sleep(ctx, c.clock, due.Sub(c.clock.Now())) {
+		if !clock.Sleep(ctx, c.clock, due.Sub(c.clock.Now())) {
 			break
 		}
 		var err error

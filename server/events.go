@@ -34,7 +34,7 @@ func (e *events) SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID st
 		e.tracker.SVIDIssued(ctx, agentID, entryID, id, serial, authorityID, expiresAt)
 	}
 	if !agentID.IsZero() && entryID != "" {
-		e.s.scheduleRenewal(agentID, entryID, e.s.cfg.Now(), expiresAt)
+		e.s.scheduleRenewal(agentID, entryID, e.s.cfg.Clock.Now(), expiresAt)
 	}
 	actor := "admin"
 	if !agentID.IsZero() {
@@ -146,5 +146,5 @@ func (a agentSVIDs) SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID
 	if t := a.s.events.tracker; t != nil {
 		t.SVIDIssued(ctx, agentID, entryID, id, serial, authorityID, expiresAt)
 	}
-	a.s.scheduleRenewal(agentID, "", a.s.cfg.Now(), expiresAt)
+	a.s.scheduleRenewal(agentID, "", a.s.cfg.Clock.Now(), expiresAt)
 }

@@ -8,6 +8,9 @@ import "github.com/signet-id/signet/server/limits"
 // read.
 func (s *Server) limitsConfig() limits.Config {
 	c := s.cfg.Limits
+	if c.Clock == nil {
+		c.Clock = s.cfg.Clock
+	}
 	c.OpenMethod = func(method string) bool { return policy[method] == accessAny }
 	return c
 }

@@ -53,7 +53,7 @@ func (s *Server) rotateServerSVID() error {
 // lifecycle itself: the rotation scheduler's "ca" item does, on the
 // leader, at each transition the renewal policy sets.
 func (s *Server) rotationLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.RotationInterval)
+	t := s.cfg.Clock.NewTicker(s.cfg.RotationInterval)
 	defer t.Stop()
 	for {
 		select {
@@ -62,7 +62,7 @@ func (s *Server) rotationLoop(ctx context.Context) {
 		case <-s.caKick:
 			s.caChanged()
 			continue
-		case <-t.C:
+		case <-t.C():
 		}
 		if s.caUnscheduled.Load() && s.sched.IsLeader() {
 			sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -70,7 +70,7 @@ func (s *Server) rotationLoop(ctx context.Context) {
 			cancel()
 		}
 		cert := s.serverCert.Load()
-		if s.cfg.Now().After(issuer.RenewalTime(cert.Leaf)) {
+		if s.cfg.Clock.Now().After(issuer.RenewalTime(cert.Leaf)) {
 			if err := s.rotateServerSVID(); err != nil {
 				s.log.Error("server SVID rotation failed", "error", err)
 			}

@@ -40,8 +40,8 @@ func (s *Server) newScheduler() (*scheduler.Scheduler, error) {
 		scheduler.WithPrefix(s.keys().Schedule()),
 		scheduler.WithName(fmt.Sprintf("%s/%s", host, s.AgentAddr())),
 		scheduler.WithLogger(s.log.With("component", "scheduler")),
+		scheduler.WithClock(s.cfg.Clock),
 		scheduler.WithRegisterer(s.cfg.Registry),
-		scheduler.WithClock(nowClock{s.cfg.Now}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -68,21 +68,6 @@ func (s *Server) scheduleCA(ctx context.Context) {
 		return
 	}
 	s.caUnscheduled.Store(false)
-}
-
-// nowClock is the scheduler's clock: the server's (injectable) Now, so
-// that CA items fall due at the times the CA computes them on that clock,
-// with real timers (the scheduler's sleeps are capped, so a clock moved
-// by a test is noticed within its gauge interval).
-type nowClock struct{ now func() time.Time }
-
-var _ scheduler.Clock = nowClock{}
-
-func (c nowClock) Now() time.Time { return c.now() }
-
-func (c nowClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
-	t := time.NewTimer(d)
-	return t.C, t.Stop
 }
 
 func (s *Server) handleCA(ctx context.Context, it scheduler.Item) (*scheduler.Item, error) {

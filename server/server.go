@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/ca"
+	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/issuer"
 	auditv1 "github.com/signet-id/signet/proto/signet/audit/v1"
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
@@ -100,7 +101,9 @@ type Config struct {
 
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
-	Now      func() time.Time
+	// Clock is the server's time for issuing, renewal schedules, the
+	// event log and its loops (default the wall clock).
+	Clock clock.Clock
 }
 
 // EtcdConfig points the server at an external etcd cluster.
@@ -189,9 +192,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), caKick: make(chan struct{}, 1), renewals: make(chan scheduler.Item, 65536)}
 	s.metrics.kex = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signet_server_tls_handshakes_total",
@@ -241,7 +242,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("server: %w", err)
 	}
 
-	st, err := store.New(cli, s.cfg.TrustDomain, store.WithLogger(s.log), store.WithClock(s.cfg.Now))
+	st, err := store.New(cli, s.cfg.TrustDomain, store.WithLogger(s.log), store.WithClock(s.cfg.Clock))
 	if err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
@@ -328,7 +329,7 @@ func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, err error) {
 		Upstream:    upstream,
 		CATTL:       s.cfg.CATTL,
 		Profile:     s.cfg.Profile,
-		Now:         s.cfg.Now,
+		Now:         s.cfg.Clock.Now,
 		Logger:      s.log,
 	})
 	if err != nil {
@@ -339,7 +340,7 @@ func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, err error) {
 		Authority:   s.ca,
 		X509TTL:     s.cfg.X509SVIDTTL,
 		JWTTTL:      s.cfg.JWTSVIDTTL,
-		Now:         s.cfg.Now,
+		Now:         s.cfg.Clock.Now,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: %w", err)
@@ -356,7 +357,7 @@ func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, err error) {
 // rotation into s.events. The caller closes the appender.
 func (s *Server) openEventLog() (*eventlog.Appender, error) {
 	var err error
-	s.evlog, err = eventlog.New(s.etcd, s.keys().Events(), eventlog.WithClock(s.cfg.Now), eventlog.WithLogger(s.log))
+	s.evlog, err = eventlog.New(s.etcd, s.keys().Events(), eventlog.WithClock(s.cfg.Clock), eventlog.WithLogger(s.log))
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -444,16 +445,16 @@ func (s *Server) subsystems(vc *secrets.Client, app *eventlog.Appender, shared *
 func (s *Server) register(g *grpc.Server) {
 	agentv1.RegisterAgentServer(g, agentapi.New(agentapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer,
-		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, SVIDs: agentSVIDs{s}, Now: s.cfg.Now, Logger: s.log,
+		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, SVIDs: agentSVIDs{s}, Now: s.cfg.Clock.Now, Logger: s.log,
 	}))
 	entryv1.RegisterEntryServer(g, entryapi.New(entryapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log, MaxTTL: s.cfg.CATTL,
 	}))
 	svidv1.RegisterSVIDServer(g, svidapi.New(svidapi.Config{
-		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer, Events: s.events, Logger: s.log,
+		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer, Events: s.events, Clock: s.cfg.Clock, Logger: s.log,
 	}))
 	la := localauthority.New(localauthority.Config{
-		CA: s.ca, Notifier: caNotifier{s}, Counter: s.events.tracker, Events: s.events, Now: s.cfg.Now, Logger: s.log,
+		CA: s.ca, Notifier: caNotifier{s}, Counter: s.events.tracker, Events: s.events, Now: s.cfg.Clock.Now, Logger: s.log,
 	})
 	localauthorityv1.RegisterLocalAuthorityServer(g, la)
 	cav1.RegisterCAServer(g, la.CAService())

@@ -116,7 +116,7 @@ func (s *Server) stateLoops(cp *eventlog.Checkpointer) ([]subsystem, error) {
 		Interval:   st.MaintainInterval,
 		Registerer: s.cfg.Registry,
 		Logger:     s.log.With("component", "etcd-maintainer"),
-		Now:        s.cfg.Now,
+		Now:        s.cfg.Clock.Now,
 	}
 	if !embedded {
 		mc.CompactionRetention = st.CompactionRetention
@@ -181,13 +181,13 @@ type retainer struct {
 }
 
 func (r *retainer) run(ctx context.Context) {
-	t := time.NewTicker(r.interval)
+	t := r.s.cfg.Clock.NewTicker(r.interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 		}
 		if !r.s.isLeader() {
 			continue
@@ -214,7 +214,7 @@ func (r *retainer) run(ctx context.Context) {
 // covers it: when the cut is not at a checkpoint, one is appended first.
 func (r *retainer) pass(ctx context.Context) (uint64, error) {
 	l := r.s.evlog
-	plan, err := l.PlanRetention(ctx, r.policy, r.s.cfg.Now())
+	plan, err := l.PlanRetention(ctx, r.policy, r.s.cfg.Clock.Now())
 	if err != nil || plan.Upto == 0 {
 		return 0, err
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/server/etcdserver"
 	"github.com/signet-id/signet/server/keyspace"
@@ -110,7 +111,7 @@ func TestRetentionArchivesBeyondThePolicy(t *testing.T) {
 	}
 	root, key, chain := testCheckpointKey(t)
 	cp := eventlog.NewCheckpointer(l, eventlog.StaticKey(key, chain))
-	s := &Server{cfg: Config{Now: time.Now}, log: slog.New(slog.DiscardHandler), evlog: l}
+	s := &Server{cfg: Config{Clock: clock.Real()}, log: slog.New(slog.DiscardHandler), evlog: l}
 	r := &retainer{s: s, cp: cp, keys: eventlog.StaticKey(key, chain), policy: StateConfig{EventLogKeepRecords: 40}.policy(), dir: filepath.Join(dir, "archive"),
 		archived: prometheus.NewCounter(prometheus.CounterOpts{Name: "a"}), failures: prometheus.NewCounter(prometheus.CounterOpts{Name: "f"})}
 	for i := range 150 {

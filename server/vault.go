@@ -108,7 +108,7 @@ func (s *Server) newVaultClient() (*secrets.Client, error) {
 		}
 		tc = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	}
-	vc, err := secrets.NewClient(secrets.ClientConfig{Address: v.Address, Namespace: v.Namespace, TLS: tc, Auth: auth, Logger: s.log.With("component", "vault")})
+	vc, err := secrets.NewClient(secrets.ClientConfig{Address: v.Address, Namespace: v.Namespace, TLS: tc, Auth: auth, Clock: s.cfg.Clock, Logger: s.log.With("component", "vault")})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
@@ -132,7 +132,7 @@ func (v vaultUpstream) SignIntermediate(ctx context.Context, td spiffeid.TrustDo
 func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (subs []subsystem, cleanup func(), err error) {
 	broker, err := secrets.NewBroker(secrets.BrokerConfig{
 		Client: vc, Events: app, Actor: spireid.ServerID(s.cfg.TrustDomain).String(), Registerer: s.cfg.Registry,
-		Logger: s.log.With("component", "secrets"), Scheduler: leaseScheduler{s},
+		Clock: s.cfg.Clock, Logger: s.log.With("component", "secrets"), Scheduler: leaseScheduler{s},
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("server: %w", err)
@@ -143,7 +143,7 @@ func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (subs 
 		broker.Close()
 		return nil, nil, fmt.Errorf("server: %w", err)
 	}
-	s.secrets, err = secretsapi.New(secretsapi.Config{TrustDomain: s.cfg.TrustDomain, Store: s.store, Policies: policies, Broker: broker, Logger: s.log})
+	s.secrets, err = secretsapi.New(secretsapi.Config{TrustDomain: s.cfg.TrustDomain, Store: s.store, Policies: policies, Broker: broker, Clock: s.cfg.Clock, Logger: s.log})
 	if err != nil {
 		broker.Close()
 		return nil, nil, fmt.Errorf("server: %w", err)

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/signet-id/signet/clock"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -78,11 +79,12 @@ func (u *WorkloadUpdate) HasIdentity() bool { return len(u.Identities) > 0 }
 // Option configures a Cache.
 type Option func(*Cache)
 
-// WithClock sets the clock (default time.Now). Nil keeps the default.
-func WithClock(now func() time.Time) Option {
+// WithClock sets the clock (default the wall clock). Nil keeps the
+// default.
+func WithClock(clk clock.Clock) Option {
 	return func(c *Cache) {
-		if now != nil {
-			c.now = now
+		if clk != nil {
+			c.now = clk.Now
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/spiffe/go-spiffe/v2/bundle/spiffebundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -411,29 +412,12 @@ func TestConcurrentUpdatesAndSubscribers(t *testing.T) {
 	}
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 func TestFetchJWTSVIDCachesUntilHalfLife(t *testing.T) {
-	clk := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := fakeclock.New(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
 	ca := cachetest.NewCA(t, td)
 	ca.Now = clk.Now
 	ca.JWTTTL = 10 * time.Minute
-	c := cache.New(td, cache.WithClock(clk.Now), cache.WithJWTMinter(ca))
+	c := cache.New(td, cache.WithClock(clk), cache.WithJWTMinter(ca))
 	e := entry("e1", "/web", "unix:uid:1000")
 	c.Update(cache.Update{Bundle: ca.Bundle(), Entries: []*types.Entry{e}})
 	ctx := context.Background()
@@ -446,7 +430,7 @@ func TestFetchJWTSVIDCachesUntilHalfLife(t *testing.T) {
 		t.Fatalf("unexpected SVID %+v", first)
 	}
 
-	clk.Add(4*time.Minute + 59*time.Second)
+	clk.Advance(4*time.Minute + 59*time.Second)
 	again, err := c.FetchJWTSVID(ctx, e, []string{"b", "a", "a"})
 	if err != nil {
 		t.Fatal(err)
@@ -463,7 +447,7 @@ func TestFetchJWTSVIDCachesUntilHalfLife(t *testing.T) {
 		t.Fatal("different audience served from cache")
 	}
 
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	renewed, err := c.FetchJWTSVID(ctx, e, []string{"a", "b"})
 	if err != nil {
 		t.Fatal(err)

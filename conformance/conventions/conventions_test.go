@@ -166,6 +166,7 @@ var importRules = []rule{
 	{"cli", []string{"cmd"}, "cli sits below cmd: cmd only wires cli into main"},
 	{"config", []string{"server", "agent", "cli", "cmd"}, "config is read by the daemons and the CLI, not the other way round"},
 	{"privdir", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "proto", "pq", "config", "go.etcd.io/", "google.golang.org/grpc"}, "privdir is a leaf: local file checks only"},
+	{"clock", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "proto", "pq", "config", "privdir", "github.com/spiffe/", "github.com/prometheus/", "golang.org/", "google.golang.org/", "go.etcd.io/"}, "clock is a leaf: the standard library only"},
 	{"", []string{"cmd"}, "nothing imports cmd"},
 }
 
@@ -228,13 +229,14 @@ func checkRulesLive(t *testing.T, g graph, rules []rule) {
 
 // testHelper reports whether a module package exists only to help tests:
 // its name ends in "test" (etcdtest, pqtest, …; "attest", the attestation
-// methods' home, is a word, not a helper) or it lives under conformance/.
+// methods' home, is a word, not a helper) or starts with "fake"
+// (fakeclock), or it lives under conformance/.
 func testHelper(path string) bool {
 	if !mine(path) {
 		return false
 	}
 	base := path[strings.LastIndex(path, "/")+1:]
-	return (strings.HasSuffix(base, "test") && base != "attest") || under(path, "conformance")
+	return (strings.HasSuffix(base, "test") && base != "attest") || strings.HasPrefix(base, "fake") || under(path, "conformance")
 }
 
 // TestProductionCodeImportsNoTestHelper walks the non-test dependencies of

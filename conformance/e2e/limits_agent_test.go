@@ -53,7 +53,7 @@ func testCSR(t testing.TB) []byte {
 // limit.
 func TestAttackSigningFloodFromAnAgent(t *testing.T) {
 	const burst = 5
-	srv := startLimitedServer(t, limits.Config{SignBurst: burst, Now: frozen()})
+	srv := startLimitedServer(t, limits.Config{SignBurst: burst, Clock: frozen()})
 	conn, agentID := rawAgent(t, srv, srv.token(t, 600))
 	e := srv.createEntry(t, spiffeid.RequireFromPath(td, "/flood"), agentID, uidSelector(1))
 	c := svidv1.NewSVIDClient(conn)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/clock"
+	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/signet-id/signet/server"
 	"github.com/signet-id/signet/server/limits"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
@@ -29,10 +31,7 @@ import (
 
 // frozen is a rate-limiter clock that never advances: buckets do not
 // refill during a test, so the outcome does not depend on its speed.
-func frozen() func() time.Time {
-	t := time.Now()
-	return func() time.Time { return t }
-}
+func frozen() clock.Clock { return fakeclock.New(time.Now()) }
 
 // startLimitedServer starts a server on loopback with the given limits.
 func startLimitedServer(t testing.TB, lim limits.Config) *testServer {
@@ -226,7 +225,7 @@ func attestRaw(conn *grpc.ClientConn, payload []byte, csr []byte) error {
 // an answer.
 func TestAttackAttestFloodFromOneIP(t *testing.T) {
 	const burst, attempts = 3, 12
-	srv := startLimitedServer(t, limits.Config{AttestBurst: burst, Now: frozen()})
+	srv := startLimitedServer(t, limits.Config{AttestBurst: burst, Clock: frozen()})
 	conn := dialFrom(t, srv, "127.0.0.2")
 	csr := testCSR(t)
 	refused := 0

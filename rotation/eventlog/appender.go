@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/clock"
 )
 
 // ErrClosed is returned when the Appender was closed.
@@ -319,7 +320,7 @@ func (a *Appender) write(batch []Event) bool {
 			return false
 		}
 		a.cfg.logger.Warn("eventlog: writing events failed, retrying", "events", len(batch), "attempt", attempt, "error", err)
-		if !sleep(a.runCtx, backoff) {
+		if !clock.Sleep(a.runCtx, clock.Real(), backoff) {
 			a.addLost(len(batch))
 			return false
 		}

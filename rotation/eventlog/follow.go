@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/signet-id/signet/clock"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -47,7 +48,7 @@ func (l *Log) follow(ctx context.Context, next uint64, ch chan<- Record) {
 				return
 			}
 			l.log.Warn("eventlog: follow: read failed, retrying", "from_seq", next, "error", err)
-			if !sleep(ctx, backoff) {
+			if !clock.Sleep(ctx, clock.Real(), backoff) {
 				return
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -71,7 +72,7 @@ func (l *Log) follow(ctx context.Context, next uint64, ch chan<- Record) {
 		}
 		if err != nil {
 			l.log.Warn("eventlog: follow: watch failed, re-reading", "from_seq", next, "error", err)
-			if !sleep(ctx, backoff) {
+			if !clock.Sleep(ctx, clock.Real(), backoff) {
 				return
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -122,15 +123,4 @@ func (l *Log) watchFrom(ctx context.Context, rev int64, next *uint64, send func(
 		return false, ctx.Err()
 	}
 	return false, fmt.Errorf("eventlog: watch closed")
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -162,7 +162,7 @@ func TestArchiveThenVerifyRest(t *testing.T) {
 	clk := newFakeClock()
 	p := newPKI(t, t0.Add(-time.Hour), t0.Add(time.Hour))
 	roots := []*x509.Certificate{p.root}
-	l := newLog(t, srv.Client(), WithClock(clk.Now))
+	l := newLog(t, srv.Client(), WithClock(clk))
 	cp := NewCheckpointer(l, p.keys())
 	appendN(t, ctx, l, 0, 6)
 	if _, _, err := cp.Checkpoint(ctx); err != nil { // seq 7

@@ -10,10 +10,10 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/signet-id/signet/server/etcdserver"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -21,25 +21,7 @@ import (
 // t0 is the fake clock's start.
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{t: t0} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newFakeClock() *fakeclock.Clock { return fakeclock.New(t0) }
 
 // startEtcd starts an embedded etcd member for the test.
 func startEtcd(t *testing.T) *etcdserver.Server {

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/signet-id/signet/clock"
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -72,8 +73,9 @@ type Log struct {
 // Option configures a Log.
 type Option func(*Log)
 
-// WithClock sets the clock records are stamped with (default time.Now).
-func WithClock(now func() time.Time) Option { return func(l *Log) { l.now = now } }
+// WithClock sets the clock records are stamped with (default the wall
+// clock).
+func WithClock(c clock.Clock) Option { return func(l *Log) { l.now = c.Now } }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(lg *slog.Logger) Option { return func(l *Log) { l.log = lg } }

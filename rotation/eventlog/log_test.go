@@ -15,7 +15,7 @@ func TestAppendAssignsChain(t *testing.T) {
 	srv := startEtcd(t)
 	ctx := testCtx(t)
 	clk := newFakeClock()
-	l := newLog(t, srv.Client(), WithClock(clk.Now))
+	l := newLog(t, srv.Client(), WithClock(clk))
 
 	r1, err := l.Append(ctx, Event{Kind: KindCAPrepared, Subject: "spiffe://example.org", Actor: "scheduler", KeyID: "ab01"})
 	if err != nil {
@@ -24,7 +24,7 @@ func TestAppendAssignsChain(t *testing.T) {
 	if r1.Seq != 1 || r1.PrevHash != GenesisHash || r1.V != 1 || !r1.Time.Equal(t0) {
 		t.Fatalf("first record = %+v", r1)
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	recs, err := l.AppendBatch(ctx, []Event{
 		{Kind: KindSVIDIssued, Subject: "spiffe://example.org/w", Serial: "01"},
 		{Kind: "vault.lease.renewed", Subject: "spiffe://example.org/w", Details: map[string]string{"path": "db/creds/x"}},
@@ -54,7 +54,7 @@ func TestAppendAssignsChain(t *testing.T) {
 	}
 
 	// Time never goes backwards along the chain.
-	clk.Add(-time.Hour)
+	clk.Advance(-time.Hour)
 	r4, err := l.Append(ctx, Event{Kind: KindAgentAttested})
 	if err != nil {
 		t.Fatal(err)
@@ -176,11 +176,11 @@ func TestLastAndFilter(t *testing.T) {
 	srv := startEtcd(t)
 	ctx := testCtx(t)
 	clk := newFakeClock()
-	l := newLog(t, srv.Client(), WithClock(clk.Now))
+	l := newLog(t, srv.Client(), WithClock(clk))
 	kinds := []Kind{KindSVIDIssued, KindCAPrepared, "vault.lease.renewed", KindAgentRenewed}
 	for i := range 1200 { // more than two pages
 		if i%100 == 0 {
-			clk.Add(time.Minute)
+			clk.Advance(time.Minute)
 		}
 		if _, err := l.Append(ctx, Event{Kind: kinds[i%len(kinds)], Serial: strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)

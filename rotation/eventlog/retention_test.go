@@ -10,10 +10,10 @@ import (
 func TestPlanRetention(t *testing.T) {
 	ctx := testCtx(t)
 	clk := newFakeClock()
-	l := newLog(t, startEtcd(t).Client(), WithClock(clk.Now))
+	l := newLog(t, startEtcd(t).Client(), WithClock(clk))
 	cp := NewCheckpointer(l, newPKI(t, t0.Add(-time.Hour), t0.Add(24*time.Hour)).keys())
 	for i := 1; i <= 30; i++ {
-		clk.Add(time.Minute)
+		clk.Advance(time.Minute)
 		if i == 10 || i == 20 {
 			if _, ok, err := cp.Checkpoint(ctx); err != nil || !ok {
 				t.Fatalf("checkpoint at %d: %v %v", i, ok, err)

@@ -18,13 +18,13 @@ func signedLog(t *testing.T, cpKeys, trKeys KeySource, trAfter time.Duration) []
 	srv := startEtcd(t)
 	ctx := testCtx(t)
 	clk := newFakeClock()
-	l := newLog(t, srv.Client(), WithClock(clk.Now))
+	l := newLog(t, srv.Client(), WithClock(clk))
 	appendN(t, ctx, l, 0, 3)
 	if _, ok, err := NewCheckpointer(l, cpKeys, WithSubject("spiffe://example.org")).Checkpoint(ctx); err != nil || !ok {
 		t.Fatalf("checkpoint: %v %v", ok, err)
 	}
 	appendN(t, ctx, l, 3, 2)
-	clk.Add(trAfter)
+	clk.Advance(trAfter)
 	var buf bytes.Buffer
 	if _, err := l.ExportSigned(ctx, &buf, 0, 0, trKeys); err != nil {
 		t.Fatal(err)
@@ -207,7 +207,7 @@ func TestArchiveSignedVerifies(t *testing.T) {
 	srv := startEtcd(t)
 	ctx := testCtx(t)
 	clk := newFakeClock()
-	l := newLog(t, srv.Client(), WithClock(clk.Now))
+	l := newLog(t, srv.Client(), WithClock(clk))
 	appendN(t, ctx, l, 0, 6)
 	var archive bytes.Buffer
 	anchor, err := l.Archive(ctx, 4, &archive, ArchiveSigned(p.keys()))

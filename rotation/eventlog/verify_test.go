@@ -18,7 +18,7 @@ func buildLog(t *testing.T) ([][]byte, *pki) {
 	ctx := testCtx(t)
 	clk := newFakeClock()
 	p := newPKI(t, t0.Add(-time.Hour), t0.Add(24*time.Hour))
-	l := newLog(t, srv.Client(), WithClock(clk.Now))
+	l := newLog(t, srv.Client(), WithClock(clk))
 	cp := NewCheckpointer(l, p.keys())
 	events := []Event{
 		{Kind: KindCAPrepared, Subject: "spiffe://example.org", Actor: "scheduler", KeyID: "0a0b"},
@@ -27,7 +27,7 @@ func buildLog(t *testing.T) ([][]byte, *pki) {
 		{Kind: KindCAActivated, Subject: "spiffe://example.org", KeyID: "0a0b"},
 	}
 	for _, e := range events {
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 		if _, err := l.Append(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func buildLog(t *testing.T) ([][]byte, *pki) {
 		{Kind: "vault.lease.renewed", Subject: "spiffe://example.org/w1", Details: map[string]string{"lease_id": "db/creds/x/1"}},
 		{Kind: KindJWTKeyTainted, Subject: "spiffe://example.org", KeyID: "kid-1"},
 	} {
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 		if _, err := l.Append(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -217,7 +217,7 @@ func TestVerifyCheckpointSigners(t *testing.T) {
 			srv := startEtcd(t)
 			ctx := testCtx(t)
 			clk := newFakeClock()
-			l := newLog(t, srv.Client(), WithClock(clk.Now))
+			l := newLog(t, srv.Client(), WithClock(clk))
 			for range 3 {
 				if _, err := l.Append(ctx, Event{Kind: KindSVIDIssued}); err != nil {
 					t.Fatal(err)
@@ -231,7 +231,7 @@ func TestVerifyCheckpointSigners(t *testing.T) {
 			if _, err := l.Append(ctx, Event{Kind: KindSVIDIssued}); err != nil {
 				t.Fatal(err)
 			}
-			clk.Add(tc.advance)
+			clk.Advance(tc.advance)
 			r, ok, err := NewCheckpointer(l, tc.keys).Checkpoint(ctx)
 			if err != nil || !ok {
 				t.Fatalf("checkpoint: %v %v", ok, err)
@@ -259,7 +259,7 @@ func TestVerifyCheckpointAtItsTime(t *testing.T) {
 	clk := newFakeClock()
 	// Valid around t0 only, long ago from the verifier's point of view.
 	p := newPKI(t, t0.Add(-time.Minute), t0.Add(time.Minute))
-	l := newLog(t, srv.Client(), WithClock(clk.Now))
+	l := newLog(t, srv.Client(), WithClock(clk))
 	if _, err := l.Append(ctx, Event{Kind: KindCAActivated}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,12 +11,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/signet-id/signet/rotation/renewal"
-	"github.com/signet-id/signet/rotation/scheduler/schedtest"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
-
-var _ Clock = (*schedtest.Clock)(nil)
 
 // execLog records handler executions (concurrency-safe).
 type execLog struct {
@@ -52,7 +50,7 @@ func (l *execLog) snapshot() []execRun {
 func TestDispatchInDueOrder(t *testing.T) {
 	ctx := context.Background()
 	cli := startEtcd(t)
-	clk := schedtest.NewClock(t0)
+	clk := fakeclock.New(t0)
 	s := newTestScheduler(t, cli, WithClock(clk), WithConcurrency(1))
 	var log execLog
 	s.Handle("svid", HandlerFunc(func(ctx context.Context, it Item) (*Item, error) {
@@ -100,7 +98,7 @@ func TestDispatchInDueOrder(t *testing.T) {
 
 func TestHandlerReschedulesWithJitter(t *testing.T) {
 	ctx := context.Background()
-	clk := schedtest.NewClock(t0)
+	clk := fakeclock.New(t0)
 	s := newTestScheduler(t, startEtcd(t), WithClock(clk))
 	const life = time.Hour
 	rng := rand.NewChaCha8([32]byte{9})
@@ -148,7 +146,7 @@ func TestHandlerReschedulesWithJitter(t *testing.T) {
 
 func TestRetryWithCappedBackoff(t *testing.T) {
 	ctx := context.Background()
-	clk := schedtest.NewClock(t0)
+	clk := fakeclock.New(t0)
 	reg := prometheus.NewRegistry()
 	const base, limit = time.Second, 4 * time.Second
 	s := newTestScheduler(t, startEtcd(t), WithClock(clk), WithBackoff(base, limit), WithRegisterer(reg))
@@ -203,7 +201,7 @@ func TestRetryWithCappedBackoff(t *testing.T) {
 
 func TestUnknownKindIsRetried(t *testing.T) {
 	ctx := context.Background()
-	clk := schedtest.NewClock(t0)
+	clk := fakeclock.New(t0)
 	s := newTestScheduler(t, startEtcd(t), WithClock(clk), WithBackoff(time.Minute, time.Hour))
 	if err := s.Schedule(ctx, Item{ID: "x/1", Kind: "nobody", DueAt: t0}); err != nil {
 		t.Fatal(err)
@@ -217,7 +215,7 @@ func TestUnknownKindIsRetried(t *testing.T) {
 
 func TestRateLimitOnFakeClock(t *testing.T) {
 	ctx := context.Background()
-	clk := schedtest.NewClock(t0)
+	clk := fakeclock.New(t0)
 	const ratePerSec, burst, n = 10, 2, 50
 	s := newTestScheduler(t, startEtcd(t), WithClock(clk), WithRate(ratePerSec, burst), WithConcurrency(4))
 	var log execLog
@@ -262,7 +260,7 @@ func TestRateLimitOnFakeClock(t *testing.T) {
 
 func TestScheduleEarlierWakesSleepingLeader(t *testing.T) {
 	ctx := context.Background()
-	clk := schedtest.NewClock(t0)
+	clk := fakeclock.New(t0)
 	s := newTestScheduler(t, startEtcd(t), WithClock(clk))
 	var log execLog
 	s.Handle("k", HandlerFunc(func(ctx context.Context, it Item) (*Item, error) {
@@ -327,7 +325,7 @@ func TestRescheduleOrCancelWhileRunning(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
-			clk := schedtest.NewClock(t0)
+			clk := fakeclock.New(t0)
 			cli := startEtcd(t)
 			s := newTestScheduler(t, cli, WithClock(clk))
 			h := &blockingHandler{started: make(chan Item, 2), release: make(chan *Item, 2)}
@@ -376,7 +374,7 @@ func TestRescheduleOrCancelWhileRunning(t *testing.T) {
 func TestHandlerTermFencesItsOwnWrites(t *testing.T) {
 	ctx := context.Background()
 	cli := startEtcd(t)
-	clk := schedtest.NewClock(t0)
+	clk := fakeclock.New(t0)
 	s := newTestScheduler(t, cli, WithClock(clk))
 	done := make(chan error, 1)
 	s.Handle("ca", HandlerFunc(func(hctx context.Context, it Item) (*Item, error) {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/signet-id/signet/rotation/scheduler/schedtest"
+	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/signet-id/signet/server/etcdserver"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -88,7 +88,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // the next pending timer, whenever s is idle (a timer pending, no handler
 // running), until done holds. It is bounded by maxSteps and a real-time
 // timeout.
-func drive(t testing.TB, clk *schedtest.Clock, s *Scheduler, step time.Duration, maxSteps int, done func() bool) {
+func drive(t testing.TB, clk *fakeclock.Clock, s *Scheduler, step time.Duration, maxSteps int, done func() bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -96,7 +96,7 @@ func drive(t testing.TB, clk *schedtest.Clock, s *Scheduler, step time.Duration,
 		if i >= maxSteps {
 			t.Fatalf("not done after %d clock steps (clock at %v)", maxSteps, clk.Now().Sub(t0))
 		}
-		if err := clk.WaitTimers(ctx, 1); err != nil {
+		if err := clk.WaitForTimers(ctx, 1); err != nil {
 			t.Fatalf("scheduler never waited on the clock: %v", err)
 		}
 		for s.Running() > 0 {

@@ -174,13 +174,13 @@ func (s *Scheduler) runTerm(parent context.Context, t Term) error {
 		}
 		// Items scheduled before the end of this sleep wake the loop.
 		ts.wakeAt.Store(unixNanos(now.Add(sleep)))
-		timer, stop := s.cfg.clock.NewTimer(sleep)
+		timer := s.cfg.clock.NewTimer(sleep)
 		select {
 		case <-ctx.Done():
 		case <-ts.wake:
-		case <-timer:
+		case <-timer.C():
 		}
-		stop()
+		timer.Stop()
 		ts.wakeAt.Store(math.MaxInt64)
 	}
 }
@@ -240,11 +240,11 @@ func (s *Scheduler) takeTokens(ctx context.Context, n int) (int, error) {
 	now := s.cfg.clock.Now()
 	r := s.limiter.ReserveN(now, 1)
 	if d := r.DelayFrom(now); d > 0 {
-		timer, stop := s.cfg.clock.NewTimer(d)
+		timer := s.cfg.clock.NewTimer(d)
 		select {
-		case <-timer:
+		case <-timer.C():
 		case <-ctx.Done():
-			stop()
+			timer.Stop()
 			r.CancelAt(s.cfg.clock.Now())
 			return 0, context.Cause(ctx)
 		}

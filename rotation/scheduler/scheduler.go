@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/clock"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -76,7 +77,7 @@ type Option func(*config)
 type config struct {
 	prefix         string
 	name           string
-	clock          Clock
+	clock          clock.Clock
 	log            *slog.Logger
 	reg            prometheus.Registerer
 	ttl            time.Duration
@@ -99,8 +100,8 @@ func WithPrefix(p string) Option { return func(c *config) { c.prefix = p } }
 // claim records (default "<hostname>-<pid>").
 func WithName(n string) Option { return func(c *config) { c.name = n } }
 
-// WithClock sets the clock (default RealClock).
-func WithClock(cl Clock) Option { return func(c *config) { c.clock = cl } }
+// WithClock sets the clock (default the wall clock).
+func WithClock(cl clock.Clock) Option { return func(c *config) { c.clock = cl } }
 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.log = l } }
@@ -167,7 +168,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Scheduler, error) {
 	}
 	cfg := config{
 		prefix:         DefaultPrefix,
-		clock:          RealClock{},
+		clock:          clock.Real(),
 		ttl:            DefaultSessionTTL,
 		concurrency:    DefaultConcurrency,
 		rate:           DefaultRate,
@@ -192,7 +193,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Scheduler, error) {
 		cfg.name = host + "-" + strconv.Itoa(os.Getpid())
 	}
 	if cfg.clock == nil {
-		cfg.clock = RealClock{}
+		cfg.clock = clock.Real()
 	}
 	if cfg.ttl <= 0 {
 		cfg.ttl = DefaultSessionTTL

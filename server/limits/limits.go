@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/server/caller"
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	"golang.org/x/time/rate"
@@ -84,8 +85,9 @@ type Config struct {
 	// certificate; other methods are refused for such peers before their
 	// message is read. Nil allows every method (the interceptors decide).
 	OpenMethod func(method string) bool
-	// Now is the rate limiters' clock. Default time.Now.
-	Now func() time.Time
+	// Clock is the rate limiters' clock (default the wall clock; the
+	// server passes its own). Connection timeouts run on real time.
+	Clock clock.Clock
 }
 
 func (c Config) withDefaults() Config {
@@ -125,9 +127,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxUnauthStreams == 0 {
 		c.MaxUnauthStreams = DefaultMaxUnauthStreams
 	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
+	c.Clock = clock.Or(c.Clock)
 	return c
 }
 
@@ -216,7 +216,7 @@ func (l *Limiter) tap(ctx context.Context, info *tap.Info) (context.Context, err
 		return nil, status.Errorf(codes.PermissionDenied, "limits: method %s needs an agent or admin client certificate", info.FullMethodName)
 	}
 	if info.FullMethodName == attestMethod && l.cfg.AttestRate > 0 {
-		if !l.attest.allow(ip, l.cfg.Now(), 1) {
+		if !l.attest.allow(ip, l.cfg.Clock.Now(), 1) {
 			return nil, l.refuse("attest_rate", "attestation rate from %s exceeded: at most %g per second per source IP, burst %d (limit attest_rate); retry later", ip, l.cfg.AttestRate, l.cfg.AttestBurst)
 		}
 	}
@@ -287,7 +287,7 @@ func (l *Limiter) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo
 			if n > l.cfg.SignBurst {
 				return nil, l.refuse("sign_burst", "batch of %d SVIDs from agent %s is larger than the signing burst of %d (limit sign_burst); send smaller batches", n, c.ID, l.cfg.SignBurst)
 			}
-			if !l.sign.allow(c.ID.String(), l.cfg.Now(), n) {
+			if !l.sign.allow(c.ID.String(), l.cfg.Clock.Now(), n) {
 				return nil, l.refuse("sign_rate", "signing rate of agent %s exceeded: at most %g SVIDs per second, burst %d (limit sign_rate); retry later", c.ID, l.cfg.SignRate, l.cfg.SignBurst)
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/server/keyspace"
 	"github.com/signet-id/signet/spireid"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -72,8 +73,9 @@ type Option func(*Store)
 // WithLogger sets the logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
 
-// WithClock sets the clock used for created_at (default: time.Now).
-func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
+// WithClock sets the clock used for created_at and SVID record expiry
+// (default: the wall clock).
+func WithClock(c clock.Clock) Option { return func(s *Store) { s.now = c.Now } }
 
 // WithRand sets the randomness source for generated entry IDs (default:
 // crypto/rand).

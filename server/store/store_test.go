@@ -5,10 +5,10 @@ import (
 	"errors"
 	"regexp"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/signet-id/signet/server/etcdserver"
 	"github.com/signet-id/signet/server/etcdserver/etcdtest"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -28,11 +28,6 @@ var tds etcdtest.TrustDomains
 func testTD(tb testing.TB) spiffeid.TrustDomain { return tds.Next(tb) }
 
 func testCtx(tb testing.TB) context.Context { return etcdtest.Context(tb) }
-
-// fixedClock is a settable clock.
-type fixedClock struct{ t atomic.Int64 }
-
-func (c *fixedClock) now() time.Time { return time.Unix(c.t.Load(), 0) }
 
 func newTestStore(tb testing.TB, td spiffeid.TrustDomain, opts ...Option) *Store {
 	tb.Helper()
@@ -79,9 +74,8 @@ func assertProtoEqual(tb testing.TB, got, want proto.Message) {
 func TestEntryCRUD(t *testing.T) {
 	ctx := testCtx(t)
 	td := testTD(t)
-	clk := &fixedClock{}
-	clk.t.Store(1700000000)
-	s := newTestStore(t, td, WithClock(clk.now))
+	clk := fakeclock.New(time.Unix(1700000000, 0))
+	s := newTestStore(t, td, WithClock(clk))
 
 	created := mustCreateEntry(t, s, &types.Entry{
 		SpiffeId:       id(td, "/workload"),

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,16 +22,15 @@ const (
 type svidFixture struct {
 	t      *testing.T
 	td     spiffeid.TrustDomain
-	clk    *fixedClock
+	clk    *fakeclock.Clock
 	st     *Store
 	agents []spiffeid.ID
 }
 
 func newSVIDFixture(t *testing.T, agents int) *svidFixture {
 	t.Helper()
-	f := &svidFixture{t: t, td: testTD(t), clk: &fixedClock{}}
-	f.clk.t.Store(1800000000)
-	f.st = newTestStore(t, f.td, WithClock(f.clk.now))
+	f := &svidFixture{t: t, td: testTD(t), clk: fakeclock.New(time.Unix(1800000000, 0))}
+	f.st = newTestStore(t, f.td, WithClock(f.clk))
 	for i := range agents {
 		f.agents = append(f.agents, f.addAgent(fmt.Sprintf("a%d", i)))
 	}
@@ -55,7 +55,7 @@ func (f *svidFixture) entry(parent spiffeid.ID, path string) string {
 
 func (f *svidFixture) count(tr *SVIDTracker, authority string) int {
 	f.t.Helper()
-	n, err := tr.CountSVIDsByAuthority(testCtx(f.t), authority, f.clk.now())
+	n, err := tr.CountSVIDsByAuthority(testCtx(f.t), authority, f.clk.Now())
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func (f *svidFixture) count(tr *SVIDTracker, authority string) int {
 
 func (f *svidFixture) issue(tr *SVIDTracker, agent spiffeid.ID, entryID, authority string, ttl time.Duration) {
 	wid := spiffeid.RequireFromPath(f.td, "/w/"+entryID)
-	tr.SVIDIssued(context.Background(), agent, entryID, wid, "1", authority, f.clk.now().Add(ttl))
+	tr.SVIDIssued(context.Background(), agent, entryID, wid, "1", authority, f.clk.Now().Add(ttl))
 }
 
 // svidKeys counts the raw records in etcd.
@@ -107,15 +107,15 @@ func TestSVIDTrackingCounts(t *testing.T) {
 			f.issue(tr, a1, e2, authB, time.Hour)
 		}, 1, 2, 3},
 		{"the agents' own SVIDs count too", func() {
-			tr.SVIDIssued(ctx, a1, "", a1, "7", authA, f.clk.now().Add(time.Hour))
-			tr.SVIDIssued(ctx, a2, "", a2, "8", authA, f.clk.now().Add(time.Hour))
+			tr.SVIDIssued(ctx, a1, "", a1, "7", authA, f.clk.Now().Add(time.Hour))
+			tr.SVIDIssued(ctx, a2, "", a2, "8", authA, f.clk.Now().Add(time.Hour))
 		}, 3, 2, 5},
-		{"an agent SVID renewed by B", func() { tr.SVIDIssued(ctx, a2, "", a2, "9", authB, f.clk.now().Add(time.Hour)) }, 2, 3, 5},
+		{"an agent SVID renewed by B", func() { tr.SVIDIssued(ctx, a2, "", a2, "9", authB, f.clk.Now().Add(time.Hour)) }, 2, 3, 5},
 		{"admin mints and records without an authority are not tracked", func() {
-			tr.SVIDIssued(ctx, spiffeid.ID{}, "", spiffeid.RequireFromPath(f.td, "/minted"), "9", authA, f.clk.now().Add(time.Hour))
-			tr.SVIDIssued(ctx, a1, e1, spiffeid.RequireFromPath(f.td, "/w"), "9", "", f.clk.now().Add(time.Hour))
+			tr.SVIDIssued(ctx, spiffeid.ID{}, "", spiffeid.RequireFromPath(f.td, "/minted"), "9", authA, f.clk.Now().Add(time.Hour))
+			tr.SVIDIssued(ctx, a1, e1, spiffeid.RequireFromPath(f.td, "/w"), "9", "", f.clk.Now().Add(time.Hour))
 		}, 2, 3, 5},
-		{"e3's SVID expires", func() { f.clk.t.Add(int64((11 * time.Minute).Seconds())) }, 1, 3, 5},
+		{"e3's SVID expires", func() { f.clk.Advance(11 * time.Minute) }, 1, 3, 5},
 		{"e1 deleted", func() {
 			if err := f.st.DeleteEntry(ctx, e1); err != nil {
 				t.Fatal(err)
@@ -127,13 +127,13 @@ func TestSVIDTrackingCounts(t *testing.T) {
 			}
 		}, 0, 1, 5},
 		{"pruned within the grace period: only the expired record goes", func() {
-			n, err := f.st.PruneSVIDRecords(ctx, f.clk.now(), time.Hour)
+			n, err := f.st.PruneSVIDRecords(ctx, f.clk.Now(), time.Hour)
 			if err != nil || n != 1 {
 				t.Fatalf("pruned %d, %v; want 1", n, err)
 			}
 		}, 0, 1, 4},
 		{"pruned after the grace period: orphans go too", func() {
-			n, err := f.st.PruneSVIDRecords(ctx, f.clk.now(), time.Minute)
+			n, err := f.st.PruneSVIDRecords(ctx, f.clk.Now(), time.Minute)
 			if err != nil || n != 3 {
 				t.Fatalf("pruned %d, %v; want 3", n, err)
 			}
@@ -200,7 +200,7 @@ func TestSVIDTrackingConcurrentReplicas(t *testing.T) {
 	for i := range entries {
 		ids = append(ids, f.entry(f.agents[0], fmt.Sprintf("/e%d", i)))
 	}
-	st2 := newTestStore(t, f.td, WithClock(f.clk.now))
+	st2 := newTestStore(t, f.td, WithClock(f.clk))
 	tr1 := NewSVIDTracker(f.st, both, WithBatchSize(64), WithFlushInterval(20*time.Millisecond))
 	tr2 := NewSVIDTracker(st2, both, WithBatchSize(64), WithFlushInterval(20*time.Millisecond))
 	ctx, cancel := context.WithCancel(testCtx(t))
@@ -239,7 +239,7 @@ func TestSVIDTrackingConcurrentReplicas(t *testing.T) {
 	f.issue(tr1, f.agents[0], ids[0], authA, time.Hour)
 	cancel()
 	runs.Wait()
-	if n, err := f.st.CountSVIDsByAuthority(testCtx(t), authA, f.clk.now()); err != nil || n != 1 {
+	if n, err := f.st.CountSVIDsByAuthority(testCtx(t), authA, f.clk.Now()); err != nil || n != 1 {
 		t.Fatalf("after stop: A=%d, %v; want 1", n, err)
 	}
 }
@@ -247,7 +247,7 @@ func TestSVIDTrackingConcurrentReplicas(t *testing.T) {
 func TestSVIDRecordValidation(t *testing.T) {
 	f := newSVIDFixture(t, 1)
 	ctx := testCtx(t)
-	good := SVIDRecord{AgentID: f.agents[0].String(), EntryID: "e", AuthorityID: authA, ExpiresAt: f.clk.now().Add(time.Hour)}
+	good := SVIDRecord{AgentID: f.agents[0].String(), EntryID: "e", AuthorityID: authA, ExpiresAt: f.clk.Now().Add(time.Hour)}
 	cases := map[string]func(r *SVIDRecord){
 		"no authority":         func(r *SVIDRecord) { r.AuthorityID = "" },
 		"slash in authority":   func(r *SVIDRecord) { r.AuthorityID = "a/b" },
@@ -263,7 +263,7 @@ func TestSVIDRecordValidation(t *testing.T) {
 			t.Errorf("%s: error %v, want ErrInvalid", name, err)
 		}
 	}
-	if _, err := f.st.CountSVIDsByAuthority(ctx, "", f.clk.now()); !isInvalid(err) {
+	if _, err := f.st.CountSVIDsByAuthority(ctx, "", f.clk.Now()); !isInvalid(err) {
 		t.Errorf("count with empty authority: %v, want ErrInvalid", err)
 	}
 	if n := f.svidKeys(); n != 0 {

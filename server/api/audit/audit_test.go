@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/clock/fakeclock"
 	auditv1 "github.com/signet-id/signet/proto/signet/audit/v1"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/server/api/audit"
@@ -25,19 +26,15 @@ import (
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time { return c.t }
-
 // setup serves the Audit API over a real Unix socket on a log in a real
 // embedded etcd.
-func setup(t *testing.T) (context.Context, *eventlog.Log, *clock, auditv1.AuditClient) {
+func setup(t *testing.T) (context.Context, *eventlog.Log, *fakeclock.Clock, auditv1.AuditClient) {
 	t.Helper()
 	return setupWith(t, nil)
 }
 
 // setupWith is setup with a signer for export trailers.
-func setupWith(t *testing.T, signer eventlog.KeySource) (context.Context, *eventlog.Log, *clock, auditv1.AuditClient) {
+func setupWith(t *testing.T, signer eventlog.KeySource) (context.Context, *eventlog.Log, *fakeclock.Clock, auditv1.AuditClient) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -46,8 +43,8 @@ func setupWith(t *testing.T, signer eventlog.KeySource) (context.Context, *event
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	clk := &clock{t: t0}
-	l, err := eventlog.New(srv.Client(), "/signet/example.org/events/", eventlog.WithClock(clk.now))
+	clk := fakeclock.New(t0)
+	l, err := eventlog.New(srv.Client(), "/signet/example.org/events/", eventlog.WithClock(clk))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,11 +70,11 @@ func setupWith(t *testing.T, signer eventlog.KeySource) (context.Context, *event
 	return ctx, l, clk, auditv1.NewAuditClient(conn)
 }
 
-func fill(t *testing.T, ctx context.Context, l *eventlog.Log, clk *clock, n int) {
+func fill(t *testing.T, ctx context.Context, l *eventlog.Log, clk *fakeclock.Clock, n int) {
 	t.Helper()
 	kinds := []eventlog.Kind{eventlog.KindSVIDIssued, eventlog.KindCAPrepared, eventlog.KindAgentAttested}
 	for i := range n {
-		clk.t = clk.t.Add(time.Minute)
+		clk.Advance(time.Minute)
 		if _, err := l.Append(ctx, eventlog.Event{Kind: kinds[i%3], Serial: strconv.Itoa(i + 1)}); err != nil {
 			t.Fatal(err)
 		}

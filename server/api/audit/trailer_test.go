@@ -62,7 +62,7 @@ func TestExportEndsWithSignedTrailer(t *testing.T) {
 	roots := []*x509.Certificate{root}
 	ctx, l, clk, c := setupWith(t, signer)
 	fill(t, ctx, l, clk, 1200) // several chunks
-	clk.t = clk.t.Add(time.Hour)
+	clk.Advance(time.Hour)
 	got, err := export(t, ctx, c, &auditv1.ExportRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestExportEndsWithSignedTrailer(t *testing.T) {
 		t.Fatalf("%d lines; the last is %.60s", len(lines), lines[len(lines)-1])
 	}
 	rep, err := eventlog.Verify(bytes.NewReader(got), roots, eventlog.VerifyOptions{})
-	if err != nil || !rep.ExportSigned || rep.SignedThrough != 1200 || rep.LogSize != 1200 || !rep.ExportTime.Equal(clk.t) ||
+	if err != nil || !rep.ExportSigned || rep.SignedThrough != 1200 || rep.LogSize != 1200 || !rep.ExportTime.Equal(clk.Now()) ||
 		rep.ExportSigner != "spiffe://example.org/spire/server" {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/signet-id/signet/clock"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc"
@@ -66,7 +67,9 @@ type Config struct {
 	// and the policy still authorize them (also on EntriesChanged).
 	// Default 10s.
 	RecheckInterval time.Duration
-	Logger          *slog.Logger
+	// Clock paces the re-checks (default the wall clock).
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // API holds both services.
@@ -89,6 +92,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.RecheckInterval <= 0 {
 		cfg.RecheckInterval = 10 * time.Second
 	}
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -228,7 +232,7 @@ func (s *secretsServer) Watch(req *secretsv1.WatchSecretRequest, stream grpc.Ser
 	defer sub.Close()
 	a.log.Debug("secrets: watching", "agent", c.ID.String(), "spiffe_id", id.String(), "secret", req.Name)
 
-	ticker := time.NewTicker(a.cfg.RecheckInterval)
+	ticker := a.cfg.Clock.NewTicker(a.cfg.RecheckInterval)
 	defer ticker.Stop()
 	for {
 		changed := a.changes()
@@ -237,7 +241,7 @@ func (s *secretsServer) Watch(req *secretsv1.WatchSecretRequest, stream grpc.Ser
 			return nil
 		case <-sub.Done():
 			return status.Errorf(codes.PermissionDenied, "secret %q is no longer available to %s", req.Name, id)
-		case <-ticker.C:
+		case <-ticker.C():
 			if err := a.recheck(ctx, c.ID, id, req, p); err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/ca"
+	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
@@ -52,7 +53,10 @@ type Config struct {
 	Store       Store
 	Issuer      Issuer
 	Events      Events
-	Logger      *slog.Logger
+	// Clock stamps IssuedAt on minted JWT-SVIDs (default the wall
+	// clock); give it the issuer's.
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Service implements svidv1.SVIDServer.
@@ -65,6 +69,7 @@ var _ svidv1.SVIDServer = (*Service)(nil)
 
 // New returns the service.
 func New(cfg Config) *Service {
+	cfg.Clock = clock.Or(cfg.Clock)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -273,7 +278,7 @@ func (s *Service) mintJWT(id spiffeid.ID, aud []string, ttl time.Duration) (*typ
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "failed to sign JWT-SVID: %v", err)
 	}
-	return &types.JWTSVID{Token: tok, Id: apiutil.IDToProto(id), ExpiresAt: exp.Unix(), IssuedAt: time.Now().Unix()}, nil
+	return &types.JWTSVID{Token: tok, Id: apiutil.IDToProto(id), ExpiresAt: exp.Unix(), IssuedAt: s.cfg.Clock.Now().Unix()}, nil
 }
 
 func checkAudience(aud []string) error {
