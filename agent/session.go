@@ -240,7 +240,7 @@ func (a *Agent) nextServer() {
 
 func classify(err error) error {
 	if status.Code(err) == codes.PermissionDenied || status.Code(errors.Unwrap(err)) == codes.PermissionDenied {
-		return fmt.Errorf("%w: %v", errReattest, err)
+		return fmt.Errorf("%w: %w", errReattest, err)
 	}
 	return err
 }

@@ -26,7 +26,7 @@ type StateStore interface {
 	String() string
 }
 
-// ErrUnseal: the sealed state could not be opened (wrong key-encryption
+// ErrUnseal is returned when the sealed state cannot be opened (wrong key-encryption
 // key, truncated, or tampered with).
 var ErrUnseal = errors.New("ca: cannot unseal the CA state: wrong key-encryption key, or the state was truncated or tampered with")
 

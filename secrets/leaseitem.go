@@ -14,8 +14,8 @@ import (
 // or replacement. The server routes it to Broker.HandleLease.
 const KindLeaseItem = "vault.lease"
 
-// ErrNotOwner: a lease item belongs to a source on another server
-// replica; the caller forwards it to that replica (LeaseItemOwner).
+// ErrNotOwner is returned for a lease item that belongs to a source on
+// another server replica; the caller forwards it to that replica (LeaseItemOwner).
 var ErrNotOwner = errors.New("secrets: lease item of another replica")
 
 // LeaseScheduler is the part of the rotation scheduler the broker uses to

@@ -35,16 +35,16 @@ func (f *fakeVault) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(v)
 	}
-	switch {
-	case r.URL.Path == "/v1/auth/token/lookup-self":
+	switch r.URL.Path {
+	case "/v1/auth/token/lookup-self":
 		reply(map[string]any{"data": map[string]any{"ttl": 0}})
-	case r.URL.Path == "/v1/database/creds/app":
+	case "/v1/database/creds/app":
 		reply(map[string]any{"lease_id": f.leaseID, "lease_duration": f.ttl, "renewable": true,
 			"data": map[string]any{"username": "app", "password": f.password}})
-	case r.URL.Path == "/v1/sys/leases/renew":
+	case "/v1/sys/leases/renew":
 		f.renews.Add(1)
 		reply(map[string]any{"lease_id": f.leaseID, "lease_duration": f.ttl, "renewable": true})
-	case r.URL.Path == "/v1/sys/leases/revoke":
+	case "/v1/sys/leases/revoke":
 		f.revokes.Add(1)
 		w.WriteHeader(http.StatusNoContent)
 	default:

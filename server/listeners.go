@@ -67,7 +67,11 @@ func (l grpcListener) Run(ctx context.Context) error {
 		l.srv.Stop()
 	}
 	if err == nil {
-		<-errc
+		// Serve returns once the server stopped (nil after a stop); wait
+		// for it so the listener is closed when Run returns.
+		if serr := <-errc; serr != nil {
+			err = fmt.Errorf("serve: %w", serr)
+		}
 	}
 	if l.stopped != nil {
 		l.stopped()

@@ -33,8 +33,8 @@ func AgentID(td spiffeid.TrustDomain, token string) (spiffeid.ID, error) {
 	return spireid.AgentID(td, Type, token)
 }
 
-// ErrNoChallenge: join-token attestation has no challenge step, so a
-// challenge from the server is answered with this error.
+// ErrNoChallenge is the answer to a challenge from the server: join-token
+// attestation has no challenge step.
 var ErrNoChallenge = errors.New("jointoken: join token attestation has no challenges")
 
 // Evidence is the agent half: it presents the token.

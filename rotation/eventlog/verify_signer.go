@@ -4,10 +4,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/signet-id/signet/spireid"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/signet-id/signet/spireid"
 )
 
 // ErrNoDefaultSigner is returned when VerifyOptions.Signers is empty and the

@@ -459,7 +459,10 @@ func (s *Scheduler) campaign(ctx context.Context, el *concurrency.Election) erro
 	t := time.NewTimer(s.releaseTimeout(true))
 	defer t.Stop()
 	select {
-	case <-done:
+	case err := <-done:
+		// The candidacy was withdrawn or the campaign failed: either way
+		// it ended because ctx did, which is what Run reports.
+		s.log.Debug("scheduler: campaign ended with the context", "err", err)
 	case <-t.C:
 	}
 	return fmt.Errorf("scheduler: campaign: %w", context.Cause(ctx))

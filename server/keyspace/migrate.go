@@ -11,12 +11,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// ErrMigrationConflict: keys of an older layout collide with keys already
+// ErrMigrationConflict is returned when keys of an older layout collide with keys already
 // in the current one (an older server wrote after the migration); nothing
 // is overwritten.
 var ErrMigrationConflict = errors.New("keyspace: migration conflict")
 
-// ErrNewerLayout: the data was written by a newer server.
+// ErrNewerLayout is returned when the data was written by a newer server.
 var ErrNewerLayout = errors.New("keyspace: layout is newer than this server")
 
 // Bounds of one migration transaction: etcd refuses more than 128

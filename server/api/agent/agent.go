@@ -97,6 +97,7 @@ func New(cfg Config) *Service {
 	return &Service{cfg: cfg, attestors: nodeAttestors(cfg)}
 }
 
+// CountAgents counts the attested agents, as SPIRE does: no filter.
 func (s *Service) CountAgents(ctx context.Context, req *agentv1.CountAgentsRequest) (*agentv1.CountAgentsResponse, error) {
 	var f store.AgentFilter
 	if rf := req.GetFilter(); rf != nil {
@@ -113,6 +114,9 @@ func (s *Service) CountAgents(ctx context.Context, req *agentv1.CountAgentsReque
 	return &agentv1.CountAgentsResponse{Count: int32(n)}, nil
 }
 
+// ListAgents lists attested agents with SPIRE's filters (attestation type,
+// selector match, banned, can-reattest, expires-before), output mask and
+// pagination.
 func (s *Service) ListAgents(ctx context.Context, req *agentv1.ListAgentsRequest) (*agentv1.ListAgentsResponse, error) {
 	var f store.AgentFilter
 	if rf := req.GetFilter(); rf != nil {
@@ -175,6 +179,7 @@ func (s *Service) filter(attType string, sm *types.SelectorMatch, banned, reatte
 	return f, nil
 }
 
+// GetAgent returns one attested agent by its SPIFFE ID.
 func (s *Service) GetAgent(ctx context.Context, req *agentv1.GetAgentRequest) (*types.Agent, error) {
 	id, err := apiutil.IDFromProto("agent ID", s.cfg.TrustDomain, req.Id)
 	if err != nil {

@@ -91,6 +91,8 @@ type lifecycle interface {
 
 var _ lifecycle = (*ca.Manager)(nil)
 
+// GetBundle returns the trust domain's own bundle, with each JWT key's
+// expiry and the tainted flags of its authorities.
 func (s *Service) GetBundle(ctx context.Context, req *bundlev1.GetBundleRequest) (*types.Bundle, error) {
 	b, err := bundlecodec.ToProto(s.cfg.Source.Bundle())
 	if err != nil {
@@ -125,6 +127,7 @@ func addLifecycle(b *types.Bundle, lc lifecycle) {
 	}
 }
 
+// CountBundles counts the federated bundles.
 func (s *Service) CountBundles(ctx context.Context, _ *bundlev1.CountBundlesRequest) (*bundlev1.CountBundlesResponse, error) {
 	n, err := s.cfg.Store.CountBundles(ctx)
 	if err != nil {
@@ -133,6 +136,7 @@ func (s *Service) CountBundles(ctx context.Context, _ *bundlev1.CountBundlesRequ
 	return &bundlev1.CountBundlesResponse{Count: int32(n + 1)}, nil
 }
 
+// ListFederatedBundles lists the federated bundles, paginated.
 func (s *Service) ListFederatedBundles(ctx context.Context, req *bundlev1.ListFederatedBundlesRequest) (*bundlev1.ListFederatedBundlesResponse, error) {
 	// As in SPIRE, a page size below one lists everything at once.
 	bs, next, err := s.cfg.Store.ListBundles(ctx, max(int(req.PageSize), 0), req.PageToken)
@@ -160,6 +164,7 @@ func (s *Service) federatedTD(name string) (spiffeid.TrustDomain, error) {
 	return td, nil
 }
 
+// GetFederatedBundle returns the bundle of one federated trust domain.
 func (s *Service) GetFederatedBundle(ctx context.Context, req *bundlev1.GetFederatedBundleRequest) (*types.Bundle, error) {
 	td, err := s.federatedTD(req.TrustDomain)
 	if err != nil {
@@ -197,6 +202,8 @@ func (s *Service) checkFederated(b *types.Bundle) (*types.Bundle, error) {
 	return out, nil
 }
 
+// BatchCreateFederatedBundle creates federated bundles, one status per
+// bundle; an existing trust domain is AlreadyExists.
 func (s *Service) BatchCreateFederatedBundle(ctx context.Context, req *bundlev1.BatchCreateFederatedBundleRequest) (*bundlev1.BatchCreateFederatedBundleResponse, error) {
 	resp := &bundlev1.BatchCreateFederatedBundleResponse{}
 	for _, in := range req.Bundle {
@@ -215,6 +222,8 @@ func (s *Service) BatchCreateFederatedBundle(ctx context.Context, req *bundlev1.
 	return resp, nil
 }
 
+// BatchUpdateFederatedBundle updates existing federated bundles (the
+// fields in the input mask), one status per bundle.
 func (s *Service) BatchUpdateFederatedBundle(ctx context.Context, req *bundlev1.BatchUpdateFederatedBundleRequest) (*bundlev1.BatchUpdateFederatedBundleResponse, error) {
 	resp := &bundlev1.BatchUpdateFederatedBundleResponse{}
 	for _, in := range req.Bundle {
@@ -260,6 +269,8 @@ func mergeMask(cur, in *types.Bundle, m *types.BundleMask) *types.Bundle {
 	return out
 }
 
+// BatchSetFederatedBundle creates or replaces federated bundles, one
+// status per bundle.
 func (s *Service) BatchSetFederatedBundle(ctx context.Context, req *bundlev1.BatchSetFederatedBundleRequest) (*bundlev1.BatchSetFederatedBundleResponse, error) {
 	resp := &bundlev1.BatchSetFederatedBundleResponse{}
 	for _, in := range req.Bundle {
@@ -278,6 +289,8 @@ func (s *Service) BatchSetFederatedBundle(ctx context.Context, req *bundlev1.Bat
 	return resp, nil
 }
 
+// BatchDeleteFederatedBundle deletes federated bundles, one status per
+// trust domain.
 func (s *Service) BatchDeleteFederatedBundle(ctx context.Context, req *bundlev1.BatchDeleteFederatedBundleRequest) (*bundlev1.BatchDeleteFederatedBundleResponse, error) {
 	resp := &bundlev1.BatchDeleteFederatedBundleResponse{}
 	var mode store.BundleDeleteMode
@@ -307,12 +320,14 @@ func (s *Service) BatchDeleteFederatedBundle(ctx context.Context, req *bundlev1.
 	return resp, nil
 }
 
-// AppendBundle and PublishJWTAuthority serve downstream servers, which Signet
-// does not support yet.
+// AppendBundle serves downstream servers, which Signet does not support
+// yet: Unimplemented.
 func (s *Service) AppendBundle(context.Context, *bundlev1.AppendBundleRequest) (*types.Bundle, error) {
 	return nil, status.Error(codes.Unimplemented, "appending to the local bundle is not supported: Signet manages its own authorities")
 }
 
+// PublishJWTAuthority serves downstream servers, which Signet does not
+// support yet: Unimplemented.
 func (s *Service) PublishJWTAuthority(context.Context, *bundlev1.PublishJWTAuthorityRequest) (*bundlev1.PublishJWTAuthorityResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "downstream JWT authorities are not supported by Signet yet")
 }
