@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	sclock "github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/server"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
@@ -218,21 +217,6 @@ type clock struct{ offset atomic.Int64 }
 func (c *clock) Now() time.Time           { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) Set(offset time.Duration) { c.offset.Store(int64(offset)) }
 
-// skewed is the wall clock read through now (nil: the wall clock itself);
-// timers and tickers run on real time.
-func skewed(now func() time.Time) sclock.Clock {
-	if now == nil {
-		return nil
-	}
-	return skewedClock{Clock: sclock.Real(), now: now}
-}
-
-type skewedClock struct {
-	sclock.Clock
-	now func() time.Time
-}
-
-func (c skewedClock) Now() time.Time { return c.now() }
 
 // signetServer is an in-process Signet server with an admin connection.
 type signetServer struct {
