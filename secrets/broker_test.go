@@ -430,7 +430,10 @@ func TestNonRenewableLeaseReplacedBeforeExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.vault.Write(t, "pki/root/generate/internal", map[string]any{"common_name": "Test Root", "ttl": "8760h"})
-	f.vault.Write(t, "pki/roles/web", map[string]any{"allowed_domains": "example.org", "allow_subdomains": true, "generate_lease": true, "max_ttl": "1h"})
+	// P-256 keys: Vault generates an RSA key per issue by default, which
+	// can outlast the fixture's 2 s request timeout on a loaded machine.
+	f.vault.Write(t, "pki/roles/web", map[string]any{"allowed_domains": "example.org", "allow_subdomains": true, "generate_lease": true, "max_ttl": "1h",
+		"key_type": "ec", "key_bits": 256})
 	p := secrets.Policy{ID: "web-cert", SPIFFEIDPattern: webID.String(), Path: "pki/issue/web", Engine: secrets.EngineLeased,
 		Params: map[string]string{"common_name": "web.example.org", "ttl": "4s"}}
 	sub, err := f.broker.Watch(p, webID)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/clock"
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/notify"
@@ -31,7 +32,7 @@ import (
 // without one is refused to everyone), and every rule names a served
 // method (a stale rule for a removed method fails too).
 func TestAccessRulesMatchServedMethods(t *testing.T) {
-	s := &Server{events: &events{}, secrets: &secretsapi.API{}}
+	s := &Server{cfg: Config{Clock: clock.Real()}, events: &events{}, secrets: &secretsapi.API{}}
 	s.hub = notify.New(hubState{s}, prometheus.NewRegistry())
 	lim := limits.New(s.limitsConfig(), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	agentSrv, adminSrv := s.grpcServers(lim)
