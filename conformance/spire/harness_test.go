@@ -218,7 +218,6 @@ type clock struct{ offset atomic.Int64 }
 func (c *clock) Now() time.Time           { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) Set(offset time.Duration) { c.offset.Store(int64(offset)) }
 
-
 // signetServer is an in-process Signet server with an admin connection.
 type signetServer struct {
 	*server.Server
