@@ -91,6 +91,9 @@ func (f *agentFlags) build() (agent.Config, logSettings, error) {
 			return cfg, logSettings{}, usageError{err}
 		}
 		file = *af.Agent
+		if cfg.NodeEvidence, err = buildAgentNodeEvidence(af.Plugins); err != nil {
+			return cfg, logSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
+		}
 	}
 	td := pick(f.trustDomain, file.TrustDomain)
 	if td == "" {

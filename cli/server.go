@@ -102,12 +102,14 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	var cfg server.Config
 	var file config.Server
 	var fileInsecure bool
+	var plugins *config.Plugins
 	if f.configPath != "" {
 		sf, err := config.LoadServer(f.configPath)
 		if err != nil {
 			return cfg, logSettings{}, usageError{err}
 		}
 		file = *sf.Server
+		plugins = sf.Plugins
 		if v := sf.Vault; v != nil {
 			cfg.Vault = &server.VaultConfig{Address: v.Address, Namespace: v.Namespace, CAFile: v.CAFile, Auth: v.Auth,
 				TokenFile: v.TokenFile, RoleID: v.RoleID, SecretIDFile: v.SecretIDFile, JWTRole: v.JWTRole, JWTMount: v.JWTMount,
@@ -129,6 +131,9 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	cfg.TrustDomain, err = spiffeid.TrustDomainFromString(td)
 	if err != nil {
 		return cfg, logSettings{}, usageError{fmt.Errorf("invalid trust domain %q: %w", td, err)}
+	}
+	if cfg.NodeAttestors, err = buildServerNodeAttestors(cfg.TrustDomain, plugins); err != nil {
+		return cfg, logSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
 	}
 	cfg.DataDir = pick(f.dataDir, file.DataDir, defaults().ServerDataDir)
 	bind := file.BindAddress

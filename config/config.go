@@ -21,11 +21,13 @@ const MaxFileSize = 1 << 20
 
 // ServerFile is a server configuration file.
 type ServerFile struct {
-	Server *Server  `hcl:"server,block"`
-	Etcd   *Etcd    `hcl:"etcd,block"`
-	Vault  *Vault   `hcl:"vault,block"`
-	Limits *Limits  `hcl:"limits,block"`
-	Remain hcl.Body `hcl:",remain"`
+	Server *Server `hcl:"server,block"`
+	Etcd   *Etcd   `hcl:"etcd,block"`
+	Vault  *Vault  `hcl:"vault,block"`
+	Limits *Limits `hcl:"limits,block"`
+	// Plugins holds SPIRE-style NodeAttestor blocks.
+	Plugins *Plugins `hcl:"plugins,block"`
+	Remain  hcl.Body `hcl:",remain"`
 }
 
 // Server is the `server` block.
@@ -76,8 +78,10 @@ type Vault struct {
 
 // AgentFile is an agent configuration file.
 type AgentFile struct {
-	Agent  *Agent   `hcl:"agent,block"`
-	Remain hcl.Body `hcl:",remain"`
+	Agent *Agent `hcl:"agent,block"`
+	// Plugins holds the SPIRE-style NodeAttestor block (at most one).
+	Plugins *Plugins `hcl:"plugins,block"`
+	Remain  hcl.Body `hcl:",remain"`
 }
 
 // Agent is the `agent` block.
@@ -119,6 +123,9 @@ func LoadServer(path string) (*ServerFile, error) {
 			return nil, fmt.Errorf("config: %s: %w", path, err)
 		}
 	}
+	if err := f.Plugins.check(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
 	if f.Server.BindPort < 0 || f.Server.BindPort > 65535 {
 		return nil, fmt.Errorf("config: %s: bind_port %d is not a TCP port", path, f.Server.BindPort)
 	}
@@ -133,6 +140,12 @@ func LoadAgent(path string) (*AgentFile, error) {
 	}
 	if f.Agent == nil {
 		return nil, fmt.Errorf("config: %s has no `agent { ... }` block", path)
+	}
+	if err := f.Plugins.check(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	if f.Plugins != nil && len(f.Plugins.NodeAttestors) > 1 {
+		return nil, fmt.Errorf("config: %s: an agent has exactly one NodeAttestor, found %d", path, len(f.Plugins.NodeAttestors))
 	}
 	if f.Agent.ServerPort < 0 || f.Agent.ServerPort > 65535 {
 		return nil, fmt.Errorf("config: %s: server_port %d is not a TCP port", path, f.Agent.ServerPort)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/issuer"
@@ -94,6 +95,10 @@ type Config struct {
 	// OIDCAddress, if set, serves OIDC discovery and JWKS over HTTPS there
 	// (host:port), for Vault's jwt auth method and other relying parties.
 	OIDCAddress string
+
+	// NodeAttestors are node attestation methods served besides join
+	// tokens, which are always served.
+	NodeAttestors []agentapi.NodeAttestor
 
 	// CheckpointInterval is how often a signed checkpoint is appended to
 	// the rotation event log. Default 5m.
@@ -446,6 +451,7 @@ func (s *Server) register(g *grpc.Server) {
 	agentv1.RegisterAgentServer(g, agentapi.New(agentapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer,
 		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, SVIDs: agentSVIDs{s}, Now: s.cfg.Clock.Now, Logger: s.log,
+		NodeAttestors: s.nodeAttestors(),
 	}))
 	entryv1.RegisterEntryServer(g, entryapi.New(entryapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log, MaxTTL: s.cfg.CATTL,
@@ -507,4 +513,26 @@ func (s *Server) openEtcd(ctx context.Context) (*clientv3.Client, func(), error)
 		return nil, nil, fmt.Errorf("server: connect to etcd %v: %w", s.cfg.Etcd.Endpoints, err)
 	}
 	return cli, func() { _ = cli.Close() }, nil
+}
+
+// nodeAttestors returns join tokens and the configured methods; nil (the
+// Agent API's default: join tokens alone) when none are configured.
+func (s *Server) nodeAttestors() []agentapi.NodeAttestor {
+	if len(s.cfg.NodeAttestors) == 0 {
+		return nil
+	}
+	for _, a := range s.cfg.NodeAttestors {
+		if a.Type() == jointoken.Type {
+			return s.cfg.NodeAttestors
+		}
+	}
+	jt, err := jointoken.NewAttestor(jointoken.Config{
+		TrustDomain: s.cfg.TrustDomain, Tokens: s.store,
+		NotFound: store.ErrNotFound, Expired: store.ErrExpired, Now: s.cfg.Clock.Now,
+	})
+	if err != nil {
+		s.log.Warn("server: join token attestation unavailable", "error", err)
+		return s.cfg.NodeAttestors
+	}
+	return append([]agentapi.NodeAttestor{jt}, s.cfg.NodeAttestors...)
 }

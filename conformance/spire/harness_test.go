@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/server"
+	agentapi "github.com/signet-id/signet/server/api/agent"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
@@ -228,6 +229,8 @@ type signetOptions struct {
 	now      func() time.Time
 	caTTL    time.Duration
 	registry prometheus.Registerer
+	// nodeAttestors are served besides join tokens.
+	nodeAttestors []agentapi.NodeAttestor
 }
 
 func startSignet(t *testing.T, opts signetOptions) *signetServer {
@@ -245,6 +248,7 @@ func startSignet(t *testing.T, opts signetOptions) *signetServer {
 		CATTL:            opts.caTTL,
 		Clock:            skewed(opts.now),
 		Registry:         opts.registry,
+		NodeAttestors:    opts.nodeAttestors,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,120 @@
+package cli
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/signet-id/signet/agent"
+	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/x509pop"
+	"github.com/signet-id/signet/config"
+	agentapi "github.com/signet-id/signet/server/api/agent"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// serverNodeAttestor builds the server half of a node attestation method
+// from its plugin block; nil for join_token, which is always served.
+type serverNodeAttestor func(td spiffeid.TrustDomain, p *config.Plugin) (agentapi.NodeAttestor, error)
+
+// agentNodeAttestor builds the agent half; nil for join_token, whose
+// token comes from the agent block or the flags.
+type agentNodeAttestor func(p *config.Plugin) (agent.NodeEvidence, error)
+
+// serverNodeAttestors is the table of NodeAttestor types the server's
+// `plugins` block may name.
+func serverNodeAttestors() map[string]serverNodeAttestor {
+	return map[string]serverNodeAttestor{
+		jointoken.Type: nil,
+		x509pop.Type: withPluginData(func(td spiffeid.TrustDomain, d x509pop.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := x509pop.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return x509pop.NewAttestor(cfg)
+		}),
+	}
+}
+
+// agentNodeAttestors is the table of NodeAttestor types the agent's
+// `plugins` block may name.
+func agentNodeAttestors() map[string]agentNodeAttestor {
+	return map[string]agentNodeAttestor{
+		jointoken.Type: nil,
+		x509pop.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d x509pop.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return x509pop.NewEvidence(d, nil)
+		},
+	}
+}
+
+// withPluginData adapts a constructor of typed plugin_data D to a table
+// entry: it decodes the block's plugin_data into D first.
+func withPluginData[D any](build func(spiffeid.TrustDomain, D) (agentapi.NodeAttestor, error)) serverNodeAttestor {
+	return func(td spiffeid.TrustDomain, p *config.Plugin) (agentapi.NodeAttestor, error) {
+		var d D
+		if err := config.DecodePluginData(p, &d); err != nil {
+			return nil, err
+		}
+		return build(td, d)
+	}
+}
+
+func unknownNodeAttestor[V any](typ string, table map[string]V) error {
+	names := make([]string, 0, len(table))
+	for n := range table {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return fmt.Errorf("config: unknown NodeAttestor %q (supported: %s)", typ, strings.Join(names, ", "))
+}
+
+// buildServerNodeAttestors returns the attestors the plugins block
+// configures, join tokens aside (the server always serves them).
+func buildServerNodeAttestors(td spiffeid.TrustDomain, ps *config.Plugins) ([]agentapi.NodeAttestor, error) {
+	if ps == nil {
+		return nil, nil
+	}
+	table := serverNodeAttestors()
+	var out []agentapi.NodeAttestor
+	for _, p := range ps.NodeAttestors {
+		build, ok := table[p.Type]
+		if !ok {
+			return nil, unknownNodeAttestor(p.Type, table)
+		}
+		if build == nil {
+			continue
+		}
+		a, err := build(td, p)
+		if err != nil {
+			return nil, fmt.Errorf("config: NodeAttestor %q: %w", p.Type, err)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// buildAgentNodeEvidence returns the evidence the plugins block
+// configures; nil for none or join_token.
+func buildAgentNodeEvidence(ps *config.Plugins) (agent.NodeEvidence, error) {
+	if ps == nil || len(ps.NodeAttestors) == 0 {
+		return nil, nil
+	}
+	table := agentNodeAttestors()
+	p := ps.NodeAttestors[0]
+	build, ok := table[p.Type]
+	if !ok {
+		return nil, unknownNodeAttestor(p.Type, table)
+	}
+	if build == nil {
+		return nil, nil
+	}
+	ev, err := build(p)
+	if err != nil {
+		return nil, fmt.Errorf("config: NodeAttestor %q: %w", p.Type, err)
+	}
+	return ev, nil
+}

@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/signet-id/signet/attest/x509pop/x509poptest"
+)
+
+func TestServerNodeAttestorsFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	root := x509poptest.NewCA(t, "root", nil, time.Now().Add(-time.Hour))
+	ca := filepath.Join(dir, "ca.pem")
+	writeFile(t, ca, string(x509poptest.PEM(root.Cert)))
+	tests := []struct {
+		name, plugins string
+		types         []string
+		err           string
+	}{
+		{"none", ``, nil, ""},
+		{"join_token only", `NodeAttestor "join_token" {
+  plugin_data {}
+}`, nil, ""},
+		{"x509pop", `NodeAttestor "join_token" {
+  plugin_data {}
+}
+NodeAttestor "x509pop" {
+plugin_data {
+  ca_bundle_path = "` + ca + `"
+  agent_path_template = "/cn/{{ .Subject.CommonName }}"
+}
+}`, []string{"x509pop"}, ""},
+		{"unknown type", `NodeAttestor "aws_iid" {
+  plugin_data {}
+}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, x509pop)`},
+		{"x509pop without bundle", `NodeAttestor "x509pop" {
+  plugin_data {}
+}`, nil, "one of ca_bundle_path or ca_bundle_paths must be configured"},
+		{"x509pop unknown setting", `NodeAttestor "x509pop" {
+plugin_data {
+ca_bundle = "x"
+}
+}`, nil, "ca_bundle"},
+		{"x509pop bad template", `NodeAttestor "x509pop" {
+plugin_data {
+  ca_bundle_path = "` + ca + `"
+  agent_path_template = "{{"
+}
+}`, nil, "agent_path_template"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "server.hcl")
+			writeFile(t, p, "server { trust_domain = \"example.org\" }\nplugins {\n"+tt.plugins+"\n}\n")
+			f := serverFlags{configPath: p, dataDir: t.TempDir()}
+			cfg, _, err := f.build(nil)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), p) {
+					t.Fatalf("err %v, want %q naming the file", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var types []string
+			for _, a := range cfg.NodeAttestors {
+				types = append(types, a.Type())
+			}
+			if strings.Join(types, ",") != strings.Join(tt.types, ",") {
+				t.Fatalf("attestors %v, want %v", types, tt.types)
+			}
+		})
+	}
+}
+
+func TestAgentNodeEvidenceFromConfig(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	root := x509poptest.NewCA(t, "root", nil, now.Add(-time.Hour))
+	leaf, key := root.Issue(t, x509poptest.Leaf{CN: "node", NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour)})
+	kp, cp, _ := x509poptest.WriteFiles(t, dir, key, leaf)
+	tests := []struct {
+		name, plugins, typ, err string
+	}{
+		{"none", ``, "", ""},
+		{"join_token", `NodeAttestor "join_token" {
+  plugin_data {}
+}`, "", ""},
+		{"x509pop", `NodeAttestor "x509pop" {
+plugin_data {
+  private_key_path = "` + kp + `"
+  certificate_path = "` + cp + `"
+}
+}`, "x509pop", ""},
+		{"x509pop missing key", `NodeAttestor "x509pop" {
+plugin_data {
+certificate_path = "` + cp + `"
+}
+}`, "", "private_key_path is required"},
+		{"unknown type", `NodeAttestor "tpm_devid" {
+  plugin_data {}
+}`, "", `unknown NodeAttestor "tpm_devid" (supported: join_token, x509pop)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "agent.hcl")
+			writeFile(t, p, "agent {\n  trust_domain = \"example.org\"\n  insecure_bootstrap = true\n}\nplugins {\n"+tt.plugins+"\n}\n")
+			f := agentFlags{configPath: p}
+			cfg, _, err := f.build()
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if cfg.NodeEvidence != nil {
+				got = cfg.NodeEvidence.Type()
+			}
+			if got != tt.typ {
+				t.Fatalf("evidence %q, want %q", got, tt.typ)
+			}
+		})
+	}
+}
