@@ -8,6 +8,7 @@ import (
 
 	"github.com/signet-id/signet/agent/client"
 	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/sshpop"
 )
 
 // NodeEvidence is the agent half of a node attestation method: the
@@ -15,7 +16,10 @@ import (
 // server sends (methods without challenges refuse them).
 type NodeEvidence = client.Evidence
 
-var _ NodeEvidence = (*jointoken.Evidence)(nil)
+var (
+	_ NodeEvidence = (*jointoken.Evidence)(nil)
+	_ NodeEvidence = (*sshpop.Evidence)(nil)
+)
 
 // evidence returns the configured node evidence, or join-token evidence.
 func (a *Agent) evidence() (NodeEvidence, error) {
