@@ -2,8 +2,11 @@ package sshpop
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -103,6 +106,8 @@ func TestAttest(t *testing.T) {
 		msg     string
 	}{
 		{name: "valid", host: good},
+		{name: "valid RSA host", host: rsaHost(t, ca)},
+		{name: "valid ECDSA host", host: ecdsaHost(t, ca)},
 		{name: "expired", host: newHost(t, ca, certOpts{after: t0.Add(-2 * time.Hour), before: t0.Add(-time.Second)}), code: codes.PermissionDenied, msg: "failed to check host key: ssh: cert has expired"},
 		{name: "not yet valid", host: newHost(t, ca, certOpts{after: t0.Add(time.Second)}), code: codes.PermissionDenied, msg: "ssh: cert is not yet valid"},
 		{name: "unknown CA", host: newHost(t, otherCA, certOpts{}), code: codes.PermissionDenied, msg: "failed to check host key: ssh: no authorities for hostname"},
@@ -343,6 +348,79 @@ func TestEvidence(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := NewEvidence(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.msg) {
 				t.Fatalf("NewEvidence: %v, want %q", err, tt.msg)
+			}
+		})
+	}
+}
+
+// rsaHost is a host with an RSA key, SPIRE's default host key type; the
+// agent signs as x/crypto's RSA signer does by default.
+func rsaHost(t *testing.T, ca ssh.Signer) *Evidence {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hostWithKey(t, ca, key)
+}
+
+func ecdsaHost(t *testing.T, ca ssh.Signer) *Evidence {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hostWithKey(t, ca, key)
+}
+
+func hostWithKey(t *testing.T, ca ssh.Signer, key any) *Evidence {
+	t.Helper()
+	s, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := newEvidence(newCert(t, ca, s.PublicKey(), certOpts{}), s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// TestRSASignatureFormats: spire-agent's RSA host key signs with ssh-rsa
+// (SHA-1, x/crypto's default for the key type), as this agent half does;
+// the server accepts that and the SHA-2 formats.
+func TestRSASignatureFormats(t *testing.T) {
+	ca := newSigner(t)
+	host := rsaHost(t, ca)
+	a, err := NewAttestor(ServerConfig{TrustDomain: td, CertAuthorities: []string{authorizedKey(ca.PublicKey())}, Clock: fakeclock.New(t0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{ssh.KeyAlgoRSA, ssh.KeyAlgoRSASHA256, ssh.KeyAlgoRSASHA512} {
+		t.Run(format, func(t *testing.T) {
+			_, err := run(t, a, payloadOf(t, host), func(c []byte) []byte {
+				b := respond(t, host)(c)
+				var r challengeResponse
+				if err := json.Unmarshal(b, &r); err != nil {
+					t.Fatal(err)
+				}
+				if r.Signature.Format != ssh.KeyAlgoRSA {
+					t.Fatalf("the agent half signed with %s", r.Signature.Format)
+				}
+				var req challengeRequest
+				if err := json.Unmarshal(c, &req); err != nil {
+					t.Fatal(err)
+				}
+				data, _ := signedData(req.Nonce, r.Nonce)
+				sig, err := host.signer.(ssh.AlgorithmSigner).SignWithAlgorithm(rand.Reader, data, format)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out, _ := json.Marshal(challengeResponse{Nonce: r.Nonce, Signature: sig})
+				return out
+			})
+			if err != nil {
+				t.Fatalf("Attest: %v", err)
 			}
 		})
 	}
