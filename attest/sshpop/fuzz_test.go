@@ -3,6 +3,7 @@ package sshpop
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"testing"
 )
@@ -60,6 +61,28 @@ func FuzzVerifyResponse(f *testing.F) {
 			if !bytes.Equal(a.Signature.Blob, b.Signature.Blob) || !bytes.Equal(a.Nonce, b.Nonce) {
 				t.Fatalf("a forged response verified: %s", resp)
 			}
+		}
+	})
+}
+
+// FuzzRespond: the agent half answers only a challenge with a 32-byte
+// nonce, and its answer verifies against that nonce; nothing panics.
+func FuzzRespond(f *testing.F) {
+	host := newHost(f, newSigner(f), certOpts{})
+	f.Add([]byte(`{"Nonce":"` + base64.StdEncoding.EncodeToString(make([]byte, NonceSize)) + `"}`))
+	f.Add([]byte(`{"Nonce":"AAAA"}`))
+	f.Add([]byte(`null`))
+	f.Fuzz(func(t *testing.T, challenge []byte) {
+		resp, err := host.Respond(context.Background(), challenge)
+		if err != nil {
+			return
+		}
+		var req challengeRequest
+		if err := json.Unmarshal(challenge, &req); err != nil {
+			t.Fatalf("answered a challenge that does not parse: %v", err)
+		}
+		if err := verifyResponse(host.cert, req.Nonce, resp); err != nil {
+			t.Fatalf("the answer does not verify: %v", err)
 		}
 	})
 }
