@@ -8,6 +8,7 @@ import (
 
 	"github.com/signet-id/signet/attest"
 	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
 	"github.com/signet-id/signet/server/store"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
@@ -35,6 +36,8 @@ var (
 	_ payloadChecker = (*jointoken.Attestor)(nil)
 	_ NodeAttestor   = (*x509pop.Attestor)(nil)
 	_ payloadChecker = (*x509pop.Attestor)(nil)
+	_ NodeAttestor   = (*sshpop.Attestor)(nil)
+	_ payloadChecker = (*sshpop.Attestor)(nil)
 )
 
 // nodeAttestors indexes attestors by type name. With none given, join
