@@ -7,6 +7,7 @@ import (
 
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
 	"github.com/signet-id/signet/config"
 	agentapi "github.com/signet-id/signet/server/api/agent"
@@ -33,6 +34,10 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 			}
 			return x509pop.NewAttestor(cfg)
 		}),
+		sshpop.Type: withPluginData(func(td spiffeid.TrustDomain, d sshpop.ServerConfig) (agentapi.NodeAttestor, error) {
+			d.TrustDomain = td
+			return sshpop.NewAttestor(d)
+		}),
 	}
 }
 
@@ -47,6 +52,13 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return x509pop.NewEvidence(d, nil)
+		},
+		sshpop.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d sshpop.AgentConfig
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return sshpop.NewEvidence(d)
 		},
 	}
 }

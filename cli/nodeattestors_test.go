@@ -1,13 +1,31 @@
 package cli
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/signet-id/signet/attest/x509pop/x509poptest"
+	"golang.org/x/crypto/ssh"
 )
+
+// sshCA returns a host CA public key in authorized_keys format.
+func sshCA(t *testing.T) string {
+	t.Helper()
+	pub, _, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
+}
 
 func TestServerNodeAttestorsFromConfig(t *testing.T) {
 	dir := t.TempDir()
@@ -34,7 +52,16 @@ plugin_data {
 }`, []string{"x509pop"}, ""},
 		{"unknown type", `NodeAttestor "aws_iid" {
   plugin_data {}
-}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, x509pop)`},
+}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, sshpop, x509pop)`},
+		{"sshpop", `NodeAttestor "sshpop" {
+plugin_data {
+  cert_authorities = ["` + sshCA(t) + `"]
+  canonical_domain = "example.org"
+}
+}`, []string{"sshpop"}, ""},
+		{"sshpop without a CA", `NodeAttestor "sshpop" {
+  plugin_data {}
+}`, nil, `one of "cert_authorities" or "cert_authorities_path" is required`},
 		{"x509pop without bundle", `NodeAttestor "x509pop" {
   plugin_data {}
 }`, nil, "one of ca_bundle_path or ca_bundle_paths must be configured"},
@@ -76,12 +103,48 @@ plugin_data {
 	}
 }
 
+// sshHost writes an ed25519 host key and a host certificate for it, signed
+// by a fresh CA, into dir; it returns their paths.
+func sshHost(t *testing.T, dir string) (keyPath, certPath string) {
+	t.Helper()
+	_, caKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := ssh.NewSignerFromKey(caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPub, hostKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ssh.NewPublicKey(hostPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := &ssh.Certificate{Key: pub, CertType: ssh.HostCert, ValidPrincipals: []string{"node.example.org"},
+		ValidAfter: uint64(time.Now().Add(-time.Minute).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix())}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(hostKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath, certPath = filepath.Join(dir, "ssh_host_ed25519_key"), filepath.Join(dir, "ssh_host_ed25519_key-cert.pub")
+	writeFile(t, keyPath, string(pem.EncodeToMemory(block)))
+	writeFile(t, certPath, string(ssh.MarshalAuthorizedKey(cert)))
+	return keyPath, certPath
+}
+
 func TestAgentNodeEvidenceFromConfig(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Now()
 	root := x509poptest.NewCA(t, "root", nil, now.Add(-time.Hour))
 	leaf, key := root.Issue(t, x509poptest.Leaf{CN: "node", NotBefore: now.Add(-time.Minute), NotAfter: now.Add(time.Hour)})
 	kp, cp, _ := x509poptest.WriteFiles(t, dir, key, leaf)
+	hk, hc := sshHost(t, dir)
 	tests := []struct {
 		name, plugins, typ, err string
 	}{
@@ -100,9 +163,21 @@ plugin_data {
 certificate_path = "` + cp + `"
 }
 }`, "", "private_key_path is required"},
+		{"sshpop", `NodeAttestor "sshpop" {
+plugin_data {
+  host_key_path = "` + hk + `"
+  host_cert_path = "` + hc + `"
+}
+}`, "sshpop", ""},
+		{"sshpop missing certificate", `NodeAttestor "sshpop" {
+plugin_data {
+  host_key_path = "` + hk + `"
+  host_cert_path = "` + filepath.Join(dir, "absent-cert.pub") + `"
+}
+}`, "", "sshpop: read host cert"},
 		{"unknown type", `NodeAttestor "tpm_devid" {
   plugin_data {}
-}`, "", `unknown NodeAttestor "tpm_devid" (supported: join_token, x509pop)`},
+}`, "", `unknown NodeAttestor "tpm_devid" (supported: join_token, sshpop, x509pop)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
