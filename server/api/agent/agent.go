@@ -301,11 +301,12 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 		Selectors:            res.Selectors,
 		CanReattest:          res.CanReattest,
 	}
-	if _, err := s.cfg.Store.CreateAgent(ctx, rec); err != nil {
-		return apiutil.StoreError("failed to create attested agent", err, nil, store.ErrAlreadyExists, nil)
+	reattested, err := s.storeAttested(ctx, agentID, rec)
+	if err != nil {
+		return err
 	}
 	s.event(ctx, eventlog.KindAgentAttested, agentID, rec.X509SvidSerialNumber)
-	s.cfg.Logger.Info("agent attested", "agent_id", agentID.String(), "attestation_type", na.Type(), "serial", rec.X509SvidSerialNumber)
+	s.cfg.Logger.Info("agent attested", "agent_id", agentID.String(), "attestation_type", na.Type(), "serial", rec.X509SvidSerialNumber, "reattested", reattested)
 	return stream.Send(&agentv1.AttestAgentResponse{Step: &agentv1.AttestAgentResponse_Result_{
 		Result: &agentv1.AttestAgentResponse_Result{Svid: apiutil.X509SVIDToProto(agentID, chain), Reattestable: res.CanReattest},
 	}})
@@ -313,6 +314,40 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 
 // admit refuses a banned agent: it must not be re-admitted under the same
 // ID.
+// storeAttested records a newly attested agent. A node that attests again
+// with a re-attestable method (its SVID lost or expired) keeps its record,
+// which takes the new SVID, selectors and method, as SPIRE updates its
+// attested node; the previous agent SVID is then superseded. A second
+// attestation through a method that is not re-attestable (join tokens) is
+// AlreadyExists, and a ban that lands meanwhile still refuses it.
+func (s *Service) storeAttested(ctx context.Context, id spiffeid.ID, rec *types.Agent) (reattested bool, err error) {
+	_, err = s.cfg.Store.CreateAgent(ctx, rec)
+	if errors.Is(err, store.ErrAlreadyExists) && rec.CanReattest {
+		_, err = s.cfg.Store.UpdateAgent(ctx, id, func(a *types.Agent) error {
+			if a.Banned {
+				return status.Error(codes.PermissionDenied, "failed to attest: agent is banned")
+			}
+			a.AttestationType = rec.AttestationType
+			a.X509SvidSerialNumber = rec.X509SvidSerialNumber
+			a.X509SvidExpiresAt = rec.X509SvidExpiresAt
+			a.Selectors = rec.Selectors
+			a.CanReattest = rec.CanReattest
+			return nil
+		})
+		if err != nil {
+			if _, ok := status.FromError(err); ok {
+				return false, err // the ban
+			}
+			return false, apiutil.StoreError("failed to update attested agent", err, store.ErrNotFound, nil, store.ErrConflict)
+		}
+		return true, nil
+	}
+	if err != nil {
+		return false, apiutil.StoreError("failed to create attested agent", err, nil, store.ErrAlreadyExists, nil)
+	}
+	return false, nil
+}
+
 func (s *Service) admit(ctx context.Context, id spiffeid.ID) error {
 	if a, err := s.cfg.Store.GetAgent(ctx, id); err == nil && a.Banned {
 		return status.Error(codes.PermissionDenied, "failed to attest: agent is banned")

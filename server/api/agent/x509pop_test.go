@@ -11,38 +11,8 @@ import (
 	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
 )
-
-// attestStream runs AttestAgent for typ with payload, answering each
-// challenge with answer.
-func (e *env) attestStream(t *testing.T, typ string, payload []byte, answer func([]byte) []byte) (*agentv1.AttestAgentResponse_Result, error) {
-	t.Helper()
-	stream, err := e.client.AttestAgent(testContext(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params_{Params: &agentv1.AttestAgentRequest_Params{
-		Data:   &types.AttestationData{Type: typ, Payload: payload},
-		Params: &agentv1.AgentX509SVIDParams{Csr: newCSR(t)},
-	}}}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return nil, err
-		}
-		if res := resp.GetResult(); res != nil {
-			return res, nil
-		}
-		if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_ChallengeResponse{ChallengeResponse: answer(resp.GetChallenge())}}); err != nil {
-			return nil, err
-		}
-	}
-}
 
 // TestAttestAgentX509pop runs x509pop over the real AttestAgent stream:
 // the agent ID, selectors and reattestability are recorded; a refused
@@ -138,6 +108,24 @@ func TestAttestAgentX509pop(t *testing.T) {
 				t.Fatalf("%d agents stored (%v), want only the first", n, err)
 			}
 		})
+	}
+
+	// The node attests again (x509pop is re-attestable, as in SPIRE): the
+	// record is kept and takes the new SVID, so the previous one is
+	// superseded; no second record appears.
+	again, err := e.attestStream(t, "x509pop", payload(ev), respond(ev))
+	if err != nil {
+		t.Fatalf("re-attest: %v", err)
+	}
+	rec2, err := e.store.GetAgent(testContext(t), spiffeid.RequireFromString(wantID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.GetSvid().GetId().GetPath() != rec.Id.Path || rec2.X509SvidSerialNumber == rec.X509SvidSerialNumber || !rec2.CanReattest || len(rec2.Selectors) != 4 {
+		t.Fatalf("after re-attestation: record %v (before %v)", rec2, rec)
+	}
+	if n, err := e.store.CountAgents(testContext(t), store.AgentFilter{}); err != nil || n != 1 {
+		t.Fatalf("%d agents stored after re-attestation (%v), want 1", n, err)
 	}
 
 	// Another attestation type is not served: the precise code and the list.
