@@ -10,9 +10,9 @@ import (
 	"net"
 	"os"
 	"strings"
-	"text/template"
 
 	"github.com/signet-id/signet/attest"
+	"github.com/signet-id/signet/attest/agentpath"
 	"github.com/signet-id/signet/clock"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/crypto/ssh"
@@ -52,7 +52,7 @@ type Attestor struct {
 	td      spiffeid.TrustDomain
 	cas     map[string]bool // by ssh.FingerprintSHA256
 	domain  string
-	tmpl    *template.Template
+	tmpl    *agentpath.Template
 	clock   clock.Clock
 	rand    io.Reader
 	checker ssh.CertChecker

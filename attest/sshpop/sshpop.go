@@ -7,16 +7,13 @@
 package sshpop
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
-	"text/template"
 
-	"github.com/signet-id/signet/spireid"
+	"github.com/signet-id/signet/attest/agentpath"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/crypto/ssh"
 )
@@ -91,50 +88,20 @@ type templateData struct {
 	Hostname    string
 }
 
-// templateFuncs returns the string functions agent path templates may
-// call: the subset of SPIRE's (sprig) functions that name paths.
-func templateFuncs() template.FuncMap {
-	return template.FuncMap{
-		"lower":      strings.ToLower,
-		"upper":      strings.ToUpper,
-		"trim":       strings.TrimSpace,
-		"trimPrefix": func(prefix, s string) string { return strings.TrimPrefix(s, prefix) },
-		"trimSuffix": func(suffix, s string) string { return strings.TrimSuffix(s, suffix) },
-		"replace":    func(old, replacement, s string) string { return strings.ReplaceAll(s, old, replacement) },
-		"sha256sum": func(s string) string {
-			sum := sha256.Sum256([]byte(s))
-			return hex.EncodeToString(sum[:])
-		},
-	}
-}
-
 // parseTemplate parses an agent path template; empty is the default.
-func parseTemplate(text string) (*template.Template, error) {
-	if text == "" {
-		text = DefaultAgentPathTemplate
-	}
-	t, err := template.New("agent-path").Option("missingkey=error").Funcs(templateFuncs()).Parse(text)
+func parseTemplate(text string) (*agentpath.Template, error) {
+	t, err := agentpath.Parse(text, DefaultAgentPathTemplate)
 	if err != nil {
-		return nil, fmt.Errorf("sshpop: agent path template: %w", err)
+		return nil, fmt.Errorf("sshpop: %w", err)
 	}
 	return t, nil
 }
 
 // agentID runs the template and returns spiffe://<td>/spire/agent<path>.
-func agentID(td spiffeid.TrustDomain, t *template.Template, cert *ssh.Certificate, hostname string) (spiffeid.ID, error) {
-	var buf bytes.Buffer
-	if err := t.Execute(&buf, templateData{Certificate: cert, PluginName: Type, Fingerprint: Fingerprint(cert), Hostname: hostname}); err != nil {
-		return spiffeid.ID{}, fmt.Errorf("sshpop: agent path template: %w", err)
-	}
-	path := buf.String()
-	rest, ok := strings.CutPrefix(path, "/")
-	if !ok {
-		return spiffeid.ID{}, fmt.Errorf("sshpop: agent path %q does not start with /", path)
-	}
-	segs := strings.Split(rest, "/")
-	id, err := spireid.AgentID(td, segs[0], segs[1:]...)
+func agentID(td spiffeid.TrustDomain, t *agentpath.Template, cert *ssh.Certificate, hostname string) (spiffeid.ID, error) {
+	id, err := t.AgentID(td, templateData{Certificate: cert, PluginName: Type, Fingerprint: Fingerprint(cert), Hostname: hostname})
 	if err != nil {
-		return spiffeid.ID{}, fmt.Errorf("sshpop: agent path %q: %w", path, err)
+		return spiffeid.ID{}, fmt.Errorf("sshpop: %w", err)
 	}
 	return id, nil
 }

@@ -269,7 +269,7 @@ func TestNewAttestor(t *testing.T) {
 		{"bad CA", ServerConfig{TrustDomain: td, CertAuthorities: []string{"ssh-ed25519 AAAA"}}, "cert authority"},
 		{"missing CA file", ServerConfig{TrustDomain: td, CertAuthoritiesPath: filepath.Join(dir, "nope")}, "cert_authorities_path"},
 		{"empty CA file", ServerConfig{TrustDomain: td, CertAuthoritiesPath: empty}, "no data found"},
-		{"bad template", ServerConfig{TrustDomain: td, CertAuthorities: good, AgentPathTemplate: "/{{ .Hostname"}, "agent path template"},
+		{"bad template", ServerConfig{TrustDomain: td, CertAuthorities: good, AgentPathTemplate: "/{{ .Hostname"}, "agent_path_template"},
 		{"unknown template function", ServerConfig{TrustDomain: td, CertAuthorities: good, AgentPathTemplate: "/{{ uuidv4 }}"}, `function "uuidv4" not defined`},
 	}
 	for _, tt := range tests {
