@@ -57,28 +57,7 @@ func reversed(b []byte) []byte {
 // answer(challenge).
 func (e *env) attestPop(t *testing.T, payload string, answer func([]byte) []byte) (*agentv1.AttestAgentResponse_Result, error) {
 	t.Helper()
-	stream, err := e.client.AttestAgent(testContext(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_Params_{Params: &agentv1.AttestAgentRequest_Params{
-		Data:   &types.AttestationData{Type: "test_pop", Payload: []byte(payload)},
-		Params: &agentv1.AgentX509SVIDParams{Csr: newCSR(t)},
-	}}}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		resp, err := stream.Recv()
-		if err != nil {
-			return nil, err
-		}
-		if res := resp.GetResult(); res != nil {
-			return res, nil
-		}
-		if err := stream.Send(&agentv1.AttestAgentRequest{Step: &agentv1.AttestAgentRequest_ChallengeResponse{ChallengeResponse: answer(resp.GetChallenge())}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	return e.attestStream(t, "test_pop", []byte(payload), answer)
 }
 
 // TestAttestAgentDispatchesByType: AttestAgent runs the attestor the
