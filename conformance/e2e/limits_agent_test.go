@@ -275,7 +275,7 @@ func TestRenewalOfOneSVIDIsNotAFullSync(t *testing.T) {
 	// first sync) or when the session is reopened: those are counted and
 	// allowed, nothing else.
 	expected := func() float64 {
-		return gatherLabeled(t, reg, "signet_agent_push_notifications_total", "kind", "KIND_ENTRIES_CHANGED") +
+		return counterSum(t, reg, "signet_agent_push_notifications_total", "kind", "KIND_ENTRIES_CHANGED") +
 			gatherValue(t, reg, "signet_agent_server_reconnects_total")
 	}
 	syncs, allowed := gatherValue(t, reg, "signet_agent_syncs_total"), expected()
@@ -293,29 +293,6 @@ func TestRenewalOfOneSVIDIsNotAFullSync(t *testing.T) {
 	if due < 1 || after-syncs > allowed {
 		t.Fatalf("renewal took %v full syncs (%v explained by entry pushes or reconnects) and %v due-only renewals, want none unexplained and at least 1 due-only", after-syncs, allowed, due)
 	}
-}
-
-// gatherLabeled returns the counter name's value where label is value.
-func gatherLabeled(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
 }
 
 func gatherValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
