@@ -1,0 +1,119 @@
+package spire
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/pem"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/signet-id/signet/attest/sshpop"
+	agentapi "github.com/signet-id/signet/server/api/agent"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"golang.org/x/crypto/ssh"
+)
+
+// TestSPIREAgentSSHPOPToSignetServer: a real spire-agent v1.13.3 with its
+// sshpop NodeAttestor (an ed25519 host key, a host certificate from an
+// ECDSA host CA) attests to a Signet server with sshpop; the agent ID is
+// SPIRE's fingerprint form, and a workload parented to the agent gets its
+// SVID through the agent.
+func TestSPIREAgentSSHPOPToSignetServer(t *testing.T) {
+	bins := spireBinaries(t)
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := ssh.NewSignerFromKey(caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostPub, hostKey, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sshPub, err := ssh.NewPublicKey(hostPub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cert := &ssh.Certificate{
+		Key:             sshPub,
+		Serial:          42,
+		CertType:        ssh.HostCert,
+		KeyId:           "node1",
+		ValidPrincipals: []string{"node1.example.org"},
+		ValidAfter:      uint64(now.Add(-time.Hour).Unix()),
+		ValidBefore:     uint64(now.Add(2 * time.Hour).Unix()),
+	}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+
+	att, err := sshpop.NewAttestor(sshpop.ServerConfig{
+		TrustDomain:     td,
+		CertAuthorities: []string{string(ssh.MarshalAuthorizedKey(ca.PublicKey()))},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := startSignet(t, signetOptions{now: time.Now, nodeAttestors: []agentapi.NodeAttestor{att}})
+	agentID := spiffeid.RequireFromSegments(td, "spire", "agent", "sshpop", sshpop.Fingerprint(cert))
+	me := spiffeid.RequireFromPath(td, "/workload/sshpop")
+	srv.createEntry(t, &types.Entry{SpiffeId: protoID(me), ParentId: protoID(agentID), Selectors: []*types.Selector{uidSelector()}})
+
+	dir := shortDir(t)
+	block, err := ssh.MarshalPrivateKey(hostKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPath := filepath.Join(dir, "ssh_host_ed25519_key")
+	certPath := filepath.Join(dir, "ssh_host_ed25519_key-cert.pub")
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certPath, ssh.MarshalAuthorizedKey(cert), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(srv.AgentAddr().String())
+	socket := filepath.Join(dir, "agent.sock")
+	cfg := filepath.Join(dir, "agent.conf")
+	renderConfig(t, "spire-agent-sshpop.conf.tmpl", cfg, map[string]any{
+		"DataDir": filepath.Join(dir, "data"), "ServerHost": host, "ServerPort": port, "Socket": socket,
+		"BundlePath": srv.bundlePEM(t), "TrustDomain": td.Name(), "HostKeyPath": keyPath, "HostCertPath": certPath,
+	})
+	agent := startProc(t, "spire-agent", bins.agent, "run", "-config", cfg)
+	waitFor(t, 60*time.Second, "spire-agent Workload API socket", func() bool {
+		if agent.exited() {
+			t.Fatalf("spire-agent exited: %v", agent.err)
+		}
+		_, err := os.Stat(socket)
+		return err == nil
+	})
+
+	a, err := srv.agentRecord(agentID)
+	if err != nil {
+		t.Fatalf("agent %s not recorded: %v", agentID, err)
+	}
+	if a.AttestationType != "sshpop" || !a.CanReattest || len(a.Selectors) != 0 {
+		t.Fatalf("agent record %+v, want type sshpop, reattestable, no selectors", a)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	svid, err := workloadapi.FetchX509SVID(ctx, workloadapi.WithAddr("unix://"+socket))
+	if err != nil {
+		t.Fatalf("FetchX509SVID: %v", err)
+	}
+	if svid.ID != me {
+		t.Fatalf("SVID %v, want %v (entry parented to the sshpop agent ID)", svid.ID, me)
+	}
+}
