@@ -1,30 +1,19 @@
 package cli
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/attest/sshpop/sshpoptest"
 	"github.com/signet-id/signet/attest/x509pop/x509poptest"
-	"golang.org/x/crypto/ssh"
 )
 
 // sshCA returns a host CA public key in authorized_keys format.
 func sshCA(t *testing.T) string {
 	t.Helper()
-	pub, _, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sp)))
+	return strings.TrimSpace(sshpoptest.AuthorizedKey(sshpoptest.NewSigner(t).PublicKey()))
 }
 
 func TestServerNodeAttestorsFromConfig(t *testing.T) {
@@ -107,35 +96,8 @@ plugin_data {
 // by a fresh CA, into dir; it returns their paths.
 func sshHost(t *testing.T, dir string) (keyPath, certPath string) {
 	t.Helper()
-	_, caKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := ssh.NewSignerFromKey(caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hostPub, hostKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := ssh.NewPublicKey(hostPub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := &ssh.Certificate{Key: pub, CertType: ssh.HostCert, ValidPrincipals: []string{"node.example.org"},
-		ValidAfter: uint64(time.Now().Add(-time.Minute).Unix()), ValidBefore: uint64(time.Now().Add(time.Hour).Unix())}
-	if err := cert.SignCert(rand.Reader, ca); err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(hostKey, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath, certPath = filepath.Join(dir, "ssh_host_ed25519_key"), filepath.Join(dir, "ssh_host_ed25519_key-cert.pub")
-	writeFile(t, keyPath, string(pem.EncodeToMemory(block)))
-	writeFile(t, certPath, string(ssh.MarshalAuthorizedKey(cert)))
-	return keyPath, certPath
+	h := sshpoptest.NewHost(t, dir, sshpoptest.NewSigner(t), sshpoptest.Cert{Principals: []string{"node.example.org"}})
+	return h.KeyPath, h.CertPath
 }
 
 func TestAgentNodeEvidenceFromConfig(t *testing.T) {

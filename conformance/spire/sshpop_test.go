@@ -3,10 +3,8 @@ package spire
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/attest/sshpop"
+	"github.com/signet-id/signet/attest/sshpop/sshpoptest"
 	agentapi "github.com/signet-id/signet/server/api/agent"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
@@ -36,31 +35,17 @@ func TestSPIREAgentSSHPOPToSignetServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hostPub, hostKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sshPub, err := ssh.NewPublicKey(hostPub)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Now()
-	cert := &ssh.Certificate{
-		Key:             sshPub,
-		Serial:          42,
-		CertType:        ssh.HostCert,
-		KeyId:           "node1",
-		ValidPrincipals: []string{"node1.example.org"},
-		ValidAfter:      uint64(now.Add(-time.Hour).Unix()),
-		ValidBefore:     uint64(now.Add(2 * time.Hour).Unix()),
-	}
-	if err := cert.SignCert(rand.Reader, ca); err != nil {
-		t.Fatal(err)
-	}
+	dir := shortDir(t)
+	h := sshpoptest.NewHost(t, dir, ca, sshpoptest.Cert{
+		Serial: 42, KeyID: "node1", Principals: []string{"node1.example.org"},
+		After: now.Add(-time.Hour), Before: now.Add(2 * time.Hour),
+	})
+	cert, keyPath, certPath := h.Cert, h.KeyPath, h.CertPath
 
 	att, err := sshpop.NewAttestor(sshpop.ServerConfig{
 		TrustDomain:     td,
-		CertAuthorities: []string{string(ssh.MarshalAuthorizedKey(ca.PublicKey()))},
+		CertAuthorities: []string{sshpoptest.AuthorizedKey(ca.PublicKey())},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -70,19 +55,6 @@ func TestSPIREAgentSSHPOPToSignetServer(t *testing.T) {
 	me := spiffeid.RequireFromPath(td, "/workload/sshpop")
 	srv.createEntry(t, &types.Entry{SpiffeId: protoID(me), ParentId: protoID(agentID), Selectors: []*types.Selector{uidSelector()}})
 
-	dir := shortDir(t)
-	block, err := ssh.MarshalPrivateKey(hostKey, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPath := filepath.Join(dir, "ssh_host_ed25519_key")
-	certPath := filepath.Join(dir, "ssh_host_ed25519_key-cert.pub")
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certPath, ssh.MarshalAuthorizedKey(cert), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	host, port, _ := net.SplitHostPort(srv.AgentAddr().String())
 	socket := filepath.Join(dir, "agent.sock")
 	cfg := filepath.Join(dir, "agent.conf")

@@ -1,15 +1,11 @@
 package agent_test
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/signet-id/signet/attest/sshpop"
+	"github.com/signet-id/signet/attest/sshpop/sshpoptest"
 	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -21,49 +17,15 @@ import (
 // from after to before, and returns the agent half reading them.
 func sshHost(t *testing.T, ca ssh.Signer, certType uint32, after, before time.Time) *sshpop.Evidence {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ssh.NewPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert := &ssh.Certificate{Key: key, CertType: certType, ValidPrincipals: []string{"node1.example.com"}, ValidAfter: uint64(after.Unix()), ValidBefore: uint64(before.Unix())}
-	if err := cert.SignCert(rand.Reader, ca); err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	cfg := sshpop.AgentConfig{HostKeyPath: filepath.Join(dir, "key"), HostCertPath: filepath.Join(dir, "key-cert.pub")}
-	if err := os.WriteFile(cfg.HostKeyPath, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfg.HostCertPath, ssh.MarshalAuthorizedKey(cert), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	e, err := sshpop.NewEvidence(cfg)
+	h := sshpoptest.NewHost(t, t.TempDir(), ca, sshpoptest.Cert{CertType: certType, After: after, Before: before})
+	e, err := sshpop.NewEvidence(sshpop.AgentConfig{HostKeyPath: h.KeyPath, HostCertPath: h.CertPath})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return e
 }
 
-func sshSigner(t *testing.T) ssh.Signer {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func sshSigner(t *testing.T) ssh.Signer { return sshpoptest.NewSigner(t) }
 
 // TestAttestAgentSSHPOP runs sshpop attestation through the AttestAgent
 // stream: a good host is stored as SPIRE stores it; bad evidence gets its
