@@ -9,8 +9,10 @@ import (
 	"github.com/signet-id/signet/attest/x509pop"
 	"github.com/signet-id/signet/attest/x509pop/x509poptest"
 	"github.com/signet-id/signet/clock/fakeclock"
+	"github.com/signet-id/signet/server/caller"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	"google.golang.org/grpc/codes"
 )
 
@@ -126,6 +128,22 @@ func TestAttestAgentX509pop(t *testing.T) {
 	}
 	if n, err := e.store.CountAgents(testContext(t), store.AgentFilter{}); err != nil || n != 1 {
 		t.Fatalf("%d agents stored after re-attestation (%v), want 1", n, err)
+	}
+
+	// A banned node cannot come back by attesting again: the refusal names
+	// the ban, the record stays banned without a current SVID, and no SVID
+	// is issued.
+	admin := caller.NewContext(testContext(t), caller.Caller{Kind: caller.Admin, Local: true})
+	if _, err := e.svc.BanAgent(admin, &agentv1.BanAgentRequest{Id: rec.Id}); err != nil {
+		t.Fatal(err)
+	}
+	banned, err := e.attestStream(t, "x509pop", payload(ev), respond(ev))
+	if banned.GetSvid() != nil {
+		t.Fatal("a banned node was issued an SVID by re-attesting")
+	}
+	wantStatus(t, err, codes.PermissionDenied, "agent is banned")
+	if rec3, err := e.store.GetAgent(testContext(t), spiffeid.RequireFromString(wantID)); err != nil || !rec3.Banned || rec3.X509SvidSerialNumber != "" {
+		t.Fatalf("after a banned re-attestation: record %v (%v), want banned with no current SVID", rec3, err)
 	}
 
 	// Another attestation type is not served: the precise code and the list.
