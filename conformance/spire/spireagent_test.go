@@ -3,9 +3,7 @@ package spire
 import (
 	"context"
 	"crypto/x509"
-	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -132,24 +130,9 @@ func TestSPIREAgentToSignetServer(t *testing.T) {
 	entry := srv.createEntry(t, &types.Entry{SpiffeId: protoID(me), ParentId: protoID(agentID), Selectors: []*types.Selector{uidSelector()}})
 
 	dir := shortDir(t)
-	host, port, _ := net.SplitHostPort(srv.AgentAddr().String())
-	socket := filepath.Join(dir, "agent.sock")
-	cfg := filepath.Join(dir, "agent.conf")
-	renderConfig(t, "spire-agent.conf.tmpl", cfg, map[string]any{
-		"DataDir": filepath.Join(dir, "data"), "ServerHost": host, "ServerPort": port, "Socket": socket,
-		"BundlePath": srv.bundlePEM(t), "TrustDomain": td.Name(), "JoinToken": token,
-	})
-	agent := startProc(t, "spire-agent", bins.agent, "run", "-config", cfg)
-
+	socket := startSPIREAgent(t, bins.agent, srv, dir, "spire-agent.conf.tmpl", map[string]any{"JoinToken": token})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	waitFor(t, 60*time.Second, "spire-agent Workload API socket", func() bool {
-		if agent.exited() {
-			t.Fatalf("spire-agent exited: %v", agent.err)
-		}
-		_, err := os.Stat(socket)
-		return err == nil
-	})
 	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+socket)))
 	if err != nil {
 		t.Fatalf("NewX509Source on spire-agent: %v", err)

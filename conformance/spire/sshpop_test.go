@@ -5,9 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -55,21 +52,7 @@ func TestSPIREAgentSSHPOPToSignetServer(t *testing.T) {
 	me := spiffeid.RequireFromPath(td, "/workload/sshpop")
 	srv.createEntry(t, &types.Entry{SpiffeId: protoID(me), ParentId: protoID(agentID), Selectors: []*types.Selector{uidSelector()}})
 
-	host, port, _ := net.SplitHostPort(srv.AgentAddr().String())
-	socket := filepath.Join(dir, "agent.sock")
-	cfg := filepath.Join(dir, "agent.conf")
-	renderConfig(t, "spire-agent-sshpop.conf.tmpl", cfg, map[string]any{
-		"DataDir": filepath.Join(dir, "data"), "ServerHost": host, "ServerPort": port, "Socket": socket,
-		"BundlePath": srv.bundlePEM(t), "TrustDomain": td.Name(), "HostKeyPath": keyPath, "HostCertPath": certPath,
-	})
-	agent := startProc(t, "spire-agent", bins.agent, "run", "-config", cfg)
-	waitFor(t, 60*time.Second, "spire-agent Workload API socket", func() bool {
-		if agent.exited() {
-			t.Fatalf("spire-agent exited: %v", agent.err)
-		}
-		_, err := os.Stat(socket)
-		return err == nil
-	})
+	socket := startSPIREAgent(t, bins.agent, srv, dir, "spire-agent-sshpop.conf.tmpl", map[string]any{"HostKeyPath": keyPath, "HostCertPath": certPath})
 
 	a, err := srv.agentRecord(agentID)
 	if err != nil {

@@ -3,9 +3,6 @@ package spire
 import (
 	"context"
 	"crypto/x509"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -46,21 +43,7 @@ func TestSPIREAgentX509popToSignetServer(t *testing.T) {
 
 	dir := shortDir(t)
 	kp, cp, ip := x509poptest.WriteFiles(t, dir, key, leaf, inter.Cert)
-	host, port, _ := net.SplitHostPort(srv.AgentAddr().String())
-	socket := filepath.Join(dir, "agent.sock")
-	cfg := filepath.Join(dir, "agent.conf")
-	renderConfig(t, "spire-agent-x509pop.conf.tmpl", cfg, map[string]any{
-		"DataDir": filepath.Join(dir, "data"), "ServerHost": host, "ServerPort": port, "Socket": socket,
-		"BundlePath": srv.bundlePEM(t), "TrustDomain": td.Name(), "KeyPath": kp, "CertPath": cp, "IntermediatesPath": ip,
-	})
-	agent := startProc(t, "spire-agent", bins.agent, "run", "-config", cfg)
-	waitFor(t, 60*time.Second, "spire-agent Workload API socket", func() bool {
-		if agent.exited() {
-			t.Fatalf("spire-agent exited: %v", agent.err)
-		}
-		_, err := os.Stat(socket)
-		return err == nil
-	})
+	socket := startSPIREAgent(t, bins.agent, srv, dir, "spire-agent-x509pop.conf.tmpl", map[string]any{"KeyPath": kp, "CertPath": cp, "IntermediatesPath": ip})
 
 	a, err := srv.agentRecord(agentID)
 	if err != nil {
