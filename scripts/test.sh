@@ -15,6 +15,9 @@ echo "--- building the Vault dev server used by the tests (cached; ~20 min cold)
 SIGNET_VAULT_BIN="$(./scripts/install-vault.sh)"
 export SIGNET_VAULT_BIN
 
+echo "--- Debian packages the tests use as real peers (scripts/install-debs.sh)"
+./scripts/install-debs.sh
+
 echo "--- go vet"
 go vet ./...
 ( cd conformance/bench && go vet ./... )
