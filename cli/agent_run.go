@@ -37,6 +37,8 @@ type agentFlags struct {
 	allowClassical    bool
 	metricsAddress    string
 	workloadLimits    workloadapi.Limits
+	// plugins is the configuration file's plugins block, read by build.
+	plugins *config.Plugins
 }
 
 func newAgentRunCommand() *cobra.Command {
@@ -56,6 +58,9 @@ func newAgentRunCommand() *cobra.Command {
 			}
 			defer stop()
 			cfg.Logger, cfg.Registry = log, reg
+			if cfg.Attestor, err = buildWorkloadAttestors(f.plugins, log); err != nil {
+				return usageError{fmt.Errorf("%s: %w", f.configPath, err)}
+			}
 			warnJoinTokenFlag(log, &f)
 			a, err := agent.New(cfg)
 			if err != nil {
@@ -94,6 +99,12 @@ func (f *agentFlags) build() (agent.Config, logSettings, error) {
 		if cfg.NodeEvidence, err = buildAgentNodeEvidence(af.Plugins); err != nil {
 			return cfg, logSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
 		}
+		// Workload attestors are built once the logger exists; an
+		// unknown type or bad plugin_data is refused here already.
+		if _, err = buildWorkloadAttestors(af.Plugins, nil); err != nil {
+			return cfg, logSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
+		}
+		f.plugins = af.Plugins
 	}
 	td := pick(f.trustDomain, file.TrustDomain)
 	if td == "" {

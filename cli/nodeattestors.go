@@ -75,13 +75,13 @@ func withPluginData[D any](build func(spiffeid.TrustDomain, D) (agentapi.NodeAtt
 	}
 }
 
-func unknownNodeAttestor[V any](typ string, table map[string]V) error {
+func unknownPlugin[V any](kind, typ string, table map[string]V) error {
 	names := make([]string, 0, len(table))
 	for n := range table {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	return fmt.Errorf("config: unknown NodeAttestor %q (supported: %s)", typ, strings.Join(names, ", "))
+	return fmt.Errorf("config: unknown %s %q (supported: %s)", kind, typ, strings.Join(names, ", "))
 }
 
 // buildServerNodeAttestors returns the attestors the plugins block
@@ -95,7 +95,7 @@ func buildServerNodeAttestors(td spiffeid.TrustDomain, ps *config.Plugins) ([]ag
 	for _, p := range ps.NodeAttestors {
 		build, ok := table[p.Type]
 		if !ok {
-			return nil, unknownNodeAttestor(p.Type, table)
+			return nil, unknownPlugin("NodeAttestor", p.Type, table)
 		}
 		if build == nil {
 			continue
@@ -119,7 +119,7 @@ func buildAgentNodeEvidence(ps *config.Plugins) (agent.NodeEvidence, error) {
 	p := ps.NodeAttestors[0]
 	build, ok := table[p.Type]
 	if !ok {
-		return nil, unknownNodeAttestor(p.Type, table)
+		return nil, unknownPlugin("NodeAttestor", p.Type, table)
 	}
 	if build == nil {
 		return nil, nil

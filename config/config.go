@@ -79,7 +79,8 @@ type Vault struct {
 // AgentFile is an agent configuration file.
 type AgentFile struct {
 	Agent *Agent `hcl:"agent,block"`
-	// Plugins holds the SPIRE-style NodeAttestor block (at most one).
+	// Plugins holds the SPIRE-style NodeAttestor block (at most one) and
+	// WorkloadAttestor blocks.
 	Plugins *Plugins `hcl:"plugins,block"`
 	Remain  hcl.Body `hcl:",remain"`
 }
@@ -125,6 +126,9 @@ func LoadServer(path string) (*ServerFile, error) {
 	}
 	if err := f.Plugins.check(); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	if f.Plugins != nil && len(f.Plugins.WorkloadAttestors) > 0 {
+		return nil, fmt.Errorf("config: %s: WorkloadAttestor %q belongs in the agent's configuration: the server attests nodes, the agent attests workloads", path, f.Plugins.WorkloadAttestors[0].Type)
 	}
 	if f.Server.BindPort < 0 || f.Server.BindPort > 65535 {
 		return nil, fmt.Errorf("config: %s: bind_port %d is not a TCP port", path, f.Server.BindPort)

@@ -7,12 +7,13 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 )
 
-// Plugins is SPIRE's `plugins` block. Only its NodeAttestor blocks are
-// read; other plugin kinds (DataStore, KeyManager, ...) are ignored, as
-// Signet has those built in.
+// Plugins is SPIRE's `plugins` block. Only its NodeAttestor and (agent)
+// WorkloadAttestor blocks are read; other plugin kinds (DataStore,
+// KeyManager, ...) are ignored, as Signet has those built in.
 type Plugins struct {
-	NodeAttestors []*Plugin `hcl:"NodeAttestor,block"`
-	Remain        hcl.Body  `hcl:",remain"`
+	NodeAttestors     []*Plugin `hcl:"NodeAttestor,block"`
+	WorkloadAttestors []*Plugin `hcl:"WorkloadAttestor,block"`
+	Remain            hcl.Body  `hcl:",remain"`
 }
 
 // Plugin is one `<Kind> "<type>" { plugin_data { ... } }` block. Its
@@ -22,6 +23,17 @@ type Plugin struct {
 	Type   string      `hcl:"type,label"`
 	Data   *PluginData `hcl:"plugin_data,block"`
 	Remain hcl.Body    `hcl:",remain"`
+	// kind is the block's name (NodeAttestor, WorkloadAttestor), set
+	// when the file is checked.
+	kind string
+}
+
+// Kind is the plugin kind of the block: NodeAttestor or WorkloadAttestor.
+func (p *Plugin) Kind() string {
+	if p.kind == "" {
+		return "NodeAttestor"
+	}
+	return p.kind
 }
 
 // PluginData is a plugin's `plugin_data` block, undecoded.
@@ -46,14 +58,20 @@ func (ps *Plugins) check() error {
 	if ps == nil {
 		return nil
 	}
-	seen := map[string]bool{}
-	for _, p := range ps.NodeAttestors {
-		if seen[p.Type] {
-			return fmt.Errorf("NodeAttestor %q is configured twice", p.Type)
-		}
-		seen[p.Type] = true
-		if err := p.check("NodeAttestor"); err != nil {
-			return err
+	for _, kind := range []struct {
+		name    string
+		plugins []*Plugin
+	}{{"NodeAttestor", ps.NodeAttestors}, {"WorkloadAttestor", ps.WorkloadAttestors}} {
+		seen := map[string]bool{}
+		for _, p := range kind.plugins {
+			p.kind = kind.name
+			if seen[p.Type] {
+				return fmt.Errorf("%s %q is configured twice", kind.name, p.Type)
+			}
+			seen[p.Type] = true
+			if err := p.check(kind.name); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -66,7 +84,7 @@ func DecodePluginData(p *Plugin, v any) error {
 		return nil
 	}
 	if diags := gohcl.DecodeBody(p.Data.Body, nil, v); diags.HasErrors() {
-		return fmt.Errorf("config: NodeAttestor %q: plugin_data: %s", p.Type, diags.Error())
+		return fmt.Errorf("config: %s %q: plugin_data: %s", p.Kind(), p.Type, diags.Error())
 	}
 	return nil
 }
