@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/agent/client"
+	"github.com/signet-id/signet/attest/awsiid"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -21,6 +22,7 @@ var (
 	_ NodeEvidence = (*jointoken.Evidence)(nil)
 	_ NodeEvidence = (*x509pop.Evidence)(nil)
 	_ NodeEvidence = (*sshpop.Evidence)(nil)
+	_ NodeEvidence = (*awsiid.Evidence)(nil)
 )
 
 // evidence returns the configured node evidence, or join-token evidence.

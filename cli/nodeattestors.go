@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/signet-id/signet/agent"
+	"github.com/signet-id/signet/attest/awsiid"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -38,6 +39,13 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 			d.TrustDomain = td
 			return sshpop.NewAttestor(d)
 		}),
+		awsiid.Type: withPluginData(func(td spiffeid.TrustDomain, d awsiid.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := awsiid.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return awsiid.NewAttestor(cfg)
+		}),
 	}
 }
 
@@ -59,6 +67,13 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return sshpop.NewEvidence(d)
+		},
+		awsiid.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d awsiid.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return awsiid.NewEvidence(d, nil)
 		},
 	}
 }

@@ -39,9 +39,25 @@ plugin_data {
   agent_path_template = "/cn/{{ .Subject.CommonName }}"
 }
 }`, []string{"x509pop"}, ""},
-		{"unknown type", `NodeAttestor "aws_iid" {
+		{"unknown type", `NodeAttestor "tpm_devid" {
   plugin_data {}
-}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, sshpop, x509pop)`},
+}`, nil, `unknown NodeAttestor "tpm_devid" (supported: aws_iid, join_token, sshpop, x509pop)`},
+		{"aws_iid", `NodeAttestor "aws_iid" {
+plugin_data {
+  accountid_allow_list = ["123456789012"]
+  rsa2048_certificates = { "us-test-1" = "` + ca + `" }
+  skip_block_device = true
+}
+}`, []string{"aws_iid"}, ""},
+		{"aws_iid without an account allow list", `NodeAttestor "aws_iid" {
+  plugin_data {}
+}`, nil, "accountid_allow_list is required"},
+		{"aws_iid with AWS credentials", `NodeAttestor "aws_iid" {
+plugin_data {
+  accountid_allow_list = ["123456789012"]
+  access_key_id = "AKIA"
+}
+}`, nil, "access_key_id is not supported"},
 		{"sshpop", `NodeAttestor "sshpop" {
 plugin_data {
   cert_authorities = ["` + sshCA(t) + `"]
@@ -139,7 +155,15 @@ plugin_data {
 }`, "", "sshpop: read host cert"},
 		{"unknown type", `NodeAttestor "tpm_devid" {
   plugin_data {}
-}`, "", `unknown NodeAttestor "tpm_devid" (supported: join_token, sshpop, x509pop)`},
+}`, "", `unknown NodeAttestor "tpm_devid" (supported: aws_iid, join_token, sshpop, x509pop)`},
+		{"aws_iid", `NodeAttestor "aws_iid" {
+plugin_data {
+  ec2_metadata_endpoint = "http://127.0.0.1:1/"
+}
+}`, "aws_iid", ""},
+		{"aws_iid default endpoint", `NodeAttestor "aws_iid" {
+  plugin_data {}
+}`, "aws_iid", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

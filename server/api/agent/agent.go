@@ -272,7 +272,7 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	if na == nil {
 		return status.Errorf(codes.FailedPrecondition, "error getting node attestor: could not find node attestor type %q (supported: %s)", params.Data.Type, s.supported())
 	}
-	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: s.admit})
+	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: s.admit, Attested: s.attested})
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
 			return err
@@ -353,6 +353,20 @@ func (s *Service) admit(ctx context.Context, id spiffeid.ID) error {
 		return status.Error(codes.PermissionDenied, "failed to attest: agent is banned")
 	}
 	return nil
+}
+
+// attested reports whether the store holds an agent with this ID (banned or
+// not), for the trust-on-first-use methods.
+func (s *Service) attested(ctx context.Context, id spiffeid.ID) (bool, error) {
+	_, err := s.cfg.Store.GetAgent(ctx, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	default:
+		return false, apiutil.StoreError("failed to look up agent", err, nil, nil, nil)
+	}
 }
 
 // RenewAgent issues a fresh SVID to the calling agent.

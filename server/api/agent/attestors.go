@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/signet-id/signet/attest"
+	"github.com/signet-id/signet/attest/awsiid"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -37,6 +38,7 @@ var (
 	_ NodeAttestor   = (*x509pop.Attestor)(nil)
 	_ payloadChecker = (*x509pop.Attestor)(nil)
 	_ NodeAttestor   = (*sshpop.Attestor)(nil)
+	_ NodeAttestor   = (*awsiid.Attestor)(nil)
 	_ payloadChecker = (*sshpop.Attestor)(nil)
 )
 

@@ -1,0 +1,78 @@
+// Package metadata is the agent side's client of a cloud instance metadata
+// service (AWS IMDS, GCP's metadata server, Azure IMDS): one bounded HTTP
+// request with the service's headers, answered 200 or an error that says
+// what the service said.
+package metadata
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// DefaultTimeout bounds one request when the client has no timeout.
+const DefaultTimeout = 10 * time.Second
+
+// StatusError is a response other than 200.
+type StatusError struct {
+	URL  string
+	Code int
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("metadata: %s: unexpected status code %d: %s", e.URL, e.Code, e.Body)
+}
+
+// Client sends requests to a metadata service.
+type Client struct {
+	// HTTP is the client; nil: one with DefaultTimeout. It must not
+	// follow redirects off the service (the default client is used with
+	// redirects refused).
+	HTTP *http.Client
+}
+
+func (c *Client) http() *http.Client {
+	if c != nil && c.HTTP != nil {
+		return c.HTTP
+	}
+	return &http.Client{
+		Timeout: DefaultTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// Do sends method url with headers and returns the body of a 200 answer,
+// at most limit bytes (a longer one is an error).
+func (c *Client) Do(ctx context.Context, method, url string, headers map[string]string, limit int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.http().Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		if len(body) > 256 {
+			body = body[:256]
+		}
+		return nil, &StatusError{URL: url, Code: resp.StatusCode, Body: string(body)}
+	}
+	if len(body) > limit {
+		return nil, fmt.Errorf("metadata: %s: answer longer than %d bytes", url, limit)
+	}
+	return body, nil
+}
