@@ -7,6 +7,7 @@ import (
 
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -46,6 +47,13 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 			}
 			return awsiid.NewAttestor(cfg)
 		}),
+		gcpiit.Type: withPluginData(func(td spiffeid.TrustDomain, d gcpiit.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := gcpiit.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return gcpiit.NewAttestor(cfg)
+		}),
 	}
 }
 
@@ -74,6 +82,13 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return awsiid.NewEvidence(d, nil)
+		},
+		gcpiit.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d gcpiit.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return gcpiit.NewEvidence(d, nil)
 		},
 	}
 }

@@ -41,7 +41,7 @@ plugin_data {
 }`, []string{"x509pop"}, ""},
 		{"unknown type", `NodeAttestor "tpm_devid" {
   plugin_data {}
-}`, nil, `unknown NodeAttestor "tpm_devid" (supported: aws_iid, join_token, sshpop, x509pop)`},
+}`, nil, `unknown NodeAttestor "tpm_devid" (supported: aws_iid, gcp_iit, join_token, sshpop, x509pop)`},
 		{"aws_iid", `NodeAttestor "aws_iid" {
 plugin_data {
   accountid_allow_list = ["123456789012"]
@@ -58,6 +58,21 @@ plugin_data {
   access_key_id = "AKIA"
 }
 }`, nil, "access_key_id is not supported"},
+		{"gcp_iit", `NodeAttestor "gcp_iit" {
+plugin_data {
+  projectid_allow_list = ["signet-test"]
+  google_certs_url = "http://127.0.0.1:1/oauth2/v1/certs"
+}
+}`, []string{"gcp_iit"}, ""},
+		{"gcp_iit without a project allow list", `NodeAttestor "gcp_iit" {
+  plugin_data {}
+}`, nil, "projectid_allow_list is required"},
+		{"gcp_iit with instance metadata", `NodeAttestor "gcp_iit" {
+plugin_data {
+  projectid_allow_list = ["signet-test"]
+  use_instance_metadata = true
+}
+}`, nil, "use_instance_metadata is not supported"},
 		{"sshpop", `NodeAttestor "sshpop" {
 plugin_data {
   cert_authorities = ["` + sshCA(t) + `"]
@@ -155,7 +170,7 @@ plugin_data {
 }`, "", "sshpop: read host cert"},
 		{"unknown type", `NodeAttestor "tpm_devid" {
   plugin_data {}
-}`, "", `unknown NodeAttestor "tpm_devid" (supported: aws_iid, join_token, sshpop, x509pop)`},
+}`, "", `unknown NodeAttestor "tpm_devid" (supported: aws_iid, gcp_iit, join_token, sshpop, x509pop)`},
 		{"aws_iid", `NodeAttestor "aws_iid" {
 plugin_data {
   ec2_metadata_endpoint = "http://127.0.0.1:1/"
@@ -164,6 +179,12 @@ plugin_data {
 		{"aws_iid default endpoint", `NodeAttestor "aws_iid" {
   plugin_data {}
 }`, "aws_iid", ""},
+		{"gcp_iit", `NodeAttestor "gcp_iit" {
+plugin_data {
+  identity_token_host = "127.0.0.1:1"
+  service_account = "default"
+}
+}`, "gcp_iit", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,7 +1,8 @@
-// Package metadata is the agent side's client of a cloud instance metadata
-// service (AWS IMDS, GCP's metadata server, Azure IMDS): one bounded HTTP
-// request with the service's headers, answered 200 or an error that says
-// what the service said.
+// Package metadata is the HTTP client of the cloud node attestors: on the
+// agent side, of an instance metadata service (AWS IMDS, GCP's metadata
+// server, Azure IMDS); on the server side, of a cloud's published signing
+// keys. One bounded request with the service's headers, answered 200 or an
+// error that says what the service said.
 package metadata
 
 import (
@@ -49,6 +50,12 @@ func (c *Client) http() *http.Client {
 // Do sends method url with headers and returns the body of a 200 answer,
 // at most limit bytes (a longer one is an error).
 func (c *Client) Do(ctx context.Context, method, url string, headers map[string]string, limit int) ([]byte, error) {
+	return c.DoHeader(ctx, method, url, headers, limit, nil)
+}
+
+// DoHeader is Do that also hands the answer's headers to onHeader (when
+// set) before reading the body.
+func (c *Client) DoHeader(ctx context.Context, method, url string, headers map[string]string, limit int, onHeader func(http.Header)) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
@@ -61,6 +68,9 @@ func (c *Client) Do(ctx context.Context, method, url string, headers map[string]
 		return nil, fmt.Errorf("metadata: %w", err)
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if onHeader != nil {
+		onHeader(resp.Header)
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %s: %w", url, err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/signet-id/signet/attest"
 	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -38,8 +39,11 @@ var (
 	_ NodeAttestor   = (*x509pop.Attestor)(nil)
 	_ payloadChecker = (*x509pop.Attestor)(nil)
 	_ NodeAttestor   = (*sshpop.Attestor)(nil)
-	_ NodeAttestor   = (*awsiid.Attestor)(nil)
 	_ payloadChecker = (*sshpop.Attestor)(nil)
+	_ NodeAttestor   = (*awsiid.Attestor)(nil)
+	_ payloadChecker = (*awsiid.Attestor)(nil)
+	_ NodeAttestor   = (*gcpiit.Attestor)(nil)
+	_ payloadChecker = (*gcpiit.Attestor)(nil)
 )
 
 // nodeAttestors indexes attestors by type name. With none given, join
