@@ -8,6 +8,7 @@ import (
 
 	"github.com/signet-id/signet/agent/client"
 	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/azuremsi"
 	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
@@ -25,6 +26,7 @@ var (
 	_ NodeEvidence = (*sshpop.Evidence)(nil)
 	_ NodeEvidence = (*awsiid.Evidence)(nil)
 	_ NodeEvidence = (*gcpiit.Evidence)(nil)
+	_ NodeEvidence = (*azuremsi.Evidence)(nil)
 )
 
 // evidence returns the configured node evidence, or join-token evidence.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/azuremsi"
 	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
@@ -54,6 +55,13 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 			}
 			return gcpiit.NewAttestor(cfg)
 		}),
+		azuremsi.Type: withPluginData(func(td spiffeid.TrustDomain, d azuremsi.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := azuremsi.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return azuremsi.NewAttestor(cfg)
+		}),
 	}
 }
 
@@ -89,6 +97,13 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return gcpiit.NewEvidence(d, nil)
+		},
+		azuremsi.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d azuremsi.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return azuremsi.NewEvidence(d, nil)
 		},
 	}
 }

@@ -41,7 +41,7 @@ plugin_data {
 }`, []string{"x509pop"}, ""},
 		{"unknown type", `NodeAttestor "tpm_devid" {
   plugin_data {}
-}`, nil, `unknown NodeAttestor "tpm_devid" (supported: aws_iid, gcp_iit, join_token, sshpop, x509pop)`},
+}`, nil, `unknown NodeAttestor "tpm_devid" (supported: aws_iid, azure_msi, gcp_iit, join_token, sshpop, x509pop)`},
 		{"aws_iid", `NodeAttestor "aws_iid" {
 plugin_data {
   accountid_allow_list = ["123456789012"]
@@ -73,6 +73,23 @@ plugin_data {
   use_instance_metadata = true
 }
 }`, nil, "use_instance_metadata is not supported"},
+		{"azure_msi", `NodeAttestor "azure_msi" {
+plugin_data {
+  tenants = {
+    "00000000-1111-2222-3333-444444444444" = {}
+    "55555555-0000-0000-0000-000000000000" = { resource_id = "api://signet" }
+  }
+  oidc_issuer = "http://127.0.0.1:1/common/"
+}
+}`, []string{"azure_msi"}, ""},
+		{"azure_msi without tenants", `NodeAttestor "azure_msi" {
+  plugin_data {}
+}`, nil, "at least one tenant"},
+		{"azure_msi with app credentials", `NodeAttestor "azure_msi" {
+plugin_data {
+  tenants = { "t" = { app_id = "a", app_secret = "s", subscription_id = "x" } }
+}
+}`, nil, "is not supported: Signet does not call the Azure API"},
 		{"sshpop", `NodeAttestor "sshpop" {
 plugin_data {
   cert_authorities = ["` + sshCA(t) + `"]
@@ -170,7 +187,7 @@ plugin_data {
 }`, "", "sshpop: read host cert"},
 		{"unknown type", `NodeAttestor "tpm_devid" {
   plugin_data {}
-}`, "", `unknown NodeAttestor "tpm_devid" (supported: aws_iid, gcp_iit, join_token, sshpop, x509pop)`},
+}`, "", `unknown NodeAttestor "tpm_devid" (supported: aws_iid, azure_msi, gcp_iit, join_token, sshpop, x509pop)`},
 		{"aws_iid", `NodeAttestor "aws_iid" {
 plugin_data {
   ec2_metadata_endpoint = "http://127.0.0.1:1/"
@@ -185,6 +202,12 @@ plugin_data {
   service_account = "default"
 }
 }`, "gcp_iit", ""},
+		{"azure_msi", `NodeAttestor "azure_msi" {
+plugin_data {
+  resource_id = "api://signet"
+  metadata_endpoint = "http://127.0.0.1:1"
+}
+}`, "azure_msi", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/signet-id/signet/attest"
 	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/azuremsi"
 	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
@@ -44,6 +45,8 @@ var (
 	_ payloadChecker = (*awsiid.Attestor)(nil)
 	_ NodeAttestor   = (*gcpiit.Attestor)(nil)
 	_ payloadChecker = (*gcpiit.Attestor)(nil)
+	_ NodeAttestor   = (*azuremsi.Attestor)(nil)
+	_ payloadChecker = (*azuremsi.Attestor)(nil)
 )
 
 // nodeAttestors indexes attestors by type name. With none given, join
