@@ -153,6 +153,8 @@ func (m *IMDS) serve(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "bad token request", http.StatusBadRequest)
 			return
 		}
+		// IMDS echoes the lifetime; the AWS SDK needs it to use the token.
+		w.Header().Set("X-Aws-Ec2-Metadata-Token-Ttl-Seconds", r.Header.Get("X-Aws-Ec2-Metadata-Token-Ttl-Seconds"))
 		_, _ = w.Write([]byte(m.token))
 		return
 	}
