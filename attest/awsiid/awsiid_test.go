@@ -152,3 +152,23 @@ func TestAttestTOFULookupError(t *testing.T) {
 		t.Fatalf("err %v, want the lookup's Unavailable", err)
 	}
 }
+
+// TestPKCS7Digests: a PKCS #7 signature with a SHA-1 or a SHA-256 digest
+// verifies (which one AWS uses has not been checked here).
+func TestPKCS7Digests(t *testing.T) {
+	for _, sha1 := range []bool{true, false} {
+		s2048, s1024 := awsiidtest.NewSigner(t, 2048), awsiidtest.NewSigner(t, 1024)
+		s2048.SHA1 = sha1
+		cfg, _ := awsiid.ConfigFromPluginData(td, awsiid.ServerPluginData{AccountIDAllowList: []string{"1"}, RSA2048Certificates: map[string]string{"r": s2048.Path}})
+		a, _ := awsiid.NewAttestor(cfg)
+		imds := awsiidtest.NewIMDS(t, awsiidtest.MarshalDocument(t, awsiidtest.Document("1", "r", "i-9")), s2048, s1024)
+		ev, _ := awsiid.NewEvidence(awsiid.AgentPluginData{EC2MetadataEndpoint: imds.URL}, nil)
+		p, err := ev.Payload(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := a.Attest(context.Background(), attest.NodeRequest{Payload: p}); err != nil {
+			t.Fatalf("SHA-1 %v: %v", sha1, err)
+		}
+	}
+}

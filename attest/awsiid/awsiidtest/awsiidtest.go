@@ -33,6 +33,9 @@ type Signer struct {
 	Key  *rsa.PrivateKey
 	// Path is a PEM file of Cert.
 	Path string
+	// SHA1 makes SignPKCS7 use a SHA-1 digest (fullsailor/pkcs7's default,
+	// what SPIRE's own tests sign with) instead of SHA-256.
+	SHA1 bool
 }
 
 // NewSigner makes a self-signed RSA signer of bits (1024 or 2048) and
@@ -73,7 +76,9 @@ func (s *Signer) SignPKCS7(t testing.TB, doc []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
+	if !s.SHA1 {
+		sd.SetDigestAlgorithm(pkcs7.OIDDigestAlgorithmSHA256)
+	}
 	if err := sd.AddSigner(s.Cert, s.Key, pkcs7.SignerInfoConfig{}); err != nil {
 		t.Fatal(err)
 	}
