@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/signet-id/signet/attest/metadata"
 )
@@ -33,12 +32,9 @@ type Evidence struct {
 
 // NewEvidence returns the agent half for d; client nil: the default.
 func NewEvidence(d AgentPluginData, client *metadata.Client) (*Evidence, error) {
-	ep := strings.TrimSuffix(d.EC2MetadataEndpoint, "/")
-	if ep == "" {
-		ep = DefaultEndpoint
-	}
-	if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
-		return nil, fmt.Errorf("awsiid: ec2_metadata_endpoint %q is not an http(s) URL", d.EC2MetadataEndpoint)
+	ep, err := metadata.Endpoint("ec2_metadata_endpoint", d.EC2MetadataEndpoint, DefaultEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("awsiid: %w", err)
 	}
 	return &Evidence{endpoint: ep, client: client}, nil
 }

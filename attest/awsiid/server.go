@@ -128,8 +128,8 @@ func (a *Attestor) Type() string { return Type }
 
 // CheckPayload refuses a payload over MaxPayload before anything else.
 func (a *Attestor) CheckPayload(payload []byte) error {
-	if n := len(payload); n > MaxPayload {
-		return status.Errorf(codes.InvalidArgument, "awsiid: payload is %d bytes, longer than the limit of %d", n, MaxPayload)
+	if len(payload) > MaxPayload {
+		return attest.CheckPayload("awsiid", payload, MaxPayload)
 	}
 	return nil
 }
@@ -139,11 +139,8 @@ func (a *Attestor) CheckPayload(payload []byte) error {
 // returns SPIRE's agent ID and document selectors. An aws_iid agent may
 // not attest again (CanReattest false), as in SPIRE.
 func (a *Attestor) Attest(ctx context.Context, req attest.NodeRequest) (attest.NodeResult, error) {
-	if err := a.CheckPayload(req.Payload); err != nil {
+	if err := attest.CheckPayload("awsiid", req.Payload, MaxPayload); err != nil {
 		return attest.NodeResult{}, err
-	}
-	if len(req.Payload) == 0 {
-		return attest.NodeResult{}, status.Error(codes.InvalidArgument, "missing attestation payload")
 	}
 	data, doc, err := ParsePayload(req.Payload)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/signet-id/signet/attest/metadata"
 )
@@ -34,12 +33,9 @@ type Evidence struct {
 
 // NewEvidence returns the agent half for d; client nil: the default.
 func NewEvidence(d AgentPluginData, client *metadata.Client) (*Evidence, error) {
-	ep := strings.TrimSuffix(d.MetadataEndpoint, "/")
-	if ep == "" {
-		ep = DefaultEndpoint
-	}
-	if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
-		return nil, fmt.Errorf("azuremsi: metadata_endpoint %q is not an http(s) URL", d.MetadataEndpoint)
+	ep, err := metadata.Endpoint("metadata_endpoint", d.MetadataEndpoint, DefaultEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("azuremsi: %w", err)
 	}
 	res := d.ResourceID
 	if res == "" {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -97,11 +96,8 @@ func NewAttestor(cfg Config) (*Attestor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("azuremsi: %w", err)
 	}
-	if cfg.OIDCIssuer == "" {
-		cfg.OIDCIssuer = DefaultOIDCIssuer
-	}
-	if !strings.HasPrefix(cfg.OIDCIssuer, "https://") && !strings.HasPrefix(cfg.OIDCIssuer, "http://") {
-		return nil, fmt.Errorf("azuremsi: oidc_issuer %q is not an http(s) URL", cfg.OIDCIssuer)
+	if cfg.OIDCIssuer, err = metadata.Endpoint("oidc_issuer", cfg.OIDCIssuer, DefaultOIDCIssuer); err != nil {
+		return nil, fmt.Errorf("azuremsi: %w", err)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -114,8 +110,8 @@ func (a *Attestor) Type() string { return Type }
 
 // CheckPayload refuses a payload over MaxPayload before anything else.
 func (a *Attestor) CheckPayload(payload []byte) error {
-	if n := len(payload); n > MaxPayload {
-		return status.Errorf(codes.InvalidArgument, "azuremsi: payload is %d bytes, longer than the limit of %d", n, MaxPayload)
+	if len(payload) > MaxPayload {
+		return attest.CheckPayload("azuremsi", payload, MaxPayload)
 	}
 	return nil
 }
@@ -126,11 +122,8 @@ func (a *Attestor) CheckPayload(payload []byte) error {
 // agent ID. An azure_msi agent may not attest again (CanReattest false),
 // as in SPIRE.
 func (a *Attestor) Attest(ctx context.Context, req attest.NodeRequest) (attest.NodeResult, error) {
-	if err := a.CheckPayload(req.Payload); err != nil {
+	if err := attest.CheckPayload("azuremsi", req.Payload, MaxPayload); err != nil {
 		return attest.NodeResult{}, err
-	}
-	if len(req.Payload) == 0 {
-		return attest.NodeResult{}, status.Error(codes.InvalidArgument, "missing attestation payload")
 	}
 	tok, err := ParsePayload(req.Payload)
 	if err != nil {

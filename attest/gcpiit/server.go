@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4/jwt"
@@ -80,11 +79,8 @@ func NewAttestor(cfg Config) (*Attestor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gcpiit: %w", err)
 	}
-	if cfg.CertsURL == "" {
-		cfg.CertsURL = DefaultCertsURL
-	}
-	if !strings.HasPrefix(cfg.CertsURL, "https://") && !strings.HasPrefix(cfg.CertsURL, "http://") {
-		return nil, fmt.Errorf("gcpiit: google_certs_url %q is not an http(s) URL", cfg.CertsURL)
+	if cfg.CertsURL, err = metadata.Endpoint("google_certs_url", cfg.CertsURL, DefaultCertsURL); err != nil {
+		return nil, fmt.Errorf("gcpiit: %w", err)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -97,8 +93,8 @@ func (a *Attestor) Type() string { return Type }
 
 // CheckPayload refuses a payload over MaxPayload before anything else.
 func (a *Attestor) CheckPayload(payload []byte) error {
-	if n := len(payload); n > MaxPayload {
-		return status.Errorf(codes.InvalidArgument, "gcpiit: payload is %d bytes, longer than the limit of %d", n, MaxPayload)
+	if len(payload) > MaxPayload {
+		return attest.CheckPayload("gcpiit", payload, MaxPayload)
 	}
 	return nil
 }
@@ -108,11 +104,8 @@ func (a *Attestor) CheckPayload(payload []byte) error {
 // and returns SPIRE's agent ID and selectors. A gcp_iit agent may not
 // attest again (CanReattest false), as in SPIRE.
 func (a *Attestor) Attest(ctx context.Context, req attest.NodeRequest) (attest.NodeResult, error) {
-	if err := a.CheckPayload(req.Payload); err != nil {
+	if err := attest.CheckPayload("gcpiit", req.Payload, MaxPayload); err != nil {
 		return attest.NodeResult{}, err
-	}
-	if len(req.Payload) == 0 {
-		return attest.NodeResult{}, status.Error(codes.InvalidArgument, "missing attestation payload")
 	}
 	tok, err := ParseToken(req.Payload)
 	if err != nil {

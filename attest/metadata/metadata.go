@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -85,4 +86,17 @@ func (c *Client) DoHeader(ctx context.Context, method, url string, headers map[s
 		return nil, fmt.Errorf("metadata: %s: answer longer than %d bytes", url, limit)
 	}
 	return body, nil
+}
+
+// Endpoint returns value (the setting named name), or def when empty,
+// without a trailing slash; it must be an http(s) URL.
+func Endpoint(name, value, def string) (string, error) {
+	ep := strings.TrimSuffix(value, "/")
+	if ep == "" {
+		ep = strings.TrimSuffix(def, "/")
+	}
+	if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
+		return "", fmt.Errorf("%s %q is not an http(s) URL", name, value)
+	}
+	return ep, nil
 }

@@ -27,3 +27,16 @@ func AssessTOFU(ctx context.Context, req NodeRequest, id spiffeid.ID) error {
 	}
 	return nil
 }
+
+// CheckPayload refuses, as InvalidArgument, a payload over limit bytes
+// (before anything parses it) and an empty one; prefix names the method
+// in the message ("awsiid").
+func CheckPayload(prefix string, payload []byte, limit int) error {
+	if n := len(payload); n > limit {
+		return status.Errorf(codes.InvalidArgument, "%s: payload is %d bytes, longer than the limit of %d", prefix, n, limit)
+	}
+	if len(payload) == 0 {
+		return status.Error(codes.InvalidArgument, "missing attestation payload")
+	}
+	return nil
+}
