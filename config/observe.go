@@ -72,7 +72,7 @@ func (t *Telemetry) check() error {
 
 // HealthChecks is SPIRE's `health_checks` block: an HTTP listener that
 // answers /live (200 while the process runs) and /ready (200 once the
-// daemon serves, 503 before).
+// daemon serves, 500 before, as SPIRE).
 type HealthChecks struct {
 	// ListenerEnabled turns the listener on (default false).
 	ListenerEnabled bool `hcl:"listener_enabled,optional"`
