@@ -23,7 +23,7 @@ func defaults() privdir.Layout { return privdir.DefaultLayout(os.Geteuid(), os.G
 // Main runs the command line and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := NewRootCommand()
-	root.SetArgs(args)
+	root.SetArgs(spireArgs(root, args))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
@@ -45,12 +45,15 @@ func (u usageError) Unwrap() error { return u.error }
 
 // NewRootCommand returns the signet command tree.
 func NewRootCommand() *cobra.Command {
+	bi := readBuildInfo()
 	root := &cobra.Command{
 		Use:           "signet",
 		Short:         "Signet: SPIFFE workload identity and secrets authority",
+		Version:       bi.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	root.SetVersionTemplate(bi.String())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see `%s --help`)", err, c.CommandPath())}
 	})
@@ -64,8 +67,10 @@ func NewRootCommand() *cobra.Command {
 		auditCommand(),
 		caCommand(),
 		secretCommand(),
+		newVersionCommand(),
 	)
 	addAdminCommands(root)
 	addWorkloadCommands(root)
+	finishTree(root)
 	return root
 }
