@@ -22,8 +22,14 @@ func defaults() privdir.Layout { return privdir.DefaultLayout(os.Geteuid(), os.G
 
 // Main runs the command line and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return mainIO(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// mainIO is Main with stdin given (`entry create --data -` reads it).
+func mainIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := NewRootCommand()
 	root.SetArgs(spireArgs(root, args))
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
