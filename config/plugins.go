@@ -57,6 +57,9 @@ func (p *Plugin) check(kind string) error {
 	}
 	attrs, _ := p.Remain.JustAttributes()
 	for name, a := range attrs {
+		if name == "plugin_data" {
+			return fmt.Errorf("%s: %s %q: write plugin_data as a block, without =: plugin_data { ... }", a.Range.String(), kind, p.Type)
+		}
 		return fmt.Errorf("%s: %s %q: %q is not supported (Signet's plugins are built in; only plugin_data is read)", a.Range.String(), kind, p.Type, name)
 	}
 	return nil
