@@ -74,6 +74,7 @@ func NewRootCommand() *cobra.Command {
 		caCommand(),
 		secretCommand(),
 		newVersionCommand(),
+		newManCommand(),
 	)
 	addAdminCommands(root)
 	addWorkloadCommands(root)

@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -121,5 +124,41 @@ func TestVersion(t *testing.T) {
 	b := buildInfo{Version: "v1.2.3", Commit: "abc123", CommitTime: "2026-12-01T00:00:00Z", Modified: true, GoVersion: "go1.26.8"}
 	if got, want := b.String(), "signet v1.2.3\ncommit: abc123 (2026-12-01T00:00:00Z), modified\ngo: go1.26.8\n"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
+// `signet man` writes one page per command, each naming every flag.
+func TestManPages(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := run(t, "man", "--dir", dir)
+	if code != 0 || !strings.HasPrefix(out, "Wrote ") {
+		t.Fatalf("man: exit %d, %q, %q", code, out, errOut)
+	}
+	n := 0
+	walkTree(func(c *cobra.Command) {
+		if c.Hidden || c.Name() == "help" || strings.HasPrefix(c.Name(), "__") {
+			return
+		}
+		n++
+		name := strings.ReplaceAll(c.CommandPath(), " ", "-")
+		page, err := os.ReadFile(filepath.Join(dir, name+".1"))
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		if !strings.HasPrefix(string(page), ".TH \""+strings.ToUpper(name)+"\" 1") {
+			t.Errorf("%s: no .TH header", name)
+		}
+		c.NonInheritedFlags().VisitAll(func(f *pflag.Flag) {
+			if !f.Hidden && !strings.Contains(string(page), `\fB\-\-`+strings.ReplaceAll(f.Name, "-", `\-`)+`\fR`) {
+				t.Errorf("%s: flag --%s missing", name, f.Name)
+			}
+		})
+	})
+	if want := fmt.Sprintf("Wrote %d man pages to %s\n", n, dir); out != want {
+		t.Errorf("stdout %q, want %q", out, want)
+	}
+	if code, _, errOut := run(t, "man"); code != 2 || !strings.Contains(errOut, "--dir is required") {
+		t.Errorf("man without --dir: exit %d, %q", code, errOut)
 	}
 }
