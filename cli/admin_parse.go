@@ -210,6 +210,16 @@ func kebab(name string) string {
 	return b.String()
 }
 
+// spireOnlyFlags are spire-server and spire-agent flags with no Signet
+// flag of the same name, and what to use instead.
+func spireOnlyFlags() map[string]string {
+	return map[string]string{
+		"serverPort":     "Signet takes the port with the host: --server-address host:port (agent run) or --bind-address host:port (server run)",
+		"logFile":        "Signet logs to stderr; redirect it, or let systemd or the container runtime collect it",
+		"trustBundleUrl": "not supported: give the bundle as a file with --trust-bundle",
+	}
+}
+
 // spireFlagError is the flag error func of Signet's admin and fetch
 // commands. pflag reads spire-server's single-dash long flags (-spiffeID)
 // as clusters of shorthands; say plainly to use two dashes.
@@ -218,6 +228,9 @@ func spireFlagError(c *cobra.Command, err error) error {
 	if i := strings.Index(msg, " in -"); strings.HasPrefix(msg, "unknown shorthand flag") && i >= 0 {
 		arg := msg[i+len(" in "):]
 		name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		if hint, ok := spireOnlyFlags()[name]; ok {
+			return usageErrorf("unknown flag %s: %s (see `%s --help`)", arg, hint, c.CommandPath())
+		}
 		return usageErrorf("unknown flag %s: %s has no --%s (see `%s --help`)", arg, c.CommandPath(), spireNormalize(nil, name), c.CommandPath())
 	}
 	return usageErrorf("%v (see `%s --help`)", err, c.CommandPath())

@@ -60,9 +60,7 @@ func NewRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetVersionTemplate(bi.String())
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w (see `%s --help`)", err, c.CommandPath())}
-	})
+	root.SetFlagErrorFunc(spireFlagError)
 	agent := newAgentCommand()
 	agent.AddCommand(agentAdminCommands()...)
 	root.AddCommand(

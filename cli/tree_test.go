@@ -107,6 +107,14 @@ func TestSpireFlagsThroughMain(t *testing.T) {
 	if code, out, errOut := run(t, "agent", "validate", "-config", p, "-expandEnv"); code != 0 || out != "configuration is valid\n" {
 		t.Fatalf("agent validate -config -expandEnv: exit %d, %q, %q", code, out, errOut)
 	}
+	for _, tt := range []struct{ args, want string }{
+		{"agent run -serverPort 8081", "unknown flag -serverPort: Signet takes the port with the host: --server-address host:port"},
+		{"server run -bogusFlag", "unknown flag -bogusFlag: signet server run has no --bogus-flag (see `signet server run --help`)"},
+	} {
+		if code, out, errOut := run(t, strings.Fields(tt.args)...); code != 2 || out != "" || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%s: exit %d, %q, %q; want %q", tt.args, code, out, errOut, tt.want)
+		}
+	}
 	code, out, errOut := run(t, "entry", "create", "-parentID", "spiffe://example.org/spire/agent/x", "-spiffeID", "spiffe://example.org/web",
 		"-selector", "unix:uid:1000", "-socketPath", "/nonexistent/api.sock")
 	if code != 1 || out != "" || !strings.Contains(errOut, "/nonexistent/api.sock") {
