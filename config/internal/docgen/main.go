@@ -12,6 +12,7 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 
@@ -47,41 +48,46 @@ type structs map[string]struct {
 
 func parse(dir string) (structs, error) {
 	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, dir, func(fi os.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
 	if err != nil {
 		return nil, err
 	}
 	out := structs{}
-	for _, pkg := range pkgs {
-		for _, f := range pkg.Files {
-			for _, d := range f.Decls {
-				gd, ok := d.(*ast.GenDecl)
-				if !ok || gd.Tok != token.TYPE {
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ParseComments)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range f.Decls {
+			gd, ok := d.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				ts := spec.(*ast.TypeSpec)
+				st, ok := ts.Type.(*ast.StructType)
+				if !ok {
 					continue
 				}
-				for _, spec := range gd.Specs {
-					ts := spec.(*ast.TypeSpec)
-					st, ok := ts.Type.(*ast.StructType)
-					if !ok {
+				var fs []field
+				for _, fl := range st.Fields.List {
+					if fl.Tag == nil || len(fl.Names) == 0 {
 						continue
 					}
-					var fs []field
-					for _, fl := range st.Fields.List {
-						if fl.Tag == nil || len(fl.Names) == 0 {
-							continue
-						}
-						tag := reflect.StructTag(strings.Trim(fl.Tag.Value, "`")).Get("hcl")
-						name, kind, _ := strings.Cut(tag, ",")
-						if name == "" || kind == "remain" || kind == "label" {
-							continue
-						}
-						fs = append(fs, field{name: name, kind: kind, goType: types(fl.Type), doc: describe(fl.Names[0].Name, text(fl.Doc)), required: kind == "" || kind == "attr"})
+					tag := reflect.StructTag(strings.Trim(fl.Tag.Value, "`")).Get("hcl")
+					name, kind, _ := strings.Cut(tag, ",")
+					if name == "" || kind == "remain" || kind == "label" {
+						continue
 					}
-					out[ts.Name.Name] = struct {
-						doc    string
-						fields []field
-					}{text(gd.Doc), fs}
+					fs = append(fs, field{name: name, kind: kind, goType: types(fl.Type), doc: describe(fl.Names[0].Name, text(fl.Doc)), required: kind == "" || kind == "attr"})
 				}
+				out[ts.Name.Name] = struct {
+					doc    string
+					fields []field
+				}{text(gd.Doc), fs}
 			}
 		}
 	}
