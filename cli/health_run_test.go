@@ -69,7 +69,9 @@ telemetry {
 	defer cancel()
 	var out, errOut bytes.Buffer
 	done := make(chan int, 1)
-	go func() { done <- mainIO(ctx, []string{"server", "run", "-config", conf, "-expandEnv"}, nil, &out, &errOut) }()
+	go func() {
+		done <- mainIO(ctx, []string{"server", "run", "-config", conf, "-expandEnv"}, nil, &out, &errOut)
+	}()
 
 	get := func(port int, path string) (int, string, error) {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
