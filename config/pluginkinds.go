@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/gohcl"
 )
 
 // PluginRule says what Signet does with one SPIRE plugin kind (and type)
@@ -64,7 +65,8 @@ func PluginRules() []PluginRule {
 }
 
 // sqlite matches a DataStore "sql" block whose database_type is sqlite3
-// (SPIRE's default and single-server setup).
+// (SPIRE's single-server setup), with plugin_data written as a block or,
+// as SPIRE's HCL1 also allows, as an attribute (plugin_data = { ... }).
 func sqlite(p *Plugin) bool {
 	var d struct {
 		DatabaseType string   `hcl:"database_type,optional"`
@@ -73,7 +75,17 @@ func sqlite(p *Plugin) bool {
 	if err := DecodePluginData(p, &d); err != nil {
 		return false
 	}
-	return d.DatabaseType == "" || d.DatabaseType == "sqlite3"
+	if p.Data == nil && p.Remain != nil {
+		attrs, _ := p.Remain.JustAttributes()
+		if a, ok := attrs["plugin_data"]; ok {
+			var m map[string]string
+			if diags := gohcl.DecodeExpression(a.Expr, nil, &m); diags.HasErrors() {
+				return false
+			}
+			d.DatabaseType = m["database_type"]
+		}
+	}
+	return d.DatabaseType == "sqlite3"
 }
 
 // pluginKinds lists the plugin kinds PluginRules knows.

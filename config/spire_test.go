@@ -35,6 +35,10 @@ plugins {
 		!strings.Contains(f.Warnings[1], `KeyManager "disk" is ignored: Signet keeps the CA keys in a file under data_dir`) {
 		t.Fatalf("warnings %q", f.Warnings)
 	}
+	f, err = config.LoadServer(write(t, "server {}\nplugins {\nDataStore \"sql\" {\nplugin_data = { database_type = \"sqlite3\", connection_string = \"x\" }\n}\n}\n"))
+	if err != nil || len(f.Warnings) != 1 {
+		t.Fatalf("plugin_data as an attribute: %v %+v", err, f)
+	}
 	a, err := config.LoadAgent(write(t, "agent {}\nplugins {\nKeyManager \"disk\" {\nplugin_data { directory = \"/x\" }\n}\nWorkloadAttestor \"unix\" {}\n}\n"))
 	if err != nil || len(a.Warnings) != 1 || !strings.Contains(a.Warnings[0], "SVID key in a file under data_dir") {
 		t.Fatalf("agent KeyManager disk: %v %+v", err, a)
@@ -44,6 +48,8 @@ plugins {
 func TestRefusedPluginKinds(t *testing.T) {
 	tests := []struct{ side, block, want string }{
 		{"server", "DataStore \"sql\" {\nplugin_data { database_type = \"postgres\" }\n}", `plugins: DataStore "sql" is not supported: Signet keeps its state in etcd, not in SQL: remove the block to use the embedded etcd under data_dir, or share state between servers with an ` + "`etcd {"},
+		{"server", "DataStore \"sql\" {\nplugin_data = { database_type = \"postgres\", connection_string = \"x\" }\n}", `DataStore "sql" is not supported`},
+		{"server", `DataStore "sql" {}`, `DataStore "sql" is not supported`},
 		{"server", `KeyManager "memory" {}`, `KeyManager "memory" is not supported: Signet keeps its keys on disk`},
 		{"server", "KeyManager \"aws_kms\" {\nplugin_data { region = \"x\" }\n}", `KeyManager "aws_kms" is not supported: KMS and HSM key managers are not supported`},
 		{"server", `UpstreamAuthority "vault" {}`, "vault { upstream_pki_mount"},
