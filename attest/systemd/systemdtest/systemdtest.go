@@ -39,10 +39,15 @@ type Bus struct {
 }
 
 // StartBus starts a dbus-daemon listening on a Unix socket in a new
-// temporary directory; it is stopped when the test ends.
+// temporary directory (a short path: socket paths are limited to 108
+// bytes); it is stopped when the test ends.
 func StartBus(t testing.TB) *Bus {
 	t.Helper()
-	dir := t.TempDir()
+	dir, err := os.MkdirTemp("", "dbus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	conf := filepath.Join(dir, "bus.conf")
 	if err := os.WriteFile(conf, busConf, 0o600); err != nil {
 		t.Fatal(err)
