@@ -208,13 +208,13 @@ func randomPassword() (string, error) {
 }
 
 // openSession loads the DevID key, creates and loads an AK, and
-// regenerates the EK, as SPIRE's agent does. On error it closes rw.
-func openSession(rw io.ReadWriteCloser, cfg sessionConfig) (s *session, err error) {
-	s = &session{rw: rw, cfg: cfg}
+// regenerates the EK, as SPIRE's agent does (SPIRE makes the AK's parent
+// an RSA SRK always; here it is the DevID key's). On error it closes rw.
+func openSession(rw io.ReadWriteCloser, cfg sessionConfig) (_ *session, err error) {
+	s := &session{rw: rw, cfg: cfg}
 	defer func() {
 		if err != nil {
 			s.Close()
-			s = nil
 		}
 	}()
 	srkAuth, err := randomPassword()
@@ -241,19 +241,28 @@ func openSession(rw io.ReadWriteCloser, cfg sessionConfig) (s *session, err erro
 	if s.devIDHash.IsNull() {
 		return nil, errors.New("tpmdevid: DevID signature hash algorithm is NULL")
 	}
-	if s.devID, err = s.load(srk, srkAuth, cfg.DevIDPub, cfg.DevIDPriv); err != nil {
-		return nil, fmt.Errorf("tpmdevid: load DevID key: %w", err)
-	}
 	if s.akAuth, err = randomPassword(); err != nil {
 		return nil, err
 	}
-	akPriv, akPub, err := s.createAK(srkAuth)
-	if err != nil {
-		return nil, fmt.Errorf("tpmdevid: create attestation key: %w", err)
-	}
-	s.akPub = akPub
-	if s.ak, err = s.load(SRKTemplateHighRSA(), srkAuth, akPub, akPriv); err != nil {
-		return nil, fmt.Errorf("tpmdevid: load attestation key: %w", err)
+	// One storage root key (of the DevID key's type) is the parent of the
+	// DevID key and of the AK; it is flushed before the EK is made, as a
+	// TPM has few transient object slots (three on swtpm).
+	if err := s.withSRK(srk, srkAuth, func(parent tpmutil.Handle) error {
+		var err error
+		if s.devID, _, err = tpm2.Load(rw, parent, srkAuth, cfg.DevIDPub, cfg.DevIDPriv); err != nil {
+			return fmt.Errorf("tpmdevid: load DevID key: %w", err)
+		}
+		akPriv, akPub, _, _, _, err := tpm2.CreateKey(rw, parent, tpm2.PCRSelection{}, srkAuth, s.akAuth, akTemplateRSA())
+		if err != nil {
+			return fmt.Errorf("tpmdevid: create attestation key: %w", err)
+		}
+		s.akPub = akPub
+		if s.ak, _, err = tpm2.Load(rw, parent, srkAuth, akPub, akPriv); err != nil {
+			return fmt.Errorf("tpmdevid: load attestation key: %w", err)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	s.ek, _, _, _, _, _, err = tpm2.CreatePrimaryEx(rw, tpm2.HandleEndorsement, tpm2.PCRSelection{}, cfg.EndorsementPassword, "", EKTemplateRSA())
 	if err != nil {
@@ -266,29 +275,10 @@ func openSession(rw io.ReadWriteCloser, cfg sessionConfig) (s *session, err erro
 func (s *session) withSRK(tmpl tpm2.Public, auth string, f func(tpmutil.Handle) error) error {
 	h, _, _, _, _, _, err := tpm2.CreatePrimaryEx(s.rw, tpm2.HandleOwner, tpm2.PCRSelection{}, s.cfg.OwnerPassword, auth, tmpl)
 	if err != nil {
-		return fmt.Errorf("create storage root key: %w", err)
+		return fmt.Errorf("tpmdevid: create storage root key: %w", err)
 	}
 	defer func() { _ = tpm2.FlushContext(s.rw, h) }()
 	return f(h)
-}
-
-func (s *session) load(srk tpm2.Public, srkAuth string, pub, priv []byte) (tpmutil.Handle, error) {
-	var h tpmutil.Handle
-	err := s.withSRK(srk, srkAuth, func(parent tpmutil.Handle) error {
-		var err error
-		h, _, err = tpm2.Load(s.rw, parent, srkAuth, pub, priv)
-		return err
-	})
-	return h, err
-}
-
-func (s *session) createAK(srkAuth string) (priv, pub []byte, err error) {
-	err = s.withSRK(SRKTemplateHighRSA(), srkAuth, func(parent tpmutil.Handle) error {
-		var err error
-		priv, pub, _, _, _, err = tpm2.CreateKey(s.rw, parent, tpm2.PCRSelection{}, srkAuth, s.akAuth, akTemplateRSA())
-		return err
-	})
-	return priv, pub, err
 }
 
 // Close flushes the loaded objects and closes the TPM.
