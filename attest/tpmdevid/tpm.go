@@ -49,8 +49,14 @@ func openTPM(ctx context.Context, devicePath, tcpAddress string) (io.ReadWriteCl
 // command protocol (swtpm's --server type=tcp). Commands time out at
 // ctx's deadline, or after 30s each without one.
 func DialTCP(ctx context.Context, address string) (io.ReadWriteCloser, error) {
+	return Dial(ctx, "tcp", address)
+}
+
+// Dial is DialTCP for any stream network ("unix" for swtpm's
+// --server type=unixio).
+func Dial(ctx context.Context, network, address string) (io.ReadWriteCloser, error) {
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", address)
+	c, err := d.DialContext(ctx, network, address)
 	if err != nil {
 		return nil, fmt.Errorf("tpmdevid: dial TPM at %s: %w", address, err)
 	}

@@ -3,6 +3,7 @@ package tpmdevid_test
 import (
 	"context"
 	"crypto/x509"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -129,5 +130,29 @@ func TestAttestSWTPM(t *testing.T) {
 				t.Fatalf("selectors\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(wantSel, "\n"))
 			}
 		}
+	}
+}
+
+// TestAttestSWTPMDevicePath: tpm_device_path naming a swtpm Unix socket
+// (go-tpm opens a socket as a TPM simulator, one connection per command,
+// as spire-agent's tpm_devid does) attests like the TCP transport.
+func TestAttestSWTPMDevicePath(t *testing.T) {
+	p := newPKI(t)
+	dir, err := os.MkdirTemp("", "tpm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	d := tpmdevidtest.ProvisionAt(t, tpmdevidtest.StartSWTPMUnix(t, dir), p.options("node-1"))
+	if pd := d.PluginData(""); pd.TPMDevicePath == "" || pd.TPMTCPAddress != "" {
+		t.Fatalf("plugin data %+v, want tpm_device_path", pd)
+	}
+	ev := evidence(t, d)
+	res, err := p.attestor(t, p.now).Attest(context.Background(), attest.NodeRequest{Payload: payload(t, ev), Challenge: respond(ev, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "spiffe://example.org/spire/agent/tpm_devid/" + tpmdevid.Fingerprint(d.DevIDCert); res.AgentID.String() != want {
+		t.Fatalf("agent ID %v, want %s", res.AgentID, want)
 	}
 }

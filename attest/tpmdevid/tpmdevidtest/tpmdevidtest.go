@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,55 +35,81 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// StartSWTPM starts a fresh swtpm (TPM 2.0, started up) on loopback and
-// returns its command address; it is killed at the end of the test. The
-// test is skipped when swtpm is not installed (scripts/install-debs.sh).
+// StartSWTPM starts a fresh swtpm (TPM 2.0, started up) on loopback TCP
+// and returns its command address; it is killed at the end of the test.
+// The test is skipped when swtpm is not installed (scripts/install-debs.sh).
 func StartSWTPM(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("swtpm")
-	if err != nil {
-		t.Skip("swtpm is not installed (scripts/install-debs.sh)")
-	}
-	dir := t.TempDir()
 	for attempt := 0; attempt < 5; attempt++ {
 		port, ctrl := freePort(t), freePort(t)
-		cmd := exec.Command(bin, "socket", "--tpm2",
-			"--server", "type=tcp,port="+strconv.Itoa(port)+",bindaddr=127.0.0.1",
-			"--ctrl", "type=tcp,port="+strconv.Itoa(ctrl)+",bindaddr=127.0.0.1",
-			"--tpmstate", "dir="+dir,
-			"--flags", "not-need-init,startup-clear")
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		for i := 0; i < 200; i++ {
-			select {
-			case <-exited:
-				i = 200 // port taken meanwhile: try other ports
-				continue
-			default:
-			}
-			c, err := net.Dial("tcp", addr)
-			if err == nil {
-				c.Close()
-				t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
-				return addr
-			}
-			time.Sleep(25 * time.Millisecond)
+		if startSWTPM(t, "type=tcp,port="+strconv.Itoa(port)+",bindaddr=127.0.0.1", "type=tcp,port="+strconv.Itoa(ctrl)+",bindaddr=127.0.0.1", "tcp", addr) {
+			return addr
 		}
-		_ = cmd.Process.Kill()
-		<-exited
 	}
 	t.Fatal("swtpm did not start")
 	return ""
 }
 
-// Device is a provisioned TPM: its address and the agent's DevID files.
+// StartSWTPMUnix starts a fresh swtpm serving the TPM on a Unix socket in
+// dir (keep dir short: socket paths are limited) and returns the socket's
+// path, which go-tpm (and so spire-agent's tpm_device_path) opens as a
+// TPM simulator.
+func StartSWTPMUnix(t testing.TB, dir string) string {
+	t.Helper()
+	sock, ctrl := filepath.Join(dir, "tpm.sock"), filepath.Join(dir, "tpm.ctrl")
+	if !startSWTPM(t, "type=unixio,path="+sock, "type=unixio,path="+ctrl, "unix", sock) {
+		t.Fatal("swtpm did not start")
+	}
+	return sock
+}
+
+// startSWTPM runs swtpm with the server and ctrl channel specs until
+// address (on network) accepts connections; false if it exited first.
+func startSWTPM(t testing.TB, server, ctrl, network, address string) bool {
+	t.Helper()
+	bin, err := exec.LookPath("swtpm")
+	if err != nil {
+		t.Skip("swtpm is not installed (scripts/install-debs.sh)")
+	}
+	cmd := exec.Command(bin, "socket", "--tpm2", "--server", server, "--ctrl", ctrl,
+		"--tpmstate", "dir="+t.TempDir(), "--flags", "not-need-init,startup-clear")
+	logf, err := os.Create(filepath.Join(t.TempDir(), "swtpm.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	for i := 0; i < 400; i++ {
+		select {
+		case <-exited:
+			return false // the port was taken meanwhile
+		default:
+		}
+		if c, err := net.Dial(network, address); err == nil {
+			c.Close()
+			t.Cleanup(func() { _ = cmd.Process.Kill(); <-exited })
+			return true
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	_ = cmd.Process.Kill()
+	<-exited
+	b, _ := os.ReadFile(logf.Name())
+	t.Fatalf("swtpm did not accept connections: %s", b)
+	return false
+}
+
+// Device is a provisioned TPM: its address (TCP, or with Unix set a
+// socket path) and the agent's DevID files.
 type Device struct {
 	Address                     string
+	Unix                        bool
 	CertPath, PrivPath, PubPath string
 	// DevIDCert is the DevID certificate (the leaf).
 	DevIDCert *x509.Certificate
@@ -106,7 +133,11 @@ type Options struct {
 func dial(t testing.TB, addr string) (context.Context, func(), io.ReadWriteCloser) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	rw, err := tpmdevid.DialTCP(ctx, addr)
+	network := "tcp"
+	if !strings.Contains(addr, ":") {
+		network = "unix"
+	}
+	rw, err := tpmdevid.Dial(ctx, network, addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +227,7 @@ func WriteDevID(t testing.TB, addr string, o Options, priv, pub []byte, key cryp
 	t.Helper()
 	cert := o.DevIDCA.IssueFor(t, o.DevID, key)
 	dir := t.TempDir()
-	d := &Device{Address: addr, CertPath: filepath.Join(dir, "devid.pem"), PrivPath: filepath.Join(dir, "devid.priv"), PubPath: filepath.Join(dir, "devid.pub")}
+	d := &Device{Address: addr, Unix: !strings.Contains(addr, ":"), CertPath: filepath.Join(dir, "devid.pem"), PrivPath: filepath.Join(dir, "devid.priv"), PubPath: filepath.Join(dir, "devid.pub")}
 	chain := []*x509.Certificate{cert}
 	for _, ca := range o.Intermediates {
 		chain = append(chain, ca.Cert)
@@ -213,14 +244,27 @@ func WriteDevID(t testing.TB, addr string, o Options, priv, pub []byte, key cryp
 // Provision starts a swtpm and provisions its EK certificate and a DevID.
 func Provision(t testing.TB, o Options) *Device {
 	t.Helper()
-	addr := StartSWTPM(t)
+	return ProvisionAt(t, StartSWTPM(t), o)
+}
+
+// ProvisionAt provisions the EK certificate and a DevID in the TPM at
+// addr (a TCP address, or a Unix socket path).
+func ProvisionAt(t testing.TB, addr string, o Options) *Device {
+	t.Helper()
 	ek := ProvisionEK(t, addr, o.EKCA)
 	d := ProvisionDevID(t, addr, o)
 	d.EKCertDER = ek
 	return d
 }
 
-// PluginData is the agent's plugin_data for d.
+// PluginData is the agent's plugin_data for d: tpm_tcp_address, or
+// tpm_device_path for a Unix socket.
 func (d *Device) PluginData(password string) tpmdevid.AgentPluginData {
-	return tpmdevid.AgentPluginData{DevIDCertPath: d.CertPath, DevIDPrivPath: d.PrivPath, DevIDPubPath: d.PubPath, DevIDPassword: password, TPMTCPAddress: d.Address}
+	p := tpmdevid.AgentPluginData{DevIDCertPath: d.CertPath, DevIDPrivPath: d.PrivPath, DevIDPubPath: d.PubPath, DevIDPassword: password}
+	if d.Unix {
+		p.TPMDevicePath = d.Address
+	} else {
+		p.TPMTCPAddress = d.Address
+	}
+	return p
 }
