@@ -12,12 +12,11 @@
 package tpmdevid
 
 import (
-	"crypto/sha1" //nolint:gosec // SPIRE's fingerprint is SHA-1 of the DER
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
+	"github.com/signet-id/signet/attest/x509pop"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
@@ -111,11 +110,9 @@ func ParseResponse(b []byte) (*ChallengeResponse, error) {
 	return &r, nil
 }
 
-// Fingerprint is the lowercase hex SHA-1 of cert's DER, as SPIRE's.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha1.Sum(cert.Raw) //nolint:gosec // as SPIRE
-	return hex.EncodeToString(sum[:])
-}
+// Fingerprint is the lowercase hex SHA-1 of cert's DER, as SPIRE's (the
+// same as x509pop's): the agent ID's last segment.
+func Fingerprint(cert *x509.Certificate) string { return x509pop.Fingerprint(cert) }
 
 // Selectors returns SPIRE's tpm_devid selectors, in SPIRE's order:
 // subject:cn and issuer:cn of the DevID certificate (if set), then
@@ -128,15 +125,8 @@ func Selectors(leaf *x509.Certificate, chains [][]*x509.Certificate) []*types.Se
 	if cn := leaf.Issuer.CommonName; cn != "" {
 		vals = append(vals, "issuer:cn:"+cn)
 	}
-	seen := map[string]bool{}
-	for _, chain := range chains {
-		for _, c := range chain[1:] {
-			fp := Fingerprint(c)
-			if !seen[fp] {
-				seen[fp] = true
-				vals = append(vals, "ca:fingerprint:"+fp)
-			}
-		}
+	for _, fp := range x509pop.CAFingerprints(chains) {
+		vals = append(vals, "ca:fingerprint:"+fp)
 	}
 	out := make([]*types.Selector, len(vals))
 	for i, v := range vals {
