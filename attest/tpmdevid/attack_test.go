@@ -219,6 +219,24 @@ func TestAttestRefusesMalformed(t *testing.T) {
 		_, err := p.attestor(t, p.now).Attest(context.Background(), attest.NodeRequest{Payload: payload(t, ev), Challenge: func(context.Context, []byte) ([]byte, error) { return []byte("nope"), nil }})
 		wantCode(t, err, codes.InvalidArgument, "unable to unmarshall challenges response")
 	})
+	// The agent half refuses challenges it cannot use, and each payload
+	// answers one challenge only.
+	for _, c := range []struct{ name, challenge, msg string }{
+		{"not JSON", "nope", "tpmdevid: challenge"},
+		{"no credential", `{"DevID":"AAAA"}`, "empty credential activation challenge"},
+		{"garbled credential", `{"DevID":"AAAA","CredActivation":{"Credential":"AAAA","Secret":"AAAA"}}`, "unable to solve proof of residency challenge"},
+	} {
+		t.Run("agent challenge "+c.name, func(t *testing.T) {
+			ev := evidence(t, dev)
+			payload(t, ev)
+			if _, err := ev.Respond(context.Background(), []byte(c.challenge)); err == nil || !strings.Contains(err.Error(), c.msg) {
+				t.Fatalf("Respond: %v, want %q", err, c.msg)
+			}
+			if _, err := ev.Respond(context.Background(), []byte(c.challenge)); err == nil || !strings.Contains(err.Error(), "challenge before payload") {
+				t.Fatalf("second Respond: %v", err)
+			}
+		})
+	}
 	t.Run("response too large", func(t *testing.T) {
 		ev := evidence(t, dev)
 		_, err := p.attestor(t, p.now).Attest(context.Background(), attest.NodeRequest{Payload: payload(t, ev), Challenge: func(context.Context, []byte) ([]byte, error) { return make([]byte, tpmdevid.MaxResponse+1), nil }})
