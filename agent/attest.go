@@ -12,6 +12,7 @@ import (
 	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
+	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
 )
 
@@ -27,6 +28,7 @@ var (
 	_ NodeEvidence = (*awsiid.Evidence)(nil)
 	_ NodeEvidence = (*gcpiit.Evidence)(nil)
 	_ NodeEvidence = (*azuremsi.Evidence)(nil)
+	_ NodeEvidence = (*tpmdevid.Evidence)(nil)
 )
 
 // evidence returns the configured node evidence, or join-token evidence.

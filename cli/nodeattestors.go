@@ -11,6 +11,7 @@ import (
 	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
+	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
 	"github.com/signet-id/signet/config"
 	agentapi "github.com/signet-id/signet/server/api/agent"
@@ -62,6 +63,13 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 			}
 			return azuremsi.NewAttestor(cfg)
 		}),
+		tpmdevid.Type: withPluginData(func(td spiffeid.TrustDomain, d tpmdevid.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := tpmdevid.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return tpmdevid.NewAttestor(cfg)
+		}),
 	}
 }
 
@@ -104,6 +112,13 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return azuremsi.NewEvidence(d, nil)
+		},
+		tpmdevid.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d tpmdevid.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return tpmdevid.NewEvidence(d)
 		},
 	}
 }

@@ -39,9 +39,9 @@ plugin_data {
   agent_path_template = "/cn/{{ .Subject.CommonName }}"
 }
 }`, []string{"x509pop"}, ""},
-		{"unknown type", `NodeAttestor "tpm_devid" {
+		{"unknown type", `NodeAttestor "no_such_method" {
   plugin_data {}
-}`, nil, `unknown NodeAttestor "tpm_devid" (supported: aws_iid, azure_msi, gcp_iit, join_token, sshpop, x509pop)`},
+}`, nil, `unknown NodeAttestor "no_such_method" (supported: aws_iid, azure_msi, gcp_iit, join_token, sshpop, tpm_devid, x509pop)`},
 		{"aws_iid", `NodeAttestor "aws_iid" {
 plugin_data {
   accountid_allow_list = ["123456789012"]
@@ -90,6 +90,17 @@ plugin_data {
   tenants = { "t" = { app_id = "a", app_secret = "s", subscription_id = "x" } }
 }
 }`, nil, "is not supported: Signet does not call the Azure API"},
+		{"tpm_devid", `NodeAttestor "tpm_devid" {
+plugin_data {
+  devid_ca_path = "` + ca + `"
+  endorsement_ca_path = "` + ca + `"
+}
+}`, []string{"tpm_devid"}, ""},
+		{"tpm_devid without endorsement CA", `NodeAttestor "tpm_devid" {
+plugin_data {
+  devid_ca_path = "` + ca + `"
+}
+}`, nil, "endorsement_ca_path is required"},
 		{"sshpop", `NodeAttestor "sshpop" {
 plugin_data {
   cert_authorities = ["` + sshCA(t) + `"]
@@ -185,9 +196,23 @@ plugin_data {
   host_cert_path = "` + filepath.Join(dir, "absent-cert.pub") + `"
 }
 }`, "", "sshpop: read host cert"},
-		{"unknown type", `NodeAttestor "tpm_devid" {
+		{"tpm_devid", `NodeAttestor "tpm_devid" {
+plugin_data {
+  devid_cert_path = "` + cp + `"
+  devid_priv_path = "` + kp + `"
+  devid_pub_path = "` + kp + `"
+  tpm_device_path = "/dev/tpmrm0"
+}
+}`, "tpm_devid", ""},
+		{"tpm_devid without a public blob", `NodeAttestor "tpm_devid" {
+plugin_data {
+  devid_cert_path = "` + cp + `"
+  devid_priv_path = "` + kp + `"
+}
+}`, "", "devid_pub_path is required"},
+		{"unknown type", `NodeAttestor "no_such_method" {
   plugin_data {}
-}`, "", `unknown NodeAttestor "tpm_devid" (supported: aws_iid, azure_msi, gcp_iit, join_token, sshpop, x509pop)`},
+}`, "", `unknown NodeAttestor "no_such_method" (supported: aws_iid, azure_msi, gcp_iit, join_token, sshpop, tpm_devid, x509pop)`},
 		{"aws_iid", `NodeAttestor "aws_iid" {
 plugin_data {
   ec2_metadata_endpoint = "http://127.0.0.1:1/"
