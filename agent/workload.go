@@ -26,6 +26,7 @@ func (a *Agent) serveWorkloadAPI(ctx context.Context) (func(), error) {
 		Limits:      a.cfg.WorkloadLimits,
 		Logger:      a.log,
 		Registerer:  a.cfg.Registry,
+		NotReady:    a.notReady,
 	})
 	if err != nil {
 		return nil, err
