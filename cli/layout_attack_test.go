@@ -106,3 +106,41 @@ func TestSocketBehindPrivateDirHint(t *testing.T) {
 		t.Errorf("misleading hint:\n%s", got)
 	}
 }
+
+// TestFetchFromUnattestedAgent: `signet fetch x509` against a real agent
+// that cannot reach its server says the agent is not attested yet and why,
+// not that no registration entry matches.
+func TestFetchFromUnattestedAgent(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+	dir := publicDir(t)
+	wsock := filepath.Join(dir, "public", "api.sock")
+	ag, err := agent.New(agent.Config{
+		TrustDomain:       spiffeid.RequireTrustDomainFromString("example.org"),
+		ServerAddresses:   []string{dead},
+		JoinToken:         "unused-token-0123456789",
+		InsecureBootstrap: true,
+		DataDir:           filepath.Join(dir, "data"),
+		SocketPath:        wsock,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ag.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-ag.Ready()
+	code, _, errOut := run(t, "fetch", "x509", "--socket-path", wsock)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1; stderr %q", code, errOut)
+	}
+	mustContain(t, "stderr", errOut, "Unavailable: agent is not attested yet: ", "see its log")
+	if strings.Contains(errOut, "registration entry") || strings.Contains(errOut, "cannot reach") {
+		t.Errorf("misleading hint: %q", errOut)
+	}
+}
