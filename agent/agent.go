@@ -333,6 +333,10 @@ func (a *Agent) loop(ctx context.Context) error {
 		if a.sessionOK.Load() {
 			b.reset()
 			verifyFailures = 0
+		} else if a.verifyErr.Load() == nil && !a.AgentID().IsZero() && serverRefusedCert(err) {
+			// The server, verified, refuses the agent SVID in the TLS
+			// handshake (its CA no longer chains it: a reset server).
+			err = fmt.Errorf("%w: %w", errReattest, err)
 		}
 		if a.AgentID().IsZero() && err != nil {
 			a.notAttested.Store(&err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -60,6 +61,18 @@ func refusedEvidence(err error) bool {
 		return true
 	}
 	return false
+}
+
+// serverRefusedCert reports whether err is the server's TLS alert
+// refusing the agent's certificate.
+func serverRefusedCert(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "remote error: tls: bad certificate") ||
+		strings.Contains(msg, "remote error: tls: unknown certificate authority") ||
+		strings.Contains(msg, "remote error: tls: expired certificate")
 }
 
 // permanentAttestError wraps an attestation refusal with what to do.

@@ -324,3 +324,70 @@ func TestJoinTokenWithCachedSVID(t *testing.T) {
 	r = e.runAgent(t, dir, func(c *agent.Config) { c.JoinToken = second; c.Reattest = true })
 	r.waitAttested(t, tokenID(second))
 }
+
+// TestResetServerStopsCachedAgent: an agent attested to a server that was
+// then reset (a new server, a new CA, same trust domain) does not retry
+// forever with its cached bundle: it stops with ErrPermanent and says to
+// remove its data directory and bootstrap again.
+func TestResetServerStopsCachedAgent(t *testing.T) {
+	old := start(t)
+	dir := shortDir(t)
+	tok := old.newToken(t)
+	r := old.runAgent(t, dir, func(c *agent.Config) { c.JoinToken = tok })
+	r.waitAttested(t, tokenID(tok))
+	cacheFile := filepath.Join(r.cfg.DataDir, "svid-cache.json")
+	waitFile(t, cacheFile)
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	reset := start(t)
+	oldBundle := old.srv.CA().Bundle().X509Authorities()
+	r = reset.runAgent(t, dir, func(c *agent.Config) { c.JoinToken = reset.newToken(t); c.TrustBundle = oldBundle })
+	err := r.exit(t)
+	if !errors.Is(err, agent.ErrPermanent) {
+		t.Fatalf("Run: %v; want ErrPermanent", err)
+	}
+	for _, w := range []string{"no server verifies", "remove its data directory " + r.cfg.DataDir, "--trust-bundle"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not say %q", err, w)
+		}
+	}
+}
+
+// waitFile waits until path exists.
+func waitFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(deliveryBound)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not written within %v", path, deliveryBound)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestServerRefusingCachedSVIDReattests: an agent whose cached SVID the
+// (verified) server refuses in the TLS handshake, its CA being new, attests
+// again with its configured join token instead of retrying forever.
+func TestServerRefusingCachedSVIDReattests(t *testing.T) {
+	old := start(t)
+	dir := shortDir(t)
+	tok := old.newToken(t)
+	r := old.runAgent(t, dir, func(c *agent.Config) { c.JoinToken = tok })
+	r.waitAttested(t, tokenID(tok))
+	if err := r.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	// No cached bundle: the agent verifies the new server with the bundle
+	// it is given, and presents its old SVID.
+	if err := os.Remove(filepath.Join(r.cfg.DataDir, "svid-cache.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	reset := start(t)
+	fresh := reset.newToken(t)
+	r = reset.runAgent(t, dir, func(c *agent.Config) { c.JoinToken = fresh })
+	r.waitAttested(t, tokenID(fresh))
+}
