@@ -84,7 +84,7 @@ func (s *Server) writeBundleFile() {
 	}
 }
 
-// TrustDomainFile, in the data directory, records the trust domain whose
+// TrustDomainFile is the data directory's record of the trust domain whose
 // state the directory holds; a server configured with another one refuses
 // to start on it.
 const TrustDomainFile = "trust_domain"
