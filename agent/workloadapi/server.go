@@ -146,6 +146,9 @@ func New(c Config) (*Server, error) {
 
 var errNoIdentity = status.Error(codes.PermissionDenied, "no identity issued")
 
+// errPending skips a stream update: the caller's identity is on its way.
+var errPending = errors.New("workloadapi: identity pending")
+
 // noIdentity is the error for a caller without an identity: Unavailable
 // with the reason while the agent is not attested yet, errNoIdentity once
 // it is.
@@ -176,6 +179,11 @@ func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerSt
 	return streamUpdates(s, stream, "FetchX509SVID", func(ctx context.Context, selectors []*types.Selector, u *cache.WorkloadUpdate) (*workload.X509SVIDResponse, error) {
 		ids := uniqueHints(u.Identities)
 		if len(ids) == 0 {
+			if len(s.cache.MatchingEntries(selectors)) > 0 {
+				// An entry matches but its SVID is still being minted:
+				// the next update brings it.
+				return nil, errPending
+			}
 			s.log.DebugContext(ctx, "workloadapi: no identity issued", slog.Any("selectors", selectorStrings(selectors)))
 			return nil, s.noIdentity()
 		}
@@ -213,6 +221,9 @@ func streamUpdates[T any, PT interface {
 				return status.Error(codes.Unavailable, "cache subscription closed")
 			}
 			resp, err := build(ctx, selectors, u)
+			if errors.Is(err, errPending) {
+				continue
+			}
 			if err != nil {
 				return err
 			}
