@@ -41,8 +41,11 @@ type Config struct {
 	// ServerAddresses are the servers' host:port addresses, tried in order.
 	ServerAddresses []string
 	// JoinToken attests the agent the first time (unused once it has an
-	// SVID on disk).
+	// SVID on disk, unless Reattest).
 	JoinToken string
+	// Reattest discards an agent SVID on disk and attests again with the
+	// node evidence (for example a new join token).
+	Reattest bool
 	// NodeEvidence attests the agent the first time; default join-token
 	// evidence from JoinToken.
 	NodeEvidence NodeEvidence
@@ -115,6 +118,14 @@ type Agent struct {
 
 	syncNow chan struct{}
 	ready   chan struct{}
+
+	// verifyErr is the last server certificate that failed verification;
+	// sessionOK is set once a session synced. Run reads and clears both
+	// after each session.
+	verifyErr atomic.Pointer[error]
+	sessionOK atomic.Bool
+	// notAttested is why the agent has no SVID yet (nil once attested).
+	notAttested atomic.Pointer[error]
 }
 
 // New validates cfg and returns an Agent ready to Run.
@@ -270,9 +281,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if s, err := a.disk.loadAgentSVID(); err != nil {
 		a.log.Warn("ignoring unreadable agent SVID", "error", err)
 	} else if s != nil && a.cfg.Clock.Now().Before(s.Chain[0].NotAfter) {
-		a.mu.Lock()
-		a.agentSVID = s
-		a.mu.Unlock()
+		a.useCachedSVID(s)
+	}
+	if a.AgentID().IsZero() {
+		reason := errors.New("connecting to the server")
+		a.notAttested.Store(&reason)
 	}
 
 	wl, err := a.serveWorkloadAPI(ctx)
@@ -281,23 +294,96 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer wl()
 	close(a.ready)
+	return a.loop(ctx)
+}
 
+// useCachedSVID adopts the agent SVID found on disk, unless Reattest asks
+// to attest again. A join token given beside a cached SVID is not used:
+// say so, and how to use it.
+func (a *Agent) useCachedSVID(s *cache.X509SVID) {
+	id, _ := x509svid.IDFromCert(s.Chain[0])
+	if a.cfg.Reattest {
+		a.log.Info("discarding the agent SVID on disk to attest again", "agent_id", id.String())
+		return
+	}
+	if a.cfg.JoinToken != "" {
+		a.log.Warn("join token not used: the agent already has an SVID on disk and keeps its identity; "+
+			"to attest again with the token, restart with --reattest (or remove "+agentSVIDFile+" from the data directory)",
+			"agent_id", id.String(), "data_dir", a.cfg.DataDir)
+	}
+	a.mu.Lock()
+	a.agentSVID = s
+	a.mu.Unlock()
+}
+
+// loop runs server sessions until ctx is done or a permanent error: after
+// a failed one it waits with exponential backoff and jitter (reset by a
+// session that synced), and re-attests when the server refuses the agent
+// SVID.
+func (a *Agent) loop(ctx context.Context) error {
+	b := backoff{rand: a.cfg.Rand}
+	verifyFailures := 0
 	for ctx.Err() == nil {
+		a.sessionOK.Store(false)
+		a.verifyErr.Store(nil)
 		err := a.session(ctx)
 		if ctx.Err() != nil {
 			break
 		}
-		if errors.Is(err, errReattest) {
-			a.log.Warn("agent SVID rejected; attesting again", "error", err)
+		if a.sessionOK.Load() {
+			b.reset()
+			verifyFailures = 0
+		} else if a.verifyErr.Load() == nil && !a.AgentID().IsZero() && serverRefusedCert(err) {
+			// The server, verified, refuses the agent SVID in the TLS
+			// handshake (its CA no longer chains it: a reset server).
+			err = fmt.Errorf("%w: %w", errReattest, err)
+		}
+		if a.AgentID().IsZero() && err != nil {
+			a.notAttested.Store(&err)
+		} else {
+			a.notAttested.Store(nil)
+		}
+		if errors.Is(err, ErrPermanent) {
+			a.log.Error("agent stopping: retrying cannot help", "error", err)
+			return err
+		}
+		// A server certificate that does not verify: permanent once every
+		// server refused in a row.
+		if ve := a.verifyErr.Load(); ve != nil && !a.sessionOK.Load() {
+			verifyFailures++
+			if verifyFailures >= len(a.cfg.ServerAddresses) {
+				err := a.permanentVerifyError(*ve)
+				a.log.Error("agent stopping: retrying cannot help", "error", err)
+				return err
+			}
+		}
+		a.m.reconnects.Inc()
+		if errors.Is(err, errRenewed) {
+			b.reset()
+		}
+		wait := b.next()
+		if errors.Is(err, errRenewed) {
+			a.log.Info("agent SVID renewed; reconnecting with it", "retry_in", wait.Round(time.Millisecond).String())
+		} else if errors.Is(err, errReattest) {
+			a.log.Warn("agent SVID rejected; attesting again", "error", err, "retry_in", wait.Round(time.Millisecond).String())
 			a.mu.Lock()
 			a.agentSVID = nil
 			a.mu.Unlock()
 			a.disk.removeAgentSVID()
+			a.notAttested.Store(&err)
 		} else if err != nil {
-			a.log.Warn("server session ended", "error", err)
+			a.log.Warn("server session ended; retrying", "error", err, "retry_in", wait.Round(time.Millisecond).String())
 		}
-		a.m.reconnects.Inc()
-		clock.Sleep(ctx, a.cfg.Clock, time.Second)
+		clock.Sleep(ctx, a.cfg.Clock, wait)
+	}
+	return nil
+}
+
+// notReady is the Workload API's view of the agent: why it cannot issue
+// identities yet, or nil once attested.
+func (a *Agent) notReady() error {
+	if e := a.notAttested.Load(); e != nil && a.AgentID().IsZero() {
+		return *e
 	}
 	return nil
 }

@@ -46,11 +46,11 @@ func (a *Agent) evidence() (NodeEvidence, error) {
 func (a *Agent) attest(ctx context.Context, addr string) error {
 	ev, err := a.evidence()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
 	conn, err := a.dial(addr, a.roots(), nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrPermanent, err)
 	}
 	defer conn.Close()
 	key, err := a.newKey()
@@ -65,7 +65,11 @@ func (a *Agent) attest(ctx context.Context, addr string) error {
 	defer cancel()
 	res, err := client.New(conn).AttestAgent(ctx, ev, csr)
 	if err != nil {
-		return fmt.Errorf("agent: attest: %w", err)
+		err = fmt.Errorf("agent: attest: %w", err)
+		if refusedEvidence(err) {
+			return a.permanentAttestError(err)
+		}
+		return err
 	}
 	if _, err := a.adoptAgentSVID(res.SVID.CertChain, key, altKey); err != nil {
 		return err

@@ -48,10 +48,14 @@ func (a *Agent) dial(addr string, roots []*x509.Certificate, client *cache.X509S
 		tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
 			id, _, err := x509svid.ParseAndVerify(raw, b)
 			if err != nil {
-				return fmt.Errorf("agent: server certificate: %w", err)
+				err = fmt.Errorf("agent: server certificate: %w", err)
+				a.verifyErr.Store(&err)
+				return err
 			}
 			if id != serverID {
-				return fmt.Errorf("agent: server presented %q, want %q", id, serverID)
+				err := fmt.Errorf("agent: server presented %q, want %q", id, serverID)
+				a.verifyErr.Store(&err)
+				return err
 			}
 			return nil
 		}
@@ -170,6 +174,7 @@ func (a *Agent) session(ctx context.Context) error {
 		a.nextServer()
 		return classify(err)
 	}
+	a.sessionOK.Store(true)
 	ticker := a.cfg.Clock.NewTicker(a.cfg.SyncInterval)
 	defer ticker.Stop()
 	// retryAt holds off renewing SVIDs the server just refused.

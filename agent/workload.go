@@ -7,6 +7,7 @@ import (
 	agentsecrets "github.com/signet-id/signet/agent/secrets"
 	"github.com/signet-id/signet/agent/workloadapi"
 	"github.com/signet-id/signet/attest/unix"
+	"github.com/signet-id/signet/privdir"
 	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
 	"google.golang.org/grpc"
 )
@@ -26,6 +27,7 @@ func (a *Agent) serveWorkloadAPI(ctx context.Context) (func(), error) {
 		Limits:      a.cfg.WorkloadLimits,
 		Logger:      a.log,
 		Registerer:  a.cfg.Registry,
+		NotReady:    a.notReady,
 	})
 	if err != nil {
 		return nil, err
@@ -39,6 +41,9 @@ func (a *Agent) serveWorkloadAPI(ctx context.Context) (func(), error) {
 	l, err := workloadapi.Listen(a.cfg.SocketPath)
 	if err != nil {
 		return nil, err
+	}
+	if err := privdir.OthersReach(a.cfg.SocketPath); err != nil {
+		a.log.Warn("workloads of other users cannot reach the Workload API socket", "error", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})

@@ -172,3 +172,19 @@ func TestJoinTokenFlags(t *testing.T) {
 		})
 	}
 }
+
+// TestAgentRunReattestFlag: `agent run --reattest` exists and reaches the
+// agent's configuration.
+func TestAgentRunReattestFlag(t *testing.T) {
+	if newAgentRunCommand().Flags().Lookup("reattest") == nil {
+		t.Fatal("agent run has no --reattest flag")
+	}
+	f := agentFlags{trustDomain: "example.org", dataDir: t.TempDir(), reattest: true}
+	cfg, _, err := f.build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Reattest {
+		t.Fatal("--reattest did not set agent.Config.Reattest")
+	}
+}

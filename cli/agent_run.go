@@ -34,6 +34,7 @@ type agentFlags struct {
 	socketPath        string
 	trustBundle       string
 	insecureBootstrap bool
+	reattest          bool
 	logLevel          string
 	logFormat         string
 	allowClassical    bool
@@ -122,6 +123,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.socketPath, "socket-path", "", "Workload API Unix socket (default "+defaults().WorkloadSocket+")")
 	fl.StringVar(&f.trustBundle, "trust-bundle", "", "`PEM` file with the server's trust bundle, to verify it on first contact (write it with 'signet bundle show > bundle.pem')")
 	fl.BoolVar(&f.insecureBootstrap, "insecure-bootstrap", false, "do not verify the server on first contact (testing only)")
+	fl.BoolVar(&f.reattest, "reattest", false, "discard the agent SVID in the data directory and attest again (with a new --join-token)")
 	fl.StringVar(&f.logLevel, "log-level", "", "debug, info, warn or error (default info)")
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (default text)")
 	fl.BoolVar(&f.allowClassical, "allow-classical-key-exchange", false, "also offer classical-only TLS key exchange")
@@ -184,6 +186,7 @@ func (f *agentFlags) build() (agent.Config, runSettings, error) {
 	cfg.DataDir = pick(f.dataDir, file.DataDir, defaults().AgentDataDir)
 	cfg.SocketPath = pick(f.socketPath, file.SocketPath, defaults().WorkloadSocket)
 	cfg.InsecureBootstrap = f.insecureBootstrap || file.InsecureBootstrap
+	cfg.Reattest = f.reattest
 	cfg.AllowClassicalKEX = f.allowClassical || file.AllowClassicalKEX
 	cfg.WorkloadLimits = f.workloadLimits
 	if p := pick(f.trustBundle, file.TrustBundlePath); p != "" {

@@ -116,6 +116,9 @@ type workloadClient struct {
 func dialWorkload(ctx context.Context, ep endpoint) (*workloadClient, error) {
 	if ep.path != "" {
 		if err := checkSocket(ep.path); err != nil {
+			if rerr := privdir.Reach(ep.path); rerr != nil {
+				err = fmt.Errorf("permission denied: %w", rerr)
+			}
 			return nil, workloadReachError(ep.display, err)
 		}
 	}
@@ -144,8 +147,13 @@ func (w *workloadClient) err(what string, timeout time.Duration, err error) erro
 	switch st.Code() {
 	case codes.Unavailable:
 		msg := st.Message()
-		if strings.Contains(msg, "connection refused") {
+		switch {
+		case strings.HasPrefix(msg, "agent is not attested yet"):
+			return &rpcError{what: what, code: st.Code(), msg: msg, hint: "the agent runs but has no identity yet: see its log; it retries by itself"}
+		case strings.Contains(msg, "connection refused"):
 			msg = "connection refused"
+		case strings.Contains(msg, "permission denied"):
+			msg = fmt.Sprintf("permission denied: the socket's mode does not let uid %d connect; the agent creates it 0777 (attestation, not file modes, decides who gets what): check that nothing changed its mode", os.Getuid())
 		}
 		return workloadReachError(w.ep.display, errors.New(msg))
 	case codes.PermissionDenied:

@@ -57,6 +57,12 @@ func TestHelperFilesProcess(t *testing.T) {
 		c.Close()
 	case "create":
 		report(os.WriteFile(args[0], []byte("planted"), 0o666))
+	case "read":
+		_, err := os.ReadFile(args[0])
+		report(err)
+	case "list":
+		_, err := os.ReadDir(args[0])
+		report(err)
 	case "rename":
 		report(os.Rename(args[0], args[1]))
 	}

@@ -243,6 +243,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	defer closeEtcd()
 	s.etcd = cli
+	if err := s.checkTrustDomain(ctx, cli); err != nil {
+		return err
+	}
 	if err := keyspace.Migrate(ctx, cli, s.keys(), s.log); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}

@@ -81,6 +81,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer, if set, receives the server's metrics.
 	Registerer prometheus.Registerer
+	// NotReady, if set, returns why the agent cannot issue identities yet
+	// (not attested, server unreachable) or nil. A caller without an
+	// identity then gets Unavailable with that reason instead of
+	// PermissionDenied "no identity issued", and retries.
+	NotReady func() error
 }
 
 // Server implements the SPIFFE Workload API.
@@ -97,6 +102,7 @@ type Server struct {
 	lim           *uidLimiter
 	log           *slog.Logger
 	m             *metrics
+	notReady      func() error
 }
 
 var _ workload.SpiffeWorkloadAPIServer = (*Server)(nil)
@@ -117,6 +123,7 @@ func New(c Config) (*Server, error) {
 		allowUnauth:   c.AllowUnauthenticatedVerifiers,
 		procRoot:      c.ProcRoot,
 		log:           c.Logger,
+		notReady:      c.NotReady,
 	}
 	if s.procRoot == "" {
 		s.procRoot = "/proc"
@@ -139,6 +146,21 @@ func New(c Config) (*Server, error) {
 
 var errNoIdentity = status.Error(codes.PermissionDenied, "no identity issued")
 
+// errPending skips a stream update: the caller's identity is on its way.
+var errPending = errors.New("workloadapi: identity pending")
+
+// noIdentity is the error for a caller without an identity: Unavailable
+// with the reason while the agent is not attested yet, errNoIdentity once
+// it is.
+func (s *Server) noIdentity() error {
+	if s.notReady != nil {
+		if err := s.notReady(); err != nil {
+			return status.Errorf(codes.Unavailable, "agent is not attested yet: %v", err)
+		}
+	}
+	return errNoIdentity
+}
+
 // attest identifies the caller of the RPC in ctx (see peercred.Attest: the
 // selectors describe the process, credentials and executable that opened
 // the connection).
@@ -157,8 +179,13 @@ func (s *Server) FetchX509SVID(_ *workload.X509SVIDRequest, stream grpc.ServerSt
 	return streamUpdates(s, stream, "FetchX509SVID", func(ctx context.Context, selectors []*types.Selector, u *cache.WorkloadUpdate) (*workload.X509SVIDResponse, error) {
 		ids := uniqueHints(u.Identities)
 		if len(ids) == 0 {
+			if len(s.cache.MatchingEntries(selectors)) > 0 {
+				// An entry matches but its SVID is still being minted:
+				// the next update brings it.
+				return nil, errPending
+			}
 			s.log.DebugContext(ctx, "workloadapi: no identity issued", slog.Any("selectors", selectorStrings(selectors)))
-			return nil, errNoIdentity
+			return nil, s.noIdentity()
 		}
 		resp, err := x509SVIDResponse(ids, u)
 		if err != nil {
@@ -194,6 +221,9 @@ func streamUpdates[T any, PT interface {
 				return status.Error(codes.Unavailable, "cache subscription closed")
 			}
 			resp, err := build(ctx, selectors, u)
+			if errors.Is(err, errPending) {
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -216,7 +246,7 @@ func streamUpdates[T any, PT interface {
 // bundlesVisible checks that the caller may see bundles in u.
 func (s *Server) bundlesVisible(u *cache.WorkloadUpdate) error {
 	if !u.HasIdentity() && !s.allowUnauth {
-		return errNoIdentity
+		return s.noIdentity()
 	}
 	if u.Bundle == nil {
 		return status.Error(codes.Unavailable, "bundle not available")
@@ -272,7 +302,7 @@ func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest)
 		resp.Svids = append(resp.Svids, &workload.JWTSVID{SpiffeId: id.String(), Svid: svid.Token, Hint: e.Hint})
 	}
 	if len(resp.Svids) == 0 {
-		return nil, errNoIdentity
+		return nil, s.noIdentity()
 	}
 	return resp, nil
 }

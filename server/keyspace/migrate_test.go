@@ -131,3 +131,27 @@ func TestMigrateRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckTrustDomain: an etcd holding only another trust domain's root is
+// refused with both names; an empty etcd, or one that also holds this trust
+// domain's root (trust domains sharing an external etcd), is accepted.
+func TestCheckTrustDomain(t *testing.T) {
+	ctx := context.Background()
+	cli := startEtcd(t)
+	if err := keyspace.CheckTrustDomain(ctx, cli, keyspace.For(td), func(string) string { return "fix" }); err != nil {
+		t.Fatalf("empty etcd: %v", err)
+	}
+	put(t, cli, map[string]string{"/signet/old.example/entries/e1": "x"})
+	err := keyspace.CheckTrustDomain(ctx, cli, keyspace.For(td), func(string) string { return "fix it" })
+	var me *keyspace.MismatchError
+	if !errors.Is(err, keyspace.ErrTrustDomainMismatch) || !errors.As(err, &me) {
+		t.Fatalf("other trust domain's keys: %v; want MismatchError", err)
+	}
+	if me.Stored != "old.example" || me.Configured != "example.org" || !strings.HasSuffix(err.Error(), "fix it") {
+		t.Errorf("error = %v", err)
+	}
+	put(t, cli, map[string]string{keyspace.For(td).Version(): "2"})
+	if err := keyspace.CheckTrustDomain(ctx, cli, keyspace.For(td), func(string) string { return "fix" }); err != nil {
+		t.Fatalf("both roots: %v", err)
+	}
+}
