@@ -80,6 +80,12 @@ func (a *Attestor) Attest(ctx context.Context, req attest.NodeRequest) (attest.N
 	}
 	if req.Admit != nil {
 		if err := req.Admit(ctx, agentID); err != nil {
+			if status.Code(err) == codes.AlreadyExists {
+				// The token's agent exists: this value was used already
+				// (a replayed token, or a new one of the same value). As
+				// SPIRE answers a spent token; the new one stays unspent.
+				return attest.NodeResult{}, status.Error(codes.InvalidArgument, usedMessage)
+			}
 			return attest.NodeResult{}, err
 		}
 	}
@@ -89,11 +95,14 @@ func (a *Attestor) Attest(ctx context.Context, req attest.NodeRequest) (attest.N
 	return attest.NodeResult{AgentID: agentID}, nil
 }
 
+// usedMessage is SPIRE's answer to a token that is unknown or was used.
+const usedMessage = "failed to attest: join token does not exist or has already been used"
+
 func (a *Attestor) consumeError(err error) error {
 	const msg = "failed to fetch join token"
 	switch {
 	case errors.Is(err, a.cfg.NotFound):
-		return status.Error(codes.InvalidArgument, "failed to attest: join token does not exist or has already been used")
+		return status.Error(codes.InvalidArgument, usedMessage)
 	case errors.Is(err, a.cfg.Expired):
 		return status.Error(codes.InvalidArgument, "join token expired")
 	case errors.Is(err, context.Canceled):

@@ -189,7 +189,7 @@ func TestAttestWithAnotherMethod(t *testing.T) {
 		if res.GetSvid() != nil {
 			t.Fatal("a join-token agent attested twice")
 		}
-		wantStatus(t, err, codes.AlreadyExists, `agent spiffe://example.org/spire/agent/join_token/`+value+` is already attested and "join_token" cannot re-attest`)
+		wantStatus(t, err, codes.InvalidArgument, `join token does not exist or has already been used`)
 		c.unchanged(before)
 		if err := c.store.DeleteAgent(testContext(t), id); err != nil {
 			t.Fatal(err)
