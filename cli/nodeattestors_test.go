@@ -21,6 +21,8 @@ func TestServerNodeAttestorsFromConfig(t *testing.T) {
 	root := x509poptest.NewCA(t, "root", nil, time.Now().Add(-time.Hour))
 	ca := filepath.Join(dir, "ca.pem")
 	writeFile(t, ca, string(x509poptest.PEM(root.Cert)))
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	writeFile(t, kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: x\n")
 	tests := []struct {
 		name, plugins string
 		types         []string
@@ -41,13 +43,29 @@ plugin_data {
 }`, []string{"x509pop"}, ""},
 		{"unknown type", `NodeAttestor "aws_iid" {
   plugin_data {}
-}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, sshpop, x509pop)`},
+}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, k8s_psat, sshpop, x509pop)`},
 		{"sshpop", `NodeAttestor "sshpop" {
 plugin_data {
   cert_authorities = ["` + sshCA(t) + `"]
   canonical_domain = "example.org"
 }
 }`, []string{"sshpop"}, ""},
+		{"k8s_psat", `NodeAttestor "k8s_psat" {
+plugin_data {
+  clusters = {
+    "prod" = {
+      service_account_allow_list = ["spire:spire-agent"]
+      kube_config_file = "` + kubeconfig + `"
+      allowed_node_label_keys = ["zone"]
+    }
+  }
+}
+}`, []string{"k8s_psat"}, ""},
+		{"k8s_psat cluster without allow list", `NodeAttestor "k8s_psat" {
+plugin_data {
+  clusters = { "prod" = { audience = [] } }
+}
+}`, nil, `cluster "prod" configuration must have at least one service account allowed`},
 		{"sshpop without a CA", `NodeAttestor "sshpop" {
   plugin_data {}
 }`, nil, `one of "cert_authorities" or "cert_authorities_path" is required`},
@@ -137,9 +155,18 @@ plugin_data {
   host_cert_path = "` + filepath.Join(dir, "absent-cert.pub") + `"
 }
 }`, "", "sshpop: read host cert"},
+		{"k8s_psat", `NodeAttestor "k8s_psat" {
+plugin_data {
+  cluster = "prod"
+  token_path = "` + filepath.Join(dir, "token") + `"
+}
+}`, "k8s_psat", ""},
+		{"k8s_psat without cluster", `NodeAttestor "k8s_psat" {
+  plugin_data {}
+}`, "", `plugin_data`},
 		{"unknown type", `NodeAttestor "tpm_devid" {
   plugin_data {}
-}`, "", `unknown NodeAttestor "tpm_devid" (supported: join_token, sshpop, x509pop)`},
+}`, "", `unknown NodeAttestor "tpm_devid" (supported: join_token, k8s_psat, sshpop, x509pop)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
