@@ -10,6 +10,7 @@ import (
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
+	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
 )
 
@@ -23,6 +24,7 @@ var (
 	_ NodeEvidence = (*x509pop.Evidence)(nil)
 	_ NodeEvidence = (*sshpop.Evidence)(nil)
 	_ NodeEvidence = (*k8spsat.Evidence)(nil)
+	_ NodeEvidence = (*tpmdevid.Evidence)(nil)
 )
 
 // evidence returns the configured node evidence, or join-token evidence.

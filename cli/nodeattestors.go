@@ -9,6 +9,7 @@ import (
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
+	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
 	"github.com/signet-id/signet/config"
 	agentapi "github.com/signet-id/signet/server/api/agent"
@@ -46,6 +47,13 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 			}
 			return k8spsat.NewAttestor(cfg)
 		}),
+		tpmdevid.Type: withPluginData(func(td spiffeid.TrustDomain, d tpmdevid.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := tpmdevid.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return tpmdevid.NewAttestor(cfg)
+		}),
 	}
 }
 
@@ -74,6 +82,13 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return k8spsat.NewEvidence(d)
+		},
+		tpmdevid.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d tpmdevid.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return tpmdevid.NewEvidence(d)
 		},
 	}
 }
