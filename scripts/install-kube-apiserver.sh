@@ -8,7 +8,8 @@
 #
 # Release-style flags as Kubernetes' hack/lib/golang.sh: static, trimmed,
 # with the version stamped so that /version reports it. A cold build took
-# about 4 minutes on 2 idle cores with a peak RSS of 2.3 GB; see
+# about 4 minutes on 2 idle cores (38 min on 2 cores shared with other
+# builds) with a peak RSS of 2.3 GB; see
 # conformance/tools/kubeapiserver/README.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
