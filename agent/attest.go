@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/agent/client"
+	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/azuremsi"
+	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
@@ -24,6 +27,9 @@ var (
 	_ NodeEvidence = (*x509pop.Evidence)(nil)
 	_ NodeEvidence = (*sshpop.Evidence)(nil)
 	_ NodeEvidence = (*k8spsat.Evidence)(nil)
+	_ NodeEvidence = (*awsiid.Evidence)(nil)
+	_ NodeEvidence = (*gcpiit.Evidence)(nil)
+	_ NodeEvidence = (*azuremsi.Evidence)(nil)
 	_ NodeEvidence = (*tpmdevid.Evidence)(nil)
 )
 

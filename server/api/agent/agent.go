@@ -273,7 +273,7 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 		return status.Errorf(codes.FailedPrecondition, "error getting node attestor: could not find node attestor type %q (supported: %s)", params.Data.Type, s.supported())
 	}
 	admit := s.admitter(na.Type())
-	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: admit})
+	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: admit, Attested: s.attested})
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
 			return err
@@ -377,6 +377,20 @@ func admitted(id spiffeid.ID, a *types.Agent, typ string) error {
 		return status.Errorf(codes.AlreadyExists, "failed to attest: agent %s is already attested and %q cannot re-attest", id, typ)
 	}
 	return nil
+}
+
+// attested reports whether the store holds an agent with this ID (banned or
+// not), for the trust-on-first-use methods.
+func (s *Service) attested(ctx context.Context, id spiffeid.ID) (bool, error) {
+	_, err := s.cfg.Store.GetAgent(ctx, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	default:
+		return false, apiutil.StoreError("failed to look up agent", err, nil, nil, nil)
+	}
 }
 
 // RenewAgent issues a fresh SVID to the calling agent.

@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"github.com/signet-id/signet/attest"
+	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/azuremsi"
+	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
@@ -41,6 +44,12 @@ var (
 	_ payloadChecker = (*sshpop.Attestor)(nil)
 	_ NodeAttestor   = (*k8spsat.Attestor)(nil)
 	_ payloadChecker = (*k8spsat.Attestor)(nil)
+	_ NodeAttestor   = (*awsiid.Attestor)(nil)
+	_ payloadChecker = (*awsiid.Attestor)(nil)
+	_ NodeAttestor   = (*gcpiit.Attestor)(nil)
+	_ payloadChecker = (*gcpiit.Attestor)(nil)
+	_ NodeAttestor   = (*azuremsi.Attestor)(nil)
+	_ payloadChecker = (*azuremsi.Attestor)(nil)
 )
 
 // nodeAttestors indexes attestors by type name. With none given, join
