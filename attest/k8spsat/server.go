@@ -25,7 +25,7 @@ import (
 
 // DefaultAudience is the audience tokens must carry when a cluster names
 // none (SPIRE's default).
-var DefaultAudience = []string{"spire-server"}
+const DefaultAudience = "spire-server"
 
 // APITimeout bounds the Kubernetes API calls of one attestation.
 const APITimeout = 30 * time.Second
@@ -37,7 +37,7 @@ type ClusterConfig struct {
 	// "namespace:name" (at least one).
 	ServiceAccountAllowList []string
 	// Audience is the audiences the TokenReview asks for: nil means
-	// DefaultAudience, empty the API server's own audiences.
+	// [DefaultAudience], empty the API server's own audiences.
 	Audience []string
 	// KubeConfigFile is read at each attestation for the cluster's API
 	// server and credentials; empty means the in-cluster configuration.
@@ -119,7 +119,7 @@ func NewAttestor(cfg Config) (*Attestor, error) {
 			podLabels:       set(cc.AllowedPodLabelKeys),
 		}
 		if c.audience == nil {
-			c.audience = DefaultAudience
+			c.audience = []string{DefaultAudience}
 		}
 		var err error
 		if c.client, err = clientFunc(cc); err != nil {
