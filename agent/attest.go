@@ -11,6 +11,7 @@ import (
 	"github.com/signet-id/signet/attest/azuremsi"
 	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -25,6 +26,7 @@ var (
 	_ NodeEvidence = (*jointoken.Evidence)(nil)
 	_ NodeEvidence = (*x509pop.Evidence)(nil)
 	_ NodeEvidence = (*sshpop.Evidence)(nil)
+	_ NodeEvidence = (*k8spsat.Evidence)(nil)
 	_ NodeEvidence = (*awsiid.Evidence)(nil)
 	_ NodeEvidence = (*gcpiit.Evidence)(nil)
 	_ NodeEvidence = (*azuremsi.Evidence)(nil)

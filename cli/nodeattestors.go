@@ -10,6 +10,7 @@ import (
 	"github.com/signet-id/signet/attest/azuremsi"
 	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -41,6 +42,13 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 		sshpop.Type: withPluginData(func(td spiffeid.TrustDomain, d sshpop.ServerConfig) (agentapi.NodeAttestor, error) {
 			d.TrustDomain = td
 			return sshpop.NewAttestor(d)
+		}),
+		k8spsat.Type: withPluginData(func(td spiffeid.TrustDomain, d k8spsat.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := k8spsat.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return k8spsat.NewAttestor(cfg)
 		}),
 		awsiid.Type: withPluginData(func(td spiffeid.TrustDomain, d awsiid.ServerPluginData) (agentapi.NodeAttestor, error) {
 			cfg, err := awsiid.ConfigFromPluginData(td, d)
@@ -91,6 +99,13 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return sshpop.NewEvidence(d)
+		},
+		k8spsat.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d k8spsat.AgentConfig
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return k8spsat.NewEvidence(d)
 		},
 		awsiid.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
 			var d awsiid.AgentPluginData

@@ -11,6 +11,7 @@ import (
 	"github.com/signet-id/signet/attest/azuremsi"
 	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
 	"github.com/signet-id/signet/server/store"
@@ -41,6 +42,8 @@ var (
 	_ payloadChecker = (*x509pop.Attestor)(nil)
 	_ NodeAttestor   = (*sshpop.Attestor)(nil)
 	_ payloadChecker = (*sshpop.Attestor)(nil)
+	_ NodeAttestor   = (*k8spsat.Attestor)(nil)
+	_ payloadChecker = (*k8spsat.Attestor)(nil)
 	_ NodeAttestor   = (*awsiid.Attestor)(nil)
 	_ payloadChecker = (*awsiid.Attestor)(nil)
 	_ NodeAttestor   = (*gcpiit.Attestor)(nil)
