@@ -2,7 +2,8 @@
 // reads to identify a peer process: <pid>/stat (its start time, which
 // tells a process from a later one with the same pid) and <pid>/status
 // (its user and group IDs; its resident set size for the measurement
-// tools).
+// tools) and <pid>/cgroup (its control groups, where the container
+// workload attestors find its container).
 package procfs
 
 import (
@@ -185,4 +186,43 @@ func readFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("procfs: read %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// Cgroup is one line of /proc/<pid>/cgroup: "hierarchy-ID:controllers:path".
+// Under cgroup v2 (the unified hierarchy) the line is "0::<path>"; under
+// v1 each hierarchy has its own line, named by its controllers
+// ("cpu,cpuacct") or by "name=systemd".
+type Cgroup struct {
+	HierarchyID, Controllers, Path string
+}
+
+// ParseCgroup parses the contents of /proc/<pid>/cgroup. Every non-empty
+// line must have at least three colon-separated fields (the path may hold
+// colons).
+func ParseCgroup(b []byte) ([]Cgroup, error) {
+	var out []Cgroup
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.SplitN(line, ":", 3)
+		if len(f) < 3 {
+			return nil, fmt.Errorf("%w cgroup: line %q has %d colon-separated fields, want 3", ErrMalformed, line, len(f))
+		}
+		out = append(out, Cgroup{HierarchyID: f[0], Controllers: f[1], Path: f[2]})
+	}
+	return out, nil
+}
+
+// ReadCgroup reads and parses <dir>/cgroup, dir being /proc/<pid>.
+func ReadCgroup(dir string) ([]Cgroup, error) {
+	b, err := readFile(filepath.Join(dir, "cgroup"))
+	if err != nil {
+		return nil, err
+	}
+	cg, err := ParseCgroup(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "cgroup"), err)
+	}
+	return cg, nil
 }

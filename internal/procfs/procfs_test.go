@@ -145,3 +145,37 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseCgroup(t *testing.T) {
+	for _, tc := range []struct {
+		name, in  string
+		want      []Cgroup
+		wantError bool
+	}{
+		{name: "v2", in: "0::/system.slice/crio.service\n", want: []Cgroup{{"0", "", "/system.slice/crio.service"}}},
+		{name: "v1", in: "4:cpu,cpuacct:/kubepods\n1:name=systemd:/\n", want: []Cgroup{{"4", "cpu,cpuacct", "/kubepods"}, {"1", "name=systemd", "/"}}},
+		{name: "colon in path", in: "0::/a:b:c", want: []Cgroup{{"0", "", "/a:b:c"}}},
+		{name: "empty", in: ""},
+		{name: "two fields", in: "0:/x\n", wantError: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseCgroup([]byte(tc.in))
+			if tc.wantError {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("err %v, want ErrMalformed", err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("ParseCgroup = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadCgroupSelf(t *testing.T) {
+	cg, err := ReadCgroup("/proc/self")
+	if err != nil || len(cg) == 0 {
+		t.Fatalf("ReadCgroup(/proc/self) = %v, %v", cg, err)
+	}
+}

@@ -1,0 +1,108 @@
+package container
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/signet-id/signet/internal/container/containertest"
+	"github.com/signet-id/signet/internal/procfs"
+)
+
+const (
+	podContainer    = "3f8a1c2e9b7d4a6f0e5c8b2a1d9f7e6c4b3a2918f7e6d5c4b3a29180f7e6d5c4"
+	dockerContainer = "b52e7f1a0c9d8e3f4a6b5c7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b"
+	podUID          = "6f2b1c3d-8e4a-4b5c-9d6e-7f8091a2b3c4"
+)
+
+func TestLocateFixtures(t *testing.T) {
+	inPod := Info{PodUID: podUID, ContainerID: podContainer}
+	for _, tc := range []struct {
+		fixture string
+		want    Info
+		err     error
+	}{
+		{"v1-cgroupfs-docker", inPod, nil},
+		{"v1-systemd-docker", inPod, nil},
+		{"v1-cgroupfs-containerd", inPod, nil},
+		{"v1-systemd-crio", inPod, nil},
+		{"v1-kind", inPod, nil},
+		{"v2-cgroupfs-containerd", inPod, nil},
+		{"v2-systemd-containerd", inPod, nil},
+		{"v2-cgroupns-containerd", inPod, nil},
+		{"v2-systemd-crio-guaranteed", inPod, nil},
+		{"v2-cgroupfs-crio-colon", inPod, nil},
+		{"v2-colon-joined", inPod, nil},
+		// The agent's cgroup namespace hides the pod level: the
+		// container is known, the pod is not.
+		{"v2-cgroupns-crio", Info{ContainerID: podContainer}, nil},
+		{"v1-docker", Info{ContainerID: dockerContainer}, nil},
+		{"v2-docker", Info{ContainerID: dockerContainer}, nil},
+		{"v2-podman", Info{ContainerID: dockerContainer}, nil},
+		{"v1-not-in-container", Info{}, nil},
+		{"v2-not-in-container", Info{}, nil},
+		{"conflict-container", Info{}, ErrConflict},
+		{"conflict-pod", Info{}, ErrConflict},
+		{"malformed", Info{}, procfs.ErrMalformed},
+	} {
+		t.Run(tc.fixture, func(t *testing.T) {
+			root := fakeProc(t, 4242, filepath.Join("testdata", tc.fixture+".cgroup"))
+			got, err := Locate(root, 4242)
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("err %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("Locate = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLocateNoProcess(t *testing.T) {
+	got, err := Locate(t.TempDir(), 4242)
+	if err != nil || got != (Info{}) {
+		t.Fatalf("Locate(no such process) = %+v, %v; want not in a container", got, err)
+	}
+}
+
+func TestLocateSelf(t *testing.T) {
+	// This test runs outside any container; whatever the host's cgroups,
+	// reading the real file works.
+	if _, err := Locate("/proc", int32(os.Getpid())); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFromPathEdges(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		want Info
+	}{
+		{"/", Info{}},
+		{"", Info{}},
+		// A pod UID after the container ID does not count.
+		{"/" + podContainer + "/pod" + podUID, Info{ContainerID: podContainer}},
+		// 63 or 65 hex digits are not a container ID.
+		{"/docker/" + podContainer[1:], Info{}},
+		{"/docker/" + podContainer + "0", Info{}},
+		{"/a//b/" + podContainer + "/", Info{ContainerID: podContainer}},
+	} {
+		if got := fromPath(tc.path); got != tc.want {
+			t.Errorf("fromPath(%q) = %+v, want %+v", tc.path, got, tc.want)
+		}
+	}
+}
+
+// fakeProc makes a proc root in which pid's cgroup file is the fixture.
+func fakeProc(t *testing.T, pid int, fixture string) string {
+	t.Helper()
+	b, err := os.ReadFile(fixture)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return containertest.ProcRoot(t, int32(pid), string(b))
+}
