@@ -10,20 +10,7 @@ import (
 	"testing"
 
 	"github.com/signet-id/signet/internal/container/containertest"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
-
-func values(t *testing.T, sel []*types.Selector) []string {
-	t.Helper()
-	var out []string
-	for _, s := range sel {
-		if s.Type != SelectorType {
-			t.Fatalf("selector type %q", s.Type)
-		}
-		out = append(out, s.Value)
-	}
-	return out
-}
 
 // TestPodmanContainer attests a process in a real container through
 // podman's Docker-compatible Engine API, negotiated and pinned versions.
@@ -42,7 +29,7 @@ func TestPodmanContainer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := values(t, sel)
+			got := containertest.Values(t, SelectorType, sel)
 			for _, want := range []string{"label:app:web", "label:tier:front", "env:FOO=bar=baz", "env:HOSTNAME=" + id[:12], "image_id:" + image} {
 				if !slices.Contains(got, want) {
 					t.Errorf("selectors %q lack %q", got, want)

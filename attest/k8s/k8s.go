@@ -149,9 +149,6 @@ func New(cfg Config) (*Attestor, error) {
 // Attest returns the k8s selectors of the process pid: none when it is
 // not in a container.
 func (a *Attestor) Attest(ctx context.Context, pid int32) ([]*types.Selector, error) {
-	if pid <= 0 {
-		return nil, fmt.Errorf("k8s: invalid pid %d", pid)
-	}
 	where, err := container.Locate(a.cfg.ProcRoot, pid)
 	if err != nil {
 		return nil, fmt.Errorf("k8s: %w", err)

@@ -65,19 +65,7 @@ func attest(t *testing.T, cfg Config) ([]string, error) {
 		t.Fatal(err)
 	}
 	sel, err := a.Attest(context.Background(), workloadPID)
-	return values(t, sel), err
-}
-
-func values(t *testing.T, sel []*types.Selector) []string {
-	t.Helper()
-	var out []string
-	for _, s := range sel {
-		if s.Type != SelectorType {
-			t.Fatalf("selector type %q", s.Type)
-		}
-		out = append(out, s.Value)
-	}
-	return out
+	return containertest.Values(t, SelectorType, sel), err
 }
 
 func TestAttestSelectors(t *testing.T) {

@@ -50,6 +50,9 @@ type Info struct {
 // A process without a cgroup file (it exited, or /proc is not Linux's) is
 // not in a container, as for SPIRE.
 func Locate(procRoot string, pid int32) (Info, error) {
+	if pid <= 0 {
+		return Info{}, fmt.Errorf("container: invalid pid %d", pid)
+	}
 	cgs, err := procfs.ReadCgroup(filepath.Join(procRoot, strconv.Itoa(int(pid))))
 	if errors.Is(err, fs.ErrNotExist) {
 		return Info{}, nil

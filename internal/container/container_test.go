@@ -106,3 +106,11 @@ func fakeProc(t *testing.T, pid int, fixture string) string {
 	}
 	return containertest.ProcRoot(t, int32(pid), string(b))
 }
+
+func TestLocateInvalidPID(t *testing.T) {
+	for _, pid := range []int32{0, -1} {
+		if _, err := Locate("/proc", pid); err == nil {
+			t.Errorf("Locate(%d) accepted", pid)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
 // ProcRoot returns a new directory under t.TempDir() holding
@@ -23,4 +25,18 @@ func ProcRoot(t testing.TB, pid int32, cgroup string) string {
 		t.Fatal(err)
 	}
 	return root
+}
+
+// Values returns the selectors' values, failing the test if one is not
+// of type typ.
+func Values(t testing.TB, typ string, sel []*types.Selector) []string {
+	t.Helper()
+	var out []string
+	for _, s := range sel {
+		if s.GetType() != typ {
+			t.Fatalf("selector %s:%s, want type %q", s.GetType(), s.GetValue(), typ)
+		}
+		out = append(out, s.GetValue())
+	}
+	return out
 }
