@@ -1,12 +1,13 @@
 // Package container finds the container a process runs in, and the
-// Kubernetes pod holding it, from the process's control groups
-// (/proc/<pid>/cgroup), the way SPIRE's container locator does for its k8s
-// and docker workload attestors: the container ID is the last 64-hex-digit
-// word of a cgroup path, and the pod UID the last "pod<uid>" word before it
-// (with the underscores of the systemd driver's rendering turned back into
-// dashes). Both cgroup v1 (one line per hierarchy, every line must agree)
-// and v2 (one "0::" line) are read, under the cgroupfs and systemd drivers
-// and the docker, containerd and CRI-O runtimes.
+// Kubernetes pod holding it, the way SPIRE's container locator does for
+// its k8s and docker workload attestors: from the roots of the process's
+// cgroup mounts (/proc/<pid>/mountinfo), else from its control groups
+// (/proc/<pid>/cgroup). The container ID is the last 64-hex-digit word of
+// a cgroup path, and the pod UID the last "pod<uid>" word before it (the
+// underscores of the systemd driver's rendering turned back into dashes).
+// cgroup v1 (one line per hierarchy, all must agree) and v2 are read,
+// under the cgroupfs and systemd drivers and the docker, containerd,
+// CRI-O and podman runtimes.
 package container
 
 import (
@@ -46,31 +47,54 @@ type Info struct {
 	ContainerID string
 }
 
-// Locate reads <procRoot>/<pid>/cgroup and returns where the process runs.
-// A process without a cgroup file (it exited, or /proc is not Linux's) is
-// not in a container, as for SPIRE.
+// Locate returns where the process pid runs, as SPIRE's locator: from
+// the roots of its cgroup mounts (<procRoot>/<pid>/mountinfo: a
+// container's /sys/fs/cgroup shows its own cgroup), else from
+// <procRoot>/<pid>/cgroup (a workload whose mounts show nothing, as one in
+// the agent's own pod). A process without these files (it exited, or
+// /proc is not Linux's) is not in a container, as for SPIRE.
 func Locate(procRoot string, pid int32) (Info, error) {
 	if pid <= 0 {
 		return Info{}, fmt.Errorf("container: invalid pid %d", pid)
 	}
-	cgs, err := procfs.ReadCgroup(filepath.Join(procRoot, strconv.Itoa(int(pid))))
+	dir := filepath.Join(procRoot, strconv.Itoa(int(pid)))
+	mounts, err := procfs.ReadMountInfo(dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Info{}, fmt.Errorf("container: %w", err)
+	}
+	var roots []string
+	for _, m := range mounts {
+		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+			roots = append(roots, m.Root)
+		}
+	}
+	in, err := FromPaths(roots)
+	if err != nil || in.ContainerID != "" {
+		return in, err
+	}
+	cgs, err := procfs.ReadCgroup(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return Info{}, nil
 	}
 	if err != nil {
 		return Info{}, fmt.Errorf("container: %w", err)
 	}
-	return FromCgroups(cgs)
+	paths := make([]string, len(cgs))
+	for i, cg := range cgs {
+		paths[i] = cg.Path
+	}
+	return FromPaths(paths)
 }
 
-// FromCgroups returns where a process with these cgroups runs. A cgroup
-// that names a pod wins over one that names only a container (kind on a
-// docker host lists the node container's own cgroup next to the pod's);
-// otherwise every cgroup that names a container must name the same one.
-func FromCgroups(cgs []procfs.Cgroup) (Info, error) {
+// FromPaths returns where a process runs from its cgroup paths (or its
+// cgroup mounts' roots). A path that names a pod wins over one that names
+// only a container (kind on a docker host lists the node container's own
+// cgroup next to the pod's); otherwise every path that names a container
+// must name the same one. Paths that name no container are skipped.
+func FromPaths(paths []string) (Info, error) {
 	var got Info
-	for _, cg := range cgs {
-		in := fromPath(cg.Path)
+	for _, p := range paths {
+		in := fromPath(p)
 		switch {
 		case in.ContainerID == "":
 			continue

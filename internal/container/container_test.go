@@ -45,9 +45,17 @@ func TestLocateFixtures(t *testing.T) {
 		{"conflict-container", Info{}, ErrConflict},
 		{"conflict-pod", Info{}, ErrConflict},
 		{"malformed", Info{}, procfs.ErrMalformed},
+		// The mounts name the container; the cgroup file, seen through a
+		// cgroup namespace, does not.
+		{"mountinfo-v2-containerd", inPod, nil},
+		{"mountinfo-v1-docker", Info{ContainerID: dockerContainer}, nil},
+		// No cgroup mount names a container: the cgroup file does.
+		{"mountinfo-fallback", inPod, nil},
+		{"mountinfo-conflict", Info{}, ErrConflict},
+		{"mountinfo-malformed", Info{}, procfs.ErrMalformed},
 	} {
 		t.Run(tc.fixture, func(t *testing.T) {
-			root := fakeProc(t, 4242, filepath.Join("testdata", tc.fixture+".cgroup"))
+			root := fakeProc(t, 4242, tc.fixture)
 			got, err := Locate(root, 4242)
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
@@ -97,14 +105,27 @@ func TestFromPathEdges(t *testing.T) {
 	}
 }
 
-// fakeProc makes a proc root in which pid's cgroup file is the fixture.
-func fakeProc(t *testing.T, pid int, fixture string) string {
+// fakeProc makes a proc root in which pid's cgroup and mountinfo files
+// are testdata/<fixture>.cgroup and .mountinfo, those that exist.
+func fakeProc(t *testing.T, pid int32, fixture string) string {
 	t.Helper()
-	b, err := os.ReadFile(fixture)
-	if err != nil {
-		t.Fatal(err)
+	root := t.TempDir()
+	found := false
+	for _, name := range []string{"cgroup", "mountinfo"} {
+		b, err := os.ReadFile(filepath.Join("testdata", fixture+"."+name))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		containertest.WriteFile(t, root, pid, name, string(b))
+		found = true
 	}
-	return containertest.ProcRoot(t, int32(pid), string(b))
+	if !found {
+		t.Fatalf("no fixture %s", fixture)
+	}
+	return root
 }
 
 func TestLocateInvalidPID(t *testing.T) {

@@ -26,7 +26,11 @@ func FuzzFromCgroupFile(f *testing.F) {
 		if err != nil {
 			return
 		}
-		in, err := FromCgroups(cgs)
+		paths := make([]string, len(cgs))
+		for i, cg := range cgs {
+			paths[i] = cg.Path
+		}
+		in, err := FromPaths(paths)
 		if err != nil {
 			return
 		}
@@ -35,6 +39,38 @@ func FuzzFromCgroupFile(f *testing.F) {
 		}
 		if in.PodUID != "" && (in.ContainerID == "" || len(in.PodUID) != 36 || strings.Contains(in.PodUID, "_")) {
 			t.Fatalf("pod UID %q with container %q", in.PodUID, in.ContainerID)
+		}
+	})
+}
+
+// FuzzFromMountInfo does the same for /proc/<pid>/mountinfo contents.
+func FuzzFromMountInfo(f *testing.F) {
+	fixtures, _ := filepath.Glob("testdata/*.mountinfo")
+	for _, p := range fixtures {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		mounts, err := procfs.ParseMountInfo(b)
+		if err != nil {
+			return
+		}
+		roots := make([]string, len(mounts))
+		for i, m := range mounts {
+			roots[i] = m.Root
+		}
+		in, err := FromPaths(roots)
+		if err != nil {
+			return
+		}
+		if in.ContainerID != "" && !containerIDWord.MatchString(in.ContainerID) {
+			t.Fatalf("container ID %q", in.ContainerID)
+		}
+		if in.PodUID != "" && strings.Contains(in.PodUID, "_") {
+			t.Fatalf("pod UID %q", in.PodUID)
 		}
 	})
 }

@@ -2,8 +2,9 @@
 // reads to identify a peer process: <pid>/stat (its start time, which
 // tells a process from a later one with the same pid) and <pid>/status
 // (its user and group IDs; its resident set size for the measurement
-// tools) and <pid>/cgroup (its control groups, where the container
-// workload attestors find its container).
+// tools), <pid>/cgroup and <pid>/mountinfo (its control groups and its
+// cgroup mounts, where the container workload attestors find its
+// container).
 package procfs
 
 import (
@@ -14,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -225,4 +227,67 @@ func ReadCgroup(dir string) ([]Cgroup, error) {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "cgroup"), err)
 	}
 	return cg, nil
+}
+
+// Mount is one line of /proc/<pid>/mountinfo, the fields Signet reads.
+type Mount struct {
+	// Root is the directory of the mounted file system that is the mount's
+	// root (field 4): for a cgroup file system, the cgroup the mount shows.
+	Root string
+	// MountPoint is where it is mounted (field 5).
+	MountPoint string
+	// FSType is the file system type ("cgroup", "cgroup2", "tmpfs", ...).
+	FSType string
+}
+
+// ParseMountInfo parses the contents of /proc/<pid>/mountinfo (proc(5)):
+// "id parent major:minor root mount-point options [optional...] - fstype
+// source super-options", with spaces, tabs, newlines and backslashes in
+// paths escaped in octal.
+func ParseMountInfo(b []byte) ([]Mount, error) {
+	var out []Mount
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		sep := slices.Index(f, "-")
+		if sep < 6 || sep+1 >= len(f) {
+			return nil, fmt.Errorf("%w mountinfo: line %q", ErrMalformed, line)
+		}
+		out = append(out, Mount{Root: unescapeOctal(f[3]), MountPoint: unescapeOctal(f[4]), FSType: f[sep+1]})
+	}
+	return out, nil
+}
+
+// unescapeOctal undoes the kernel's \ooo escapes in mountinfo paths.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// ReadMountInfo reads and parses <dir>/mountinfo, dir being /proc/<pid>.
+func ReadMountInfo(dir string) ([]Mount, error) {
+	b, err := readFile(filepath.Join(dir, "mountinfo"))
+	if err != nil {
+		return nil, err
+	}
+	m, err := ParseMountInfo(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "mountinfo"), err)
+	}
+	return m, nil
 }

@@ -17,14 +17,20 @@ import (
 func ProcRoot(t testing.TB, pid int32, cgroup string) string {
 	t.Helper()
 	root := t.TempDir()
+	WriteFile(t, root, pid, "cgroup", cgroup)
+	return root
+}
+
+// WriteFile writes <root>/<pid>/<name> (cgroup, mountinfo).
+func WriteFile(t testing.TB, root string, pid int32, name, contents string) {
+	t.Helper()
 	dir := filepath.Join(root, strconv.Itoa(int(pid)))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "cgroup"), []byte(cgroup), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(contents), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return root
 }
 
 // Values returns the selectors' values, failing the test if one is not
