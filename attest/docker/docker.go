@@ -54,8 +54,8 @@ const (
 var (
 	// ErrEngine is wrapped by the errors of a failed Engine API call.
 	ErrEngine = errors.New("docker: engine API")
-	// ErrNoSuchContainer: the engine does not know the caller's container
-	// (it belongs to another runtime, or is gone).
+	// ErrNoSuchContainer is returned when the engine does not know the
+	// caller's container (it belongs to another runtime, or is gone).
 	ErrNoSuchContainer = errors.New("docker: no such container")
 	apiVersion         = regexp.MustCompile(`^1\.[0-9]{1,3}$`)
 )

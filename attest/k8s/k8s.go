@@ -39,10 +39,10 @@ const (
 )
 
 var (
-	// ErrContainerNotFound: the caller is in a container that no pod of
-	// the kubelet's list holds, after every poll attempt.
+	// ErrContainerNotFound is returned when the caller is in a container
+	// that no pod of the kubelet's list holds, after every poll attempt.
 	ErrContainerNotFound = errors.New("k8s: no pod of the kubelet holds the workload's container")
-	// ErrAmbiguous: two pods list the caller's container.
+	// ErrAmbiguous is returned when two pods list the caller's container.
 	ErrAmbiguous = errors.New("k8s: two pods hold the workload's container")
 )
 
