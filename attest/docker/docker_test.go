@@ -10,15 +10,16 @@ import (
 	"testing"
 
 	"github.com/signet-id/signet/internal/container/containertest"
+	"github.com/signet-id/signet/internal/podmantest"
 )
 
 // TestPodmanContainer attests a process in a real container through
 // podman's Docker-compatible Engine API, negotiated and pinned versions.
 func TestPodmanContainer(t *testing.T) {
-	p := startPodman(t)
+	p := podmantest.Start(t)
 	const image = "localhost/signet-sleeper:test"
-	p.importSleeper(image)
-	id, pid := p.runContainer(image, "--label", "app=web", "--label", "tier=front", "--env", "FOO=bar=baz")
+	p.Import(image, p.BuildSleeper())
+	id, pid := p.RunContainer(image, "--label", "app=web", "--label", "tier=front", "--env", "FOO=bar=baz")
 	for _, version := range []string{"", "1.40"} {
 		t.Run("version "+version, func(t *testing.T) {
 			a, err := New(Config{SocketPath: p.Socket, Version: version})
