@@ -10,6 +10,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -172,4 +173,25 @@ func (p *Podman) RunContainer(image string, opts ...string) (id string, pid int3
 		p.t.Fatalf("container %s pid %d: %v", id, n, err)
 	}
 	return id, int32(n)
+}
+
+// RunOnce runs a container of image to its end, with the podman run
+// options opts (no network, low ulimits, as RunContainer), removes it and
+// returns its standard output, trimmed. A failed exit is not an error:
+// the caller judges the output.
+func (p *Podman) RunOnce(image string, opts ...string) string {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	args := append(p.globalArgs(), "run", "--rm", "--network", "none",
+		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
+	cmd := exec.CommandContext(ctx, "podman", append(append(args, opts...), image)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		p.t.Fatalf("podman run %s: %v: %s", image, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
 }
