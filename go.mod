@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/cloudflare/circl v1.6.5
 	github.com/go-jose/go-jose/v4 v4.1.9
+	github.com/godbus/dbus/v5 v5.1.0
 	github.com/google/btree v1.1.3
 	github.com/google/uuid v1.6.0
 	github.com/hashicorp/hcl/v2 v2.25.0

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/attest/docker"
 	"github.com/signet-id/signet/attest/k8s"
+	"github.com/signet-id/signet/attest/systemd"
 	"github.com/signet-id/signet/attest/unix"
 	"github.com/signet-id/signet/config"
 )
@@ -21,6 +23,12 @@ type workloadAttestor func(p *config.Plugin, log *slog.Logger) (agent.WorkloadAt
 type unixPluginData struct {
 	DiscoverWorkloadPath bool  `hcl:"discover_workload_path,optional"`
 	WorkloadSizeLimit    int64 `hcl:"workload_size_limit,optional"`
+}
+
+// systemdPluginData is the systemd WorkloadAttestor's plugin_data. SPIRE's
+// takes none; bus_address is Signet's (default: the system bus).
+type systemdPluginData struct {
+	BusAddress string `hcl:"bus_address,optional"`
 }
 
 // agentWorkloadAttestors is the table of WorkloadAttestor types the
@@ -40,6 +48,16 @@ func agentWorkloadAttestors() map[string]workloadAttestor {
 				opts = append(opts, unix.WithSizeLimit(d.WorkloadSizeLimit))
 			}
 			return unix.New(opts...), nil
+		},
+		systemd.SelectorType: func(p *config.Plugin, log *slog.Logger) (agent.WorkloadAttestor, error) {
+			var d systemdPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			if d.BusAddress != "" && !strings.Contains(d.BusAddress, ":") {
+				return nil, fmt.Errorf("bus_address %q is not a D-Bus address (e.g. unix:path=/run/dbus/system_bus_socket)", d.BusAddress)
+			}
+			return systemd.New(systemd.WithBusAddress(d.BusAddress), systemd.WithLogger(log)), nil
 		},
 		k8s.SelectorType:    buildK8sAttestor,
 		docker.SelectorType: buildDockerAttestor,

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/signet-id/signet/agent"
+	"github.com/signet-id/signet/attest/systemd/systemdtest"
 	"github.com/signet-id/signet/internal/container"
 )
 
@@ -34,12 +36,22 @@ func TestAgentWorkloadAttestorsFromConfig(t *testing.T) {
     discover_workload_paths = true
   }
 }`, nil, `WorkloadAttestor "unix": plugin_data`},
+		{"systemd unknown option", `WorkloadAttestor "systemd" {
+  plugin_data {
+    bus = "unix:path=/run/dbus/system_bus_socket"
+  }
+}`, nil, `WorkloadAttestor "systemd": plugin_data`},
+		{"systemd bad bus address", `WorkloadAttestor "systemd" {
+  plugin_data {
+    bus_address = "/run/dbus/system_bus_socket"
+  }
+}`, nil, `WorkloadAttestor "systemd": bus_address "/run/dbus/system_bus_socket" is not a D-Bus address`},
 		{"twice", `WorkloadAttestor "unix" {
 }
 WorkloadAttestor "unix" {
 }`, nil, `WorkloadAttestor "unix" is configured twice`},
 		{"unknown type", `WorkloadAttestor "kubernetes" {
-}`, nil, `unknown WorkloadAttestor "kubernetes" (supported: docker, k8s, unix)`},
+}`, nil, `unknown WorkloadAttestor "kubernetes" (supported: docker, k8s, systemd, unix)`},
 		{"k8s", `WorkloadAttestor "k8s" {
   plugin_data {
     kubelet_secure_port = 10250
@@ -130,6 +142,52 @@ WorkloadAttestor "docker" {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestAgentSystemdWorkloadAttestor: a systemd block next to unix, its
+// bus_address naming a real dbus-daemon with the systemd stand-in, which
+// puts this test process in a unit: both attestors run on the caller.
+func TestAgentSystemdWorkloadAttestor(t *testing.T) {
+	bus := systemdtest.StartBus(t)
+	sd := systemdtest.Serve(t, bus)
+	sd.AddUnit(t, "signet-test.service", map[string]any{"Id": "signet-test.service", "FragmentPath": "/etc/systemd/system/signet-test.service"}, int32(os.Getpid()))
+	p := filepath.Join(t.TempDir(), "agent.hcl")
+	writeFile(t, p, fmt.Sprintf(`agent {
+  trust_domain = "example.org"
+  insecure_bootstrap = true
+}
+plugins {
+  WorkloadAttestor "unix" {
+  }
+  WorkloadAttestor "systemd" {
+    plugin_data {
+      bus_address = %q
+    }
+  }
+}
+`, bus.Address))
+	f := agentFlags{configPath: p}
+	if _, _, err := f.build(); err != nil {
+		t.Fatal(err)
+	}
+	att, err := buildWorkloadAttestors(f.plugins, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAttestors(t, att, []string{"unix", "systemd"})
+	sel, err := att.Attest(context.Background(), int32(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range sel {
+		if s.GetType() == "systemd" {
+			got = append(got, s.GetValue())
+		}
+	}
+	if want := []string{"id:signet-test.service", "fragment_path:/etc/systemd/system/signet-test.service"}; !slices.Equal(got, want) {
+		t.Fatalf("systemd selectors %q, want %q", got, want)
 	}
 }
 

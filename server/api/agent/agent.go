@@ -272,7 +272,8 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	if na == nil {
 		return status.Errorf(codes.FailedPrecondition, "error getting node attestor: could not find node attestor type %q (supported: %s)", params.Data.Type, s.supported())
 	}
-	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: s.admit})
+	admit := s.admitter(na.Type())
+	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: admit})
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
 			return err
@@ -283,8 +284,8 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	if agentID.TrustDomain() != s.cfg.TrustDomain || !spireid.IsAgentID(agentID) {
 		return status.Errorf(codes.Internal, "failed to attest: node attestor %q returned %q, not an agent ID in %q", na.Type(), agentID, s.cfg.TrustDomain)
 	}
-	// Methods without single-use evidence leave the ban check to here.
-	if err := s.admit(ctx, agentID); err != nil {
+	// Methods without single-use evidence leave the admission check to here.
+	if err := admit(ctx, agentID); err != nil {
 		return err
 	}
 	chain, err := s.cfg.Issuer.X509SVID(issuer.X509Params{ID: agentID, PublicKey: csr.PublicKey, AltPublicKey: csr.AltPublicKey, TTL: s.cfg.AgentTTL})
@@ -312,22 +313,21 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	}})
 }
 
-// admit refuses a banned agent: it must not be re-admitted under the same
-// ID.
 // storeAttested records a newly attested agent. A node that attests again
 // with a re-attestable method (its SVID lost or expired) keeps its record,
-// which takes the new SVID, selectors and method, as SPIRE updates its
-// attested node; the previous agent SVID is then superseded. A second
-// attestation through a method that is not re-attestable (join tokens) is
-// AlreadyExists, and a ban that lands meanwhile still refuses it.
+// which takes the new SVID and selectors, as SPIRE updates its attested
+// node; the previous agent SVID is then superseded. A second attestation
+// through a method that is not re-attestable (join tokens) is
+// AlreadyExists, one through another method PermissionDenied (see
+// admitted; SPIRE lets it update the record), and a ban that lands
+// meanwhile still refuses it.
 func (s *Service) storeAttested(ctx context.Context, id spiffeid.ID, rec *types.Agent) (reattested bool, err error) {
 	_, err = s.cfg.Store.CreateAgent(ctx, rec)
 	if errors.Is(err, store.ErrAlreadyExists) && rec.CanReattest {
 		_, err = s.cfg.Store.UpdateAgent(ctx, id, func(a *types.Agent) error {
-			if a.Banned {
-				return status.Error(codes.PermissionDenied, "failed to attest: agent is banned")
+			if err := admitted(id, a, rec.AttestationType); err != nil {
+				return err // a ban or another method that landed meanwhile
 			}
-			a.AttestationType = rec.AttestationType
 			a.X509SvidSerialNumber = rec.X509SvidSerialNumber
 			a.X509SvidExpiresAt = rec.X509SvidExpiresAt
 			a.Selectors = rec.Selectors
@@ -336,7 +336,7 @@ func (s *Service) storeAttested(ctx context.Context, id spiffeid.ID, rec *types.
 		})
 		if err != nil {
 			if _, ok := status.FromError(err); ok {
-				return false, err // the ban
+				return false, err // admitted's refusal
 			}
 			return false, apiutil.StoreError("failed to update attested agent", err, store.ErrNotFound, nil, store.ErrConflict)
 		}
@@ -348,9 +348,33 @@ func (s *Service) storeAttested(ctx context.Context, id spiffeid.ID, rec *types.
 	return false, nil
 }
 
-func (s *Service) admit(ctx context.Context, id spiffeid.ID) error {
-	if a, err := s.cfg.Store.GetAgent(ctx, id); err == nil && a.Banned {
+// admitter returns the admission check of an attestation with method typ
+// (attest.NodeRequest.Admit): an agent ID with no record is admitted; one
+// with a record only as admitted says.
+func (s *Service) admitter(typ string) func(context.Context, spiffeid.ID) error {
+	return func(ctx context.Context, id spiffeid.ID) error {
+		if a, err := s.cfg.Store.GetAgent(ctx, id); err == nil {
+			return admitted(id, a, typ)
+		}
+		return nil
+	}
+}
+
+// admitted refuses to attest agent id, whose record is a, again with method typ
+// when it is banned (it must not be re-admitted under the same ID), when it
+// was attested with another method (an agent_path_template that names
+// another method's IDs must not take over that method's agents: evict the
+// agent first), or when its method cannot re-attest (join tokens; refused
+// before the new token is spent).
+func admitted(id spiffeid.ID, a *types.Agent, typ string) error {
+	switch {
+	case a.Banned:
 		return status.Error(codes.PermissionDenied, "failed to attest: agent is banned")
+	case a.AttestationType != typ:
+		return status.Errorf(codes.PermissionDenied, "failed to attest: agent %s was attested with %q, not %q: another method may not attest it (evict it first)",
+			id, a.AttestationType, typ)
+	case !a.CanReattest:
+		return status.Errorf(codes.AlreadyExists, "failed to attest: agent %s is already attested and %q cannot re-attest", id, typ)
 	}
 	return nil
 }

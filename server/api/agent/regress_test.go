@@ -56,6 +56,13 @@ type env struct {
 // issuer, served over loopback gRPC for the streaming AttestAgent.
 func newEnv(t *testing.T, attestors ...agentapi.NodeAttestor) *env {
 	t.Helper()
+	return newEnvWith(t, func(*store.Store) []agentapi.NodeAttestor { return attestors })
+}
+
+// newEnvWith is newEnv with attestors built on the env's store (join
+// tokens next to another method).
+func newEnvWith(t *testing.T, attestors func(*store.Store) []agentapi.NodeAttestor) *env {
+	t.Helper()
 	ctx := testContext(t)
 	dir, err := os.MkdirTemp("", "sg")
 	if err != nil {
@@ -84,7 +91,7 @@ func newEnv(t *testing.T, attestors ...agentapi.NodeAttestor) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := agentapi.New(agentapi.Config{TrustDomain: td, Store: st, Issuer: iss, Now: clk.Now, NodeAttestors: attestors})
+	svc := agentapi.New(agentapi.Config{TrustDomain: td, Store: st, Issuer: iss, Now: clk.Now, NodeAttestors: attestors(st)})
 	g := grpc.NewServer()
 	agentv1.RegisterAgentServer(g, svc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
