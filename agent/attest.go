@@ -9,6 +9,7 @@ import (
 	"github.com/signet-id/signet/agent/client"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
+	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
 )
 
@@ -21,6 +22,7 @@ var (
 	_ NodeEvidence = (*jointoken.Evidence)(nil)
 	_ NodeEvidence = (*x509pop.Evidence)(nil)
 	_ NodeEvidence = (*sshpop.Evidence)(nil)
+	_ NodeEvidence = (*tpmdevid.Evidence)(nil)
 )
 
 // evidence returns the configured node evidence, or join-token evidence.

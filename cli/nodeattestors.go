@@ -8,6 +8,7 @@ import (
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
+	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
 	"github.com/signet-id/signet/config"
 	agentapi "github.com/signet-id/signet/server/api/agent"
@@ -38,6 +39,13 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 			d.TrustDomain = td
 			return sshpop.NewAttestor(d)
 		}),
+		tpmdevid.Type: withPluginData(func(td spiffeid.TrustDomain, d tpmdevid.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := tpmdevid.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return tpmdevid.NewAttestor(cfg)
+		}),
 	}
 }
 
@@ -59,6 +67,13 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return sshpop.NewEvidence(d)
+		},
+		tpmdevid.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d tpmdevid.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return tpmdevid.NewEvidence(d)
 		},
 	}
 }

@@ -41,7 +41,18 @@ plugin_data {
 }`, []string{"x509pop"}, ""},
 		{"unknown type", `NodeAttestor "aws_iid" {
   plugin_data {}
-}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, sshpop, x509pop)`},
+}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, sshpop, tpm_devid, x509pop)`},
+		{"tpm_devid", `NodeAttestor "tpm_devid" {
+plugin_data {
+  devid_ca_path = "` + ca + `"
+  endorsement_ca_path = "` + ca + `"
+}
+}`, []string{"tpm_devid"}, ""},
+		{"tpm_devid without endorsement CA", `NodeAttestor "tpm_devid" {
+plugin_data {
+  devid_ca_path = "` + ca + `"
+}
+}`, nil, "endorsement_ca_path is required"},
 		{"sshpop", `NodeAttestor "sshpop" {
 plugin_data {
   cert_authorities = ["` + sshCA(t) + `"]
@@ -137,9 +148,23 @@ plugin_data {
   host_cert_path = "` + filepath.Join(dir, "absent-cert.pub") + `"
 }
 }`, "", "sshpop: read host cert"},
-		{"unknown type", `NodeAttestor "tpm_devid" {
+		{"tpm_devid", `NodeAttestor "tpm_devid" {
+plugin_data {
+  devid_cert_path = "` + cp + `"
+  devid_priv_path = "` + kp + `"
+  devid_pub_path = "` + kp + `"
+  tpm_device_path = "/dev/tpmrm0"
+}
+}`, "tpm_devid", ""},
+		{"tpm_devid without a public blob", `NodeAttestor "tpm_devid" {
+plugin_data {
+  devid_cert_path = "` + cp + `"
+  devid_priv_path = "` + kp + `"
+}
+}`, "", "devid_pub_path is required"},
+		{"unknown type", `NodeAttestor "azure_msi" {
   plugin_data {}
-}`, "", `unknown NodeAttestor "tpm_devid" (supported: join_token, sshpop, x509pop)`},
+}`, "", `unknown NodeAttestor "azure_msi" (supported: join_token, sshpop, tpm_devid, x509pop)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

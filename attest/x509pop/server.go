@@ -331,15 +331,8 @@ func Selectors(td spiffeid.TrustDomain, leaf *x509.Certificate, chains [][]*x509
 	if cn := leaf.Subject.CommonName; cn != "" {
 		vals = append(vals, "subject:cn:"+cn)
 	}
-	seen := map[string]bool{}
-	for _, chain := range chains {
-		for _, c := range chain[1:] {
-			fp := Fingerprint(c)
-			if !seen[fp] {
-				seen[fp] = true
-				vals = append(vals, "ca:fingerprint:"+fp)
-			}
-		}
+	for _, fp := range CAFingerprints(chains) {
+		vals = append(vals, "ca:fingerprint:"+fp)
 	}
 	if leaf.SerialNumber != nil {
 		vals = append(vals, "serialnumber:"+SerialNumberHex(leaf.SerialNumber))

@@ -80,6 +80,24 @@ func Fingerprint(cert *x509.Certificate) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// CAFingerprints returns the Fingerprint of every CA on the verified
+// chains (each chain leaf first), each once, in chain order: SPIRE's
+// ca:fingerprint selectors of x509pop and tpm_devid.
+func CAFingerprints(chains [][]*x509.Certificate) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, chain := range chains {
+		for _, c := range chain[1:] {
+			fp := Fingerprint(c)
+			if !seen[fp] {
+				seen[fp] = true
+				out = append(out, fp)
+			}
+		}
+	}
+	return out
+}
+
 // SerialNumberHex is the serial number in lowercase hex with an even
 // number of digits, as SPIRE's serialnumber selector and template field.
 func SerialNumberHex(n *big.Int) string {

@@ -85,6 +85,13 @@ func (ca *CA) Issue(t testing.TB, l Leaf) (*x509.Certificate, crypto.Signer) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ca.IssueFor(t, l, key.Public()), key
+}
+
+// IssueFor signs a leaf for a public key held elsewhere (l.RSA is
+// ignored), such as a TPM's.
+func (ca *CA) IssueFor(t testing.TB, l Leaf, pub crypto.PublicKey) *x509.Certificate {
+	t.Helper()
 	if l.KeyUsage == 0 {
 		l.KeyUsage = x509.KeyUsageDigitalSignature
 	}
@@ -103,7 +110,7 @@ func (ca *CA) Issue(t testing.TB, l Leaf) (*x509.Certificate, crypto.Signer) {
 		}
 		tmpl.URIs = append(tmpl.URIs, u)
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, pub, ca.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +118,7 @@ func (ca *CA) Issue(t testing.TB, l Leaf) (*x509.Certificate, crypto.Signer) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return cert, key
+	return cert
 }
 
 // WriteFiles writes key.pem, cert.pem (the leaf) and, with intermediates,
