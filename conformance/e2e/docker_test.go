@@ -37,7 +37,7 @@ func TestDockerWorkloadEndToEnd(t *testing.T) {
 	})
 
 	const image = "localhost/signet-dockerworkload:test"
-	pm.Import(image, pm.BuildGo("testdata/dockerworkload"))
+	pm.Import(image, pm.BuildFetchSVID())
 	sockDir := filepath.Dir(ag.socket)
 	run := func(labels ...string) string {
 		t.Helper()

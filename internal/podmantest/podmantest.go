@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -115,6 +116,17 @@ func (p *Podman) BuildGo(dir string) string {
 		p.t.Fatalf("go build %s: %v: %s", dir, err, b)
 	}
 	return out
+}
+
+// BuildFetchSVID builds the fetchsvid workload (this package's
+// fetchsvid directory) and returns the binary's path.
+func (p *Podman) BuildFetchSVID() string {
+	p.t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		p.t.Fatal("podmantest: cannot locate its source")
+	}
+	return p.BuildGo(filepath.Join(filepath.Dir(file), "fetchsvid"))
 }
 
 // BuildSleeper builds Sleeper and returns the binary's path.
