@@ -1,8 +1,9 @@
 package k8s
 
 import (
-	"os"
 	"testing"
+
+	"github.com/signet-id/signet/attest/k8s/k8stest"
 
 	"github.com/signet-id/signet/internal/container"
 )
@@ -10,11 +11,7 @@ import (
 // FuzzPodList feeds arbitrary kubelet /pods answers to the decoder and
 // the matcher: no panic, and a match always names the container's pod.
 func FuzzPodList(f *testing.F) {
-	for _, name := range []string{"pod_list.json", "pod_list_duplicate.json"} {
-		b, err := os.ReadFile("testdata/" + name)
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range [][]byte{k8stest.PodList, k8stest.DuplicatePodList} {
 		f.Add(b, webPod)
 		f.Add(b, "")
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/signet-id/signet/attest/k8s/k8stest"
 	"github.com/signet-id/signet/attest/x509pop/x509poptest"
 	"github.com/signet-id/signet/clock/fakeclock"
 	"github.com/signet-id/signet/internal/container/containertest"
@@ -16,12 +17,12 @@ import (
 )
 
 const (
-	webContainer   = "3f8a1c2e9b7d4a6f0e5c8b2a1d9f7e6c4b3a2918f7e6d5c4b3a29180f7e6d5c4"
-	envoyContainer = "9d1e2f3a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6"
-	initContainer  = "0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9"
-	webPod         = "6f2b1c3d-8e4a-4b5c-9d6e-7f8091a2b3c4"
+	webContainer   = k8stest.WebContainerID
+	envoyContainer = k8stest.EnvoyContainerID
+	initContainer  = k8stest.InitContainerID
+	webPod         = k8stest.WebPodUID
 	webPodSystemd  = "6f2b1c3d_8e4a_4b5c_9d6e_7f8091a2b3c4"
-	pendingPod     = "1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
+	pendingPod     = k8stest.PendingPodUID
 	workloadPID    = 4242
 )
 
@@ -39,21 +40,12 @@ var webPodSelectors = []string{
 	"pod-owner:ReplicaSet:web-7d9f8b6c5", "pod-owner-uid:ReplicaSet:a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
 }
 
-func readFixture(t *testing.T, name string) []byte {
-	t.Helper()
-	b, err := os.ReadFile("testdata/" + name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // tokenConfig configures an attestor for k with a token and its CA.
-func tokenConfig(t *testing.T, k *fakeKubelet, cgroup string) Config {
+func tokenConfig(t *testing.T, k *k8stest.Kubelet, cgroup string) Config {
 	return Config{
-		SecurePort:    k.port(t),
-		KubeletCAPath: k.caFile(t),
-		TokenPath:     tokenFile(t, k.token),
+		SecurePort:    k.Port(t),
+		KubeletCAPath: k.CAFile(t),
+		TokenPath:     k8stest.TokenFile(t, k.Token),
 		ProcRoot:      containertest.ProcRoot(t, workloadPID, cgroup),
 	}
 }
@@ -69,7 +61,7 @@ func attest(t *testing.T, cfg Config) ([]string, error) {
 }
 
 func TestAttestSelectors(t *testing.T) {
-	k := newFakeKubelet(t, readFixture(t, "pod_list.json"))
+	k := k8stest.New(t, k8stest.PodList)
 	web := append(slices.Clone(webPodSelectors), "container-name:web",
 		"container-image:registry.example/web:1.2", "container-image:registry.example/web@sha256:"+strings.Repeat("2", 64))
 	envoy := append(slices.Clone(webPodSelectors), "container-name:envoy",
@@ -97,25 +89,25 @@ func TestAttestSelectors(t *testing.T) {
 }
 
 func TestAttestNotInContainerAsksNoKubelet(t *testing.T) {
-	k := newFakeKubelet(t, readFixture(t, "pod_list.json"))
+	k := k8stest.New(t, k8stest.PodList)
 	got, err := attest(t, tokenConfig(t, k, "1:name=systemd:/user.slice\n"))
-	if err != nil || got != nil || k.count() != 0 {
-		t.Fatalf("Attest = %q, %v after %d kubelet requests; want no selectors, no request", got, err, k.count())
+	if err != nil || got != nil || k.Requests() != 0 {
+		t.Fatalf("Attest = %q, %v after %d kubelet requests; want no selectors, no request", got, err, k.Requests())
 	}
 }
 
 func TestKubeletAuthentication(t *testing.T) {
-	k := newFakeKubelet(t, readFixture(t, "pod_list.json"))
+	k := k8stest.New(t, k8stest.PodList)
 	cgroup := "0::/kubepods/pod" + webPod + "/" + webContainer + "\n"
-	goodCert, goodKey := clientCert(t, k.clientCA)
-	otherCert, otherKey := clientCert(t, x509poptest.NewCA(t, "another CA", nil, time.Now().Add(-time.Hour)))
+	goodCert, goodKey := k8stest.ClientCert(t, k.ClientCA)
+	otherCert, otherKey := k8stest.ClientCert(t, x509poptest.NewCA(t, "another CA", nil, time.Now().Add(-time.Hour)))
 	for _, tc := range []struct {
 		name   string
 		adjust func(*Config)
 		ok     bool
 	}{
 		{"token", func(*Config) {}, true},
-		{"wrong token", func(c *Config) { c.TokenPath = tokenFile(t, "stolen-token") }, false},
+		{"wrong token", func(c *Config) { c.TokenPath = k8stest.TokenFile(t, "stolen-token") }, false},
 		{"client certificate", func(c *Config) { c.CertificatePath, c.PrivateKeyPath = goodCert, goodKey }, true},
 		{"client certificate of another CA", func(c *Config) { c.CertificatePath, c.PrivateKeyPath = otherCert, otherKey }, false},
 		{"anonymous", func(c *Config) { c.TokenPath, c.UseAnonymousAuthentication = "", true }, false},
@@ -141,8 +133,8 @@ func TestKubeletAuthentication(t *testing.T) {
 }
 
 func TestKubeletVerification(t *testing.T) {
-	k := newFakeKubelet(t, readFixture(t, "pod_list.json"))
-	impostor := newFakeKubelet(t, readFixture(t, "pod_list.json")) // another self-signed certificate
+	k := k8stest.New(t, k8stest.PodList)
+	impostor := k8stest.New(t, k8stest.PodList) // another self-signed certificate
 	cgroup := "0::/kubepods/pod" + webPod + "/" + webContainer + "\n"
 	for _, tc := range []struct {
 		name   string
@@ -151,9 +143,9 @@ func TestKubeletVerification(t *testing.T) {
 	}{
 		{"chain only (no node name)", func(*Config) {}, true},
 		{"node name in the certificate", func(c *Config) { c.NodeName = "127.0.0.1" }, true},
-		{"untrusted kubelet", func(c *Config) { c.KubeletCAPath = impostor.caFile(t) }, false},
-		{"untrusted kubelet, node name", func(c *Config) { c.KubeletCAPath, c.NodeName = impostor.caFile(t), "127.0.0.1" }, false},
-		{"untrusted kubelet, verification skipped", func(c *Config) { c.KubeletCAPath, c.SkipKubeletVerification = impostor.caFile(t), true }, true},
+		{"untrusted kubelet", func(c *Config) { c.KubeletCAPath = impostor.CAFile(t) }, false},
+		{"untrusted kubelet, node name", func(c *Config) { c.KubeletCAPath, c.NodeName = impostor.CAFile(t), "127.0.0.1" }, false},
+		{"untrusted kubelet, verification skipped", func(c *Config) { c.KubeletCAPath, c.SkipKubeletVerification = impostor.CAFile(t), true }, true},
 		{"no CA file", func(c *Config) { c.KubeletCAPath = c.KubeletCAPath + ".missing" }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -168,7 +160,7 @@ func TestKubeletVerification(t *testing.T) {
 }
 
 func TestReadOnlyPort(t *testing.T) {
-	ro := httptestPlain(t, readFixture(t, "pod_list.json"))
+	ro := k8stest.ReadOnly(t, k8stest.PodList)
 	got, err := attest(t, Config{
 		ReadOnlyPort: ro,
 		ProcRoot:     containertest.ProcRoot(t, workloadPID, "0::/kubepods/pod"+webPod+"/"+webContainer+"\n"),
@@ -182,7 +174,7 @@ func TestReadOnlyPort(t *testing.T) {
 // starts; the attestor asks again every poll_retry_interval, at most
 // max_poll_attempts times.
 func TestPollsUntilListed(t *testing.T) {
-	full := readFixture(t, "pod_list.json")
+	full := k8stest.PodList
 	empty := []byte(`{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}`)
 	cgroup := "0::/kubepods/pod" + webPod + "/" + webContainer + "\n"
 	for _, tc := range []struct {
@@ -197,13 +189,13 @@ func TestPollsUntilListed(t *testing.T) {
 		{"never listed", 1000, 4, 4, ErrContainerNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			k := newFakeKubelet(t, nil)
-			k.lists = func(n int) []byte {
+			k := k8stest.New(t, nil)
+			k.SetLists(func(n int) []byte {
 				if n >= tc.listedFrom {
 					return full
 				}
 				return empty
-			}
+			})
 			clk := fakeclock.New(time.Unix(1_800_000_000, 0))
 			cfg := tokenConfig(t, k, cgroup)
 			cfg.Clock, cfg.MaxPollAttempts, cfg.PollRetryInterval = clk, tc.maxAttempts, time.Second
@@ -228,8 +220,8 @@ func TestPollsUntilListed(t *testing.T) {
 					if !errors.Is(r.err, tc.wantErr) || (tc.wantErr == nil && len(r.sel) == 0) {
 						t.Fatalf("Attest = %v, %v; want err %v", r.sel, r.err, tc.wantErr)
 					}
-					if k.count() != tc.wantRequests {
-						t.Fatalf("%d kubelet requests, want %d", k.count(), tc.wantRequests)
+					if k.Requests() != tc.wantRequests {
+						t.Fatalf("%d kubelet requests, want %d", k.Requests(), tc.wantRequests)
 					}
 					return
 				default:
@@ -250,7 +242,7 @@ func TestPollsUntilListed(t *testing.T) {
 }
 
 func TestTwoPodsWithTheContainer(t *testing.T) {
-	k := newFakeKubelet(t, readFixture(t, "pod_list_duplicate.json"))
+	k := k8stest.New(t, k8stest.DuplicatePodList)
 	got, err := attest(t, tokenConfig(t, k, "0::/../cri-containerd-"+webContainer+".scope\n"))
 	if !errors.Is(err, ErrAmbiguous) || got != nil {
 		t.Fatalf("Attest = %q, %v; want ErrAmbiguous", got, err)
@@ -261,7 +253,7 @@ func TestTwoPodsWithTheContainer(t *testing.T) {
 // forged into another pod's cgroup path does not borrow the pod's
 // identity.
 func TestPodUIDMustMatch(t *testing.T) {
-	k := newFakeKubelet(t, readFixture(t, "pod_list.json"))
+	k := k8stest.New(t, k8stest.PodList)
 	cfg := tokenConfig(t, k, "0::/kubepods/pod"+pendingPod+"/"+webContainer+"\n")
 	cfg.MaxPollAttempts = 1
 	got, err := attest(t, cfg)
@@ -271,7 +263,7 @@ func TestPodUIDMustMatch(t *testing.T) {
 }
 
 func TestDisableContainerSelectors(t *testing.T) {
-	k := newFakeKubelet(t, readFixture(t, "pod_list.json"))
+	k := k8stest.New(t, k8stest.PodList)
 	// The pending pod's container has not started: the kubelet lists no ID.
 	cgroup := "0::/kubepods/besteffort/pod" + pendingPod + "/" + strings.Repeat("e", 64) + "\n"
 	cfg := tokenConfig(t, k, cgroup)
@@ -311,7 +303,7 @@ func TestNewRefuses(t *testing.T) {
 // The token is read again every reload_interval (a projected service
 // account token rotates), not at every attestation.
 func TestCredentialsReload(t *testing.T) {
-	k := newFakeKubelet(t, readFixture(t, "pod_list.json"))
+	k := k8stest.New(t, k8stest.PodList)
 	clk := fakeclock.New(time.Unix(1_800_000_000, 0))
 	cfg := tokenConfig(t, k, "0::/kubepods/pod"+webPod+"/"+webContainer+"\n")
 	cfg.Clock, cfg.ReloadInterval, cfg.PollRetryInterval, cfg.MaxPollAttempts = clk, time.Minute, time.Second, 1
@@ -334,7 +326,7 @@ func TestCredentialsReload(t *testing.T) {
 	if _, err := a.Attest(ctx, workloadPID); !errors.Is(err, ErrKubelet) {
 		t.Fatalf("after reload_interval: err %v, want the kubelet to refuse the new token", err)
 	}
-	if k.count() != 2 {
-		t.Fatalf("%d authenticated kubelet requests, want 2", k.count())
+	if k.Requests() != 2 {
+		t.Fatalf("%d authenticated kubelet requests, want 2", k.Requests())
 	}
 }
