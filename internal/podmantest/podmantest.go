@@ -207,3 +207,40 @@ func (p *Podman) RunOnce(image string, opts ...string) string {
 	}
 	return strings.TrimSpace(string(out))
 }
+
+// PodCgroupParent returns a cgroup parent (podman run --cgroup-parent)
+// shaped as the kubelet's cgroupfs driver makes a pod's,
+// <prefix>/kubepods/besteffort/pod<uid>, so that a container run under it
+// sits in the cgroups of that pod. The cgroups are removed at the test's
+// end.
+func (p *Podman) PodCgroupParent(podUID string) string {
+	p.t.Helper()
+	top := "signettest-" + filepath.Base(p.dir)
+	p.t.Cleanup(func() {
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", top))
+		if d := filepath.Join("/sys/fs/cgroup", top); dirExists(d) {
+			dirs = append(dirs, d)
+		}
+		for _, d := range dirs {
+			removeCgroupTree(d)
+		}
+	})
+	return "/" + top + "/kubepods/besteffort/pod" + podUID
+}
+
+func dirExists(d string) bool {
+	fi, err := os.Stat(d)
+	return err == nil && fi.IsDir()
+}
+
+// removeCgroupTree removes a cgroup and its children, deepest first (a
+// cgroup directory is removed with rmdir once it has no processes).
+func removeCgroupTree(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroupTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	_ = os.Remove(dir)
+}
