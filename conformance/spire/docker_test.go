@@ -2,14 +2,12 @@ package spire
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/signet-id/signet/attest/docker"
 	"github.com/signet-id/signet/internal/podmantest"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
 // TestSPIREAgentDockerSelectorsMatchSignets: a workload in a real
@@ -19,14 +17,11 @@ import (
 // same container (labels, every environment variable, image_id): SPIRE
 // derives each of them from the same container.
 func TestSPIREAgentDockerSelectorsMatchSignets(t *testing.T) {
-	bins := spireBinaries(t)
 	pm := podmantest.Start(t)
-	const image = "localhost/signet-fetchsvid:interop"
-	pm.Import(image, pm.BuildFetchSVID())
+	image := fetchSVIDImage(pm, "localhost/signet-fetchsvid:interop")
 	agentDir := shortDir(t)
-	id, pid := pm.RunContainer(image, "--volume", agentDir+":/run/spire",
-		"--label", "app=web", "--label", "signet.test/tier=front", "--env", "GREETING=hello world",
-		"--entrypoint", `["/app", "/run/spire/agent.sock", "90"]`)
+	id, pid := pm.RunContainer(image, append(containerArgs(agentDir),
+		"--label", "app=web", "--label", "signet.test/tier=front", "--env", "GREETING=hello world")...)
 
 	a, err := docker.New(docker.Config{SocketPath: pm.Socket})
 	if err != nil {
@@ -41,19 +36,6 @@ func TestSPIREAgentDockerSelectorsMatchSignets(t *testing.T) {
 	if len(sel) < 5 { // two labels, PATH, GREETING, image_id at least
 		t.Fatalf("Signet's selectors %v", sel)
 	}
-
-	srv := startSignet(t, signetOptions{now: time.Now})
-	token := srv.token(t)
-	agentID := spiffeid.RequireFromSegments(td, "spire", "agent", "join_token", token)
-	web := spiffeid.RequireFromPath(td, "/container/web")
-	srv.createEntry(t, &types.Entry{SpiffeId: protoID(web), ParentId: protoID(agentID), Selectors: sel})
-	socket := startSPIREAgent(t, bins.agent, srv, agentDir, "spire-agent-docker.conf.tmpl",
-		map[string]any{"JoinToken": token, "DockerSocket": pm.Socket})
-	if filepath.Base(socket) != "agent.sock" {
-		t.Fatalf("spire-agent socket %s, the container expects agent.sock", socket)
-	}
-	pm.Run("wait", id)
-	if out := pm.Run("logs", id); out != "spiffe-id: "+web.String() {
-		t.Fatalf("the container's workload got %q, want the SVID %s (entry selected by Signet's docker selectors %v)", out, web, sel)
-	}
+	spireAgentServesContainer(t, pm, id, agentDir, spiffeid.RequireFromPath(td, "/container/web"), sel,
+		"spire-agent-docker.conf.tmpl", map[string]any{"DockerSocket": pm.Socket})
 }

@@ -9,7 +9,6 @@ import (
 	"github.com/signet-id/signet/attest/k8s/k8stest"
 	"github.com/signet-id/signet/internal/podmantest"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
 // TestSPIREAgentK8sSelectorsMatchSignets: a workload in a real container
@@ -19,14 +18,11 @@ import (
 // selectors Signet's attestor gives for the same process: SPIRE locates
 // the same pod and container and derives each selector from the same pod.
 func TestSPIREAgentK8sSelectorsMatchSignets(t *testing.T) {
-	bins := spireBinaries(t)
 	pm := podmantest.Start(t)
-	const image = "localhost/signet-fetchsvid:k8s-interop"
-	pm.Import(image, pm.BuildFetchSVID())
+	image := fetchSVIDImage(pm, "localhost/signet-fetchsvid:k8s-interop")
 	const podUID = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
 	agentDir := shortDir(t)
-	id, pid := pm.RunContainer(image, "--cgroup-parent", pm.PodCgroupParent(podUID),
-		"--volume", agentDir+":/run/spire", "--entrypoint", `["/app", "/run/spire/agent.sock", "90"]`)
+	id, pid := pm.RunContainer(image, append(containerArgs(agentDir), "--cgroup-parent", pm.PodCgroupParent(podUID))...)
 	kubelet := k8stest.New(t, k8stest.PodListWith(podUID, id))
 	caFile, tokenFile := kubelet.CAFile(t), k8stest.TokenFile(t, kubelet.Token)
 
@@ -43,17 +39,6 @@ func TestSPIREAgentK8sSelectorsMatchSignets(t *testing.T) {
 	if len(sel) < 15 {
 		t.Fatalf("Signet's selectors %v", sel)
 	}
-
-	srv := startSignet(t, signetOptions{now: time.Now})
-	token := srv.token(t)
-	agentID := spiffeid.RequireFromSegments(td, "spire", "agent", "join_token", token)
-	web := spiffeid.RequireFromPath(td, "/ns/prod/sa/web")
-	srv.createEntry(t, &types.Entry{SpiffeId: protoID(web), ParentId: protoID(agentID), Selectors: sel})
-	startSPIREAgent(t, bins.agent, srv, agentDir, "spire-agent-k8s.conf.tmpl", map[string]any{
-		"JoinToken": token, "KubeletPort": kubelet.Port(t), "KubeletCA": caFile, "TokenPath": tokenFile,
-	})
-	pm.Run("wait", id)
-	if out := pm.Run("logs", id); out != "spiffe-id: "+web.String() {
-		t.Fatalf("the container's workload got %q, want the SVID %s (entry selected by Signet's k8s selectors %v)", out, web, sel)
-	}
+	spireAgentServesContainer(t, pm, id, agentDir, spiffeid.RequireFromPath(td, "/ns/prod/sa/web"), sel,
+		"spire-agent-k8s.conf.tmpl", map[string]any{"KubeletPort": kubelet.Port(t), "KubeletCA": caFile, "TokenPath": tokenFile})
 }
