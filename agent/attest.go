@@ -8,6 +8,7 @@ import (
 
 	"github.com/signet-id/signet/agent/client"
 	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -22,6 +23,7 @@ var (
 	_ NodeEvidence = (*jointoken.Evidence)(nil)
 	_ NodeEvidence = (*x509pop.Evidence)(nil)
 	_ NodeEvidence = (*sshpop.Evidence)(nil)
+	_ NodeEvidence = (*k8spsat.Evidence)(nil)
 	_ NodeEvidence = (*tpmdevid.Evidence)(nil)
 )
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/tpmdevid"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -39,6 +40,13 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 			d.TrustDomain = td
 			return sshpop.NewAttestor(d)
 		}),
+		k8spsat.Type: withPluginData(func(td spiffeid.TrustDomain, d k8spsat.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := k8spsat.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return k8spsat.NewAttestor(cfg)
+		}),
 		tpmdevid.Type: withPluginData(func(td spiffeid.TrustDomain, d tpmdevid.ServerPluginData) (agentapi.NodeAttestor, error) {
 			cfg, err := tpmdevid.ConfigFromPluginData(td, d)
 			if err != nil {
@@ -67,6 +75,13 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return sshpop.NewEvidence(d)
+		},
+		k8spsat.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d k8spsat.AgentConfig
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return k8spsat.NewEvidence(d)
 		},
 		tpmdevid.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
 			var d tpmdevid.AgentPluginData

@@ -21,6 +21,8 @@ func TestServerNodeAttestorsFromConfig(t *testing.T) {
 	root := x509poptest.NewCA(t, "root", nil, time.Now().Add(-time.Hour))
 	ca := filepath.Join(dir, "ca.pem")
 	writeFile(t, ca, string(x509poptest.PEM(root.Cert)))
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	writeFile(t, kubeconfig, "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:6443\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: x\n")
 	tests := []struct {
 		name, plugins string
 		types         []string
@@ -41,7 +43,7 @@ plugin_data {
 }`, []string{"x509pop"}, ""},
 		{"unknown type", `NodeAttestor "aws_iid" {
   plugin_data {}
-}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, sshpop, tpm_devid, x509pop)`},
+}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, k8s_psat, sshpop, tpm_devid, x509pop)`},
 		{"tpm_devid", `NodeAttestor "tpm_devid" {
 plugin_data {
   devid_ca_path = "` + ca + `"
@@ -59,6 +61,22 @@ plugin_data {
   canonical_domain = "example.org"
 }
 }`, []string{"sshpop"}, ""},
+		{"k8s_psat", `NodeAttestor "k8s_psat" {
+plugin_data {
+  clusters = {
+    "prod" = {
+      service_account_allow_list = ["spire:spire-agent"]
+      kube_config_file = "` + kubeconfig + `"
+      allowed_node_label_keys = ["zone"]
+    }
+  }
+}
+}`, []string{"k8s_psat"}, ""},
+		{"k8s_psat cluster without allow list", `NodeAttestor "k8s_psat" {
+plugin_data {
+  clusters = { "prod" = { audience = [] } }
+}
+}`, nil, `cluster "prod" configuration must have at least one service account allowed`},
 		{"sshpop without a CA", `NodeAttestor "sshpop" {
   plugin_data {}
 }`, nil, `one of "cert_authorities" or "cert_authorities_path" is required`},
@@ -148,6 +166,15 @@ plugin_data {
   host_cert_path = "` + filepath.Join(dir, "absent-cert.pub") + `"
 }
 }`, "", "sshpop: read host cert"},
+		{"k8s_psat", `NodeAttestor "k8s_psat" {
+plugin_data {
+  cluster = "prod"
+  token_path = "` + filepath.Join(dir, "token") + `"
+}
+}`, "k8s_psat", ""},
+		{"k8s_psat without cluster", `NodeAttestor "k8s_psat" {
+  plugin_data {}
+}`, "", `plugin_data`},
 		{"tpm_devid", `NodeAttestor "tpm_devid" {
 plugin_data {
   devid_cert_path = "` + cp + `"
@@ -164,7 +191,7 @@ plugin_data {
 }`, "", "devid_pub_path is required"},
 		{"unknown type", `NodeAttestor "azure_msi" {
   plugin_data {}
-}`, "", `unknown NodeAttestor "azure_msi" (supported: join_token, sshpop, tpm_devid, x509pop)`},
+}`, "", `unknown NodeAttestor "azure_msi" (supported: join_token, k8s_psat, sshpop, tpm_devid, x509pop)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command (README "Test"): vet, golangci-lint, the full Go test suite
-# with real etcd, real sockets, go-spiffe, OpenSSL 3.5, real SPIRE binaries
-# and a real Vault dev server (both built once per version into a cache),
-# then the Go 1.27 checks.
+# with real etcd, real sockets, go-spiffe, OpenSSL 3.5, real SPIRE binaries,
+# a real Vault dev server and a real kube-apiserver (each built once per
+# version into a cache), then the Go 1.27 checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,10 @@ export SIGNET_SPIRE_DIR
 echo "--- building the Vault dev server used by the tests (cached; ~20 min cold)"
 SIGNET_VAULT_BIN="$(./scripts/install-vault.sh)"
 export SIGNET_VAULT_BIN
+
+echo "--- building kube-apiserver v1.37.2 used by the k8s tests (cached; ~4 min cold)"
+SIGNET_KUBE_APISERVER_BIN="$(./scripts/install-kube-apiserver.sh)"
+export SIGNET_KUBE_APISERVER_BIN
 
 echo "--- Debian packages the tests use as real peers (scripts/install-debs.sh)"
 ./scripts/install-debs.sh

@@ -8,6 +8,7 @@ import (
 
 	"github.com/signet-id/signet/attest"
 	"github.com/signet-id/signet/attest/jointoken"
+	"github.com/signet-id/signet/attest/k8spsat"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
 	"github.com/signet-id/signet/server/store"
@@ -38,6 +39,8 @@ var (
 	_ payloadChecker = (*x509pop.Attestor)(nil)
 	_ NodeAttestor   = (*sshpop.Attestor)(nil)
 	_ payloadChecker = (*sshpop.Attestor)(nil)
+	_ NodeAttestor   = (*k8spsat.Attestor)(nil)
+	_ payloadChecker = (*k8spsat.Attestor)(nil)
 )
 
 // nodeAttestors indexes attestors by type name. With none given, join
