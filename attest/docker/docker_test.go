@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/signet-id/signet/conformance/podmantest"
 	"github.com/signet-id/signet/internal/container/containertest"
-	"github.com/signet-id/signet/internal/podmantest"
 )
 
 // TestPodmanContainer attests a process in a real container through

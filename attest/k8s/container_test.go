@@ -6,8 +6,8 @@ import (
 	"testing"
 
 	"github.com/signet-id/signet/attest/k8s/k8stest"
+	"github.com/signet-id/signet/conformance/podmantest"
 	"github.com/signet-id/signet/internal/container/containertest"
-	"github.com/signet-id/signet/internal/podmantest"
 )
 
 // TestRealContainerInPodCgroups attests a process in a real container

@@ -8,7 +8,7 @@ import (
 	"github.com/signet-id/signet/agent"
 	"github.com/signet-id/signet/attest/docker"
 	"github.com/signet-id/signet/attest/unix"
-	"github.com/signet-id/signet/internal/podmantest"
+	"github.com/signet-id/signet/conformance/podmantest"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/signet-id/signet/internal/podmantest"
+	"github.com/signet-id/signet/conformance/podmantest"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )

@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/attest/docker"
-	"github.com/signet-id/signet/internal/podmantest"
+	"github.com/signet-id/signet/conformance/podmantest"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 

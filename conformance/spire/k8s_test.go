@@ -7,7 +7,7 @@ import (
 
 	"github.com/signet-id/signet/attest/k8s"
 	"github.com/signet-id/signet/attest/k8s/k8stest"
-	"github.com/signet-id/signet/internal/podmantest"
+	"github.com/signet-id/signet/conformance/podmantest"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
