@@ -23,6 +23,7 @@ import (
 	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/internal/container"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // SelectorType is the type of every selector this attestor produces.
@@ -98,7 +99,7 @@ type Attestor struct {
 
 	mu      sync.Mutex // serializes kubelet fetches; guards the fields below
 	kubelet *kubelet
-	cached  []pod
+	cached  []corev1.Pod
 	until   time.Time // the cached pod list is fresh before this
 }
 
@@ -186,23 +187,23 @@ func (a *Attestor) Attest(ctx context.Context, pid int32) ([]*types.Selector, er
 
 // match returns the selector values of the pod holding the container
 // (nil if none does).
-func (a *Attestor) match(pods []pod, where container.Info) ([]string, error) {
+func (a *Attestor) match(pods []corev1.Pod, where container.Info) ([]string, error) {
 	var out []string
 	for i := range pods {
 		p := &pods[i]
-		if where.PodUID != "" && p.Metadata.UID != where.PodUID {
+		if where.PodUID != "" && string(p.UID) != where.PodUID {
 			continue
 		}
 		var values []string
-		cs, found := p.container(where.ContainerID)
+		cs, found := containerStatus(p, where.ContainerID)
 		switch {
 		case found:
-			values = p.podSelectors()
+			values = podSelectors(p)
 			if !a.cfg.DisableContainerSelectors {
 				values = append(values, containerSelectors(cs)...)
 			}
 		case where.PodUID != "" && a.cfg.DisableContainerSelectors:
-			values = p.podSelectors()
+			values = podSelectors(p)
 		}
 		if values == nil {
 			continue
@@ -217,7 +218,7 @@ func (a *Attestor) match(pods []pod, where container.Info) ([]string, error) {
 
 // pods returns the kubelet's pod list, fetched at most once per half
 // poll interval (concurrent attestations share a fetch), as SPIRE.
-func (a *Attestor) pods(ctx context.Context) ([]pod, error) {
+func (a *Attestor) pods(ctx context.Context) ([]corev1.Pod, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.clk.Now()
@@ -245,12 +246,12 @@ func (a *Attestor) pods(ctx context.Context) ([]pod, error) {
 	}
 	pods := pl.Items[:0]
 	for _, p := range pl.Items {
-		if p.Metadata.UID != "" {
+		if p.UID != "" {
 			pods = append(pods, p)
 		}
 	}
 	if pods == nil {
-		pods = []pod{}
+		pods = []corev1.Pod{}
 	}
 	a.cached, a.until = pods, a.clk.Now().Add(a.cfg.PollRetryInterval/2)
 	return pods, nil
