@@ -217,13 +217,22 @@ func (p *Podman) PodCgroupParent(podUID string) string {
 	p.t.Helper()
 	top := "signettest-" + filepath.Base(p.dir)
 	p.t.Cleanup(func() {
-		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", top))
-		if d := filepath.Join("/sys/fs/cgroup", top); dirExists(d) {
-			dirs = append(dirs, d)
+		// conmon may outlive the removed container a moment: its
+		// cgroup is removable once it has exited.
+		for i := 0; i < 100; i++ {
+			dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", top))
+			if d := filepath.Join("/sys/fs/cgroup", top); dirExists(d) {
+				dirs = append(dirs, d)
+			}
+			if len(dirs) == 0 {
+				return
+			}
+			for _, d := range dirs {
+				removeCgroupTree(d)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		for _, d := range dirs {
-			removeCgroupTree(d)
-		}
+		p.t.Errorf("podmantest: cgroups under %s not removed", top)
 	})
 	return "/" + top + "/kubepods/besteffort/pod" + podUID
 }
