@@ -10,6 +10,8 @@ pkgs=(
 	dbus-daemon      # attest/systemd: a real D-Bus daemon (systemd is not PID 1 here)
 	swtpm            # attest/tpmdevid: a real software TPM 2.0 (swtpm socket, mssim protocol)
 	swtpm-tools      # attest/tpmdevid: swtpm_setup for the TPM state
+	podman           # attest/docker: real containers and a Docker-compatible Engine API
+	runc             # attest/docker: podman's runtime here (crun refuses this host's hybrid cgroups)
 )
 
 missing=()

@@ -197,9 +197,10 @@ type testAgent struct {
 	done   chan error
 }
 
-func startAgent(t testing.TB, srv *testServer, dir, token string) *testAgent {
+// startAgent starts an agent; opts adjust its configuration.
+func startAgent(t testing.TB, srv *testServer, dir, token string, opts ...func(*agent.Config)) *testAgent {
 	t.Helper()
-	a, err := agent.New(agent.Config{
+	cfg := agent.Config{
 		TrustDomain:     td,
 		ServerAddresses: []string{srv.AgentAddr().String()},
 		JoinToken:       token,
@@ -208,7 +209,11 @@ func startAgent(t testing.TB, srv *testServer, dir, token string) *testAgent {
 		TrustBundle:     srv.CA().Bundle().X509Authorities(),
 		Logger:          testLogger(t).With("component", "agent"),
 		SyncInterval:    5 * time.Second,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,9 @@
 // reads to identify a peer process: <pid>/stat (its start time, which
 // tells a process from a later one with the same pid) and <pid>/status
 // (its user and group IDs; its resident set size for the measurement
-// tools).
+// tools), <pid>/cgroup and <pid>/mountinfo (its control groups and its
+// cgroup mounts, where the container workload attestors find its
+// container).
 package procfs
 
 import (
@@ -13,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -185,4 +188,106 @@ func readFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("procfs: read %s: %w", path, err)
 	}
 	return b, nil
+}
+
+// Cgroup is one line of /proc/<pid>/cgroup: "hierarchy-ID:controllers:path".
+// Under cgroup v2 (the unified hierarchy) the line is "0::<path>"; under
+// v1 each hierarchy has its own line, named by its controllers
+// ("cpu,cpuacct") or by "name=systemd".
+type Cgroup struct {
+	HierarchyID, Controllers, Path string
+}
+
+// ParseCgroup parses the contents of /proc/<pid>/cgroup. Every non-empty
+// line must have at least three colon-separated fields (the path may hold
+// colons).
+func ParseCgroup(b []byte) ([]Cgroup, error) {
+	var out []Cgroup
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.SplitN(line, ":", 3)
+		if len(f) < 3 {
+			return nil, fmt.Errorf("%w cgroup: line %q has %d colon-separated fields, want 3", ErrMalformed, line, len(f))
+		}
+		out = append(out, Cgroup{HierarchyID: f[0], Controllers: f[1], Path: f[2]})
+	}
+	return out, nil
+}
+
+// ReadCgroup reads and parses <dir>/cgroup, dir being /proc/<pid>.
+func ReadCgroup(dir string) ([]Cgroup, error) {
+	b, err := readFile(filepath.Join(dir, "cgroup"))
+	if err != nil {
+		return nil, err
+	}
+	cg, err := ParseCgroup(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "cgroup"), err)
+	}
+	return cg, nil
+}
+
+// Mount is one line of /proc/<pid>/mountinfo, the fields Signet reads.
+type Mount struct {
+	// Root is the directory of the mounted file system that is the mount's
+	// root (field 4): for a cgroup file system, the cgroup the mount shows.
+	Root string
+	// MountPoint is where it is mounted (field 5).
+	MountPoint string
+	// FSType is the file system type ("cgroup", "cgroup2", "tmpfs", ...).
+	FSType string
+}
+
+// ParseMountInfo parses the contents of /proc/<pid>/mountinfo (proc(5)):
+// "id parent major:minor root mount-point options [optional...] - fstype
+// source super-options", with spaces, tabs, newlines and backslashes in
+// paths escaped in octal.
+func ParseMountInfo(b []byte) ([]Mount, error) {
+	var out []Mount
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line == "" {
+			continue
+		}
+		f := strings.Fields(line)
+		sep := slices.Index(f, "-")
+		if sep < 6 || sep+1 >= len(f) {
+			return nil, fmt.Errorf("%w mountinfo: line %q", ErrMalformed, line)
+		}
+		out = append(out, Mount{Root: unescapeOctal(f[3]), MountPoint: unescapeOctal(f[4]), FSType: f[sep+1]})
+	}
+	return out, nil
+}
+
+// unescapeOctal undoes the kernel's \ooo escapes in mountinfo paths.
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isOctal(c byte) bool { return c >= '0' && c <= '7' }
+
+// ReadMountInfo reads and parses <dir>/mountinfo, dir being /proc/<pid>.
+func ReadMountInfo(dir string) ([]Mount, error) {
+	b, err := readFile(filepath.Join(dir, "mountinfo"))
+	if err != nil {
+		return nil, err
+	}
+	m, err := ParseMountInfo(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "mountinfo"), err)
+	}
+	return m, nil
 }

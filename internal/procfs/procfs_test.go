@@ -145,3 +145,72 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestParseCgroup(t *testing.T) {
+	for _, tc := range []struct {
+		name, in  string
+		want      []Cgroup
+		wantError bool
+	}{
+		{name: "v2", in: "0::/system.slice/crio.service\n", want: []Cgroup{{"0", "", "/system.slice/crio.service"}}},
+		{name: "v1", in: "4:cpu,cpuacct:/kubepods\n1:name=systemd:/\n", want: []Cgroup{{"4", "cpu,cpuacct", "/kubepods"}, {"1", "name=systemd", "/"}}},
+		{name: "colon in path", in: "0::/a:b:c", want: []Cgroup{{"0", "", "/a:b:c"}}},
+		{name: "empty", in: ""},
+		{name: "two fields", in: "0:/x\n", wantError: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseCgroup([]byte(tc.in))
+			if tc.wantError {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("err %v, want ErrMalformed", err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("ParseCgroup = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadCgroupSelf(t *testing.T) {
+	cg, err := ReadCgroup("/proc/self")
+	if err != nil || len(cg) == 0 {
+		t.Fatalf("ReadCgroup(/proc/self) = %v, %v", cg, err)
+	}
+}
+
+func TestParseMountInfo(t *testing.T) {
+	for _, tc := range []struct {
+		name, in  string
+		want      []Mount
+		wantError bool
+	}{
+		{name: "cgroup2", in: "1543 1542 0:32 /../../pod.slice/cri-containerd-x.scope /sys/fs/cgroup ro,nosuid - cgroup2 cgroup rw,nsdelegate\n",
+			want: []Mount{{"/../../pod.slice/cri-containerd-x.scope", "/sys/fs/cgroup", "cgroup2"}}},
+		{name: "optional fields", in: "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 shared:2 - ext3 /dev/root rw,errors=continue\n",
+			want: []Mount{{"/mnt1", "/mnt2", "ext3"}}},
+		{name: "escaped space", in: `36 35 98:0 /a\040b /c\134d rw - ext4 /dev/x rw`,
+			want: []Mount{{"/a b", `/c\d`, "ext4"}}},
+		{name: "empty", in: ""},
+		{name: "no separator", in: "36 35 98:0 / /mnt rw ext4 /dev/x rw\n", wantError: true},
+		{name: "no fstype", in: "36 35 98:0 / /mnt rw -\n", wantError: true},
+		{name: "too few fields", in: "36 35 - ext4 /dev/x rw\n", wantError: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseMountInfo([]byte(tc.in))
+			if tc.wantError {
+				if !errors.Is(err, ErrMalformed) {
+					t.Fatalf("err %v, want ErrMalformed", err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("ParseMountInfo = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	if m, err := ReadMountInfo("/proc/self"); err != nil || len(m) == 0 {
+		t.Fatalf("ReadMountInfo(/proc/self) = %v, %v", m, err)
+	}
+}
