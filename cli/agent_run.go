@@ -18,7 +18,7 @@ import (
 
 func newAgentCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "agent", Short: "Run the agent, or manage agents on a server"}
-	cmd.AddCommand(newAgentRunCommand())
+	cmd.AddCommand(newAgentRunCommand(), newAgentHealthcheckCommand())
 	return cmd
 }
 
