@@ -111,10 +111,10 @@ var policy = map[string]access{
 // authentication, limits) and of the admin socket, each with every service
 // registered.
 func (s *Server) grpcServers(lim *limits.Limiter) (agentSrv, adminSrv *grpc.Server) {
-	agentSrv = grpc.NewServer(append(append(s.agentInterceptors(),
+	agentSrv = grpc.NewServer(append(append(append(s.rpc.ServerOptions("agent"), s.agentInterceptors()...),
 		grpc.Creds(kexCreds{TransportCredentials: credentials.NewTLS(s.agentTLSConfig()), observe: s.observeKEX}),
 		grpc.MaxRecvMsgSize(4<<20)), lim.ServerOptions()...)...)
-	adminSrv = grpc.NewServer(append(s.adminInterceptors(), grpc.MaxRecvMsgSize(4<<20))...)
+	adminSrv = grpc.NewServer(append(append(s.rpc.ServerOptions("admin"), s.adminInterceptors()...), grpc.MaxRecvMsgSize(4<<20))...)
 	for _, g := range []*grpc.Server{agentSrv, adminSrv} {
 		s.register(g)
 	}

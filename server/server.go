@@ -18,6 +18,7 @@ import (
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/clock"
+	"github.com/signet-id/signet/internal/rpcmetrics"
 	"github.com/signet-id/signet/issuer"
 	auditv1 "github.com/signet-id/signet/proto/signet/audit/v1"
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
@@ -155,6 +156,7 @@ type Server struct {
 
 	// caUnscheduled is set while the CA item could not be written.
 	caUnscheduled atomic.Bool
+	rpc           *rpcmetrics.Metrics
 }
 
 type metrics struct {
@@ -208,6 +210,11 @@ func New(cfg Config) (*Server, error) {
 		Help: "SVID renewals not scheduled because the queue was full (agents then renew at half-life).",
 	})
 	cfg.Registry.MustRegister(s.metrics.kex, s.metrics.renewalsDropped)
+	rpc, err := rpcmetrics.New(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.rpc = rpc
 	return s, nil
 }
 

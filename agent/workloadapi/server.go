@@ -41,6 +41,7 @@ import (
 
 	"github.com/signet-id/signet/agent/cache"
 	"github.com/signet-id/signet/agent/peercred"
+	"github.com/signet-id/signet/internal/rpcmetrics"
 )
 
 // Attestor turns the process ID of a caller into selectors.
@@ -97,6 +98,7 @@ type Server struct {
 	lim           *uidLimiter
 	log           *slog.Logger
 	m             *metrics
+	rpc           *rpcmetrics.Metrics
 }
 
 var _ workload.SpiffeWorkloadAPIServer = (*Server)(nil)
@@ -132,6 +134,9 @@ func New(c Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if s.rpc, err = rpcmetrics.New(c.Registerer); err != nil {
+		return nil, err
+	}
 	s.limits = c.Limits.withDefaults()
 	s.lim = newUIDLimiter(s.limits, m)
 	return s, nil

@@ -11,13 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/agent"
 	signetcli "github.com/signet-id/signet/cli"
 )
 
 // startSignetAgent runs a Signet agent against s with the join token tok
 // and returns its Workload API socket; the agent stops with the test.
-func startSignetAgent(t *testing.T, s *signetServer, tok string) string {
+func startSignetAgent(t *testing.T, s *signetServer, tok string, reg prometheus.Registerer) string {
 	t.Helper()
 	dir := shortDir(t)
 	logs := &logBuffer{}
@@ -31,6 +32,7 @@ func startSignetAgent(t *testing.T, s *signetServer, tok string) string {
 		SocketPath:      sock,
 		TrustBundle:     s.CA().Bundle().X509Authorities(),
 		Logger:          slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Registry:        reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -81,10 +83,13 @@ func signetHealthcheck(args ...string) (int, string) {
 // (its join token is unknown to the server), and a socket nobody serves.
 func TestAgentHealthcheck(t *testing.T) {
 	bins := spireBinaries(t)
-	s := startSignet(t, signetOptions{})
+	sreg := prometheus.NewRegistry()
+	s := startSignet(t, signetOptions{registry: sreg})
+	const check = "/grpc.health.v1.Health/Check"
 
 	t.Run("attested", func(t *testing.T) {
-		sock := startSignetAgent(t, s, s.token(t))
+		areg := prometheus.NewRegistry()
+		sock := startSignetAgent(t, s, s.token(t), areg)
 		var code int
 		var out string
 		// Attestation completes after the Workload API serves.
@@ -113,10 +118,18 @@ func TestAgentHealthcheck(t *testing.T) {
 		if code, out := spireHealthcheck(t, bins.agent, "-socketPath", sock, "-shallow", "-verbose"); code != 0 {
 			t.Errorf("spire-agent healthcheck -shallow -verbose: exit %d %q", code, out)
 		}
+		// Per-RPC metrics: the health checks on the agent, the
+		// attestation on the server.
+		if n := sample(t, areg, "signet_grpc_server_handled_total", "server", "workload", "method", check, "code", "OK"); n < 6 {
+			t.Errorf("workload health checks counted: %v, want at least 6", n)
+		}
+		if n := sample(t, sreg, "signet_grpc_server_handled_total", "server", "agent", "method", "/spire.api.server.agent.v1.Agent/AttestAgent", "code", "OK"); n != 1 {
+			t.Errorf("AttestAgent OK counted: %v, want 1", n)
+		}
 	})
 
 	t.Run("not attested", func(t *testing.T) {
-		sock := startSignetAgent(t, s, "not-a-token-the-server-issued")
+		sock := startSignetAgent(t, s, "not-a-token-the-server-issued", nil)
 		code, out := spireHealthcheck(t, bins.agent, "-socketPath", sock)
 		if code != 1 || !strings.Contains(out, `Agent is unhealthy: agent returned status "NOT_SERVING"`) {
 			t.Errorf("spire-agent healthcheck: exit %d %q", code, out)
@@ -146,4 +159,34 @@ func TestAgentHealthcheck(t *testing.T) {
 			t.Errorf("--help: exit %d %q", code, out)
 		}
 	})
+}
+
+// sample sums the counter, gauge or histogram count series of name whose
+// labels include the given name/value pairs.
+func sample(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if have[labels[i]] != labels[i+1] {
+					continue series
+				}
+			}
+			v += m.GetCounter().GetValue() + m.GetGauge().GetValue() + float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	return v
 }
