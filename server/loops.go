@@ -85,6 +85,7 @@ func (s *Server) caChanged() {
 	now := snapshotAuthorities(s.ca)
 	s.events.logTransitions(context.Background(), s.lastAuthorities, now)
 	s.lastAuthorities = now
+	s.authorities.Store(&now)
 	cert := s.serverCert.Load()
 	active, _ := s.ca.X509Authority()
 	if cert == nil || active == nil || cert.Leaf.CheckSignatureFrom(active) != nil {

@@ -148,6 +148,8 @@ type Server struct {
 
 	// lastAuthorities is the CA state last logged (rotation loop only).
 	lastAuthorities authoritySnapshot
+	// authorities is lastAuthorities for the CA expiry gauges (scrapes).
+	authorities atomic.Pointer[authoritySnapshot]
 
 	ready chan struct{}
 	// caKick asks the rotation loop to react to an admin CA change.
@@ -209,7 +211,7 @@ func New(cfg Config) (*Server, error) {
 		Name: "signet_server_renewals_unscheduled_total",
 		Help: "SVID renewals not scheduled because the queue was full (agents then renew at half-life).",
 	})
-	cfg.Registry.MustRegister(s.metrics.kex, s.metrics.renewalsDropped)
+	cfg.Registry.MustRegister(s.metrics.kex, s.metrics.renewalsDropped, newCAExpiry(s))
 	rpc, err := rpcmetrics.New(cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -361,7 +363,9 @@ func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, err error) {
 		return nil, nil, err
 	}
 	s.writeBundleFile()
-	s.lastAuthorities = snapshotAuthorities(s.ca)
+	first := snapshotAuthorities(s.ca)
+	s.lastAuthorities = first
+	s.authorities.Store(&first)
 	return shared, vc, nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/agent"
+	"github.com/signet-id/signet/ca"
 	signetcli "github.com/signet-id/signet/cli"
 )
 
@@ -126,10 +127,26 @@ func TestAgentHealthcheck(t *testing.T) {
 		if n := sample(t, sreg, "signet_grpc_server_handled_total", "server", "agent", "method", "/spire.api.server.agent.v1.Agent/AttestAgent", "code", "OK"); n != 1 {
 			t.Errorf("AttestAgent OK counted: %v, want 1", n)
 		}
+		// Expiry gauges: the agent SVID, and the active X.509 and JWT
+		// authorities by authority ID.
+		if v := sample(t, areg, "signet_agent_svid_expiry_seconds"); v <= 0 || v > 3600 {
+			t.Errorf("agent SVID expiry seconds: %v", v)
+		}
+		for _, a := range append(s.CA().X509Authorities(), s.CA().JWTAuthorities()...) {
+			if a.Status != ca.StatusActive {
+				continue
+			}
+			kind := map[ca.Kind]string{ca.KindX509: "x509", ca.KindJWT: "jwt"}[a.Kind]
+			want := time.Until(a.NotAfter).Seconds()
+			if v := sample(t, sreg, "signet_server_ca_expiry_seconds", "kind", kind, "authority_id", a.ID); v <= 0 || v > want+1 {
+				t.Errorf("CA expiry seconds %s %s: %v, want about %v", kind, a.ID, v, want)
+			}
+		}
 	})
 
 	t.Run("not attested", func(t *testing.T) {
-		sock := startSignetAgent(t, s, "not-a-token-the-server-issued", nil)
+		areg := prometheus.NewRegistry()
+		sock := startSignetAgent(t, s, "not-a-token-the-server-issued", areg)
 		code, out := spireHealthcheck(t, bins.agent, "-socketPath", sock)
 		if code != 1 || !strings.Contains(out, `Agent is unhealthy: agent returned status "NOT_SERVING"`) {
 			t.Errorf("spire-agent healthcheck: exit %d %q", code, out)
@@ -137,6 +154,9 @@ func TestAgentHealthcheck(t *testing.T) {
 		code, out = signetHealthcheck("--socket-path", sock)
 		if code != 1 || !strings.Contains(out, "agent is unhealthy: not attested to a server yet") {
 			t.Errorf("signet agent healthcheck: exit %d %q", code, out)
+		}
+		if n, err := testutilCount(areg, "signet_agent_svid_expiry_seconds"); err != nil || n != 0 {
+			t.Errorf("agent SVID expiry before attestation: %d series (%v), want none", n, err)
 		}
 	})
 
@@ -189,4 +209,16 @@ func sample(t *testing.T, reg *prometheus.Registry, name string, labels ...strin
 		}
 	}
 	return v
+}
+
+// testutilCount counts the series of a family.
+func testutilCount(reg *prometheus.Registry, name string) (int, error) {
+	mfs, err := reg.Gather()
+	n := 0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			n += len(mf.GetMetric())
+		}
+	}
+	return n, err
 }
