@@ -18,7 +18,6 @@ import (
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/clock"
-	"github.com/signet-id/signet/internal/rpcmetrics"
 	"github.com/signet-id/signet/issuer"
 	auditv1 "github.com/signet-id/signet/proto/signet/audit/v1"
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
@@ -39,6 +38,7 @@ import (
 	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/notify"
 	"github.com/signet-id/signet/server/store"
+	"github.com/signet-id/signet/telemetry"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
@@ -158,7 +158,7 @@ type Server struct {
 
 	// caUnscheduled is set while the CA item could not be written.
 	caUnscheduled atomic.Bool
-	rpc           *rpcmetrics.Metrics
+	rpc           *telemetry.RPCMetrics
 }
 
 type metrics struct {
@@ -212,7 +212,7 @@ func New(cfg Config) (*Server, error) {
 		Help: "SVID renewals not scheduled because the queue was full (agents then renew at half-life).",
 	})
 	cfg.Registry.MustRegister(s.metrics.kex, s.metrics.renewalsDropped, newCAExpiry(s))
-	rpc, err := rpcmetrics.New(cfg.Registry)
+	rpc, err := telemetry.NewRPCMetrics(cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}

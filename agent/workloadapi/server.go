@@ -41,7 +41,7 @@ import (
 
 	"github.com/signet-id/signet/agent/cache"
 	"github.com/signet-id/signet/agent/peercred"
-	"github.com/signet-id/signet/internal/rpcmetrics"
+	"github.com/signet-id/signet/telemetry"
 )
 
 // Attestor turns the process ID of a caller into selectors.
@@ -98,7 +98,7 @@ type Server struct {
 	lim           *uidLimiter
 	log           *slog.Logger
 	m             *metrics
-	rpc           *rpcmetrics.Metrics
+	rpc           *telemetry.RPCMetrics
 }
 
 var _ workload.SpiffeWorkloadAPIServer = (*Server)(nil)
@@ -134,7 +134,7 @@ func New(c Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
-	if s.rpc, err = rpcmetrics.New(c.Registerer); err != nil {
+	if s.rpc, err = telemetry.NewRPCMetrics(c.Registerer); err != nil {
 		return nil, err
 	}
 	s.limits = c.Limits.withDefaults()

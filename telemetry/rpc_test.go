@@ -1,4 +1,4 @@
-package rpcmetrics
+package telemetry
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 // serve runs a gRPC server with the health service over a Unix socket,
 // the metrics interceptors first and then one that refuses Check for the
 // service "denied", as an authorization interceptor would.
-func serve(t *testing.T, m *Metrics) healthpb.HealthClient {
+func serve(t *testing.T, m *RPCMetrics) healthpb.HealthClient {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "s.sock")
 	l, err := net.Listen("unix", sock)
@@ -46,7 +46,7 @@ func serve(t *testing.T, m *Metrics) healthpb.HealthClient {
 
 func TestCountsAndTimesCallsByMethodAndCode(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
-	m, err := New(reg)
+	m, err := NewRPCMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,13 +91,13 @@ func TestCountsAndTimesCallsByMethodAndCode(t *testing.T) {
 	}
 }
 
-func TestSecondNewOnARegistryShares(t *testing.T) {
+func TestSecondNewRPCMetricsOnARegistryShares(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	a, err := New(reg)
+	a, err := NewRPCMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(reg)
+	b, err := NewRPCMetrics(reg)
 	if err != nil {
 		t.Fatalf("second New: %v", err)
 	}

@@ -1,7 +1,8 @@
-// Package rpcmetrics counts and times the calls a gRPC server handles, by
-// method and status code: the one home of per-RPC metrics for the
-// server's agent and admin listeners and the agent's Workload API socket.
-package rpcmetrics
+// Package telemetry is the one home of what Signet's daemons tell
+// operators beyond their logs: per-RPC metrics for the gRPC servers (the
+// server's agent and admin listeners, the agent's Workload API socket) and
+// structured security events for a SIEM.
+package telemetry
 
 import (
 	"context"
@@ -13,19 +14,20 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// Metrics holds the metric families; one is shared by every gRPC server
+// RPCMetrics counts and times the calls a gRPC server handles, by method
+// and status code. It holds the metric families; one is shared by every gRPC server
 // of a process, told apart by the server label.
-type Metrics struct {
+type RPCMetrics struct {
 	handled *prometheus.CounterVec
 	seconds *prometheus.HistogramVec
 	now     func() time.Time
 }
 
 // New registers the families with reg (if nil, they are kept but not
-// exported). Families already registered by another New on reg are
+// exported). Families already registered by another NewRPCMetrics on reg are
 // shared.
-func New(reg prometheus.Registerer) (*Metrics, error) {
-	m := &Metrics{
+func NewRPCMetrics(reg prometheus.Registerer) (*RPCMetrics, error) {
+	m := &RPCMetrics{
 		handled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signet_grpc_server_handled_total",
 			Help: "gRPC calls completed, by server, full method and status code (streams count when they end).",
@@ -59,7 +61,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 		}
 	}
 	if err != nil {
-		return c, errors.Join(errors.New("rpcmetrics: register"), err)
+		return c, errors.Join(errors.New("telemetry: register"), err)
 	}
 	return c, nil
 }
@@ -67,7 +69,7 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 // ServerOptions returns the interceptors for the gRPC server named server
 // (the server label, e.g. "agent", "admin", "workload"). Put them first so
 // calls refused by later interceptors are counted too.
-func (m *Metrics) ServerOptions(server string) []grpc.ServerOption {
+func (m *RPCMetrics) ServerOptions(server string) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			start := m.now()
@@ -84,7 +86,7 @@ func (m *Metrics) ServerOptions(server string) []grpc.ServerOption {
 	}
 }
 
-func (m *Metrics) observe(server, method string, start time.Time, err error) {
+func (m *RPCMetrics) observe(server, method string, start time.Time, err error) {
 	code := status.Code(err).String()
 	m.handled.WithLabelValues(server, method, code).Inc()
 	m.seconds.WithLabelValues(server, method, code).Observe(m.now().Sub(start).Seconds())
