@@ -84,6 +84,7 @@ func (s *Server) rotationLoop(ctx context.Context) {
 func (s *Server) caChanged() {
 	now := snapshotAuthorities(s.ca)
 	s.events.logTransitions(context.Background(), s.lastAuthorities, now)
+	securityTransitions(context.Background(), s.log, s.lastAuthorities, now)
 	s.lastAuthorities = now
 	s.authorities.Store(&now)
 	cert := s.serverCert.Load()

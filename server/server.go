@@ -47,6 +47,7 @@ import (
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -164,6 +165,7 @@ type Server struct {
 type metrics struct {
 	kex             *prometheus.CounterVec
 	renewalsDropped prometheus.Counter
+	attestFailures  *prometheus.CounterVec
 }
 
 // New validates cfg and returns a Server ready to Run.
@@ -211,7 +213,11 @@ func New(cfg Config) (*Server, error) {
 		Name: "signet_server_renewals_unscheduled_total",
 		Help: "SVID renewals not scheduled because the queue was full (agents then renew at half-life).",
 	})
-	cfg.Registry.MustRegister(s.metrics.kex, s.metrics.renewalsDropped, newCAExpiry(s))
+	s.metrics.attestFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signet_server_node_attestation_failures_total",
+		Help: "Node attestations refused, by method (\"unknown\" for a type not served) and gRPC status code.",
+	}, []string{"method", "code"})
+	cfg.Registry.MustRegister(s.metrics.kex, s.metrics.renewalsDropped, s.metrics.attestFailures, newCAExpiry(s))
 	rpc, err := telemetry.NewRPCMetrics(cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -463,6 +469,9 @@ func (s *Server) register(g *grpc.Server) {
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer,
 		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, SVIDs: agentSVIDs{s}, Now: s.cfg.Clock.Now, Logger: s.log,
 		NodeAttestors: s.nodeAttestors(),
+		AttestationFailed: func(method string, code codes.Code) {
+			s.metrics.attestFailures.WithLabelValues(method, code.String()).Inc()
+		},
 	}))
 	entryv1.RegisterEntryServer(g, entryapi.New(entryapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log, MaxTTL: s.cfg.CATTL,

@@ -152,7 +152,7 @@ func (s *Server) attest(ctx context.Context) ([]*types.Selector, error) {
 	if err != nil {
 		s.log.WarnContext(ctx, "workloadapi: workload attestation failed",
 			slog.Int("pid", int(ai.PID)), slog.Int("uid", int(ai.UID)), slog.Any("error", err))
-		return nil, err
+		return nil, attestError{err}
 	}
 	return selectors, nil
 }
