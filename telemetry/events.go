@@ -43,8 +43,11 @@ const (
 // SecurityEvent logs the security event named event (one of the Event
 // constants) with attrs at WARN, or at INFO for CA transitions. The
 // message is "security event: <event>"; event and category=security are
-// the first fields.
+// the first fields. A nil log discards the event.
 func SecurityEvent(ctx context.Context, log *slog.Logger, event string, attrs ...slog.Attr) {
+	if log == nil {
+		return
+	}
 	level := slog.LevelWarn
 	if event == EventCATransition {
 		level = slog.LevelInfo

@@ -68,8 +68,12 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 
 // ServerOptions returns the interceptors for the gRPC server named server
 // (the server label, e.g. "agent", "admin", "workload"). Put them first so
-// calls refused by later interceptors are counted too.
+// calls refused by later interceptors are counted too. A nil m counts
+// nothing.
 func (m *RPCMetrics) ServerOptions(server string) []grpc.ServerOption {
+	if m == nil {
+		return nil
+	}
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 			start := m.now()
