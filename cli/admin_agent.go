@@ -177,7 +177,7 @@ type agentIDFlags struct {
 
 func (f *agentIDFlags) register(fs *pflag.FlagSet) {
 	f.admin.register(fs, true)
-	fs.StringVar(&f.spiffeID, "spiffe-id", "", "the agent's SPIFFE ID (see `signet agent list`)")
+	fs.StringVar(&f.spiffeID, "spiffe-id", "", "the agent's SPIFFE `ID` (see 'signet agent list')")
 }
 
 func (f *agentIDFlags) parse(*cobra.Command, []string) (err error) {

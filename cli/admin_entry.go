@@ -234,29 +234,64 @@ func updatableFlags() []string {
 
 func newEntryCreateCommand() *cobra.Command {
 	f := &entryFlags{}
-	var req *entryv1.BatchCreateEntryRequest
+	var (
+		reqs      []*entryv1.BatchCreateEntryRequest
+		dataPath  string
+		storeSVID bool
+	)
 	c := &cobra.Command{
 		Use:   "create",
-		Short: "Create a registration entry",
+		Short: "Create a registration entry, or many from spire-server's entries JSON (--data)",
 		Example: `  signet entry create --parent-id spiffe://example.org/spire/agent/join_token/T \
       --spiffe-id spiffe://example.org/web --selector unix:uid:1000
-  signet entry create --node --spiffe-id spiffe://example.org/nodes/k8s --selector k8s_psat:cluster:prod`,
+  signet entry create --node --spiffe-id spiffe://example.org/nodes/k8s --selector k8s_psat:cluster:prod
+  signet entry create --data entries.json   # {"entries": [{"spiffe_id": ..., "parent_id": ..., "selectors": [...]}]}`,
 		Args: noArgs,
-		PreRunE: func(*cobra.Command, []string) (err error) {
-			req, err = f.createRequest()
+		PreRunE: func(cmd *cobra.Command, _ []string) error {
+			if storeSVID {
+				return usageErrorf("--store-svid is not supported: Signet has no SVID stores (workloads fetch SVIDs over the Workload API)")
+			}
+			if dataPath == "" {
+				req, err := f.createRequest()
+				reqs = []*entryv1.BatchCreateEntryRequest{req}
+				return err
+			}
+			for _, name := range updatableFlags() {
+				if cmd.Flags().Changed(name) {
+					return usageErrorf("--data and --%s are exclusive: the file describes every field of its entries", name)
+				}
+			}
+			entries, err := readEntryData(dataPath, cmd.InOrStdin())
+			reqs = entryDataRequests(entries)
 			return err
 		},
 		RunE: withAdmin(&f.admin, func(ctx context.Context, cmd *cobra.Command, c *adminClient) error {
-			resp, err := c.entry.BatchCreateEntry(ctx, req)
-			if err != nil {
-				return c.rpcErr("creating entry", err)
+			all := &entryv1.BatchCreateEntryResponse{}
+			var sent []*types.Entry
+			for _, req := range reqs {
+				resp, err := c.entry.BatchCreateEntry(ctx, req)
+				if err != nil {
+					return c.rpcErr(fmt.Sprintf("creating entries (%d of %d sent)", len(sent), countEntries(reqs)), err)
+				}
+				sent = append(sent, req.Entries...)
+				all.Results = append(all.Results, resp.GetResults()...)
 			}
-			existing := fillFailedEntries(req.Entries, resp.GetResults())
-			return printEntryResults(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.admin.output, "create", resp, resp.GetResults(), existing)
+			existing := fillFailedEntries(sent, all.GetResults())
+			return printEntryResults(cmd.OutOrStdout(), cmd.ErrOrStderr(), f.admin.output, "create", all, all.GetResults(), existing)
 		}),
 	}
 	f.register(c.Flags(), "a custom ID for the entry (default: the server generates one)")
+	c.Flags().StringVar(&dataPath, "data", "", "`FILE` of entries in spire-server's JSON format to create instead of one from flags ('-' reads stdin)")
+	c.Flags().BoolVar(&storeSVID, "store-svid", false, "refused: Signet has no SVID stores (spire-server's -storeSVID)")
 	return c
+}
+
+func countEntries(reqs []*entryv1.BatchCreateEntryRequest) int {
+	n := 0
+	for _, r := range reqs {
+		n += len(r.Entries)
+	}
+	return n
 }
 
 func newEntryUpdateCommand() *cobra.Command {

@@ -422,8 +422,7 @@ func TestFlagErrorsThroughMain(t *testing.T) {
 	}{
 		{[]string{"entry", "shwo"}, `unknown command "shwo" for "signet entry"; did you mean "show"?`, true},
 		{[]string{"fetch", "svid"}, `unknown command "svid" for "signet fetch"`, true},
-		{[]string{"entry", "show", "-spiffeID", "spiffe://example.org/x"}, "unknown flag -spiffeID: long flags take two dashes, e.g. --spiffe-id (see `signet entry show --help`)", false},
-		{[]string{"agent", "list", "-output", "json"}, `write --output json (two dashes) or -o json`, false},
+		{[]string{"entry", "show", "-spiffeIDs", "spiffe://example.org/x"}, "unknown flag -spiffeIDs: signet entry show has no --spiffe-ids (see `signet entry show --help`)", false},
 		{[]string{"token", "generate", "--ttl", "soon"}, `invalid argument "soon" for "--ttl" flag`, false},
 		{[]string{"bundle", "show", "--format", "der"}, "use pem or spiffe (see `signet bundle show --help`)", false},
 		{[]string{"entry", "create", "extra"}, "signet entry create takes no arguments", false},

@@ -187,8 +187,37 @@ func spireNormalize(_ *pflag.FlagSet, name string) pflag.NormalizedName {
 		name = "attestation-type"
 	case "canReattest":
 		name = "can-reattest"
+	default:
+		name = kebab(name)
 	}
 	return pflag.NormalizedName(name)
+}
+
+// kebab turns a camelCase flag name into Signet's kebab-case
+// (joinToken → join-token, authorityID → authority-id); kebab-case names
+// are unchanged.
+func kebab(name string) string {
+	var b strings.Builder
+	for i, r := range name {
+		if r >= 'A' && r <= 'Z' {
+			if i > 0 && (name[i-1] >= 'a' && name[i-1] <= 'z' || name[i-1] >= '0' && name[i-1] <= '9') {
+				b.WriteByte('-')
+			}
+			r += 'a' - 'A'
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+// spireOnlyFlags are spire-server and spire-agent flags with no Signet
+// flag of the same name, and what to use instead.
+func spireOnlyFlags() map[string]string {
+	return map[string]string{
+		"serverPort":     "Signet takes the port with the host: --server-address host:port (agent run) or --bind-address host:port (server run)",
+		"logFile":        "Signet logs to stderr; redirect it, or let systemd or the container runtime collect it",
+		"trustBundleUrl": "not supported: give the bundle as a file with --trust-bundle",
+	}
 }
 
 // spireFlagError is the flag error func of Signet's admin and fetch
@@ -199,7 +228,10 @@ func spireFlagError(c *cobra.Command, err error) error {
 	if i := strings.Index(msg, " in -"); strings.HasPrefix(msg, "unknown shorthand flag") && i >= 0 {
 		arg := msg[i+len(" in "):]
 		name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
-		return usageErrorf("unknown flag %s: long flags take two dashes, e.g. --%s (see `%s --help`)", arg, spireNormalize(nil, name), c.CommandPath())
+		if hint, ok := spireOnlyFlags()[name]; ok {
+			return usageErrorf("unknown flag %s: %s (see `%s --help`)", arg, hint, c.CommandPath())
+		}
+		return usageErrorf("unknown flag %s: %s has no --%s (see `%s --help`)", arg, c.CommandPath(), spireNormalize(nil, name), c.CommandPath())
 	}
 	return usageErrorf("%v (see `%s --help`)", err, c.CommandPath())
 }

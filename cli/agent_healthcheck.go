@@ -38,19 +38,8 @@ func newAgentHealthcheckCommand() *cobra.Command {
 agent SVID and a trust bundle. Unless --shallow is given it also calls the
 Workload API itself (FetchX509Bundles; "no identity" counts as an answer).
 Exit code 0 means healthy; otherwise the reason is printed and it exits 1.`,
-		// Flags are parsed in RunE, after spire-agent's single-dash long
-		// flags are given their second dash.
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cmd.Flags().Parse(doubleDash(args)); err != nil {
-				return spireFlagError(cmd, err)
-			}
-			if help, _ := cmd.Flags().GetBool("help"); help {
-				return cmd.Help()
-			}
-			if err := noArgs(cmd, cmd.Flags().Args()); err != nil {
-				return err
-			}
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
 			if w.timeout <= 0 {
 				return usageErrorf("--timeout must be positive, e.g. 5s")
 			}
@@ -77,25 +66,7 @@ Exit code 0 means healthy; otherwise the reason is printed and it exits 1.`,
 	fs.DurationVar(&w.timeout, "timeout", 5*time.Second, "how long to wait for the agent")
 	fs.BoolVar(&shallow, "shallow", false, "only ask the health service; do not call the Workload API")
 	fs.BoolVar(&verbose, "verbose", false, "print each step and the agent's identity")
-	fs.BoolP("help", "h", false, "help for healthcheck")
-	c.SetGlobalNormalizationFunc(spireNormalize)
 	return c
-}
-
-// doubleDash gives spire-agent's single-dash long flags (-socketPath)
-// their second dash; shorthands (-h) and values are left alone.
-func doubleDash(args []string) []string {
-	out := make([]string, 0, len(args))
-	for i, a := range args {
-		if a == "--" {
-			return append(out, args[i:]...)
-		}
-		if len(a) > 2 && a[0] == '-' && a[1] != '-' {
-			a = "-" + a
-		}
-		out = append(out, a)
-	}
-	return out
 }
 
 func agentHealth(ctx context.Context, ep endpoint, shallow, verbose bool, out interface{ Write([]byte) (int, error) }) error {

@@ -48,17 +48,9 @@ A forced rotation, when a key may be compromised:
 		newCATaintCommand(),
 		newCARevokeCommand(),
 	)
-	c.SetGlobalNormalizationFunc(caNormalize)
+	c.SetGlobalNormalizationFunc(spireNormalize) // -authorityID as spire-server
 	c.SetFlagErrorFunc(spireFlagError)
 	return c
-}
-
-// caNormalize also accepts spire-server's -authorityID.
-func caNormalize(fs *pflag.FlagSet, name string) pflag.NormalizedName {
-	if name == "authorityID" {
-		return "authority-id"
-	}
-	return spireNormalize(fs, name)
 }
 
 // caClients returns the LocalAuthority and signet.ca.v1 clients on c.
@@ -100,7 +92,7 @@ type authorityFlags struct {
 func (f *authorityFlags) register(fs *pflag.FlagSet) {
 	f.admin.register(fs, true)
 	f.kind.register(fs)
-	fs.StringVar(&f.authorityID, "authority-id", "", "the authority ID (see `signet ca show`)")
+	fs.StringVar(&f.authorityID, "authority-id", "", "the authority `ID` (see 'signet ca show')")
 }
 
 func (f *authorityFlags) check(cmd *cobra.Command, _ []string) error {

@@ -22,8 +22,14 @@ func defaults() privdir.Layout { return privdir.DefaultLayout(os.Geteuid(), os.G
 
 // Main runs the command line and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return mainIO(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// mainIO is Main with stdin given (`entry create --data -` reads it).
+func mainIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := NewRootCommand()
-	root.SetArgs(args)
+	root.SetArgs(spireArgs(root, args))
+	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
@@ -45,15 +51,16 @@ func (u usageError) Unwrap() error { return u.error }
 
 // NewRootCommand returns the signet command tree.
 func NewRootCommand() *cobra.Command {
+	bi := readBuildInfo()
 	root := &cobra.Command{
 		Use:           "signet",
 		Short:         "Signet: SPIFFE workload identity and secrets authority",
+		Version:       bi.Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w (see `%s --help`)", err, c.CommandPath())}
-	})
+	root.SetVersionTemplate(bi.String())
+	root.SetFlagErrorFunc(spireFlagError)
 	agent := newAgentCommand()
 	agent.AddCommand(agentAdminCommands()...)
 	root.AddCommand(
@@ -64,8 +71,11 @@ func NewRootCommand() *cobra.Command {
 		auditCommand(),
 		caCommand(),
 		secretCommand(),
+		newVersionCommand(),
+		newManCommand(),
 	)
 	addAdminCommands(root)
 	addWorkloadCommands(root)
+	finishTree(root)
 	return root
 }

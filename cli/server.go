@@ -25,12 +25,13 @@ import (
 
 func newServerCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "server", Short: "Run and inspect the Signet server"}
-	cmd.AddCommand(newServerRunCommand())
+	cmd.AddCommand(newServerRunCommand(), newServerValidateCommand())
 	return cmd
 }
 
 type serverFlags struct {
 	configPath     string
+	expandEnv      bool
 	trustDomain    string
 	dataDir        string
 	bindAddress    string
@@ -56,13 +57,13 @@ func newServerRunCommand() *cobra.Command {
 		Short: "Run the server (embedded etcd unless --etcd-endpoints is given)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, logCfg, err := f.build(cmd)
+			cfg, rs, err := f.build(cmd)
 			if err != nil {
 				return err
 			}
 			var stop func()
 			var reg *prometheus.Registry
-			cfg.Logger, reg, stop, err = observability(cmd, logCfg, f.metricsAddress)
+			cfg.Logger, reg, stop, err = observability(cmd, rs)
 			if err != nil {
 				return err
 			}
@@ -72,11 +73,52 @@ func newServerRunCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if rs.health != nil {
+				_, stopHealth, err := serveHealth(rs.health, srv.Ready(), cfg.Logger)
+				if err != nil {
+					return err
+				}
+				defer stopHealth()
+			}
 			return srv.Run(cmd.Context())
 		},
 	}
+	f.register(cmd)
+	return cmd
+}
+
+// newServerValidateCommand is `server validate`: what `server run` checks
+// before it starts, without starting anything.
+func newServerValidateCommand() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "validate",
+		Short: "Check a server configuration (file and flags) without starting anything",
+		Long: `Validate reads the configuration file and flags as ` + "`server run`" + ` does and runs every
+check that runs before the server starts. It exits 0 and prints "configuration is valid", or
+exits non-zero with the error. Warnings about SPIRE settings that Signet ignores go to stderr.`,
+		Example: "  signet server validate --config server.conf\n  signet server validate -config server.conf -expandEnv",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, rs, err := f.build(cmd)
+			if err != nil {
+				return err
+			}
+			if _, err := server.New(cfg); err != nil {
+				return err
+			}
+			printValid(cmd, rs)
+			return nil
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func (f *serverFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.configPath, "config", "", "HCL configuration file (flags override it)")
+	fl.BoolVar(&f.expandEnv, "expand-env", false, "expand $VAR and ${VAR} in the configuration file from the environment ($$ is a literal $), as spire-server -expandEnv")
 	fl.StringVar(&f.trustDomain, "trust-domain", "", "trust domain, e.g. example.org")
 	fl.StringVar(&f.dataDir, "data-dir", "", "directory for embedded etcd data and CA keys (default "+defaults().ServerDataDir+")")
 	fl.StringVar(&f.bindAddress, "bind-address", "", "agent listener host:port (default 0.0.0.0:8081)")
@@ -93,22 +135,50 @@ func newServerRunCommand() *cobra.Command {
 	fl.StringVar(&f.caKEKFile, "ca-kek-file", "", "file with the 32-byte key that seals the CA in an external etcd shared by replicas")
 	f.state.register(fl)
 	fl.StringVar(&f.profile, "credential-profile", "", "classic (ECDSA P-256) or hybrid (ECDSA plus ML-DSA alternative signatures); default classic")
-	return cmd
 }
 
-type logSettings struct{ level, format string }
+// runSettings are a daemon's settings outside its package's Config: the
+// logger, /metrics, the health listener, and the configuration file's
+// warnings.
+type runSettings struct {
+	level, format string
+	metrics       string
+	health        *config.HealthChecks
+	warnings      []string
+}
 
-func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, error) {
+// fileSettings reads the telemetry and health_checks blocks and the
+// warnings of a configuration file into rs; the flag metrics overrides
+// the file's Prometheus address.
+func (rs *runSettings) fromFile(metricsFlag string, t *config.Telemetry, h *config.HealthChecks, warnings []string) {
+	rs.metrics = pick(metricsFlag, t.MetricsAddress())
+	if h != nil && h.ListenerEnabled {
+		rs.health = h
+	}
+	rs.warnings = warnings
+}
+
+// printValid is the success output of `server|agent validate`.
+func printValid(cmd *cobra.Command, rs runSettings) {
+	for _, w := range rs.warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w)
+	}
+	fmt.Fprintln(cmd.OutOrStdout(), "configuration is valid")
+}
+
+func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, error) {
 	var cfg server.Config
 	var file config.Server
 	var fileInsecure bool
 	var plugins *config.Plugins
+	rs := runSettings{metrics: f.metricsAddress}
 	if f.configPath != "" {
-		sf, err := config.LoadServer(f.configPath)
+		sf, err := config.LoadServerWith(f.configPath, config.Options{ExpandEnv: f.expandEnv})
 		if err != nil {
-			return cfg, logSettings{}, usageError{err}
+			return cfg, runSettings{}, usageError{err}
 		}
 		file = *sf.Server
+		rs.fromFile(f.metricsAddress, sf.Telemetry, sf.HealthChecks, sf.Warnings)
 		plugins = sf.Plugins
 		if v := sf.Vault; v != nil {
 			cfg.Vault = &server.VaultConfig{Address: v.Address, Namespace: v.Namespace, CAFile: v.CAFile, Auth: v.Auth,
@@ -125,18 +195,18 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	}
 	td := pick(f.trustDomain, file.TrustDomain, "")
 	if td == "" {
-		return cfg, logSettings{}, usageError{errors.New("a trust domain is required: pass --trust-domain example.org or set trust_domain in the server block")}
+		return cfg, runSettings{}, usageError{errors.New("a trust domain is required: pass --trust-domain example.org or set trust_domain in the server block")}
 	}
 	var err error
 	cfg.TrustDomain, err = spiffeid.TrustDomainFromString(td)
 	if err != nil {
-		return cfg, logSettings{}, usageError{fmt.Errorf("invalid trust domain %q: %w", td, err)}
+		return cfg, runSettings{}, usageError{fmt.Errorf("invalid trust domain %q: %w", td, err)}
 	}
 	if cfg.NodeAttestors, err = buildServerNodeAttestors(cfg.TrustDomain, plugins); err != nil {
-		return cfg, logSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
+		return cfg, runSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
 	}
 	cfg.DataDir = pick(f.dataDir, file.DataDir, defaults().ServerDataDir)
-	bind := file.BindAddress
+	bind := strings.Trim(file.BindAddress, "[]")
 	if bind != "" || file.BindPort != 0 {
 		if bind == "" {
 			bind = "0.0.0.0"
@@ -149,7 +219,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	}
 	cfg.BindAddress = pick(f.bindAddress, bind, "0.0.0.0:8081")
 	if _, _, err := net.SplitHostPort(cfg.BindAddress); err != nil {
-		return cfg, logSettings{}, usageError{fmt.Errorf("invalid --bind-address %q: want host:port", cfg.BindAddress)}
+		return cfg, runSettings{}, usageError{fmt.Errorf("invalid --bind-address %q: want host:port", cfg.BindAddress)}
 	}
 	cfg.AdminSocket = pick(f.socketPath, file.SocketPath, privdir.AdminSocket(cfg.DataDir))
 	cfg.CAKEKFile = pick(f.caKEKFile, file.CAKEKPath)
@@ -165,21 +235,21 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, logSettings, err
 	}
 	cfg.TLS.AllowClassical = f.allowClassical || file.AllowClassicalKEX
 	if cfg.Profile, err = ca.ParseProfile(pick(f.profile, file.CredentialProfile)); err != nil {
-		return cfg, logSettings{}, usageError{err}
+		return cfg, runSettings{}, usageError{err}
 	}
 	for _, s := range file.AdminIDs {
 		id, err := spiffeid.FromString(s)
 		if err != nil {
-			return cfg, logSettings{}, usageError{fmt.Errorf("invalid admin_ids entry %q: %w", s, err)}
+			return cfg, runSettings{}, usageError{fmt.Errorf("invalid admin_ids entry %q: %w", s, err)}
 		}
 		cfg.AdminIDs = append(cfg.AdminIDs, id)
 	}
 	f.state.apply(&cfg, fileInsecure)
-	ls := logSettings{level: pick(f.logLevel, file.LogLevel, "info"), format: pick(f.logFormat, file.LogFormat, "text")}
-	if err := checkLog(ls); err != nil {
-		return cfg, ls, err
+	rs.level, rs.format = pick(f.logLevel, file.LogLevel, "info"), pick(f.logFormat, file.LogFormat, "text")
+	if err := checkLog(rs); err != nil {
+		return cfg, rs, err
 	}
-	return cfg, ls, nil
+	return cfg, rs, nil
 }
 
 func pick(vals ...string) string {
@@ -191,7 +261,7 @@ func pick(vals ...string) string {
 	return ""
 }
 
-func checkLog(ls logSettings) error {
+func checkLog(ls runSettings) error {
 	switch strings.ToLower(ls.level) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -232,10 +302,15 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func
 	}, nil
 }
 
-// observability builds the logger and the Prometheus registry of a daemon
-// and serves /metrics when addr is set; stop shuts the metrics server.
-func observability(cmd *cobra.Command, ls logSettings, addr string) (*slog.Logger, *prometheus.Registry, func(), error) {
-	log := newLogger(cmd.ErrOrStderr(), ls.level, ls.format)
+// observability builds the logger and the Prometheus registry of a daemon,
+// logs the configuration file's warnings, and serves /metrics when
+// rs.metrics is set; stop shuts the metrics server.
+func observability(cmd *cobra.Command, rs runSettings) (*slog.Logger, *prometheus.Registry, func(), error) {
+	log := newLogger(cmd.ErrOrStderr(), rs.level, rs.format)
+	for _, w := range rs.warnings {
+		log.Warn("configuration setting ignored", "detail", w)
+	}
+	addr := rs.metrics
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if addr == "" {

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -19,43 +21,90 @@ import (
 // MaxFileSize bounds configuration files (1 MiB); see also MaxNesting.
 const MaxFileSize = 1 << 20
 
+//go:generate go run ./internal/docgen -o ../docs/config.md
+
 // ServerFile is a server configuration file.
 type ServerFile struct {
+	// Server holds the server's settings.
 	Server *Server `hcl:"server,block"`
-	Etcd   *Etcd   `hcl:"etcd,block"`
-	Vault  *Vault  `hcl:"vault,block"`
+	// Etcd points the server at an external etcd cluster instead of the
+	// embedded one.
+	Etcd *Etcd `hcl:"etcd,block"`
+	// Vault is the Vault the server brokers secrets from (and, with
+	// upstream_pki_mount, its upstream CA).
+	Vault *Vault `hcl:"vault,block"`
+	// Limits bounds the agent listener against abuse (docs/limits.md).
 	Limits *Limits `hcl:"limits,block"`
-	// Plugins holds SPIRE-style NodeAttestor blocks.
+	// Plugins is SPIRE's plugins block: NodeAttestor blocks are read; the
+	// other kinds are accepted or refused as the plugin table says.
 	Plugins *Plugins `hcl:"plugins,block"`
-	Remain  hcl.Body `hcl:",remain"`
+	// Telemetry is SPIRE's telemetry block: Prometheus only.
+	Telemetry *Telemetry `hcl:"telemetry,block"`
+	// HealthChecks is SPIRE's health_checks block: HTTP /live and /ready.
+	HealthChecks *HealthChecks `hcl:"health_checks,block"`
+	Remain       hcl.Body      `hcl:",remain"`
+	// Warnings lists what the file holds that Signet accepts but ignores
+	// (for the daemon to log and validate to print).
+	Warnings []string
 }
 
 // Server is the `server` block.
 type Server struct {
-	TrustDomain        string   `hcl:"trust_domain,optional"`
-	BindAddress        string   `hcl:"bind_address,optional"`
-	BindPort           int      `hcl:"bind_port,optional"`
-	DataDir            string   `hcl:"data_dir,optional"`
-	SocketPath         string   `hcl:"socket_path,optional"`
-	CATTL              string   `hcl:"ca_ttl,optional"`
-	DefaultX509SVIDTTL string   `hcl:"default_x509_svid_ttl,optional"`
-	DefaultJWTSVIDTTL  string   `hcl:"default_jwt_svid_ttl,optional"`
-	AgentTTL           string   `hcl:"agent_ttl,optional"`
-	LogLevel           string   `hcl:"log_level,optional"`
-	LogFormat          string   `hcl:"log_format,optional"`
-	AllowClassicalKEX  bool     `hcl:"allow_classical_key_exchange,optional"`
-	AdminIDs           []string `hcl:"admin_ids,optional"`
-	CredentialProfile  string   `hcl:"credential_profile,optional"`
-	CAKEKPath          string   `hcl:"ca_kek_path,optional"`
-	OIDCAddress        string   `hcl:"oidc_address,optional"`
+	// TrustDomain is the trust domain the server is the authority of, e.g.
+	// example.org (flag --trust-domain). Required.
+	TrustDomain string `hcl:"trust_domain,optional"`
+	// BindAddress is the host or IP the agent listener binds, without a
+	// port (default 0.0.0.0); IPv6 literals as ::1 or [::1].
+	BindAddress string `hcl:"bind_address,optional"`
+	// BindPort is the agent listener's TCP port (default 8081). The flag
+	// --bind-address takes host:port instead.
+	BindPort int `hcl:"bind_port,optional"`
+	// DataDir holds the embedded etcd and the CA keys (flag --data-dir;
+	// default /var/lib/signet/server for root).
+	DataDir string `hcl:"data_dir,optional"`
+	// SocketPath is the admin API's Unix socket (flag --socket-path;
+	// default <data_dir>/private/api.sock).
+	SocketPath string `hcl:"socket_path,optional"`
+	// CATTL is the X.509 CA's lifetime, a Go duration such as 168h.
+	CATTL string `hcl:"ca_ttl,optional"`
+	// DefaultX509SVIDTTL is the X.509-SVID lifetime for entries that set
+	// none, e.g. 1h.
+	DefaultX509SVIDTTL string `hcl:"default_x509_svid_ttl,optional"`
+	// DefaultJWTSVIDTTL is the JWT-SVID lifetime for entries that set
+	// none, e.g. 5m.
+	DefaultJWTSVIDTTL string `hcl:"default_jwt_svid_ttl,optional"`
+	// AgentTTL is the agent SVID's lifetime.
+	AgentTTL string `hcl:"agent_ttl,optional"`
+	// LogLevel is debug, info, warn or error, any case (default info).
+	LogLevel string `hcl:"log_level,optional"`
+	// LogFormat is text or json (default text).
+	LogFormat string `hcl:"log_format,optional"`
+	// AllowClassicalKEX also accepts classical-only TLS key exchange
+	// (X25519, P-256); otherwise post-quantum X25519MLKEM768 is required.
+	AllowClassicalKEX bool `hcl:"allow_classical_key_exchange,optional"`
+	// AdminIDs are SPIFFE IDs whose X.509-SVIDs may call the admin API.
+	AdminIDs []string `hcl:"admin_ids,optional"`
+	// CredentialProfile is classic (ECDSA P-256) or hybrid (ECDSA plus
+	// ML-DSA alternative signatures); default classic.
+	CredentialProfile string `hcl:"credential_profile,optional"`
+	// CAKEKPath is a file with the 32-byte key that seals the CA in an
+	// external etcd shared by replicas (flag --ca-kek-file).
+	CAKEKPath string `hcl:"ca_kek_path,optional"`
+	// OIDCAddress serves OIDC discovery and JWKS over HTTPS on host:port
+	// (for Vault's jwt auth).
+	OIDCAddress string `hcl:"oidc_address,optional"`
 }
 
 // Etcd is the `etcd` block: an external cluster instead of the embedded one.
 type Etcd struct {
+	// Endpoints are the cluster's client URLs, e.g. https://10.0.0.1:2379.
 	Endpoints []string `hcl:"endpoints"`
-	CertFile  string   `hcl:"cert_file,optional"`
-	KeyFile   string   `hcl:"key_file,optional"`
-	CAFile    string   `hcl:"ca_file,optional"`
+	// CertFile is the client certificate (PEM).
+	CertFile string `hcl:"cert_file,optional"`
+	// KeyFile is the client certificate's key (PEM).
+	KeyFile string `hcl:"key_file,optional"`
+	// CAFile is the CA bundle that verifies the cluster (PEM).
+	CAFile string `hcl:"ca_file,optional"`
 	// Insecure accepts plaintext endpoints or no client certificate.
 	Insecure bool `hcl:"insecure,optional"`
 }
@@ -63,49 +112,111 @@ type Etcd struct {
 // Vault is the `vault` block: the Vault the server brokers secrets from.
 // Credentials are read from files, never written in the configuration.
 type Vault struct {
-	Address      string `hcl:"address"`
-	Namespace    string `hcl:"namespace,optional"`
-	CAFile       string `hcl:"ca_file,optional"`
-	Auth         string `hcl:"auth"`
-	TokenFile    string `hcl:"token_file,optional"`
-	RoleID       string `hcl:"role_id,optional"`
+	// Address is Vault's URL, e.g. https://vault:8200.
+	Address string `hcl:"address"`
+	// Namespace is the Vault Enterprise namespace, if any.
+	Namespace string `hcl:"namespace,optional"`
+	// CAFile is the CA bundle that verifies Vault (PEM).
+	CAFile string `hcl:"ca_file,optional"`
+	// Auth is how the server logs in: token, approle or jwt.
+	Auth string `hcl:"auth"`
+	// TokenFile holds the Vault token (auth = "token").
+	TokenFile string `hcl:"token_file,optional"`
+	// RoleID is the AppRole role ID (auth = "approle").
+	RoleID string `hcl:"role_id,optional"`
+	// SecretIDFile holds the AppRole secret ID (auth = "approle").
 	SecretIDFile string `hcl:"secret_id_file,optional"`
-	JWTRole      string `hcl:"jwt_role,optional"`
-	JWTMount     string `hcl:"jwt_mount,optional"`
+	// JWTRole is the jwt auth role (auth = "jwt").
+	JWTRole string `hcl:"jwt_role,optional"`
+	// JWTMount is the jwt auth mount path (auth = "jwt").
+	JWTMount string `hcl:"jwt_mount,optional"`
 	// UpstreamPKIMount makes Vault PKI at this mount sign the CA.
 	UpstreamPKIMount string `hcl:"upstream_pki_mount,optional"`
 }
 
 // AgentFile is an agent configuration file.
 type AgentFile struct {
+	// Agent holds the agent's settings.
 	Agent *Agent `hcl:"agent,block"`
-	// Plugins holds the SPIRE-style NodeAttestor block (at most one) and
-	// WorkloadAttestor blocks.
+	// Plugins is SPIRE's plugins block: the NodeAttestor block (at most
+	// one) and WorkloadAttestor blocks are read; the other kinds are
+	// accepted or refused as the plugin table says.
 	Plugins *Plugins `hcl:"plugins,block"`
-	Remain  hcl.Body `hcl:",remain"`
+	// Telemetry is SPIRE's telemetry block: Prometheus only.
+	Telemetry *Telemetry `hcl:"telemetry,block"`
+	// HealthChecks is SPIRE's health_checks block: HTTP /live and /ready.
+	HealthChecks *HealthChecks `hcl:"health_checks,block"`
+	Remain       hcl.Body      `hcl:",remain"`
+	// Warnings lists what the file holds that Signet accepts but ignores.
+	Warnings []string
 }
 
 // Agent is the `agent` block.
 type Agent struct {
-	TrustDomain       string   `hcl:"trust_domain,optional"`
-	ServerAddress     string   `hcl:"server_address,optional"`
-	ServerPort        int      `hcl:"server_port,optional"`
-	ServerAddresses   []string `hcl:"server_addresses,optional"`
-	DataDir           string   `hcl:"data_dir,optional"`
-	SocketPath        string   `hcl:"socket_path,optional"`
-	JoinToken         string   `hcl:"join_token,optional"`
-	JoinTokenFile     string   `hcl:"join_token_file,optional"`
-	TrustBundlePath   string   `hcl:"trust_bundle_path,optional"`
-	InsecureBootstrap bool     `hcl:"insecure_bootstrap,optional"`
-	LogLevel          string   `hcl:"log_level,optional"`
-	LogFormat         string   `hcl:"log_format,optional"`
-	AllowClassicalKEX bool     `hcl:"allow_classical_key_exchange,optional"`
+	// TrustDomain is the trust domain of the server, e.g. example.org
+	// (flag --trust-domain). Required.
+	TrustDomain string `hcl:"trust_domain,optional"`
+	// ServerAddress is the server's host or IP, without a port (SPIRE's
+	// form); IPv6 literals as ::1 or [::1].
+	ServerAddress string `hcl:"server_address,optional"`
+	// ServerPort is the server's TCP port (default 8081).
+	ServerPort int `hcl:"server_port,optional"`
+	// ServerAddresses are host:port addresses of servers, tried in turn
+	// (flag --server-address); instead of server_address and server_port.
+	ServerAddresses []string `hcl:"server_addresses,optional"`
+	// DataDir holds the agent SVID and the cached SVIDs (flag --data-dir).
+	DataDir string `hcl:"data_dir,optional"`
+	// SocketPath is the Workload API's Unix socket (flag --socket-path).
+	SocketPath string `hcl:"socket_path,optional"`
+	// JoinToken is the join token for the first attestation; prefer
+	// join_token_file, which keeps it out of the file.
+	JoinToken string `hcl:"join_token,optional"`
+	// JoinTokenFile is a file holding the join token.
+	JoinTokenFile string `hcl:"join_token_file,optional"`
+	// TrustBundlePath is a PEM file with the server's trust bundle, to
+	// verify the server on first contact (flag --trust-bundle).
+	TrustBundlePath string `hcl:"trust_bundle_path,optional"`
+	// InsecureBootstrap skips verifying the server on first contact
+	// (testing only).
+	InsecureBootstrap bool `hcl:"insecure_bootstrap,optional"`
+	// LogLevel is debug, info, warn or error, any case (default info).
+	LogLevel string `hcl:"log_level,optional"`
+	// LogFormat is text or json (default text).
+	LogFormat string `hcl:"log_format,optional"`
+	// AllowClassicalKEX also offers classical-only TLS key exchange.
+	AllowClassicalKEX bool `hcl:"allow_classical_key_exchange,optional"`
+}
+
+// Options change how a file is read.
+type Options struct {
+	// ExpandEnv replaces $VAR and ${VAR} with the environment's values
+	// before the file is parsed (SPIRE's -expandEnv): unset variables
+	// become empty and $$ is a literal $. Without it a $ stays as written.
+	ExpandEnv bool
+	// Getenv looks variables up (default os.Getenv).
+	Getenv func(string) string
+}
+
+// ExpandEnv replaces $VAR and ${VAR} in src as SPIRE's -expandEnv does.
+func ExpandEnv(src []byte, getenv func(string) string) []byte {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	return []byte(os.Expand(string(src), func(key string) string {
+		if key == "$" {
+			return "$"
+		}
+		return getenv(key)
+	}))
 }
 
 // LoadServer reads a server configuration file.
-func LoadServer(path string) (*ServerFile, error) {
+func LoadServer(path string) (*ServerFile, error) { return LoadServerWith(path, Options{}) }
+
+// LoadServerWith reads a server configuration file with opts.
+func LoadServerWith(path string, opts Options) (*ServerFile, error) {
 	var f ServerFile
-	if err := load(path, &f); err != nil {
+	if err := load(path, opts, &f); err != nil {
 		return nil, err
 	}
 	if f.Server == nil {
@@ -133,13 +244,24 @@ func LoadServer(path string) (*ServerFile, error) {
 	if f.Server.BindPort < 0 || f.Server.BindPort > 65535 {
 		return nil, fmt.Errorf("config: %s: bind_port %d is not a TCP port", path, f.Server.BindPort)
 	}
+	for _, err := range []error{
+		hostOnly("server: bind_address", f.Server.BindAddress, "bind_port"),
+		f.Telemetry.check(), f.HealthChecks.check(),
+	} {
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
 	return &f, nil
 }
 
 // LoadAgent reads an agent configuration file.
-func LoadAgent(path string) (*AgentFile, error) {
+func LoadAgent(path string) (*AgentFile, error) { return LoadAgentWith(path, Options{}) }
+
+// LoadAgentWith reads an agent configuration file with opts.
+func LoadAgentWith(path string, opts Options) (*AgentFile, error) {
 	var f AgentFile
-	if err := load(path, &f); err != nil {
+	if err := load(path, opts, &f); err != nil {
 		return nil, err
 	}
 	if f.Agent == nil {
@@ -154,6 +276,14 @@ func LoadAgent(path string) (*AgentFile, error) {
 	if f.Agent.ServerPort < 0 || f.Agent.ServerPort > 65535 {
 		return nil, fmt.Errorf("config: %s: server_port %d is not a TCP port", path, f.Agent.ServerPort)
 	}
+	for _, err := range []error{
+		hostOnly("agent: server_address", f.Agent.ServerAddress, "server_port"),
+		f.Telemetry.check(), f.HealthChecks.check(),
+	} {
+		if err != nil {
+			return nil, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
 	return &f, nil
 }
 
@@ -167,17 +297,22 @@ func Parse(filename string, src []byte, v any) error {
 	}
 	file, diags := hclsyntax.ParseConfig(src, filename, hcl.InitialPos)
 	if diags.HasErrors() {
-		return fmt.Errorf("config: %w", errors.New(diags.Error()))
+		return fmt.Errorf("config: %w", errors.New(withHint(diags.Error())))
 	}
 	if diags := gohcl.DecodeBody(file.Body, nil, v); diags.HasErrors() {
-		return fmt.Errorf("config: %w", errors.New(diags.Error()))
+		return fmt.Errorf("config: %w", errors.New(withHint(diags.Error())))
 	}
-	var remain hcl.Body
+	body, _ := file.Body.(*hclsyntax.Body)
+	var (
+		remain   hcl.Body
+		side     string
+		warnings *[]string
+	)
 	switch f := v.(type) {
 	case *ServerFile:
-		remain = f.Remain
+		remain, side, warnings = f.Remain, "server", &f.Warnings
 	case *AgentFile:
-		remain = f.Remain
+		remain, side, warnings = f.Remain, "agent", &f.Warnings
 	}
 	if remain != nil {
 		attrs, _ := remain.JustAttributes()
@@ -185,10 +320,69 @@ func Parse(filename string, src []byte, v any) error {
 			return fmt.Errorf("config: %s: unknown top-level setting %q", a.Range.String(), name)
 		}
 	}
+	if body != nil && side != "" {
+		w, err := checkBlocks(side, body)
+		if err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
+		*warnings = w
+	}
 	return nil
 }
 
-func load(path string, v any) error {
+// withHint adds what to do to HCL's error for ${...} in a string.
+func withHint(msg string) string {
+	if strings.Contains(msg, "Variables not allowed") {
+		msg += " (to use environment variables, run with -expandEnv; write $${ for a literal ${)"
+	}
+	return msg
+}
+
+// topBlocks are the top-level blocks of each side's file.
+func topBlocks(side string) []string {
+	if side == "server" {
+		return []string{"server", "etcd", "vault", "limits", "plugins", "telemetry", "health_checks"}
+	}
+	return []string{"agent", "plugins", "telemetry", "health_checks"}
+}
+
+// checkBlocks refuses unknown top-level blocks and judges the plugins
+// block's kinds other than the attestors (PluginRules); it returns the
+// warnings for the blocks accepted and ignored.
+func checkBlocks(side string, body *hclsyntax.Body) ([]string, error) {
+	var warnings []string
+	for _, b := range body.Blocks {
+		if !slices.Contains(topBlocks(side), b.Type) {
+			return nil, fmt.Errorf("%s: unknown block %q in the %s's configuration (it takes %s)", b.DefRange().String(), b.Type, side, strings.Join(topBlocks(side), ", "))
+		}
+		if b.Type != "plugins" {
+			continue
+		}
+		for _, pb := range b.Body.Blocks {
+			if pb.Type == "NodeAttestor" || pb.Type == "WorkloadAttestor" {
+				continue // decoded and checked by the Plugins struct
+			}
+			if len(pb.Labels) != 1 {
+				return nil, fmt.Errorf("%s: plugins: a %s block takes one label, its type (e.g. %s \"disk\")", pb.DefRange().String(), pb.Type, pb.Type)
+			}
+			var p Plugin
+			if diags := gohcl.DecodeBody(pb.Body, nil, &p); diags.HasErrors() {
+				p.Data = nil // judged by kind and type alone
+			}
+			p.Type, p.kind = pb.Labels[0], pb.Type
+			w, err := judge(side, pb.Type, &p, pb.DefRange())
+			if err != nil {
+				return nil, err
+			}
+			if w != "" {
+				warnings = append(warnings, w)
+			}
+		}
+	}
+	return warnings, nil
+}
+
+func load(path string, opts Options, v any) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -199,6 +393,9 @@ func load(path string, v any) error {
 	src, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
+	}
+	if opts.ExpandEnv && len(src) <= MaxFileSize {
+		src = ExpandEnv(src, opts.Getenv)
 	}
 	return Parse(path, src, v)
 }

@@ -86,6 +86,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("server {\n  trust_domain = " + strings.Repeat("(", 63) + "1" + strings.Repeat(")", 63) + "\n}\n"))
 	f.Add([]byte(`server { trust_domain = "${"${"a"}"}-$${x}" }` + "\n" + `agent { x = !!-1 }`))
 	f.Add([]byte("agent {\n  trust_domain = <<-EOT\n  [[{(\n  EOT\n}\n# ]]\n/* ) */\n"))
+	f.Add([]byte("server {}\nplugins {\nDataStore \"sql\" {\nplugin_data { database_type = \"sqlite3\" }\n}\nKeyManager {}\nX \"y\" \"z\" {}\n}\ntelemetry {\nPrometheus { port = 1 }\nStatsd = []\n}\nhealth_checks { bind_port = \"80\" }\nfoo {}\n"))
 	f.Fuzz(func(t *testing.T, src []byte) {
 		var s config.ServerFile
 		_ = config.Parse("fuzz.hcl", src, &s)

@@ -7,18 +7,31 @@ import "fmt"
 // negative max_conns_per_ip, attest_rate, sign_rate or
 // max_unauthenticated_streams* disables that limit.
 type Limits struct {
-	HandshakeTimeout      string  `hcl:"handshake_timeout,optional"`
-	MaxConcurrentStreams  int     `hcl:"max_concurrent_streams,optional"`
-	MaxConnsPerIP         int     `hcl:"max_conns_per_ip,optional"`
-	IdleTimeout           string  `hcl:"idle_timeout,optional"`
-	KeepaliveMinTime      string  `hcl:"keepalive_min_time,optional"`
-	AttestRate            float64 `hcl:"attest_rate,optional"`
-	AttestBurst           int     `hcl:"attest_burst,optional"`
-	FirstMessageTimeout   string  `hcl:"first_message_timeout,optional"`
-	SignRate              float64 `hcl:"sign_rate,optional"`
-	SignBurst             int     `hcl:"sign_burst,optional"`
-	MaxUnauthStreamsPerIP int     `hcl:"max_unauthenticated_streams_per_ip,optional"`
-	MaxUnauthStreams      int     `hcl:"max_unauthenticated_streams,optional"`
+	// HandshakeTimeout bounds a TLS handshake on the agent listener.
+	HandshakeTimeout string `hcl:"handshake_timeout,optional"`
+	// MaxConcurrentStreams bounds the RPCs in flight on one connection.
+	MaxConcurrentStreams int `hcl:"max_concurrent_streams,optional"`
+	// MaxConnsPerIP bounds the open connections from one IP address.
+	MaxConnsPerIP int `hcl:"max_conns_per_ip,optional"`
+	// IdleTimeout closes connections idle this long.
+	IdleTimeout string `hcl:"idle_timeout,optional"`
+	// KeepaliveMinTime is the least interval allowed between client pings.
+	KeepaliveMinTime string `hcl:"keepalive_min_time,optional"`
+	// AttestRate is the node attestations allowed per second and IP.
+	AttestRate float64 `hcl:"attest_rate,optional"`
+	// AttestBurst is the burst of attestations above attest_rate.
+	AttestBurst int `hcl:"attest_burst,optional"`
+	// FirstMessageTimeout bounds the wait for an attestation's first
+	// message.
+	FirstMessageTimeout string `hcl:"first_message_timeout,optional"`
+	// SignRate is the SVIDs one agent may have signed per second.
+	SignRate float64 `hcl:"sign_rate,optional"`
+	// SignBurst is the burst of SVIDs above sign_rate.
+	SignBurst int `hcl:"sign_burst,optional"`
+	// MaxUnauthStreamsPerIP bounds the unauthenticated streams from one IP.
+	MaxUnauthStreamsPerIP int `hcl:"max_unauthenticated_streams_per_ip,optional"`
+	// MaxUnauthStreams bounds the unauthenticated streams in total.
+	MaxUnauthStreams int `hcl:"max_unauthenticated_streams,optional"`
 }
 
 // check validates the block's durations and counts.

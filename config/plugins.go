@@ -7,11 +7,17 @@ import (
 	"github.com/hashicorp/hcl/v2/gohcl"
 )
 
-// Plugins is SPIRE's `plugins` block. Only its NodeAttestor and (agent)
-// WorkloadAttestor blocks are read; other plugin kinds (DataStore,
-// KeyManager, ...) are ignored, as Signet has those built in.
+// Plugins is SPIRE's `plugins` block. Its NodeAttestor and (agent)
+// WorkloadAttestor blocks are read; every other plugin kind is judged by
+// PluginRules: accepted with a warning where Signet's built-in equivalent
+// is the same thing, refused with the alternative otherwise.
 type Plugins struct {
-	NodeAttestors     []*Plugin `hcl:"NodeAttestor,block"`
+	// NodeAttestors are `NodeAttestor "<type>" { plugin_data { ... } }`
+	// blocks: any number on the server (join_token is always served),
+	// at most one on the agent.
+	NodeAttestors []*Plugin `hcl:"NodeAttestor,block"`
+	// WorkloadAttestors are the agent's `WorkloadAttestor "<type>"`
+	// blocks (default: unix).
 	WorkloadAttestors []*Plugin `hcl:"WorkloadAttestor,block"`
 	Remain            hcl.Body  `hcl:",remain"`
 }
@@ -20,7 +26,9 @@ type Plugins struct {
 // plugin_data is decoded later, by the daemon that knows the type
 // (DecodePluginData).
 type Plugin struct {
-	Type   string      `hcl:"type,label"`
+	// Type is the block's label: the plugin's name, e.g. x509pop.
+	Type string `hcl:"type,label"`
+	// Data is the plugin's settings, as in SPIRE (see docs/spire-compat.md).
 	Data   *PluginData `hcl:"plugin_data,block"`
 	Remain hcl.Body    `hcl:",remain"`
 	// kind is the block's name (NodeAttestor, WorkloadAttestor), set
@@ -49,6 +57,9 @@ func (p *Plugin) check(kind string) error {
 	}
 	attrs, _ := p.Remain.JustAttributes()
 	for name, a := range attrs {
+		if name == "plugin_data" {
+			return fmt.Errorf("%s: %s %q: write plugin_data as a block, without =: plugin_data { ... }", a.Range.String(), kind, p.Type)
+		}
 		return fmt.Errorf("%s: %s %q: %q is not supported (Signet's plugins are built in; only plugin_data is read)", a.Range.String(), kind, p.Type, name)
 	}
 	return nil

@@ -58,6 +58,7 @@ func TestPluginsBlockErrors(t *testing.T) {
 		{"twice", `NodeAttestor "x509pop" {}
 NodeAttestor "x509pop" {}`, `NodeAttestor "x509pop" is configured twice`},
 		{"no label", `NodeAttestor {}`, "label"},
+		{"plugin_data attribute", "NodeAttestor \"x509pop\" {\nplugin_data = {}\n}", `write plugin_data as a block, without =`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

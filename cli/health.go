@@ -1,0 +1,50 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/signet-id/signet/config"
+)
+
+// serveHealth serves SPIRE's health_checks listener: live answers 200
+// while the process runs; ready answers 200 once ready is closed and 500
+// before, both with a small JSON body. It returns the address it listens
+// on; stop shuts the listener.
+func serveHealth(h *config.HealthChecks, ready <-chan struct{}, log *slog.Logger) (addr string, stop func(), err error) {
+	lis, err := net.Listen("tcp", h.Address())
+	if err != nil {
+		return "", nil, fmt.Errorf("health_checks listener %s: %w (choose another health_checks bind_port)", h.Address(), err)
+	}
+	live, readyPath := h.Paths()
+	mux := http.NewServeMux()
+	reply := func(w http.ResponseWriter, ok bool, key string) {
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+		_ = json.NewEncoder(w).Encode(map[string]bool{key: ok})
+	}
+	mux.HandleFunc(live, func(w http.ResponseWriter, _ *http.Request) { reply(w, true, "live") })
+	mux.HandleFunc(readyPath, func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-ready:
+			reply(w, true, "ready")
+		default:
+			reply(w, false, "ready")
+		}
+	})
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = hs.Serve(lis) }()
+	log.Info("serving health checks", "address", lis.Addr().String(), "live_path", live, "ready_path", readyPath)
+	return lis.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(ctx)
+	}, nil
+}
