@@ -23,7 +23,7 @@ type RPCMetrics struct {
 	now     func() time.Time
 }
 
-// New registers the families with reg (if nil, they are kept but not
+// NewRPCMetrics registers the families with reg (if nil, they are kept but not
 // exported). Families already registered by another NewRPCMetrics on reg are
 // shared.
 func NewRPCMetrics(reg prometheus.Registerer) (*RPCMetrics, error) {
