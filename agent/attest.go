@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/agent/client"
+	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/azuremsi"
+	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/tpmdevid"
@@ -22,6 +25,9 @@ var (
 	_ NodeEvidence = (*jointoken.Evidence)(nil)
 	_ NodeEvidence = (*x509pop.Evidence)(nil)
 	_ NodeEvidence = (*sshpop.Evidence)(nil)
+	_ NodeEvidence = (*awsiid.Evidence)(nil)
+	_ NodeEvidence = (*gcpiit.Evidence)(nil)
+	_ NodeEvidence = (*azuremsi.Evidence)(nil)
 	_ NodeEvidence = (*tpmdevid.Evidence)(nil)
 )
 

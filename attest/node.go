@@ -28,6 +28,11 @@ type NodeRequest struct {
 	// method whose evidence can be used only once (a join token) calls it
 	// before spending the evidence, and returns its error unchanged.
 	Admit func(ctx context.Context, id spiffeid.ID) error
+	// Attested, when set, reports whether an agent with this ID was already
+	// attested (SPIRE's AgentStore host service). Trust-on-first-use
+	// methods (aws_iid, gcp_iit, azure_msi) refuse evidence of an agent
+	// that is, as SPIRE's AssessTOFU does.
+	Attested func(ctx context.Context, id spiffeid.ID) (bool, error)
 }
 
 // NodeResult is a successful node attestation.

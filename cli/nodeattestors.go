@@ -6,6 +6,9 @@ import (
 	"strings"
 
 	"github.com/signet-id/signet/agent"
+	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/azuremsi"
+	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/tpmdevid"
@@ -39,6 +42,27 @@ func serverNodeAttestors() map[string]serverNodeAttestor {
 			d.TrustDomain = td
 			return sshpop.NewAttestor(d)
 		}),
+		awsiid.Type: withPluginData(func(td spiffeid.TrustDomain, d awsiid.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := awsiid.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return awsiid.NewAttestor(cfg)
+		}),
+		gcpiit.Type: withPluginData(func(td spiffeid.TrustDomain, d gcpiit.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := gcpiit.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return gcpiit.NewAttestor(cfg)
+		}),
+		azuremsi.Type: withPluginData(func(td spiffeid.TrustDomain, d azuremsi.ServerPluginData) (agentapi.NodeAttestor, error) {
+			cfg, err := azuremsi.ConfigFromPluginData(td, d)
+			if err != nil {
+				return nil, err
+			}
+			return azuremsi.NewAttestor(cfg)
+		}),
 		tpmdevid.Type: withPluginData(func(td spiffeid.TrustDomain, d tpmdevid.ServerPluginData) (agentapi.NodeAttestor, error) {
 			cfg, err := tpmdevid.ConfigFromPluginData(td, d)
 			if err != nil {
@@ -67,6 +91,27 @@ func agentNodeAttestors() map[string]agentNodeAttestor {
 				return nil, err
 			}
 			return sshpop.NewEvidence(d)
+		},
+		awsiid.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d awsiid.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return awsiid.NewEvidence(d, nil)
+		},
+		gcpiit.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d gcpiit.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return gcpiit.NewEvidence(d, nil)
+		},
+		azuremsi.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
+			var d azuremsi.AgentPluginData
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, err
+			}
+			return azuremsi.NewEvidence(d, nil)
 		},
 		tpmdevid.Type: func(p *config.Plugin) (agent.NodeEvidence, error) {
 			var d tpmdevid.AgentPluginData

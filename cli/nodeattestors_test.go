@@ -39,9 +39,57 @@ plugin_data {
   agent_path_template = "/cn/{{ .Subject.CommonName }}"
 }
 }`, []string{"x509pop"}, ""},
-		{"unknown type", `NodeAttestor "aws_iid" {
+		{"unknown type", `NodeAttestor "no_such_method" {
   plugin_data {}
-}`, nil, `unknown NodeAttestor "aws_iid" (supported: join_token, sshpop, tpm_devid, x509pop)`},
+}`, nil, `unknown NodeAttestor "no_such_method" (supported: aws_iid, azure_msi, gcp_iit, join_token, sshpop, tpm_devid, x509pop)`},
+		{"aws_iid", `NodeAttestor "aws_iid" {
+plugin_data {
+  accountid_allow_list = ["123456789012"]
+  rsa2048_certificates = { "us-test-1" = "` + ca + `" }
+  skip_block_device = true
+}
+}`, []string{"aws_iid"}, ""},
+		{"aws_iid without an account allow list", `NodeAttestor "aws_iid" {
+  plugin_data {}
+}`, nil, "accountid_allow_list is required"},
+		{"aws_iid with AWS credentials", `NodeAttestor "aws_iid" {
+plugin_data {
+  accountid_allow_list = ["123456789012"]
+  access_key_id = "AKIA"
+}
+}`, nil, "access_key_id is not supported"},
+		{"gcp_iit", `NodeAttestor "gcp_iit" {
+plugin_data {
+  projectid_allow_list = ["signet-test"]
+  google_certs_url = "http://127.0.0.1:1/oauth2/v1/certs"
+}
+}`, []string{"gcp_iit"}, ""},
+		{"gcp_iit without a project allow list", `NodeAttestor "gcp_iit" {
+  plugin_data {}
+}`, nil, "projectid_allow_list is required"},
+		{"gcp_iit with instance metadata", `NodeAttestor "gcp_iit" {
+plugin_data {
+  projectid_allow_list = ["signet-test"]
+  use_instance_metadata = true
+}
+}`, nil, "use_instance_metadata is not supported"},
+		{"azure_msi", `NodeAttestor "azure_msi" {
+plugin_data {
+  tenants = {
+    "00000000-1111-2222-3333-444444444444" = {}
+    "55555555-0000-0000-0000-000000000000" = { resource_id = "api://signet" }
+  }
+  oidc_issuer = "http://127.0.0.1:1/common/"
+}
+}`, []string{"azure_msi"}, ""},
+		{"azure_msi without tenants", `NodeAttestor "azure_msi" {
+  plugin_data {}
+}`, nil, "at least one tenant"},
+		{"azure_msi with app credentials", `NodeAttestor "azure_msi" {
+plugin_data {
+  tenants = { "t" = { app_id = "a", app_secret = "s", subscription_id = "x" } }
+}
+}`, nil, "is not supported: Signet does not call the Azure API"},
 		{"tpm_devid", `NodeAttestor "tpm_devid" {
 plugin_data {
   devid_ca_path = "` + ca + `"
@@ -162,9 +210,29 @@ plugin_data {
   devid_priv_path = "` + kp + `"
 }
 }`, "", "devid_pub_path is required"},
-		{"unknown type", `NodeAttestor "azure_msi" {
+		{"unknown type", `NodeAttestor "no_such_method" {
   plugin_data {}
-}`, "", `unknown NodeAttestor "azure_msi" (supported: join_token, sshpop, tpm_devid, x509pop)`},
+}`, "", `unknown NodeAttestor "no_such_method" (supported: aws_iid, azure_msi, gcp_iit, join_token, sshpop, tpm_devid, x509pop)`},
+		{"aws_iid", `NodeAttestor "aws_iid" {
+plugin_data {
+  ec2_metadata_endpoint = "http://127.0.0.1:1/"
+}
+}`, "aws_iid", ""},
+		{"aws_iid default endpoint", `NodeAttestor "aws_iid" {
+  plugin_data {}
+}`, "aws_iid", ""},
+		{"gcp_iit", `NodeAttestor "gcp_iit" {
+plugin_data {
+  identity_token_host = "127.0.0.1:1"
+  service_account = "default"
+}
+}`, "gcp_iit", ""},
+		{"azure_msi", `NodeAttestor "azure_msi" {
+plugin_data {
+  resource_id = "api://signet"
+  metadata_endpoint = "http://127.0.0.1:1"
+}
+}`, "azure_msi", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,22 +8,24 @@
 set -euo pipefail
 
 pkg=protobuf-compiler
-want_pkg=3.21.12-3            # Debian 12 (bookworm)
+want_upstream=3.21.12         # any Debian revision of it (3.21.12-3, 3.21.12-3+deb12u1, ...)
 want_protoc="libprotoc 3.21.12" # what `protoc --version` prints
 
 have_pkg="$(dpkg-query -W -f='${Version}' "$pkg" 2>/dev/null || true)"
-if [[ "$have_pkg" != "$want_pkg" ]]; then
+# Debian security updates change only the package revision; the protoc
+# they ship prints the same version and writes the same code.
+if [[ "$have_pkg" != "$want_upstream"-* ]]; then
 	if [[ $(id -u) -ne 0 ]]; then
-		echo "install-protoc.sh: $pkg $want_pkg is needed (have ${have_pkg:-none}); run as root" >&2
+		echo "install-protoc.sh: $pkg $want_upstream-* is needed (have ${have_pkg:-none}); run as root" >&2
 		exit 1
 	fi
 	apt-get update -qq
 	candidate="$(apt-cache policy "$pkg" | awk '/Candidate:/ {print $2}')"
-	if [[ "$candidate" != "$want_pkg" ]]; then
-		echo "install-protoc.sh: apt offers $pkg ${candidate:-none}, the pin is $want_pkg; update the pin (and regenerate) deliberately" >&2
+	if [[ "$candidate" != "$want_upstream"-* ]]; then
+		echo "install-protoc.sh: apt offers $pkg ${candidate:-none}, the pin is $want_upstream-*; update the pin (and regenerate) deliberately" >&2
 		exit 1
 	fi
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg=$want_pkg"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg=$candidate"
 fi
 have_protoc="$(protoc --version 2>/dev/null || true)"
 if [[ "$have_protoc" != "$want_protoc" ]]; then

@@ -320,7 +320,7 @@ func (s *Service) attestAgent(stream agentv1.Agent_AttestAgentServer, at *attemp
 		at.agentID = id // known from here on, for the failure event
 		return admitID(ctx, id)
 	}
-	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: admit})
+	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: admit, Attested: s.attested})
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
 			return err
@@ -425,6 +425,20 @@ func admitted(id spiffeid.ID, a *types.Agent, typ string) error {
 		return status.Errorf(codes.AlreadyExists, "failed to attest: agent %s is already attested and %q cannot re-attest", id, typ)
 	}
 	return nil
+}
+
+// attested reports whether the store holds an agent with this ID (banned or
+// not), for the trust-on-first-use methods.
+func (s *Service) attested(ctx context.Context, id spiffeid.ID) (bool, error) {
+	_, err := s.cfg.Store.GetAgent(ctx, id)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	default:
+		return false, apiutil.StoreError("failed to look up agent", err, nil, nil, nil)
+	}
 }
 
 // RenewAgent issues a fresh SVID to the calling agent.

@@ -7,6 +7,9 @@ import (
 	"strings"
 
 	"github.com/signet-id/signet/attest"
+	"github.com/signet-id/signet/attest/awsiid"
+	"github.com/signet-id/signet/attest/azuremsi"
+	"github.com/signet-id/signet/attest/gcpiit"
 	"github.com/signet-id/signet/attest/jointoken"
 	"github.com/signet-id/signet/attest/sshpop"
 	"github.com/signet-id/signet/attest/x509pop"
@@ -38,6 +41,12 @@ var (
 	_ payloadChecker = (*x509pop.Attestor)(nil)
 	_ NodeAttestor   = (*sshpop.Attestor)(nil)
 	_ payloadChecker = (*sshpop.Attestor)(nil)
+	_ NodeAttestor   = (*awsiid.Attestor)(nil)
+	_ payloadChecker = (*awsiid.Attestor)(nil)
+	_ NodeAttestor   = (*gcpiit.Attestor)(nil)
+	_ payloadChecker = (*gcpiit.Attestor)(nil)
+	_ NodeAttestor   = (*azuremsi.Attestor)(nil)
+	_ payloadChecker = (*azuremsi.Attestor)(nil)
 )
 
 // nodeAttestors indexes attestors by type name. With none given, join
