@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -69,8 +70,12 @@ Exit code 0 means healthy; otherwise the reason is printed and it exits 1.`,
 	return c
 }
 
-func agentHealth(ctx context.Context, ep endpoint, shallow, verbose bool, out interface{ Write([]byte) (int, error) }) error {
-	conn, err := grpc.NewClient(ep.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+func agentHealth(ctx context.Context, ep endpoint, shallow, verbose bool, out io.Writer) error {
+	target := ep.addr
+	if hostport, ok := strings.CutPrefix(target, "tcp://"); ok {
+		target = "passthrough:///" + hostport // gRPC has no tcp scheme
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return fmt.Errorf("cannot reach the agent at %s: %w", ep.display, err)
 	}
