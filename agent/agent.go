@@ -167,6 +167,7 @@ func New(cfg Config) (*Agent, error) {
 		ready:     make(chan struct{}),
 	}
 	a.m = newAgentMetrics(cfg.Registry)
+	cfg.Registry.MustRegister(newSVIDExpiry(a))
 	a.cache = cache.New(cfg.TrustDomain, cache.WithClock(cfg.Clock), cache.WithLogger(cfg.Logger), cache.WithJWTMinter(jwtMinter{a}))
 	return a, nil
 }

@@ -12,3 +12,9 @@ func (a *Agent) AgentSVIDLeaf() *x509.Certificate {
 	}
 	return a.agentSVID.Chain[0]
 }
+
+// HealthReason is why the health service reports NOT_SERVING, or "".
+func (a *Agent) HealthReason() string {
+	r, _ := a.health()
+	return r
+}

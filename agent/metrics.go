@@ -31,3 +31,28 @@ func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
 	reg.MustRegister(m.renewOnly, m.entryReads, m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes, m.kex)
 	return m
 }
+
+// svidExpiry exports the seconds until the agent SVID expires, computed at
+// scrape time from the SVID the attestation and renewal loops hold;
+// nothing before the first attestation.
+type svidExpiry struct {
+	a    *Agent
+	desc *prometheus.Desc
+}
+
+func newSVIDExpiry(a *Agent) svidExpiry {
+	return svidExpiry{a: a, desc: prometheus.NewDesc("signet_agent_svid_expiry_seconds",
+		"Seconds until the agent SVID expires (negative once expired; absent before the first attestation).", nil, nil)}
+}
+
+func (c svidExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c svidExpiry) Collect(ch chan<- prometheus.Metric) {
+	c.a.mu.Lock()
+	s := c.a.agentSVID
+	c.a.mu.Unlock()
+	if s == nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, s.Chain[0].NotAfter.Sub(c.a.cfg.Clock.Now()).Seconds())
+}

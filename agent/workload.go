@@ -10,6 +10,7 @@ import (
 	"github.com/signet-id/signet/privdir"
 	secretsv1 "github.com/signet-id/signet/proto/signet/secrets/v1"
 	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // serveWorkloadAPI starts the Workload API, and beside it the
@@ -38,6 +39,7 @@ func (a *Agent) serveWorkloadAPI(ctx context.Context) (func(), error) {
 	}
 	g := srv.NewGRPCServer()
 	sec.Register(g)
+	healthpb.RegisterHealthServer(g, healthServer{a: a})
 	l, err := workloadapi.Listen(a.cfg.SocketPath)
 	if err != nil {
 		return nil, err

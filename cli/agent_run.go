@@ -19,7 +19,7 @@ import (
 
 func newAgentCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "agent", Short: "Run the agent, or manage agents on a server"}
-	cmd.AddCommand(newAgentRunCommand(), newAgentValidateCommand())
+	cmd.AddCommand(newAgentRunCommand(), newAgentValidateCommand(), newAgentHealthcheckCommand())
 	return cmd
 }
 

@@ -48,8 +48,10 @@ func TestUnknownSubcommandEveryGroup(t *testing.T) {
 			t.Errorf("signet %v: exit %d, stdout %q, stderr %q; want exit 2 and %q", args, code, out, errOut, want)
 		}
 	}
-	if code, _, errOut := run(t, "agent", "healthcheck"); code != 2 {
-		t.Errorf("agent healthcheck: exit %d, %q", code, errOut)
+	// agent healthcheck exists (agent_healthcheck.go); with no agent on
+	// the socket it fails.
+	if code, _, errOut := run(t, "agent", "healthcheck", "--socket-path", filepath.Join(t.TempDir(), "none.sock")); code != 1 || !strings.Contains(errOut, "agent is unhealthy") {
+		t.Errorf("agent healthcheck without an agent: exit %d, %q", code, errOut)
 	}
 	if code, out, _ := run(t, "server"); code != 0 || !strings.Contains(out, "validate") {
 		t.Errorf("server alone prints its help: exit %d, %q", code, out)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 
 	auditv1 "github.com/signet-id/signet/proto/signet/audit/v1"
 	cav1 "github.com/signet-id/signet/proto/signet/ca/v1"
@@ -12,6 +13,7 @@ import (
 	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/store"
 	"github.com/signet-id/signet/spireid"
+	"github.com/signet-id/signet/telemetry"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
@@ -111,10 +113,10 @@ var policy = map[string]access{
 // authentication, limits) and of the admin socket, each with every service
 // registered.
 func (s *Server) grpcServers(lim *limits.Limiter) (agentSrv, adminSrv *grpc.Server) {
-	agentSrv = grpc.NewServer(append(append(s.agentInterceptors(),
+	agentSrv = grpc.NewServer(append(append(append(s.rpc.ServerOptions("agent"), s.agentInterceptors()...),
 		grpc.Creds(kexCreds{TransportCredentials: credentials.NewTLS(s.agentTLSConfig()), observe: s.observeKEX}),
 		grpc.MaxRecvMsgSize(4<<20)), lim.ServerOptions()...)...)
-	adminSrv = grpc.NewServer(append(s.adminInterceptors(), grpc.MaxRecvMsgSize(4<<20))...)
+	adminSrv = grpc.NewServer(append(append(s.rpc.ServerOptions("admin"), s.adminInterceptors()...), grpc.MaxRecvMsgSize(4<<20))...)
 	for _, g := range []*grpc.Server{agentSrv, adminSrv} {
 		s.register(g)
 	}
@@ -150,7 +152,7 @@ func (s *Server) agentInterceptors() []grpc.ServerOption {
 }
 
 func (s *Server) interceptors(authn func(context.Context) (context.Context, error)) []grpc.ServerOption {
-	check := func(ctx context.Context, method string) (context.Context, error) {
+	authorize := func(ctx context.Context, method string) (context.Context, error) {
 		a, ok := policy[method]
 		if !ok {
 			return nil, status.Errorf(codes.PermissionDenied, "method %s is not served", method)
@@ -164,6 +166,14 @@ func (s *Server) interceptors(authn func(context.Context) (context.Context, erro
 			return nil, status.Errorf(codes.PermissionDenied, "authorization denied for method %s: caller is %s", method, c.Kind)
 		}
 		return ctx, nil
+	}
+	check := func(ctx context.Context, method string) (context.Context, error) {
+		ctx2, err := authorize(ctx, method)
+		if err != nil {
+			telemetry.SecurityEvent(ctx, s.log, telemetry.EventAuthorizationDenied, append([]slog.Attr{
+				slog.String(telemetry.FieldMethod, method), telemetry.Peer(ctx)}, telemetry.Status(err)...)...)
+		}
+		return ctx2, err
 	}
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -5,11 +5,15 @@ import (
 	"crypto"
 	"crypto/x509"
 	"errors"
+	"log/slog"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/server/store"
+	"github.com/signet-id/signet/telemetry"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
@@ -99,6 +103,41 @@ func (e *events) logTransitions(ctx context.Context, before, after authoritySnap
 			e.append(ctx, authorityEvent(e.s, prepared, a))
 		case b.Status != ca.StatusActive && a.Status == ca.StatusActive:
 			e.append(ctx, authorityEvent(e.s, activated, a))
+		}
+	}
+}
+
+// securityTransitions logs a ca_transition security event for every
+// authority whose state changed between two snapshots: created (from
+// "none"), prepared to active, active to old, tainted, or removed (to
+// "removed", after a revocation or when it aged out).
+func securityTransitions(ctx context.Context, log *slog.Logger, before, after authoritySnapshot) {
+	state := func(a ca.AuthorityInfo) string {
+		if a.Tainted {
+			return string(a.Status) + "+tainted"
+		}
+		return string(a.Status)
+	}
+	emit := func(a ca.AuthorityInfo, from, to string) {
+		kind := "x509"
+		if a.Kind == ca.KindJWT {
+			kind = "jwt"
+		}
+		telemetry.SecurityEvent(ctx, log, telemetry.EventCATransition, slog.String(telemetry.FieldKind, kind),
+			slog.String(telemetry.FieldAuthorityID, a.ID), slog.String(telemetry.FieldFrom, from), slog.String(telemetry.FieldTo, to),
+			slog.Time("not_after", a.NotAfter.UTC()))
+	}
+	for _, k := range slices.Sorted(maps.Keys(after)) {
+		a := after[k]
+		if b, ok := before[k]; !ok {
+			emit(a, "none", state(a))
+		} else if state(b) != state(a) {
+			emit(a, state(b), state(a))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(before)) {
+		if _, ok := after[k]; !ok {
+			emit(before[k], state(before[k]), "removed")
 		}
 	}
 }

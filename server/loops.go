@@ -84,7 +84,9 @@ func (s *Server) rotationLoop(ctx context.Context) {
 func (s *Server) caChanged() {
 	now := snapshotAuthorities(s.ca)
 	s.events.logTransitions(context.Background(), s.lastAuthorities, now)
+	securityTransitions(context.Background(), s.log, s.lastAuthorities, now)
 	s.lastAuthorities = now
+	s.authorities.Store(&now)
 	cert := s.serverCert.Load()
 	active, _ := s.ca.X509Authority()
 	if cert == nil || active == nil || cert.Leaf.CheckSignatureFrom(active) != nil {

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +18,7 @@ import (
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/notify"
+	"github.com/signet-id/signet/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -99,9 +102,11 @@ func TestPolicyPrivilegeSurface(t *testing.T) {
 
 // TestUnlistedMethodRefused: a service registered on a server that uses
 // the policy but absent from it (here gRPC reflection) is refused even to
-// a local admin, naming the method.
+// a local admin, naming the method, and logs an authorization_denied
+// security event.
 func TestUnlistedMethodRefused(t *testing.T) {
-	s := &Server{}
+	var logs bytes.Buffer
+	s := &Server{log: slog.New(slog.NewJSONHandler(&logs, nil))}
 	g := grpc.NewServer(s.adminInterceptors()...)
 	reflection.Register(g)
 	healthpb.RegisterHealthServer(g, health.NewServer())
@@ -136,5 +141,14 @@ func TestUnlistedMethodRefused(t *testing.T) {
 	}
 	if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "is not served") {
 		t.Fatalf("unlisted method: got %v, want PermissionDenied naming the method", err)
+	}
+	g.Stop() // no more log writes
+	var ev map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &ev); err != nil {
+		t.Fatalf("want one JSON record: %q", logs.String())
+	}
+	if ev[telemetry.FieldEvent] != telemetry.EventAuthorizationDenied || ev[telemetry.FieldMethod] != "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo" ||
+		ev[telemetry.FieldCode] != "PermissionDenied" || ev[telemetry.FieldPeer] == nil {
+		t.Errorf("event: %v", ev)
 	}
 }

@@ -38,6 +38,7 @@ import (
 	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/notify"
 	"github.com/signet-id/signet/server/store"
+	"github.com/signet-id/signet/telemetry"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
@@ -46,6 +47,7 @@ import (
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -147,6 +149,8 @@ type Server struct {
 
 	// lastAuthorities is the CA state last logged (rotation loop only).
 	lastAuthorities authoritySnapshot
+	// authorities is lastAuthorities for the CA expiry gauges (scrapes).
+	authorities atomic.Pointer[authoritySnapshot]
 
 	ready chan struct{}
 	// caKick asks the rotation loop to react to an admin CA change.
@@ -155,11 +159,13 @@ type Server struct {
 
 	// caUnscheduled is set while the CA item could not be written.
 	caUnscheduled atomic.Bool
+	rpc           *telemetry.RPCMetrics
 }
 
 type metrics struct {
 	kex             *prometheus.CounterVec
 	renewalsDropped prometheus.Counter
+	attestFailures  *prometheus.CounterVec
 }
 
 // New validates cfg and returns a Server ready to Run.
@@ -207,7 +213,16 @@ func New(cfg Config) (*Server, error) {
 		Name: "signet_server_renewals_unscheduled_total",
 		Help: "SVID renewals not scheduled because the queue was full (agents then renew at half-life).",
 	})
-	cfg.Registry.MustRegister(s.metrics.kex, s.metrics.renewalsDropped)
+	s.metrics.attestFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signet_server_node_attestation_failures_total",
+		Help: "Node attestations refused, by method (\"unknown\" for a type not served) and gRPC status code.",
+	}, []string{"method", "code"})
+	cfg.Registry.MustRegister(s.metrics.kex, s.metrics.renewalsDropped, s.metrics.attestFailures, newCAExpiry(s))
+	rpc, err := telemetry.NewRPCMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.rpc = rpc
 	return s, nil
 }
 
@@ -357,7 +372,9 @@ func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, err error) {
 		return nil, nil, err
 	}
 	s.writeBundleFile()
-	s.lastAuthorities = snapshotAuthorities(s.ca)
+	first := snapshotAuthorities(s.ca)
+	s.lastAuthorities = first
+	s.authorities.Store(&first)
 	return shared, vc, nil
 }
 
@@ -455,6 +472,9 @@ func (s *Server) register(g *grpc.Server) {
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer,
 		AgentTTL: s.cfg.AgentSVIDTTL, Events: s.events, SVIDs: agentSVIDs{s}, Now: s.cfg.Clock.Now, Logger: s.log,
 		NodeAttestors: s.nodeAttestors(),
+		AttestationFailed: func(method string, code codes.Code) {
+			s.metrics.attestFailures.WithLabelValues(method, code.String()).Inc()
+		},
 	}))
 	entryv1.RegisterEntryServer(g, entryapi.New(entryapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log, MaxTTL: s.cfg.CATTL,

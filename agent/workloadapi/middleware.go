@@ -2,10 +2,13 @@ package workloadapi
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/signet-id/signet/agent/peercred"
+	"github.com/signet-id/signet/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
@@ -31,9 +34,43 @@ func checkHeader(ctx context.Context, fullMethod string) error {
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	if !hasSecurityHeader(md.Get(SecurityHeader)) {
-		return status.Error(codes.InvalidArgument, "security header missing from request")
+		return errMissingHeader
 	}
 	return nil
+}
+
+var errMissingHeader = status.Error(codes.InvalidArgument, "security header missing from request")
+
+// attestError marks a failed workload attestation (the status it carries
+// goes to the caller unchanged).
+type attestError struct{ err error }
+
+func (e attestError) Error() string              { return e.err.Error() }
+func (e attestError) Unwrap() error              { return e.err }
+func (e attestError) GRPCStatus() *status.Status { return status.Convert(e.err) }
+
+// denialReason is the reason label of a refused call (signet_workload_api_denials_total),
+// or "" if err is no denial.
+func denialReason(err error) string {
+	var ae attestError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &ae):
+		if status.Code(err) == codes.ResourceExhausted {
+			return "rate_limited"
+		}
+		return "attestation_failed"
+	case errors.Is(err, errMissingHeader):
+		return "missing_security_header"
+	}
+	switch status.Code(err) {
+	case codes.PermissionDenied:
+		return "no_identity"
+	case codes.ResourceExhausted:
+		return "rate_limited"
+	}
+	return ""
 }
 
 // methodName returns the last element of a full gRPC method name.
@@ -83,6 +120,17 @@ func (s *Server) streamInterceptor(srv any, ss grpc.ServerStream, info *grpc.Str
 func (s *Server) finish(ctx context.Context, method string, err error) {
 	code := status.Code(err)
 	s.m.requests.WithLabelValues(method, code.String()).Inc()
+	if reason := denialReason(err); reason != "" {
+		s.m.denials.WithLabelValues(reason).Inc()
+		event := telemetry.EventAuthorizationDenied
+		if reason == "rate_limited" {
+			event = telemetry.EventRateLimited
+		}
+		ai, _ := peercred.FromContext(ctx)
+		telemetry.SecurityEvent(ctx, s.log, event, slog.String(telemetry.FieldMethod, method), slog.String(telemetry.FieldDenial, reason),
+			slog.Int(telemetry.FieldUID, int(ai.UID)), slog.Int(telemetry.FieldPID, int(ai.PID)),
+			slog.String(telemetry.FieldCode, code.String()), slog.String(telemetry.FieldReason, status.Convert(err).Message()))
+	}
 	switch code {
 	case codes.OK, codes.Canceled:
 		s.log.DebugContext(ctx, "workloadapi: request", slog.String("method", method), slog.String("code", code.String()))
@@ -99,6 +147,7 @@ type metrics struct {
 	streamsOpen *prometheus.GaugeVec
 	messages    *prometheus.CounterVec
 	refused     *prometheus.CounterVec
+	denials     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -128,9 +177,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Subsystem: sub, Name: "limit_refusals_total",
 			Help: "Workload API connections and calls refused by a per-uid limit, by limit.",
 		}, []string{"limit"}),
+		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "denials_total",
+			Help: "Workload API calls refused, by reason: no_identity, attestation_failed, rate_limited, missing_security_header.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.connsTotal, m.connsOpen, m.requests, m.streamsOpen, m.messages, m.refused} {
+		for _, c := range []prometheus.Collector{m.connsTotal, m.connsOpen, m.requests, m.streamsOpen, m.messages, m.refused, m.denials} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

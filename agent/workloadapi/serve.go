@@ -25,13 +25,13 @@ const maxRecvMsgSize = 256 << 10
 // before serving; they require the security header and count against the
 // limits too.
 func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
-	opts = append(append([]grpc.ServerOption{
+	opts = append(append(append(s.rpc.ServerOptions("workload"), []grpc.ServerOption{
 		grpc.Creds(peercred.NewCredentials(peercred.WithProcRoot(s.procRoot), peercred.WithAdmit(s.lim.admit))),
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),
 		grpc.ChainStreamInterceptor(s.streamInterceptor),
 		grpc.StatsHandler(connStats{s.m}),
 		grpc.MaxRecvMsgSize(maxRecvMsgSize),
-	}, s.limits.serverOptions()...), opts...)
+	}...), s.limits.serverOptions()...), opts...)
 	g := grpc.NewServer(opts...)
 	workload.RegisterSpiffeWorkloadAPIServer(g, s)
 	return g

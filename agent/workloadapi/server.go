@@ -41,6 +41,7 @@ import (
 
 	"github.com/signet-id/signet/agent/cache"
 	"github.com/signet-id/signet/agent/peercred"
+	"github.com/signet-id/signet/telemetry"
 )
 
 // Attestor turns the process ID of a caller into selectors.
@@ -103,6 +104,7 @@ type Server struct {
 	log           *slog.Logger
 	m             *metrics
 	notReady      func() error
+	rpc           *telemetry.RPCMetrics
 }
 
 var _ workload.SpiffeWorkloadAPIServer = (*Server)(nil)
@@ -139,6 +141,9 @@ func New(c Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if s.rpc, err = telemetry.NewRPCMetrics(c.Registerer); err != nil {
+		return nil, err
+	}
 	s.limits = c.Limits.withDefaults()
 	s.lim = newUIDLimiter(s.limits, m)
 	return s, nil
@@ -169,7 +174,7 @@ func (s *Server) attest(ctx context.Context) ([]*types.Selector, error) {
 	if err != nil {
 		s.log.WarnContext(ctx, "workloadapi: workload attestation failed",
 			slog.Int("pid", int(ai.PID)), slog.Int("uid", int(ai.UID)), slog.Any("error", err))
-		return nil, err
+		return nil, attestError{err}
 	}
 	return selectors, nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/server/caller"
+	"github.com/signet-id/signet/telemetry"
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
@@ -196,7 +197,10 @@ const (
 
 func (l *Limiter) refuse(limit, format string, args ...any) error {
 	l.refused.WithLabelValues(limit).Inc()
-	return status.Errorf(codes.ResourceExhausted, "limits: "+format, args...)
+	err := status.Errorf(codes.ResourceExhausted, "limits: "+format, args...)
+	telemetry.SecurityEvent(context.Background(), l.log, telemetry.EventRateLimited,
+		append([]slog.Attr{slog.String(telemetry.FieldLimit, limit)}, telemetry.Status(err)...)...)
+	return err
 }
 
 // tap runs before a stream is created (before any message is read): it

@@ -20,6 +20,7 @@ import (
 	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/store"
 	"github.com/signet-id/signet/spireid"
+	"github.com/signet-id/signet/telemetry"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	agentv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/agent/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -70,8 +71,11 @@ type Config struct {
 	// NodeAttestors are the node attestation methods AttestAgent
 	// dispatches to by type name. Empty: join tokens from Store.
 	NodeAttestors []NodeAttestor
-	Now           func() time.Time
-	Logger        *slog.Logger
+	// AttestationFailed, if set, is told of every refused attestation:
+	// the method ("unknown" for a type not served) and the code.
+	AttestationFailed func(method string, code codes.Code)
+	Now               func() time.Time
+	Logger            *slog.Logger
 }
 
 // Service implements agentv1.AgentServer.
@@ -242,14 +246,53 @@ func (s *Service) BanAgent(ctx context.Context, req *agentv1.BanAgentRequest) (*
 }
 
 // AttestAgent attests a new agent with the node attestor of the type it
-// names and issues its SVID.
+// names and issues its SVID. A refusal is a security event
+// (attestation_failed) and is counted through Config.AttestationFailed.
 func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
+	var at attempt
+	err := s.attestAgent(stream, &at)
+	if err == nil {
+		return nil
+	}
+	ctx := stream.Context()
+	code := status.Code(err)
+	if code == codes.Canceled || ctx.Err() != nil {
+		return err // the agent went away; nothing was refused
+	}
+	method := "unknown"
+	if at.attestor != nil {
+		method = at.attestor.Type()
+	}
+	attrs := append([]slog.Attr{slog.String(telemetry.FieldMethod, method), slog.String(telemetry.FieldAgentID, idString(at.agentID)),
+		telemetry.Peer(ctx)}, telemetry.Status(err)...)
+	telemetry.SecurityEvent(ctx, s.cfg.Logger, telemetry.EventAttestationFailed, attrs...)
+	if s.cfg.AttestationFailed != nil {
+		s.cfg.AttestationFailed(method, code)
+	}
+	return err
+}
+
+// attempt is what an attestation got to know before it failed.
+type attempt struct {
+	attestor NodeAttestor
+	agentID  spiffeid.ID
+}
+
+func idString(id spiffeid.ID) string {
+	if id.IsZero() {
+		return ""
+	}
+	return id.String()
+}
+
+func (s *Service) attestAgent(stream agentv1.Agent_AttestAgentServer, at *attempt) error {
 	ctx := stream.Context()
 	req, err := stream.Recv()
 	if err != nil {
 		return err
 	}
 	na := s.attestors[req.GetParams().GetData().GetType()]
+	at.attestor = na
 	if pc, ok := na.(payloadChecker); ok {
 		if err := pc.CheckPayload(req.GetParams().GetData().GetPayload()); err != nil {
 			return err
@@ -272,7 +315,11 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 	if na == nil {
 		return status.Errorf(codes.FailedPrecondition, "error getting node attestor: could not find node attestor type %q (supported: %s)", params.Data.Type, s.supported())
 	}
-	admit := s.admitter(na.Type())
+	admitID := s.admitter(na.Type())
+	admit := func(ctx context.Context, id spiffeid.ID) error {
+		at.agentID = id // known from here on, for the failure event
+		return admitID(ctx, id)
+	}
 	res, err := na.Attest(ctx, attest.NodeRequest{Payload: params.Data.Payload, Challenge: challenger(stream), Admit: admit, Attested: s.attested})
 	if err != nil {
 		if _, ok := status.FromError(err); ok {
@@ -281,6 +328,7 @@ func (s *Service) AttestAgent(stream agentv1.Agent_AttestAgentServer) error {
 		return status.Errorf(codes.Internal, "failed to attest: %v", err)
 	}
 	agentID := res.AgentID
+	at.agentID = agentID
 	if agentID.TrustDomain() != s.cfg.TrustDomain || !spireid.IsAgentID(agentID) {
 		return status.Errorf(codes.Internal, "failed to attest: node attestor %q returned %q, not an agent ID in %q", na.Type(), agentID, s.cfg.TrustDomain)
 	}

@@ -61,7 +61,7 @@ func newEnv(t *testing.T, attestors ...agentapi.NodeAttestor) *env {
 
 // newEnvWith is newEnv with attestors built on the env's store (join
 // tokens next to another method).
-func newEnvWith(t *testing.T, attestors func(*store.Store) []agentapi.NodeAttestor) *env {
+func newEnvWith(t *testing.T, attestors func(*store.Store) []agentapi.NodeAttestor, tweaks ...func(*agentapi.Config)) *env {
 	t.Helper()
 	ctx := testContext(t)
 	dir, err := os.MkdirTemp("", "sg")
@@ -91,7 +91,11 @@ func newEnvWith(t *testing.T, attestors func(*store.Store) []agentapi.NodeAttest
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := agentapi.New(agentapi.Config{TrustDomain: td, Store: st, Issuer: iss, Now: clk.Now, NodeAttestors: attestors(st)})
+	cfg := agentapi.Config{TrustDomain: td, Store: st, Issuer: iss, Now: clk.Now, NodeAttestors: attestors(st)}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
+	svc := agentapi.New(cfg)
 	g := grpc.NewServer()
 	agentv1.RegisterAgentServer(g, svc)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

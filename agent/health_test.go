@@ -1,0 +1,45 @@
+package agent_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHealthFollowsAgentSVIDExpiry: an attested agent is healthy; once
+// its clock passes the agent SVID's expiry (the server, on the wall
+// clock, can only issue SVIDs that are already expired on the agent's
+// clock) it is not, and says why; the expiry gauge goes negative.
+func TestHealthFollowsAgentSVIDExpiry(t *testing.T) {
+	e, clk := startFake(t, time.Hour, time.Minute)
+	if r := e.agent.HealthReason(); r != "" {
+		t.Fatalf("attested agent unhealthy: %s", r)
+	}
+	// The agent's clock started before the SVID was issued on the wall
+	// clock: a little over the hour is left on it.
+	if v := gaugeValue(t, e, "signet_agent_svid_expiry_seconds"); v <= 0 || v > 2*3600 {
+		t.Errorf("expiry gauge of a fresh SVID: %v", v)
+	}
+	clk.Advance(3 * time.Hour)
+	if r := e.agent.HealthReason(); !strings.Contains(r, "agent SVID expired at") {
+		t.Errorf("reason after expiry: %q", r)
+	}
+	if v := gaugeValue(t, e, "signet_agent_svid_expiry_seconds"); v >= 0 {
+		t.Errorf("expiry gauge after expiry: %v, want negative", v)
+	}
+}
+
+func gaugeValue(t *testing.T, e *env, name string) float64 {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no single %s series", name)
+	return 0
+}
