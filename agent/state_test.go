@@ -182,7 +182,7 @@ func TestPermanentErrorsStopTheAgent(t *testing.T) {
 		adjust func(*agent.Config)
 		want   []string
 	}{
-		{"spent join token", func(c *agent.Config) { c.JoinToken = spent }, []string{"refused to attest", "cannot re-attest", "signet token generate"}},
+		{"spent join token", func(c *agent.Config) { c.JoinToken = spent }, []string{"refused to attest", "has already been used", "signet token generate"}},
 		{"unknown join token", func(c *agent.Config) { c.JoinToken = "no-such-token" }, []string{"refused to attest", "signet token generate"}},
 		{"no join token", nil, []string{"no join token", "--join-token"}},
 		{"another trust domain", func(c *agent.Config) {
