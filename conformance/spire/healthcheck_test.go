@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,7 @@ import (
 
 // startSignetAgent runs a Signet agent against s with the join token tok
 // and returns its Workload API socket; the agent stops with the test.
-func startSignetAgent(t *testing.T, s *signetServer, tok string, reg prometheus.Registerer) string {
+func startSignetAgent(t *testing.T, s *signetServer, serverAddr, tok string, reg prometheus.Registerer) string {
 	t.Helper()
 	dir := shortDir(t)
 	logs := &logBuffer{}
@@ -27,7 +28,7 @@ func startSignetAgent(t *testing.T, s *signetServer, tok string, reg prometheus.
 	sock := filepath.Join(dir, "wl.sock")
 	a, err := agent.New(agent.Config{
 		TrustDomain:     td,
-		ServerAddresses: []string{s.AgentAddr().String()},
+		ServerAddresses: []string{serverAddr},
 		JoinToken:       tok,
 		DataDir:         filepath.Join(dir, "agent"),
 		SocketPath:      sock,
@@ -50,6 +51,18 @@ func startSignetAgent(t *testing.T, s *signetServer, tok string, reg prometheus.
 		t.Fatal("signet agent did not serve")
 	}
 	return sock
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
 }
 
 // spireHealthcheck runs spire-agent healthcheck and returns its exit
@@ -90,7 +103,7 @@ func TestAgentHealthcheck(t *testing.T) {
 
 	t.Run("attested", func(t *testing.T) {
 		areg := prometheus.NewRegistry()
-		sock := startSignetAgent(t, s, s.token(t), areg)
+		sock := startSignetAgent(t, s, s.AgentAddr().String(), s.token(t), areg)
 		var code int
 		var out string
 		// Attestation completes after the Workload API serves.
@@ -146,7 +159,10 @@ func TestAgentHealthcheck(t *testing.T) {
 
 	t.Run("not attested", func(t *testing.T) {
 		areg := prometheus.NewRegistry()
-		sock := startSignetAgent(t, s, "not-a-token-the-server-issued", areg)
+		// No server answers at this address: the agent keeps retrying (a
+		// refused token would stop it: a permanent error) and serves the
+		// Workload API meanwhile, unattested.
+		sock := startSignetAgent(t, s, closedAddr(t), s.token(t), areg)
 		code, out := spireHealthcheck(t, bins.agent, "-socketPath", sock)
 		if code != 1 || !strings.Contains(out, `Agent is unhealthy: agent returned status "NOT_SERVING"`) {
 			t.Errorf("spire-agent healthcheck: exit %d %q", code, out)
