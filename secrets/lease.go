@@ -218,11 +218,13 @@ func (s *source) renew(ctx context.Context, l *lease) error {
 		v = &c
 	}
 	s.mu.Unlock()
+	s.b.log.Info("secrets: lease renewed", "policy", s.policy.ID, "spiffe_id", s.id.String(),
+		"lease_id_hash", l.hash(), "ttl", granted.String(), "capped", !l.renew)
+	// The audit event is recorded before the workloads hear of the
+	// renewal, so the log never lags what was delivered.
+	s.b.event(KindLeaseRenewed, s, map[string]string{"lease_id_hash": l.hash(), "ttl_seconds": strconv.Itoa(int(granted / time.Second))})
 	if v != nil {
 		s.publish(Update{Value: v})
 	}
-	s.b.log.Info("secrets: lease renewed", "policy", s.policy.ID, "spiffe_id", s.id.String(),
-		"lease_id_hash", l.hash(), "ttl", granted.String(), "capped", !l.renew)
-	s.b.event(KindLeaseRenewed, s, map[string]string{"lease_id_hash": l.hash(), "ttl_seconds": strconv.Itoa(int(granted / time.Second))})
 	return nil
 }
