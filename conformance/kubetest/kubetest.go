@@ -12,7 +12,6 @@
 package kubetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/tls"
@@ -25,14 +24,16 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/signet-id/signet/server/etcdserver"
+	"github.com/signet-id/signet/conformance/tooltest"
+
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/signet-id/signet/server/etcdserver"
 )
 
 // Defaults of the cluster's service-account tokens.
@@ -61,7 +62,7 @@ type Cluster struct {
 	Issuer string
 
 	saKey *rsa.PrivateKey
-	out   *syncBuffer
+	out   *tooltest.Buffer
 	cmd   *exec.Cmd
 	exit  chan struct{}
 }
@@ -171,7 +172,7 @@ func apiserverArgs(dir string, port int, p *pki, issuer string, etcd *etcdserver
 func (c *Cluster) start(bin string, args []string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir()}
-	c.out = &syncBuffer{}
+	c.out = &tooltest.Buffer{}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -237,51 +238,7 @@ func (c *Cluster) Log() string {
 // fails t under CI=true and builds it otherwise.
 func Binary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("SIGNET_KUBE_APISERVER_BIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("kubetest: SIGNET_KUBE_APISERVER_BIN=%s: %v", p, err)
-		}
-		return p
-	}
-	script, err := findScript()
-	if err != nil {
-		t.Fatalf("kubetest: %v", err)
-	}
-	if out, err := exec.Command("bash", script, "--cached").Output(); err == nil {
-		if p := strings.TrimSpace(string(out)); p != "" {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("kubetest: kube-apiserver is not built: set SIGNET_KUBE_APISERVER_BIN or run scripts/install-kube-apiserver.sh")
-	}
-	t.Logf("kubetest: building kube-apiserver with %s (a few minutes)", script)
-	var stderr bytes.Buffer
-	cmd := exec.Command("bash", script)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("kubetest: %s: %v\n%s", script, err, stderr.String())
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func findScript() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		p := filepath.Join(dir, "scripts", "install-kube-apiserver.sh")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("scripts/install-kube-apiserver.sh not found above the working directory")
-		}
-		dir = parent
-	}
+	return tooltest.Tool{Name: "kube-apiserver", Env: "SIGNET_KUBE_APISERVER_BIN", Script: "install-kube-apiserver.sh", Build: true}.Path(t)
 }
 
 // shortTempDir is a private temporary directory with a short path (the
@@ -311,21 +268,4 @@ func tail(s string) string {
 		return "…" + s[len(s)-max:]
 	}
 	return s
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

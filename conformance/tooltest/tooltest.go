@@ -17,20 +17,8 @@ import (
 // shared/).
 func OpenSSL(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		p := filepath.Join(dir, "shared", "tools", "openssl35")
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
-		}
-		dir = parent
+	if p, err := findUp(filepath.Join("shared", "tools", "openssl35")); err == nil {
+		return p
 	}
 	if os.Getenv("CI") == "true" {
 		t.Fatal("shared/tools/openssl35 not found beside the repository")

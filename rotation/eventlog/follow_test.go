@@ -8,10 +8,11 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/signet-id/signet/conformance/tooltest"
 )
 
 func appendN(t *testing.T, ctx context.Context, l *Log, from, n int) {
@@ -80,7 +81,7 @@ func TestFollowSeesNewRecords(t *testing.T) {
 func TestFollowHandlesCompaction(t *testing.T) {
 	srv := startEtcd(t)
 	ctx := testCtx(t)
-	logs := &syncBuffer{}
+	logs := &tooltest.Buffer{}
 	l := newLog(t, srv.Client(), WithLogger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))))
 	appendN(t, ctx, l, 0, 5)
 	var compactions atomic.Int32
@@ -117,23 +118,6 @@ func TestFollowHandlesCompaction(t *testing.T) {
 	if !strings.Contains(logs.String(), "re-reading") {
 		t.Fatalf("the watch was not compacted; log:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestFollowEndsWithClient(t *testing.T) {

@@ -8,20 +8,19 @@
 package vaulttest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/signet-id/signet/conformance/tooltest"
 
 	vault "github.com/hashicorp/vault/api"
 )
@@ -39,68 +38,16 @@ type Server struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *tooltest.Buffer
 	exit chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// Binary returns the Vault binary's path, or fails/skips t.
+// Binary returns the Vault binary's path: $SIGNET_VAULT_BIN or
+// scripts/install-vault.sh's cached build; it fails t under CI=true and
+// skips it otherwise when there is none (a cold build takes ~20 minutes).
 func Binary(t testing.TB) string {
 	t.Helper()
-	if p := os.Getenv("SIGNET_VAULT_BIN"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("SIGNET_VAULT_BIN=%s: %v", p, err)
-		}
-		return p
-	}
-	script, err := findScript()
-	if err == nil {
-		out, runErr := exec.Command("bash", script, "--cached").Output()
-		if p := strings.TrimSpace(string(out)); runErr == nil && p != "" {
-			return p
-		}
-		err = fmt.Errorf("no cached build (run %s)", script)
-	}
-	msg := "vault binary unavailable: set SIGNET_VAULT_BIN or run scripts/install-vault.sh: " + err.Error()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-func findScript() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		p := filepath.Join(dir, "scripts", "install-vault.sh")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("scripts/install-vault.sh not found above the working directory")
-		}
-		dir = parent
-	}
+	return tooltest.Tool{Name: "vault", Env: "SIGNET_VAULT_BIN", Script: "install-vault.sh"}.Path(t)
 }
 
 // Start starts a dev server and stops it when the test ends.
@@ -140,7 +87,7 @@ func (s *Server) start() error {
 		"-dev-no-store-token")
 	// A private HOME: the dev server would write ~/.vault-token.
 	cmd.Env = []string{"HOME=" + s.home, "PATH=" + os.Getenv("PATH")}
-	s.out = &syncBuffer{}
+	s.out = &tooltest.Buffer{}
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
