@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"google.golang.org/grpc"
@@ -44,6 +45,16 @@ func (h healthServer) Check(ctx context.Context, req *healthpb.HealthCheckReques
 		return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING}, nil
 	}
 	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
+}
+
+// Healthy returns why the agent is unhealthy (not attested yet, its SVID
+// expired, no trust bundle), or nil: the check behind the gRPC health
+// service and the health_checks ready path.
+func (a *Agent) Healthy() error {
+	if reason, _ := a.health(); reason != "" {
+		return errors.New("agent: " + reason)
+	}
+	return nil
 }
 
 // health returns why the agent is unhealthy, or "" and its identity.

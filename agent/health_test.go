@@ -15,6 +15,9 @@ func TestHealthFollowsAgentSVIDExpiry(t *testing.T) {
 	if r := e.agent.HealthReason(); r != "" {
 		t.Fatalf("attested agent unhealthy: %s", r)
 	}
+	if err := e.agent.Healthy(); err != nil {
+		t.Fatalf("Healthy of an attested agent: %v", err)
+	}
 	// The agent's clock started before the SVID was issued on the wall
 	// clock: a little over the hour is left on it.
 	if v := gaugeValue(t, e, "signet_agent_svid_expiry_seconds"); v <= 0 || v > 2*3600 {
@@ -23,6 +26,9 @@ func TestHealthFollowsAgentSVIDExpiry(t *testing.T) {
 	clk.Advance(3 * time.Hour)
 	if r := e.agent.HealthReason(); !strings.Contains(r, "agent SVID expired at") {
 		t.Errorf("reason after expiry: %q", r)
+	}
+	if err := e.agent.Healthy(); err == nil || !strings.Contains(err.Error(), "agent SVID expired at") {
+		t.Errorf("Healthy after expiry: %v (the health_checks ready path would still answer 200)", err)
 	}
 	if v := gaugeValue(t, e, "signet_agent_svid_expiry_seconds"); v >= 0 {
 		t.Errorf("expiry gauge after expiry: %v, want negative", v)

@@ -70,7 +70,11 @@ func newAgentRunCommand() *cobra.Command {
 				return err
 			}
 			if rs.health != nil {
-				_, stopHealth, err := serveHealth(rs.health, a.Ready(), log)
+				_, stopHealth, err := serveHealth(rs.health, func() bool {
+					// Ready once the Workload API serves and the agent holds
+					// a valid SVID and bundle (the health service's check).
+					return closed(a.Ready()) && a.Healthy() == nil
+				}, log)
 				if err != nil {
 					return err
 				}

@@ -13,10 +13,10 @@ import (
 )
 
 // serveHealth serves SPIRE's health_checks listener: live answers 200
-// while the process runs; ready answers 200 once ready is closed and 500
-// before, both with a small JSON body. It returns the address it listens
+// while the process runs; ready answers 200 while ready reports true and
+// 500 otherwise, both with a small JSON body. It returns the address it listens
 // on; stop shuts the listener.
-func serveHealth(h *config.HealthChecks, ready <-chan struct{}, log *slog.Logger) (addr string, stop func(), err error) {
+func serveHealth(h *config.HealthChecks, ready func() bool, log *slog.Logger) (addr string, stop func(), err error) {
 	lis, err := net.Listen("tcp", h.Address())
 	if err != nil {
 		return "", nil, fmt.Errorf("health_checks listener %s: %w (choose another health_checks bind_port)", h.Address(), err)
@@ -32,12 +32,7 @@ func serveHealth(h *config.HealthChecks, ready <-chan struct{}, log *slog.Logger
 	}
 	mux.HandleFunc(live, func(w http.ResponseWriter, _ *http.Request) { reply(w, true, "live") })
 	mux.HandleFunc(readyPath, func(w http.ResponseWriter, _ *http.Request) {
-		select {
-		case <-ready:
-			reply(w, true, "ready")
-		default:
-			reply(w, false, "ready")
-		}
+		reply(w, ready(), "ready")
 	})
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = hs.Serve(lis) }()
@@ -47,4 +42,14 @@ func serveHealth(h *config.HealthChecks, ready <-chan struct{}, log *slog.Logger
 		defer cancel()
 		_ = hs.Shutdown(ctx)
 	}, nil
+}
+
+// closed reports whether ch is closed: a daemon's ready signal.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -74,7 +74,7 @@ func newServerRunCommand() *cobra.Command {
 				return err
 			}
 			if rs.health != nil {
-				_, stopHealth, err := serveHealth(rs.health, srv.Ready(), cfg.Logger)
+				_, stopHealth, err := serveHealth(rs.health, func() bool { return closed(srv.Ready()) }, cfg.Logger)
 				if err != nil {
 					return err
 				}

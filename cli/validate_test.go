@@ -115,7 +115,7 @@ func TestRunSettingsFromFile(t *testing.T) {
 
 func TestHealthListener(t *testing.T) {
 	ready := make(chan struct{})
-	addr, stop, err := serveHealth(&config.HealthChecks{ListenerEnabled: true, BindAddress: "127.0.0.1", BindPort: "0", ReadyPath: "/r"}, ready, newLogger(io.Discard, "info", "text"))
+	addr, stop, err := serveHealth(&config.HealthChecks{ListenerEnabled: true, BindAddress: "127.0.0.1", BindPort: "0", ReadyPath: "/r"}, func() bool { return closed(ready) }, newLogger(io.Discard, "info", "text"))
 	if err != nil {
 		t.Fatal(err)
 	}
