@@ -178,6 +178,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 			return cfg, runSettings{}, usageError{err}
 		}
 		file = *sf.Server
+		cfg.Federation = federationFromFile(sf.Server.Federation)
 		rs.fromFile(f.metricsAddress, sf.Telemetry, sf.HealthChecks, sf.Warnings)
 		plugins = sf.Plugins
 		if v := sf.Vault; v != nil {

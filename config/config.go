@@ -93,6 +93,9 @@ type Server struct {
 	// OIDCAddress serves OIDC discovery and JWKS over HTTPS on host:port
 	// (for Vault's jwt auth).
 	OIDCAddress string `hcl:"oidc_address,optional"`
+	// Federation is SPIRE's federation block: the bundle endpoint and the
+	// federated trust domains.
+	Federation *Federation `hcl:"federation,block"`
 }
 
 // Etcd is the `etcd` block: an external cluster instead of the embedded one.
@@ -246,7 +249,7 @@ func LoadServerWith(path string, opts Options) (*ServerFile, error) {
 	}
 	for _, err := range []error{
 		hostOnly("server: bind_address", f.Server.BindAddress, "bind_port"),
-		f.Telemetry.check(), f.HealthChecks.check(),
+		f.Telemetry.check(), f.HealthChecks.check(), f.Server.Federation.check(f.Server.TrustDomain),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("config: %s: %w", path, err)

@@ -21,6 +21,7 @@ import (
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	localauthorityv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/localauthority/v1"
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
+	trustdomainv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/trustdomain/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -83,6 +84,13 @@ var policy = map[string]access{
 	bundlev1.Bundle_BatchDeleteFederatedBundle_FullMethodName: accessAdmin,
 	bundlev1.Bundle_AppendBundle_FullMethodName:               accessAdmin,
 	bundlev1.Bundle_PublishJWTAuthority_FullMethodName:        accessAdmin,
+
+	trustdomainv1.TrustDomain_ListFederationRelationships_FullMethodName:       accessAdmin,
+	trustdomainv1.TrustDomain_GetFederationRelationship_FullMethodName:         accessAdmin,
+	trustdomainv1.TrustDomain_BatchCreateFederationRelationship_FullMethodName: accessAdmin,
+	trustdomainv1.TrustDomain_BatchUpdateFederationRelationship_FullMethodName: accessAdmin,
+	trustdomainv1.TrustDomain_BatchDeleteFederationRelationship_FullMethodName: accessAdmin,
+	trustdomainv1.TrustDomain_RefreshBundle_FullMethodName:                     accessAdmin,
 
 	notifyv1.Notifier_Watch_FullMethodName: accessAgent,
 

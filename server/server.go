@@ -33,7 +33,9 @@ import (
 	"github.com/signet-id/signet/server/api/localauthority"
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	svidapi "github.com/signet-id/signet/server/api/svid"
+	trustdomainapi "github.com/signet-id/signet/server/api/trustdomain"
 	"github.com/signet-id/signet/server/etcdserver"
+	"github.com/signet-id/signet/server/federation"
 	"github.com/signet-id/signet/server/keyspace"
 	"github.com/signet-id/signet/server/limits"
 	"github.com/signet-id/signet/server/notify"
@@ -45,6 +47,7 @@ import (
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	localauthorityv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/localauthority/v1"
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
+	trustdomainv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/trustdomain/v1"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -101,6 +104,10 @@ type Config struct {
 	// NodeAttestors are node attestation methods served besides join
 	// tokens, which are always served.
 	NodeAttestors []agentapi.NodeAttestor
+
+	// Federation configures the bundle endpoint and static federation
+	// relationships.
+	Federation FederationConfig
 
 	// CheckpointInterval is how often a signed checkpoint is appended to
 	// the rotation event log. Default 5m.
@@ -160,6 +167,9 @@ type Server struct {
 	// caUnscheduled is set while the CA item could not be written.
 	caUnscheduled atomic.Bool
 	rpc           *telemetry.RPCMetrics
+
+	refresher          *federation.Refresher
+	bundleEndpointAddr atomic.Pointer[net.TCPAddr]
 }
 
 type metrics struct {
@@ -420,11 +430,26 @@ func (s *Server) subsystems(vc *secrets.Client, app *eventlog.Appender, shared *
 		oidcLis = lis
 		subs = append(subs, sub)
 	}
+	var beLis net.Listener
 	fail := func(err error) ([]subsystem, func(), error) {
-		if oidcLis != nil {
-			oidcLis.Close()
+		for _, l := range []net.Listener{oidcLis, beLis} {
+			if l != nil {
+				l.Close()
+			}
 		}
 		return nil, cleanup, err
+	}
+	if err := s.newRefresher(); err != nil {
+		return fail(err)
+	}
+	subs = append(subs, loop("federation refresher", s.refresher.Run))
+	if s.cfg.Federation.BundleEndpoint != nil {
+		sub, lis, err := s.startBundleEndpoint()
+		if err != nil {
+			return fail(err)
+		}
+		beLis = lis
+		subs = append(subs, sub)
 	}
 	checkpointer := eventlog.NewCheckpointer(s.evlog, eventlog.SVIDKey(serverSVIDSource{s}), eventlog.WithInterval(s.cfg.CheckpointInterval))
 	stateSubs, err := s.stateLoops(checkpointer)
@@ -490,6 +515,9 @@ func (s *Server) register(g *grpc.Server) {
 	auditv1.RegisterAuditServer(g, auditapi.New(auditapi.Config{Log: s.evlog, Logger: s.log, Signer: eventlog.SVIDKey(serverSVIDSource{s})}))
 	bundlev1.RegisterBundleServer(g, bundleapi.New(bundleapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Source: s.ca, Store: s.store, Logger: s.log,
+	}))
+	trustdomainv1.RegisterTrustDomainServer(g, trustdomainapi.New(trustdomainapi.Config{
+		TrustDomain: s.cfg.TrustDomain, Store: s.store, Refresher: s.refresher, Logger: s.log,
 	}))
 	notifyv1.RegisterNotifierServer(g, s.hub)
 	if s.secrets != nil {

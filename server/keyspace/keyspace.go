@@ -17,6 +17,7 @@ const (
 	AgentsDir         = "agents/"
 	JoinTokensDir     = "jointokens/"
 	BundlesDir        = "bundles/"
+	FederationDir     = "federation/" // federation relationships, by trust domain
 	SVIDsDir          = "svids/"
 	SecretPoliciesDir = "secretpolicies/"
 	CADir             = "ca/"

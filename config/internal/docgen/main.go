@@ -44,6 +44,7 @@ type field struct {
 type structs map[string]struct {
 	doc    string
 	fields []field
+	label  string // the name of the block's label field, if any
 }
 
 func parse(dir string) (structs, error) {
@@ -73,12 +74,16 @@ func parse(dir string) (structs, error) {
 					continue
 				}
 				var fs []field
+				label := ""
 				for _, fl := range st.Fields.List {
 					if fl.Tag == nil || len(fl.Names) == 0 {
 						continue
 					}
 					tag := reflect.StructTag(strings.Trim(fl.Tag.Value, "`")).Get("hcl")
 					name, kind, _ := strings.Cut(tag, ",")
+					if kind == "label" {
+						label = name
+					}
 					if name == "" || kind == "remain" || kind == "label" {
 						continue
 					}
@@ -87,7 +92,8 @@ func parse(dir string) (structs, error) {
 				out[ts.Name.Name] = struct {
 					doc    string
 					fields []field
-				}{text(gd.Doc), fs}
+					label  string
+				}{text(gd.Doc), fs, label}
 			}
 		}
 	}
@@ -231,8 +237,8 @@ func blocks(b *bytes.Buffer, s structs, typ, path string) error {
 		}
 		typ := strings.TrimPrefix(f.goType, "[]")
 		label := ""
-		if typ == "Plugin" {
-			label = ` "<type>"`
+		if l := s[typ].label; l != "" {
+			label = ` "<` + l + `>"`
 		}
 		fmt.Fprintf(b, "### `%s%s { ... }`\n\n%s\n\n", p, label, f.doc)
 		if err := blocks(b, s, typ, p); err != nil {
