@@ -16,6 +16,7 @@ func addAdminCommands(root *cobra.Command) {
 		newEntryCommand(),
 		newTokenCommand(),
 		newBundleCommand(),
+		newFederationCommand(),
 		newHealthcheckCommand(),
 	)
 }

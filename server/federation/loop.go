@@ -258,4 +258,3 @@ func (r *Refresher) Statuses() []Status {
 	slices.SortFunc(out, func(a, b Status) int { return compare(a.TrustDomain.Name(), b.TrustDomain.Name()) })
 	return out
 }
-
