@@ -55,6 +55,9 @@ var (
 	// ErrWrongTrustDomain: the endpoint served authorities of another
 	// trust domain.
 	ErrWrongTrustDomain = errors.New("federation: bundle belongs to another trust domain")
+	// ErrEmptyBundle: the endpoint served a bundle without authorities,
+	// which would revoke all trust in the trust domain; it is refused.
+	ErrEmptyBundle = errors.New("federation: bundle has no authorities")
 	// ErrBadResponse: the endpoint answered with a status other than 200.
 	ErrBadResponse = errors.New("federation: bad response from bundle endpoint")
 )
@@ -128,6 +131,9 @@ func (f *fetcher) fetch(ctx context.Context, rel Relationship) (*spiffebundle.Bu
 	b, err := bundlecodec.ParseSPIFFE(rel.TrustDomain, data)
 	if err != nil {
 		return nil, fmt.Errorf("federation: bundle from %s: %w", rel.URL, err)
+	}
+	if b.Empty() {
+		return nil, fmt.Errorf("%w: served by %s", ErrEmptyBundle, rel.URL)
 	}
 	if err := checkTrustDomain(rel.TrustDomain, b); err != nil {
 		return nil, fmt.Errorf("federation: bundle from %s: %w", rel.URL, err)
