@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -231,6 +232,9 @@ type signetOptions struct {
 	registry prometheus.Registerer
 	// nodeAttestors are served besides join tokens.
 	nodeAttestors []agentapi.NodeAttestor
+	// trustDomain defaults to td.
+	trustDomain spiffeid.TrustDomain
+	federation  server.FederationConfig
 }
 
 func startSignet(t *testing.T, opts signetOptions) *signetServer {
@@ -238,8 +242,13 @@ func startSignet(t *testing.T, opts signetOptions) *signetServer {
 	dir := shortDir(t)
 	logs := &logBuffer{}
 	dumpOnFailure(t, "signet server", logs)
+	tdName := td
+	if !opts.trustDomain.IsZero() {
+		tdName = opts.trustDomain
+	}
 	srv, err := server.New(server.Config{
-		TrustDomain:      td,
+		TrustDomain:      tdName,
+		Federation:       opts.federation,
 		DataDir:          filepath.Join(dir, "server"),
 		BindAddress:      "127.0.0.1:0",
 		AdminSocket:      filepath.Join(dir, "admin.sock"),
@@ -328,6 +337,13 @@ type spireServer struct {
 
 func startSPIREServer(t *testing.T, bins binaries) *spireServer {
 	t.Helper()
+	return startSPIREServerWith(t, bins, "spire-server.conf.tmpl", map[string]any{"TrustDomain": td.Name()})
+}
+
+// startSPIREServerWith starts spire-server with the config template tmpl
+// rendered with data plus Port, Socket and DataDir.
+func startSPIREServerWith(t *testing.T, bins binaries, tmpl string, data map[string]any) *spireServer {
+	t.Helper()
 	dir := shortDir(t)
 	var s *spireServer
 	// The port is chosen before spire-server binds it; retry if another
@@ -336,9 +352,9 @@ func startSPIREServer(t *testing.T, bins binaries) *spireServer {
 		port := freePort(t)
 		cfg := filepath.Join(dir, "server.conf")
 		socket := filepath.Join(dir, "api.sock")
-		renderConfig(t, "spire-server.conf.tmpl", cfg, map[string]any{
-			"Port": port, "Socket": socket, "TrustDomain": td.Name(), "DataDir": filepath.Join(dir, "data"),
-		})
+		vals := map[string]any{"Port": port, "Socket": socket, "DataDir": filepath.Join(dir, "data")}
+		maps.Copy(vals, data)
+		renderConfig(t, tmpl, cfg, vals)
 		s = &spireServer{proc: startProc(t, "spire-server", bins.server, "run", "-config", cfg),
 			bin: bins.server, socket: socket, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
 		if s.waitHealthy() {

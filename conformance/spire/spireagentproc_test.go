@@ -15,12 +15,19 @@ import (
 // for its Workload API socket, whose path it returns.
 func startSPIREAgent(t *testing.T, bin string, srv *signetServer, dir, tmpl string, extra map[string]any) string {
 	t.Helper()
-	host, port, _ := net.SplitHostPort(srv.AgentAddr().String())
+	return startSPIREAgentAt(t, bin, srv.AgentAddr().String(), srv.bundlePEM(t), td.Name(), dir, tmpl, extra)
+}
+
+// startSPIREAgentAt starts spire-agent against the server at addr, of
+// trust domain trustDomain, whose bundle is the PEM file bundlePath.
+func startSPIREAgentAt(t *testing.T, bin, addr, bundlePath, trustDomain, dir, tmpl string, extra map[string]any) string {
+	t.Helper()
+	host, port, _ := net.SplitHostPort(addr)
 	socket := filepath.Join(dir, "agent.sock")
 	cfg := filepath.Join(dir, "agent.conf")
 	data := map[string]any{
 		"DataDir": filepath.Join(dir, "data"), "ServerHost": host, "ServerPort": port, "Socket": socket,
-		"BundlePath": srv.bundlePEM(t), "TrustDomain": td.Name(),
+		"BundlePath": bundlePath, "TrustDomain": trustDomain,
 	}
 	maps.Copy(data, extra)
 	renderConfig(t, tmpl, cfg, data)
