@@ -154,7 +154,7 @@ func (s *Service) check(fr *types.FederationRelationship, mask *types.Federation
 		return nil, invalid("failed to parse trust domain: %v", err)
 	}
 	if td == s.cfg.TrustDomain {
-		return nil, status.Errorf(codes.InvalidArgument, "unable to create federation relationship for server trust domain %q", td.Name())
+		return nil, status.Errorf(codes.InvalidArgument, "unable to create or update a federation relationship for the server trust domain %q", td.Name())
 	}
 	out := proto.Clone(fr).(*types.FederationRelationship)
 	out.TrustDomain = td.Name()
