@@ -99,7 +99,7 @@ func (f *relationshipFlags) relationships(stdin io.Reader) ([]*types.FederationR
 	if !f.empty() {
 		return nil, usageErrorf("--data gives every field: drop --trust-domain, --bundle-endpoint-url, --bundle-endpoint-profile, --endpoint-spiffe-id and --trust-domain-bundle-path, or drop --data")
 	}
-	var r io.Reader = stdin
+	r := stdin
 	if f.data != "-" {
 		file, err := os.Open(f.data)
 		if err != nil {

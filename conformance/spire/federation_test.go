@@ -409,4 +409,3 @@ func refreshes(t *testing.T, reg *prometheus.Registry, trustDomain, result strin
 	}
 	return 0
 }
-
