@@ -33,6 +33,7 @@ func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 	// session); a bundle change or renew-now reuses the ones held.
 	a.mu.Lock()
 	gen, fresh, entries := a.entriesGen, a.fetchedGen == a.entriesGen && a.entries != nil, a.entries
+	previous := a.federated
 	a.mu.Unlock()
 	if !fresh {
 		entries, err = c.AuthorizedEntries(rctx)
@@ -50,7 +51,12 @@ func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 			}
 			fb, err := c.FederatedBundle(rctx, name)
 			if err != nil {
-				a.log.Warn("federated bundle unavailable", "trust_domain", name, "error", err)
+				// Keep serving the last bundle held: a transient error must
+				// not make workloads distrust the federated trust domain.
+				if prev := previous[td]; prev != nil {
+					federated[td] = prev
+				}
+				a.log.Warn("federated bundle unavailable; serving the last one held", "trust_domain", name, "error", err)
 				continue
 			}
 			if b, err := bundlecodec.FromProto(fb); err == nil {
