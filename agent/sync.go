@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -52,8 +53,9 @@ func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 			fb, err := c.FederatedBundle(rctx, name)
 			if err != nil {
 				// Keep serving the last bundle held: a transient error must
-				// not make workloads distrust the federated trust domain.
-				if prev := previous[td]; prev != nil {
+				// not make workloads distrust the federated trust domain (a
+				// deleted bundle, NotFound, is dropped).
+				if prev := previous[td]; prev != nil && status.Code(err) != codes.NotFound {
 					federated[td] = prev
 				}
 				a.log.Warn("federated bundle unavailable; serving the last one held", "trust_domain", name, "error", err)
