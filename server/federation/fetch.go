@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	bundlecodec "github.com/signet-id/signet/bundle"
@@ -45,6 +46,30 @@ type Relationship struct {
 	// Static is set for relationships from the configuration file, which
 	// override those of the TrustDomain API.
 	Static bool
+}
+
+// check validates a relationship from the configuration.
+func (rel Relationship) check(own spiffeid.TrustDomain) error {
+	switch {
+	case rel.TrustDomain.IsZero():
+		return errors.New("federation: relationship without a trust domain")
+	case rel.TrustDomain == own:
+		return fmt.Errorf("federation: %q is the server's own trust domain", own.Name())
+	}
+	u, err := url.Parse(rel.URL)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+		return fmt.Errorf("federation: relationship %q: bundle endpoint URL %q must be an https URL with a host and no user info", rel.TrustDomain.Name(), rel.URL)
+	}
+	switch rel.Profile {
+	case ProfileWeb:
+	case ProfileSPIFFE:
+		if rel.EndpointID.IsZero() {
+			return fmt.Errorf("federation: relationship %q: https_spiffe needs the endpoint SPIFFE ID", rel.TrustDomain.Name())
+		}
+	default:
+		return fmt.Errorf("federation: relationship %q: unknown bundle endpoint profile %q (use https_web or https_spiffe)", rel.TrustDomain.Name(), rel.Profile)
+	}
+	return nil
 }
 
 // Errors a fetch can fail with; callers branch on them with errors.Is.

@@ -99,6 +99,11 @@ func New(cfg Config) (*Refresher, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("federation: store is required")
 	}
+	for _, rel := range cfg.Static {
+		if err := rel.check(cfg.TrustDomain); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.MinRefresh <= 0 {
 		cfg.MinRefresh = DefaultMinRefresh
 	}

@@ -323,3 +323,24 @@ func metric(m prometheus.Metric) float64 {
 	}
 	return out.GetGauge().GetValue()
 }
+
+// TestNewRefusesBadStaticRelationships: relationships from the
+// configuration are checked at start.
+func TestNewRefusesBadStaticRelationships(t *testing.T) {
+	st, own := newStore(t)
+	peer := spiffeid.RequireTrustDomainFromString("peer.test")
+	for _, c := range []struct {
+		rel  Relationship
+		want string
+	}{
+		{Relationship{TrustDomain: own, URL: "https://x", Profile: ProfileWeb}, "own trust domain"},
+		{Relationship{TrustDomain: peer, URL: "http://x", Profile: ProfileWeb}, "must be an https URL"},
+		{Relationship{TrustDomain: peer, URL: "https://x", Profile: ProfileSPIFFE}, "needs the endpoint SPIFFE ID"},
+		{Relationship{TrustDomain: peer, URL: "https://x", Profile: "https_mtls"}, "unknown bundle endpoint profile"},
+		{Relationship{URL: "https://x", Profile: ProfileWeb}, "without a trust domain"},
+	} {
+		if _, err := New(Config{TrustDomain: own, Store: st, Static: []Relationship{c.rel}}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: %v, want %q", c.rel, err, c.want)
+		}
+	}
+}
