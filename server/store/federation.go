@@ -197,7 +197,11 @@ func (s *Store) DeleteRelationship(ctx context.Context, td spiffeid.TrustDomain)
 }
 
 func (s *Store) withBundle(ctx context.Context, fr *types.FederationRelationship) (*types.FederationRelationship, error) {
-	b, err := s.GetBundle(ctx, spiffeid.RequireTrustDomainFromString(fr.TrustDomain))
+	td, err := spiffeid.TrustDomainFromString(fr.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("store: federation relationship record %q: %w", fr.TrustDomain, err)
+	}
+	b, err := s.GetBundle(ctx, td)
 	switch {
 	case err == nil:
 		fr.TrustDomainBundle = b
