@@ -278,7 +278,7 @@ func TestFederationWithSPIRE(t *testing.T) {
 		if out := p.signetCLI(t, "federation", "refresh", "-id", spireTD.Name()); !strings.Contains(out, "Bundle refreshed") {
 			t.Fatalf("federation refresh: %s", out)
 		}
-		if _, err := cli(context.Background(), p.bins.server, p.signet.AdminSocket(), "federation", "refresh", "-id", "nobody.test"); err == nil || !strings.Contains(err.Error(), "NotFound") {
+		if _, err := cli(context.Background(), p.bins.server, p.signet.AdminSocket(), "federation", "refresh", "-id", "nobody.test"); err == nil || !strings.Contains(err.Error(), `there is no federation relationship with trust domain "nobody.test"`) {
 			t.Fatalf("refresh of an unknown trust domain: %v", err)
 		}
 		if n := len(federatedAuthorities(t, p.bins.server, p.signet.AdminSocket(), spireTD)); n == 0 {
