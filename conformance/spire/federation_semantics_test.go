@@ -61,6 +61,28 @@ func TestTrustDomainAPISemanticsAgainstSPIRE(t *testing.T) {
 			}
 			return codesOf(r.Results), nil
 		}},
+		{name: "BatchCreateFederationRelationship existing trust domain", call: func(ctx context.Context, b *backend) (any, error) {
+			r, err := client(b).BatchCreateFederationRelationship(ctx, &trustdomainv1.BatchCreateFederationRelationshipRequest{
+				FederationRelationships: []*types.FederationRelationship{webRelationship("a.example", "https://a.example/other")},
+			})
+			if err != nil {
+				return nil, err
+			}
+			return codesOf(r.Results), nil
+		},
+			deviation:  "SPIRE reports its database's UNIQUE constraint as Internal; Signet says AlreadyExists",
+			expectDiff: []string{`.response: "0:AlreadyExists" vs "0:Internal"`}},
+		{name: "BatchUpdateFederationRelationship unknown trust domain", call: func(ctx context.Context, b *backend) (any, error) {
+			r, err := client(b).BatchUpdateFederationRelationship(ctx, &trustdomainv1.BatchUpdateFederationRelationshipRequest{
+				FederationRelationships: []*types.FederationRelationship{webRelationship("g.example", "https://g.example")},
+			})
+			if err != nil {
+				return nil, err
+			}
+			return codesOf(r.Results), nil
+		},
+			deviation:  "SPIRE reports a missing record as Internal (record not found); Signet says NotFound",
+			expectDiff: []string{`.response: "0:NotFound" vs "0:Internal"`}},
 		{name: "GetFederationRelationship https_web", call: get("a.example", nil)},
 		{name: "GetFederationRelationship https_spiffe with bundle", call: get("b.example", nil)},
 		{name: "GetFederationRelationship output mask", call: get("b.example", &types.FederationRelationshipMask{BundleEndpointUrl: true})},
@@ -95,9 +117,19 @@ func TestTrustDomainAPISemanticsAgainstSPIRE(t *testing.T) {
 			}
 			return codesOf(r.Results), nil
 		}},
-		{name: "BatchUpdateFederationRelationship input mask", call: func(ctx context.Context, b *backend) (any, error) {
-			if _, err := client(b).BatchUpdateFederationRelationship(ctx, &trustdomainv1.BatchUpdateFederationRelationshipRequest{
+		{name: "BatchUpdateFederationRelationship input mask validates every field", call: func(ctx context.Context, b *backend) (any, error) {
+			r, err := client(b).BatchUpdateFederationRelationship(ctx, &trustdomainv1.BatchUpdateFederationRelationshipRequest{
 				FederationRelationships: []*types.FederationRelationship{{TrustDomain: "f.example", BundleEndpointUrl: "https://f.example:9443"}},
+				InputMask:               &types.FederationRelationshipMask{BundleEndpointUrl: true},
+			})
+			if err != nil {
+				return nil, err
+			}
+			return codesOf(r.Results), nil
+		}},
+		{name: "BatchUpdateFederationRelationship input mask applies masked fields", call: func(ctx context.Context, b *backend) (any, error) {
+			if _, err := client(b).BatchUpdateFederationRelationship(ctx, &trustdomainv1.BatchUpdateFederationRelationshipRequest{
+				FederationRelationships: []*types.FederationRelationship{spiffeRelationship("f.example", "https://f.example:9443", "spiffe://f.example/x")},
 				InputMask:               &types.FederationRelationshipMask{BundleEndpointUrl: true},
 			}); err != nil {
 				return nil, err

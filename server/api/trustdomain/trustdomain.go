@@ -138,7 +138,9 @@ func batchStatus(err error) *types.Status {
 }
 
 // check validates the fields of fr that mask selects (all when nil) as
-// SPIRE does, and returns a normalized copy.
+// SPIRE does, and returns a normalized copy. (Both create and update
+// validate every field, as SPIRE; the mask parameter is kept for callers
+// that validate partially.)
 func (s *Service) check(fr *types.FederationRelationship, mask *types.FederationRelationshipMask) (*types.FederationRelationship, error) {
 	if fr == nil {
 		return nil, status.Error(codes.InvalidArgument, "failed to convert federation relationship: missing federation relationship")
@@ -249,7 +251,9 @@ func (s *Service) BatchUpdateFederationRelationship(ctx context.Context, req *tr
 	resp := &trustdomainv1.BatchUpdateFederationRelationshipResponse{}
 	changed := false
 	for _, in := range req.FederationRelationships {
-		fr, err := s.check(in, mask)
+		// As SPIRE, every field is validated whatever the mask; only the
+		// masked ones are applied.
+		fr, err := s.check(in, nil)
 		if err == nil {
 			fr, err = s.cfg.Store.UpdateRelationship(ctx, spiffeid.RequireTrustDomainFromString(fr.TrustDomain), func(cur *types.FederationRelationship) error {
 				if mask.BundleEndpointUrl {

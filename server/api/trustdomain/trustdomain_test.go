@@ -197,9 +197,17 @@ func TestGetListUpdateDelete(t *testing.T) {
 			t.Errorf("update item %d: %v %q, want %v", i, got, upd.Results[i].Status.Message, w)
 		}
 	}
-	// With an input mask only the URL changes; the profile is kept.
+	// With an input mask only the URL changes; the profile is kept. Every
+	// field is validated whatever the mask, as SPIRE does.
 	upd, err = s.BatchUpdateFederationRelationship(ctx, &trustdomainv1.BatchUpdateFederationRelationshipRequest{
 		FederationRelationships: []*types.FederationRelationship{{TrustDomain: "b.test", BundleEndpointUrl: "https://b.test:2"}},
+		InputMask:               &types.FederationRelationshipMask{BundleEndpointUrl: true},
+	})
+	if err != nil || codes.Code(upd.Results[0].Status.Code) != codes.InvalidArgument {
+		t.Fatalf("masked update without a profile: %v %v", upd, err)
+	}
+	upd, err = s.BatchUpdateFederationRelationship(ctx, &trustdomainv1.BatchUpdateFederationRelationshipRequest{
+		FederationRelationships: []*types.FederationRelationship{spiffeRel("b.test", "https://b.test:2", "spiffe://b.test/x")},
 		InputMask:               &types.FederationRelationshipMask{BundleEndpointUrl: true},
 	})
 	if err != nil || codes.Code(upd.Results[0].Status.Code) != codes.OK {
