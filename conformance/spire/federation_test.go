@@ -383,6 +383,18 @@ func TestFederationWithSPIRE(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+
+	t.Run("spire-server federation delete against Signet keeps the bundle", func(t *testing.T) {
+		if out := p.signetCLI(t, "federation", "delete", "-id", spireTD.Name()); !strings.Contains(out, "federation relationship deleted.") {
+			t.Fatalf("federation delete: %s", out)
+		}
+		if out := p.signetCLI(t, "federation", "list"); !strings.Contains(out, "Found 0 federation relationships") && !strings.Contains(out, "No federation relationships") {
+			t.Fatalf("federation list after delete: %s", out)
+		}
+		if len(federatedAuthorities(t, p.bins.server, p.signet.AdminSocket(), spireTD)) == 0 {
+			t.Fatal("the federated bundle went with the relationship")
+		}
+	})
 }
 
 // refreshes reads signet_server_federation_refreshes_total for a trust
