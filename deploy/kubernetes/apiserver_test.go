@@ -172,9 +172,10 @@ func TestManifestsServerSideDryRun(t *testing.T) {
 // TestRBACLeastPrivilege: with the rendered RBAC installed for real, the
 // API server's authorizer (SubjectAccessReview) lets each service account
 // do what its daemon does and refuses what it does not: the server pod
-// reviews tokens, reads pods and nodes, watches the CRDs, writes their
-// status and takes leases in its namespace only; it cannot read secrets,
-// change pods or the CRDs' specs. The agent reads its kubelet's pods and
+// reviews tokens, reads pods and nodes, watches the CRDs and endpoint
+// slices, writes the CRDs' status and holds its own Lease in its namespace
+// only; it cannot read secrets, change pods, the CRDs' specs or other
+// leases, or record events (the controller records none). The agent reads its kubelet's pods and
 // can do nothing else: no TokenReview, no nodes/proxy, no secrets.
 func TestRBACLeastPrivilege(t *testing.T) {
 	c := kubetest.Start(t)
@@ -205,8 +206,12 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{server, ra{Resource: "namespaces", Verb: "list"}, true},
 		{server, ra{Group: "spire.spiffe.io", Resource: "clusterspiffeids", Verb: "watch"}, true},
 		{server, ra{Group: "spire.spiffe.io", Resource: "clusterstaticentries", Subresource: "status", Verb: "update"}, true},
-		{server, ra{Resource: "events", Verb: "create", Namespace: "team-a"}, true},
-		{server, ra{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: "signet"}, true},
+		{server, ra{Group: "discovery.k8s.io", Resource: "endpointslices", Verb: "list"}, true},
+		{server, ra{Group: "coordination.k8s.io", Resource: "leases", Verb: "create", Namespace: "signet"}, true},
+		{server, ra{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: "signet", Name: "signet-k8s-controller"}, true},
+		{server, ra{Group: "coordination.k8s.io", Resource: "leases", Verb: "update", Namespace: "signet", Name: "another-lease"}, false},
+		{server, ra{Group: "coordination.k8s.io", Resource: "leases", Verb: "list", Namespace: "signet"}, false},
+		{server, ra{Resource: "events", Verb: "create", Namespace: "team-a"}, false},
 		{server, ra{Group: "coordination.k8s.io", Resource: "leases", Verb: "create", Namespace: "kube-system"}, false},
 		{server, ra{Resource: "secrets", Verb: "list"}, false},
 		{server, ra{Resource: "secrets", Verb: "get", Namespace: "signet"}, false},

@@ -144,8 +144,8 @@ func TestRenderedConfigsValidate(t *testing.T) {
 
 // TestPiecesAgree: what one object names, another provides. The agent's
 // projected token has the audience and path the server and agent
-// configurations expect, both name the same k8s_psat cluster and trust
-// domain, the allow list names the agent's account, the paths the HCL names
+// configurations expect, both (and the controller's flags) name the same
+// k8s_psat cluster and trust domain, the allow list names the agent's account, the paths the HCL names
 // are mounted, and the HA overlay runs 3 servers on an external etcd with
 // a PDB keeping 2.
 func TestPiecesAgree(t *testing.T) {
@@ -188,6 +188,12 @@ func TestPiecesAgree(t *testing.T) {
 			sspec := podSpec(t, sts)
 			wantMounted(t, "server", mountPaths(t, sspec, "server"), sf.Server.DataDir, filepath.Dir(sf.Server.SocketPath), "/etc/signet/server.conf")
 			wantMounted(t, "controller", mountPaths(t, sspec, "controller"), filepath.Dir(sf.Server.SocketPath))
+			args := containerArgs(t, sspec, "controller")
+			for _, want := range []string{"--trust-domain=" + sf.Server.TrustDomain, "--cluster-name=" + agentPSAT, "--socket-path=" + sf.Server.SocketPath} {
+				if !slices.Contains(args, want) {
+					t.Errorf("controller args %v lack %s", args, want)
+				}
+			}
 			if sspec["serviceAccountName"] != "signet-server" {
 				t.Errorf("server pod account %v", sspec["serviceAccountName"])
 			}
@@ -287,6 +293,22 @@ func mountPaths(t *testing.T, spec map[string]any, name string) []string {
 			paths = append(paths, m["mountPath"].(string))
 		}
 		return paths
+	}
+	t.Fatalf("no container %s", name)
+	return nil
+}
+
+// containerArgs are the args of container name in spec.
+func containerArgs(t *testing.T, spec map[string]any, name string) []string {
+	t.Helper()
+	for _, c := range list(spec["containers"]) {
+		if c["name"] == name {
+			var args []string
+			for _, a := range c["args"].([]any) {
+				args = append(args, a.(string))
+			}
+			return args
+		}
 	}
 	t.Fatalf("no container %s", name)
 	return nil
