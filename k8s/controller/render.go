@@ -152,8 +152,8 @@ func (r *renderer) podEntry(p *parsedSpec, node *corev1.Node, pod *corev1.Pod, s
 		if err != nil {
 			return nil, err
 		}
-		if s == "" {
-			return nil, fmt.Errorf("%s: rendered an empty DNS name", t.Name())
+		if !validDNSName(s) {
+			return nil, fmt.Errorf("%s: %q is not a DNS name", t.Name(), s)
 		}
 		dns = appendNew(dns, s)
 	}
@@ -254,6 +254,25 @@ func parseSelector(s string) (*types.Selector, error) {
 		return nil, fmt.Errorf("selector %q: empty value", s)
 	}
 	return &types.Selector{Type: typ, Value: value}, nil
+}
+
+// validDNSName reports whether s is a DNS name (wildcards allowed): dot-
+// separated labels of letters, digits, '-', '_' and '*', up to 253 bytes.
+func validDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if l == "" || len(l) > 63 {
+			return false
+		}
+		for _, r := range l {
+			if !(r == '-' || r == '_' || r == '*' || ('0' <= r && r <= '9') || ('a' <= r && r <= 'z') || ('A' <= r && r <= 'Z')) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func protoID(id spiffeid.ID) *types.SPIFFEID {
