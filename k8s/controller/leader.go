@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"k8s.io/client-go/tools/leaderelection"
@@ -53,8 +54,16 @@ func (c *Controller) RunElected(ctx context.Context, le LeaderElection) error {
 	if err != nil {
 		return fmt.Errorf("controller: lease lock: %w", err)
 	}
-	var runErr error
-	lost := false
+	// OnStartedLeading runs on its own goroutine, which elector.Run does
+	// not wait for: wg does, so that no reconciliation outlives the lead,
+	// and finished stops one that starts after elector.Run returned.
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		finished bool
+		runErr   error
+		lost     bool
+	)
 	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   le.LeaseDuration,
@@ -64,12 +73,26 @@ func (c *Controller) RunElected(ctx context.Context, le LeaderElection) error {
 		Name:            le.Name,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(ctx context.Context) {
+				mu.Lock()
+				if finished {
+					mu.Unlock()
+					return
+				}
+				wg.Add(1)
+				mu.Unlock()
+				defer wg.Done()
 				c.log.Info("controller: leading", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
-				runErr = c.Run(ctx)
+				if err := c.Run(ctx); err != nil {
+					mu.Lock()
+					runErr = err
+					mu.Unlock()
+				}
 			},
 			OnStoppedLeading: func() {
 				if ctx.Err() == nil {
+					mu.Lock()
 					lost = true
+					mu.Unlock()
 				}
 				c.log.Info("controller: stopped leading", "lease", le.Namespace+"/"+le.Name, "identity", le.Identity)
 			},
@@ -84,6 +107,12 @@ func (c *Controller) RunElected(ctx context.Context, le LeaderElection) error {
 		return fmt.Errorf("controller: leader election: %w", err)
 	}
 	elector.Run(ctx)
+	mu.Lock()
+	finished = true
+	mu.Unlock()
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
 	if runErr != nil {
 		return runErr
 	}
