@@ -87,7 +87,7 @@ func TestPodToSVIDLatency(t *testing.T) {
 	procRoot := containertest.ProcRoot(t, pid, "0::/\n")
 	wla, err := k8s.New(k8s.Config{
 		SecurePort: kubelet.Port(t), KubeletCAPath: kubelet.CAFile(t), TokenPath: k8stest.TokenFile(t, kubelet.Token),
-		ProcRoot: procRoot, MaxPollAttempts: 600, PollRetryInterval: 20 * time.Millisecond, NodeName: "node-0",
+		ProcRoot: procRoot, MaxPollAttempts: 600, PollRetryInterval: 20 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
