@@ -73,6 +73,7 @@ func NewRootCommand() *cobra.Command {
 		secretCommand(),
 		newVersionCommand(),
 		newManCommand(),
+		newK8sCommand(),
 	)
 	addAdminCommands(root)
 	addWorkloadCommands(root)

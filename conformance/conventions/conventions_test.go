@@ -163,6 +163,7 @@ var importRules = []rule{
 	{"internal", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "go.etcd.io/", "google.golang.org/grpc"}, "internal holds leaf helpers"},
 	{"server", []string{"agent", "cmd", "cli"}, "server and agent are independent daemons"},
 	{"agent", []string{"server", "cmd", "cli"}, "server and agent are independent daemons"},
+	{"k8s", []string{"server", "agent", "cmd", "cli", "go.etcd.io/"}, "the k8s controller reaches a server only through its admin API"},
 	{"cli", []string{"cmd"}, "cli sits below cmd: cmd only wires cli into main"},
 	{"config", []string{"server", "agent", "cli", "cmd"}, "config is read by the daemons and the CLI, not the other way round"},
 	{"privdir", []string{"server", "agent", "cmd", "cli", "ca", "issuer", "attest", "rotation", "secrets", "proto", "pq", "config", "go.etcd.io/", "google.golang.org/grpc"}, "privdir is a leaf: local file checks only"},
