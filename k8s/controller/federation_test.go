@@ -8,7 +8,6 @@ import (
 	trustdomainv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/trustdomain/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	apitypes "k8s.io/apimachinery/pkg/types"
 )
@@ -16,9 +15,7 @@ import (
 // TestFederatedTrustDomains: a ClusterFederatedTrustDomain becomes a
 // federation relationship through the server's TrustDomain API; a change
 // of its endpoint updates it; deleting the object deletes it, and a
-// relationship made by hand stays. Against a server without the
-// TrustDomain API (Unimplemented), the controller's passes report the
-// error instead of claiming success.
+// relationship made by hand stays.
 func TestFederatedTrustDomains(t *testing.T) {
 	e := newEnv(t)
 	tdc := trustdomainv1.NewTrustDomainClient(e.conn)
@@ -32,12 +29,7 @@ spec:
   bundleEndpointURL: https://127.0.0.1:8443
   bundleEndpointProfile: {type: https_web}
 `)
-	rc := e.start(t, nil)
-	if status.Code(probe) == codes.Unimplemented {
-		t.Log("the server has no TrustDomain API yet: checking only that the controller reports it")
-		eventually(t, "a failed pass", func() bool { return rc.passes(t, "error") > 0 })
-		return
-	}
+	e.start(t, nil)
 	if probe != nil {
 		t.Fatal(probe)
 	}
