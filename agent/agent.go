@@ -340,6 +340,7 @@ func (a *Agent) loop(ctx context.Context) error {
 		}
 		ve := a.verifyErr.Load()
 		if a.sessionOK.Load() {
+			ve = nil // a session synced: the server was verified
 			b.reset()
 		} else if ve == nil && !a.AgentID().IsZero() && serverRefusedCert(err) {
 			// The server, verified, refuses the agent SVID in the TLS
@@ -350,7 +351,7 @@ func (a *Agent) loop(ctx context.Context) error {
 			// A server the bundle verifies names another trust domain.
 			err = fmt.Errorf("%w: %w", ErrPermanent, *wt)
 		}
-		if ve != nil && !a.sessionOK.Load() && !errors.Is(err, ErrPermanent) {
+		if ve != nil && !errors.Is(err, ErrPermanent) {
 			// Nothing on the address proved it is the server: someone
 			// else may answer there. Not a reason to stop.
 			err = a.untrustedServerError(*ve)
