@@ -302,7 +302,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer wl()
 	close(a.ready)
-	return a.loop(ctx)
+	if err := a.loop(ctx); err != nil {
+		return err
+	}
+	a.log.Info("agent stopped")
+	return nil
 }
 
 // useCachedSVID adopts the agent SVID found on disk, unless Reattest asks

@@ -146,7 +146,11 @@ func TestAgentRenewalOnFakeClock(t *testing.T) {
 	if n := e.metric(t, "signet_agent_attestations_total", ""); n != 1 {
 		t.Fatalf("%v attestations: the renewed SVID should have been accepted", n)
 	}
-	// A routine renewal is news, not trouble: INFO, and no WARN at all.
+	// A routine renewal is news, not trouble: INFO, and no WARN at all;
+	// each session says it connected.
+	e.waitFor(t, "a \"connected to server\" record per session", func() bool {
+		return strings.Count(e.logs.String(), `level=INFO msg="connected to server"`) >= 2
+	})
 	logs := e.logs.String()
 	if !strings.Contains(logs, `level=INFO msg="agent SVID renewed; reconnecting with it"`) {
 		t.Errorf("no INFO record of the renewal:\n%s", logs)

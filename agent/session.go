@@ -214,6 +214,7 @@ func (a *Agent) session(ctx context.Context) error {
 		return classify(err)
 	}
 	a.sessionOK.Store(true)
+	a.log.Info("connected to server", "server", addr, "agent_id", a.AgentID().String())
 	ticker := a.cfg.Clock.NewTicker(a.cfg.SyncInterval)
 	defer ticker.Stop()
 	// retryAt holds off renewing SVIDs the server just refused.
