@@ -123,6 +123,9 @@ type Agent struct {
 	// sessionOK is set once a session synced. Run reads and clears both
 	// after each session.
 	verifyErr atomic.Pointer[error]
+	// wrongTD is set when a server the bundle verifies names another
+	// trust domain.
+	wrongTD   atomic.Pointer[error]
 	sessionOK atomic.Bool
 	// notAttested is why the agent has no SVID yet (nil once attested).
 	notAttested atomic.Pointer[error]
@@ -261,6 +264,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer unlock()
+	if a.cfg.InsecureBootstrap {
+		a.log.Warn("insecure_bootstrap: the first connection to the server is not verified, so anyone who can intercept it "+
+			"can hand this agent a false bundle; use trust_bundle_path (--trust-bundle) outside tests", "insecure_bootstrap", true)
+	}
 	// Serve cached state at once, before reaching the server.
 	if snap, err := a.disk.loadCache(a.cfg.TrustDomain); err != nil {
 		a.log.Warn("ignoring unreadable SVID cache", "error", err)
@@ -295,7 +302,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	defer wl()
 	close(a.ready)
-	return a.loop(ctx)
+	if err := a.loop(ctx); err != nil {
+		return err
+	}
+	a.log.Info("agent stopped")
+	return nil
 }
 
 // useCachedSVID adopts the agent SVID found on disk, unless Reattest asks
@@ -323,21 +334,31 @@ func (a *Agent) useCachedSVID(s *cache.X509SVID) {
 // SVID.
 func (a *Agent) loop(ctx context.Context) error {
 	b := backoff{rand: a.cfg.Rand}
-	verifyFailures := 0
 	for ctx.Err() == nil {
 		a.sessionOK.Store(false)
 		a.verifyErr.Store(nil)
+		a.wrongTD.Store(nil)
 		err := a.session(ctx)
 		if ctx.Err() != nil {
 			break
 		}
+		ve := a.verifyErr.Load()
 		if a.sessionOK.Load() {
+			ve = nil // a session synced: the server was verified
 			b.reset()
-			verifyFailures = 0
-		} else if a.verifyErr.Load() == nil && !a.AgentID().IsZero() && serverRefusedCert(err) {
+		} else if ve == nil && !a.AgentID().IsZero() && serverRefusedCert(err) {
 			// The server, verified, refuses the agent SVID in the TLS
 			// handshake (its CA no longer chains it: a reset server).
 			err = fmt.Errorf("%w: %w", errReattest, err)
+		}
+		if wt := a.wrongTD.Load(); wt != nil && !a.sessionOK.Load() {
+			// A server the bundle verifies names another trust domain.
+			err = fmt.Errorf("%w: %w", ErrPermanent, *wt)
+		}
+		if ve != nil && !errors.Is(err, ErrPermanent) {
+			// Nothing on the address proved it is the server: someone
+			// else may answer there. Not a reason to stop.
+			err = a.untrustedServerError(*ve)
 		}
 		if a.AgentID().IsZero() && err != nil {
 			a.notAttested.Store(&err)
@@ -348,32 +369,26 @@ func (a *Agent) loop(ctx context.Context) error {
 			a.log.Error("agent stopping: retrying cannot help", "error", err)
 			return err
 		}
-		// A server certificate that does not verify: permanent once every
-		// server refused in a row.
-		if ve := a.verifyErr.Load(); ve != nil && !a.sessionOK.Load() {
-			verifyFailures++
-			if verifyFailures >= len(a.cfg.ServerAddresses) {
-				err := a.permanentVerifyError(*ve)
-				a.log.Error("agent stopping: retrying cannot help", "error", err)
-				return err
-			}
-		}
 		a.m.reconnects.Inc()
 		if errors.Is(err, errRenewed) {
 			b.reset()
 		}
 		wait := b.next()
-		if errors.Is(err, errRenewed) {
-			a.log.Info("agent SVID renewed; reconnecting with it", "retry_in", wait.Round(time.Millisecond).String())
-		} else if errors.Is(err, errReattest) {
-			a.log.Warn("agent SVID rejected; attesting again", "error", err, "retry_in", wait.Round(time.Millisecond).String())
+		retryIn := wait.Round(time.Millisecond).String()
+		switch {
+		case errors.Is(err, errRenewed):
+			a.log.Info("agent SVID renewed; reconnecting with it", "retry_in", retryIn)
+		case errors.Is(err, errReattest):
+			a.log.Warn("agent SVID rejected; attesting again", "error", err, "retry_in", retryIn)
 			a.mu.Lock()
 			a.agentSVID = nil
 			a.mu.Unlock()
 			a.disk.removeAgentSVID()
 			a.notAttested.Store(&err)
-		} else if err != nil {
-			a.log.Warn("server session ended; retrying", "error", err, "retry_in", wait.Round(time.Millisecond).String())
+		case ve != nil:
+			a.log.Error("server not verified; retrying", "error", err, "retry_in", retryIn)
+		case err != nil:
+			a.log.Warn("server session ended; retrying", "error", err, "retry_in", retryIn)
 		}
 		clock.Sleep(ctx, a.cfg.Clock, wait)
 	}

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -40,6 +41,8 @@ type env struct {
 	agentID spiffeid.ID
 	dataDir string
 	reg     *prometheus.Registry
+	// logs holds the main agent's text logs.
+	logs *logBuffer
 }
 
 // start runs a real server (embedded etcd) and a real agent joined to it
@@ -99,6 +102,7 @@ func startWith(t *testing.T, srvCfg func(*server.Config), agentCfg func(*agent.C
 		agentID: spiffeid.RequireFromSegments(td, "spire", "agent", "join_token", tok.Value),
 		dataDir: filepath.Join(dir, "agent"),
 		reg:     prometheus.NewRegistry(),
+		logs:    &logBuffer{},
 	}
 	acfg := agent.Config{
 		TrustDomain:     td,
@@ -109,6 +113,7 @@ func startWith(t *testing.T, srvCfg func(*server.Config), agentCfg func(*agent.C
 		TrustBundle:     srv.CA().Bundle().X509Authorities(),
 		SyncInterval:    pollInterval,
 		Registry:        e.reg,
+		Logger:          slog.New(slog.NewTextHandler(e.logs, nil)),
 	}
 	if agentCfg != nil {
 		agentCfg(&acfg)

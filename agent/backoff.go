@@ -14,9 +14,11 @@ import (
 
 // ErrPermanent is matched (errors.Is) by the errors Run returns when
 // retrying cannot help: the server refused the node evidence (a spent or
-// unknown join token, a banned agent), no evidence is configured, or no
-// server verifies against the agent's bundle (wrong trust domain, a reset
-// server). The error says what to change.
+// unknown join token, a banned agent), no evidence is configured, or a
+// server that the agent's bundle verifies names another trust domain. The
+// error says what to change. A server certificate that does not verify is
+// not permanent (it may be an interception): the agent logs it at ERROR,
+// as a server_verification_failed security event, and keeps trying.
 var ErrPermanent = errors.New("agent: permanent error")
 
 // Reconnect backoff: exponential from backoffMin to backoffMax, with full
@@ -85,10 +87,13 @@ func (a *Agent) permanentAttestError(err error) error {
 	return fmt.Errorf("%w: the server refused to attest this agent: %w; %s", ErrPermanent, err, hint)
 }
 
-// permanentVerifyError wraps a server certificate that no bundle verifies.
-func (a *Agent) permanentVerifyError(err error) error {
-	return fmt.Errorf("%w: no server verifies against the agent's bundle for trust domain %q: %w; "+
-		"if the server was reset or its trust domain changed, stop the agent, remove its data directory %s, "+
-		"and start it with the server's new bundle (--trust-bundle) and a new join token; otherwise check --trust-domain and --trust-bundle",
-		ErrPermanent, a.cfg.TrustDomain.Name(), err, a.cfg.DataDir)
+// untrustedServerError says that no certificate on the server address
+// verified, and what to check. It is not permanent: someone who can
+// intercept the connection must not be able to stop the agent.
+func (a *Agent) untrustedServerError(err error) error {
+	return fmt.Errorf("agent: no server verifies against the agent's bundle for trust domain %q: %w; "+
+		"if the server was reset, stop the agent, remove its data directory %s, "+
+		"and start it with the server's new bundle (--trust-bundle) and a new join token; otherwise check --trust-bundle, "+
+		"or whether something else answers on the server address",
+		a.cfg.TrustDomain.Name(), err, a.cfg.DataDir)
 }

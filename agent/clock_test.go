@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"crypto/x509"
+	"strings"
 	"testing"
 	"time"
 
@@ -144,6 +145,21 @@ func TestAgentRenewalOnFakeClock(t *testing.T) {
 	})
 	if n := e.metric(t, "signet_agent_attestations_total", ""); n != 1 {
 		t.Fatalf("%v attestations: the renewed SVID should have been accepted", n)
+	}
+	// A routine renewal is news, not trouble: INFO, and no WARN at all;
+	// each session says it connected.
+	e.waitFor(t, "a \"connected to server\" record per session", func() bool {
+		return strings.Count(e.logs.String(), `level=INFO msg="connected to server"`) >= 2
+	})
+	logs := e.logs.String()
+	if !strings.Contains(logs, `level=INFO msg="agent SVID renewed; reconnecting with it"`) {
+		t.Errorf("no INFO record of the renewal:\n%s", logs)
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		if (strings.Contains(line, "level=WARN") || strings.Contains(line, "level=ERROR")) &&
+			(strings.Contains(line, "renew") || strings.Contains(line, "session")) {
+			t.Errorf("a routine renewal logged %s", line)
+		}
 	}
 }
 

@@ -65,6 +65,9 @@ func (a *Agent) health() (string, metadata.MD) {
 	now := a.cfg.Clock.Now()
 	switch {
 	case svid == nil:
+		if e := a.notAttested.Load(); e != nil {
+			return "not attested to a server yet: " + (*e).Error(), nil
+		}
 		return "not attested to a server yet (check the agent's logs for the attestation error)", nil
 	case !now.Before(svid.Chain[0].NotAfter):
 		return "agent SVID expired at " + svid.Chain[0].NotAfter.UTC().Format(time.RFC3339) + " and was not renewed (is the server reachable?)", nil

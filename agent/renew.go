@@ -67,6 +67,7 @@ func (a *Agent) obtain(ctx context.Context, c *client.Client, due []*types.Entry
 		if time.Since(lastPublish) > time.Second {
 			a.publish(false)
 			lastPublish = time.Now()
+			a.log.Info("sync in progress", "svids_issued", issued, "svids_due", len(due))
 		}
 	}
 	if len(due) > 0 {

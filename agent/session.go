@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	notifyv1 "github.com/signet-id/signet/proto/signet/notify/v1"
 	"github.com/signet-id/signet/rotation/renewal"
 	"github.com/signet-id/signet/spireid"
+	"github.com/signet-id/signet/telemetry"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -44,20 +46,8 @@ func (a *Agent) dial(addr string, roots []*x509.Certificate, client *cache.X509S
 	tc.InsecureSkipVerify = true // verified below by SPIFFE ID, not hostname
 	serverID := a.serverID()
 	if roots != nil {
-		b := x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
 		tc.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			id, _, err := x509svid.ParseAndVerify(raw, b)
-			if err != nil {
-				err = fmt.Errorf("agent: server certificate: %w", err)
-				a.verifyErr.Store(&err)
-				return err
-			}
-			if id != serverID {
-				err := fmt.Errorf("agent: server presented %q, want %q", id, serverID)
-				a.verifyErr.Store(&err)
-				return err
-			}
-			return nil
+			return a.verifyServer(addr, raw, roots, serverID)
 		}
 	} else if !a.cfg.InsecureBootstrap {
 		return nil, errors.New("agent: no trust bundle to verify the server: pass --trust-bundle (the server's bundle PEM) or --insecure-bootstrap")
@@ -76,6 +66,51 @@ func (a *Agent) dial(addr string, roots []*x509.Certificate, client *cache.X509S
 	// An agent with tens of thousands of entries receives them in one
 	// GetAuthorizedEntries response; allow it beyond gRPC's 4 MiB default.
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxServerMessage)))
+}
+
+// verifyServer checks the server's certificate chain raw against roots and
+// its SPIFFE ID against serverID. A chain the roots do not verify, or a
+// verified certificate that is not the server's, is recorded in verifyErr:
+// someone else may answer on the address (an interception, a reset
+// server), and the agent keeps trying. A chain the roots verify whose ID
+// is the server ID of another trust domain is an authenticated answer,
+// recorded in wrongTD: retrying cannot help.
+func (a *Agent) verifyServer(addr string, raw [][]byte, roots []*x509.Certificate, serverID spiffeid.ID) error {
+	untrusted := func(err error) error {
+		err = fmt.Errorf("agent: server %s: certificate: %w", addr, err)
+		a.verifyErr.Store(&err)
+		telemetry.SecurityEvent(context.Background(), a.log, telemetry.EventServerUntrusted,
+			slog.String(telemetry.FieldPeer, addr), slog.String(telemetry.FieldReason, err.Error()))
+		return err
+	}
+	if len(raw) == 0 {
+		return untrusted(errors.New("no certificate"))
+	}
+	leaf, err := x509.ParseCertificate(raw[0])
+	if err != nil {
+		return untrusted(err)
+	}
+	claimed, err := x509svid.IDFromCert(leaf)
+	if err != nil {
+		return untrusted(err)
+	}
+	// Verify the chain against the agent's roots under whatever trust
+	// domain the certificate names, then judge the name.
+	b := x509bundle.FromX509Authorities(claimed.TrustDomain(), roots)
+	id, _, err := x509svid.ParseAndVerify(raw, b)
+	if err != nil {
+		return untrusted(err)
+	}
+	if id.TrustDomain() != a.cfg.TrustDomain && id == spireid.ServerID(id.TrustDomain()) {
+		err := fmt.Errorf("agent: the server at %s, verified by the agent's bundle, is in trust domain %q, but the agent is configured for %q: "+
+			"set --trust-domain %s (trust_domain in the agent config)", addr, id.TrustDomain().Name(), a.cfg.TrustDomain.Name(), id.TrustDomain().Name())
+		a.wrongTD.Store(&err)
+		return err
+	}
+	if id != serverID {
+		return untrusted(fmt.Errorf("presented %q, want %q", id, serverID))
+	}
+	return nil
 }
 
 // maxServerMessage bounds one message from the server (about 200k entries).
@@ -136,6 +171,10 @@ func (a *Agent) session(ctx context.Context) error {
 	addr := a.cfg.ServerAddresses[a.serverIdx%len(a.cfg.ServerAddresses)]
 	svid := a.agentSVID
 	a.mu.Unlock()
+	if err := resolveServer(ctx, addr); err != nil {
+		a.nextServer()
+		return err
+	}
 	if svid == nil {
 		if err := a.attest(ctx, addr); err != nil {
 			a.nextServer()
@@ -175,6 +214,7 @@ func (a *Agent) session(ctx context.Context) error {
 		return classify(err)
 	}
 	a.sessionOK.Store(true)
+	a.log.Info("connected to server", "server", addr, "agent_id", a.AgentID().String())
 	ticker := a.cfg.Clock.NewTicker(a.cfg.SyncInterval)
 	defer ticker.Stop()
 	// retryAt holds off renewing SVIDs the server just refused.
@@ -235,6 +275,29 @@ func (a *Agent) session(ctx context.Context) error {
 			return classify(err)
 		}
 	}
+}
+
+// resolveServer checks that addr's host resolves to at least one address,
+// so a name that does not resolve is reported as such (gRPC would say
+// only "produced zero addresses") and retried with backoff.
+func resolveServer(ctx context.Context, addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("agent: server address %q: %w (want host:port)", addr, err)
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	addrs, err := net.DefaultResolver.LookupHost(ctx, host)
+	if err == nil && len(addrs) == 0 {
+		err = errors.New("no addresses")
+	}
+	if err != nil {
+		return fmt.Errorf("agent: server address %q does not resolve: %w (check --server-address or server_address)", addr, err)
+	}
+	return nil
 }
 
 func (a *Agent) nextServer() {

@@ -3,14 +3,8 @@ package agent_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -150,30 +144,11 @@ func (r *running) waitAttested(t *testing.T, want spiffeid.ID) {
 	}
 }
 
-// otherCA returns a CA certificate the server's chain does not lead to.
-func otherCA(t *testing.T) *x509.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// TestPermanentErrorsStopTheAgent: an agent that cannot be attested or
-// cannot trust any server stops with ErrPermanent and a message that says
-// what to change, instead of retrying forever.
+// TestPermanentErrorsStopTheAgent: an agent that the server refuses, or
+// whose verified server names another trust domain, stops with
+// ErrPermanent and a message that says what to change, instead of
+// retrying forever. (A server that does not verify is not permanent:
+// TestInterceptedFirstContactDoesNotStopAgent.)
 func TestPermanentErrorsStopTheAgent(t *testing.T) {
 	e := start(t)
 	spent := e.agentID.Path()[len("/spire/agent/join_token/"):]
@@ -188,11 +163,7 @@ func TestPermanentErrorsStopTheAgent(t *testing.T) {
 		{"another trust domain", func(c *agent.Config) {
 			c.TrustDomain = spiffeid.RequireTrustDomainFromString("other.org")
 			c.JoinToken = e.newToken(t)
-		}, []string{`"other.org"`, "remove its data directory", "--trust-bundle"}},
-		{"untrusted bundle", func(c *agent.Config) {
-			c.TrustBundle = []*x509.Certificate{otherCA(t)}
-			c.JoinToken = e.newToken(t)
-		}, []string{"no server verifies", "unknown authority", "remove its data directory"}},
+		}, []string{`verified by the agent's bundle, is in trust domain "example.org"`, `configured for "other.org"`, "--trust-domain example.org"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.runAgent(t, shortDir(t), tc.adjust)
@@ -291,6 +262,53 @@ func TestUnreachableServerBacksOff(t *testing.T) {
 	}
 }
 
+// TestUnresolvableServerBacksOff: a server address whose name does not
+// resolve (RFC 6761 reserves .invalid) is retried with the same backoff,
+// the log names the address and the resolver's error, the agent is not
+// healthy (so not ready) and workloads get Unavailable with that reason.
+func TestUnresolvableServerBacksOff(t *testing.T) {
+	e := start(t)
+	const addr = "nosuchhost.invalid:8081"
+	clk := fakeclock.New(time.Now())
+	r := e.runAgent(t, shortDir(t), func(c *agent.Config) {
+		c.ServerAddresses = []string{addr}
+		c.JoinToken = e.newToken(t)
+		c.Clock = clk
+	})
+	<-r.Ready()
+	want := time.Second
+	for step := range 4 {
+		if err := clk.WaitForTimers(testContext(t), 1); err != nil {
+			t.Fatalf("step %d: the agent never waited on its clock: %v", step, err)
+		}
+		due, _ := clk.Next()
+		wait := due.Sub(clk.Now())
+		if wait < want/2 || wait >= want {
+			t.Fatalf("step %d: wait %v, want in [%v, %v)", step, wait, want/2, want)
+		}
+		clk.Advance(wait)
+		want *= 2
+	}
+	if err := clk.WaitForTimers(testContext(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	reason := `server address "` + addr + `" does not resolve: `
+	_, err := fetchX509(t, r.cfg.SocketPath)
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), reason) {
+		t.Fatalf("FetchX509SVID: %v; want Unavailable saying %q", err, reason)
+	}
+	if err := r.Healthy(); err == nil || !strings.Contains(err.Error(), reason) {
+		t.Fatalf("Healthy: %v; want not healthy saying %q", err, reason)
+	}
+	logs := r.logs.String()
+	if !strings.Contains(logs, `server address \"`+addr+`\" does not resolve: lookup nosuchhost.invalid`) {
+		t.Errorf("the log does not name the address and the resolver error:\n%s", logs)
+	}
+	if strings.Contains(logs, "produced zero addresses") {
+		t.Errorf("the log says gRPC's cryptic resolver error:\n%s", logs)
+	}
+}
+
 // TestJoinTokenWithCachedSVID: an agent restarted on its data dir with a
 // new join token keeps its identity and warns that the token is not used
 // and how to use it; with Reattest it attests with the new token.
@@ -323,35 +341,6 @@ func TestJoinTokenWithCachedSVID(t *testing.T) {
 
 	r = e.runAgent(t, dir, func(c *agent.Config) { c.JoinToken = second; c.Reattest = true })
 	r.waitAttested(t, tokenID(second))
-}
-
-// TestResetServerStopsCachedAgent: an agent attested to a server that was
-// then reset (a new server, a new CA, same trust domain) does not retry
-// forever with its cached bundle: it stops with ErrPermanent and says to
-// remove its data directory and bootstrap again.
-func TestResetServerStopsCachedAgent(t *testing.T) {
-	old := start(t)
-	dir := shortDir(t)
-	tok := old.newToken(t)
-	r := old.runAgent(t, dir, func(c *agent.Config) { c.JoinToken = tok })
-	r.waitAttested(t, tokenID(tok))
-	cacheFile := filepath.Join(r.cfg.DataDir, "svid-cache.json")
-	waitFile(t, cacheFile)
-	if err := r.stop(t); err != nil {
-		t.Fatal(err)
-	}
-	reset := start(t)
-	oldBundle := old.srv.CA().Bundle().X509Authorities()
-	r = reset.runAgent(t, dir, func(c *agent.Config) { c.JoinToken = reset.newToken(t); c.TrustBundle = oldBundle })
-	err := r.exit(t)
-	if !errors.Is(err, agent.ErrPermanent) {
-		t.Fatalf("Run: %v; want ErrPermanent", err)
-	}
-	for _, w := range []string{"no server verifies", "remove its data directory " + r.cfg.DataDir, "--trust-bundle"} {
-		if !strings.Contains(err.Error(), w) {
-			t.Errorf("error %q does not say %q", err, w)
-		}
-	}
 }
 
 // waitFile waits until path exists.
@@ -390,4 +379,23 @@ func TestServerRefusingCachedSVIDReattests(t *testing.T) {
 	fresh := reset.newToken(t)
 	r = reset.runAgent(t, dir, func(c *agent.Config) { c.JoinToken = fresh })
 	r.waitAttested(t, tokenID(fresh))
+}
+
+// TestInsecureBootstrapWarns: an agent run with InsecureBootstrap attests
+// without a bundle, and says at WARN that its first connection is not
+// verified and what to use instead.
+func TestInsecureBootstrapWarns(t *testing.T) {
+	e := start(t)
+	tok := e.newToken(t)
+	r := e.runAgent(t, shortDir(t), func(c *agent.Config) {
+		c.JoinToken = tok
+		c.TrustBundle = nil
+		c.InsecureBootstrap = true
+	})
+	r.waitAttested(t, tokenID(tok))
+	logs := r.logs.String()
+	if !strings.Contains(logs, "level=WARN msg=\"insecure_bootstrap: the first connection to the server is not verified") ||
+		!strings.Contains(logs, "--trust-bundle") {
+		t.Errorf("no WARN about insecure_bootstrap:\n%s", logs)
+	}
 }

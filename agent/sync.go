@@ -106,7 +106,7 @@ func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 	a.m.syncs.Inc()
 	a.m.syncSeconds.Observe(time.Since(start).Seconds())
 	if issued > 0 {
-		a.log.Debug("synced", "entries", len(entries), "new_svids", issued)
+		a.log.Info("synced", "entries", len(entries), "new_svids", issued, "seconds", time.Since(start).Seconds())
 	}
 	return nil
 }

@@ -193,6 +193,10 @@ func (f *agentFlags) build() (agent.Config, runSettings, error) {
 	cfg.Reattest = f.reattest
 	cfg.AllowClassicalKEX = f.allowClassical || file.AllowClassicalKEX
 	cfg.WorkloadLimits = f.workloadLimits
+	if cfg.InsecureBootstrap && pick(f.trustBundle, file.TrustBundlePath) != "" {
+		return cfg, runSettings{}, usageError{errors.New("insecure_bootstrap (--insecure-bootstrap) and trust_bundle_path (--trust-bundle) " +
+			"cannot both be set: the bundle verifies the server on first contact, insecure bootstrap skips that check; remove insecure_bootstrap")}
+	}
 	if p := pick(f.trustBundle, file.TrustBundlePath); p != "" {
 		certs, err := readPEMCerts(p)
 		if err != nil {

@@ -25,7 +25,7 @@ import (
 
 func newServerCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "server", Short: "Run and inspect the Signet server"}
-	cmd.AddCommand(newServerRunCommand(), newServerValidateCommand())
+	cmd.AddCommand(newServerRunCommand(), newServerValidateCommand(), newServerSnapshotCommand())
 	return cmd
 }
 

@@ -69,6 +69,10 @@ func TestValidateRefuses(t *testing.T) {
 		}
 		return p
 	}
+	bundle := filepath.Join(dir, "bundle.pem")
+	if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: newFixture(t).ca.Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		args []string
 		want string
@@ -82,6 +86,10 @@ func TestValidateRefuses(t *testing.T) {
 		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n server_address = \"127.0.0.1:8081\"\n}\n")},
 			`server_address "127.0.0.1:8081" is a host; put the port in server_port`},
 		{[]string{"agent", "validate", "--trust-domain", "example.org", "--trust-bundle", filepath.Join(dir, "none.pem")}, "none.pem: no such file"},
+		{[]string{"agent", "validate", "--trust-domain", "example.org", "--insecure-bootstrap", "--trust-bundle", bundle},
+			"insecure_bootstrap (--insecure-bootstrap) and trust_bundle_path (--trust-bundle) cannot both be set"},
+		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n insecure_bootstrap = true\n trust_bundle_path = \"" + bundle + "\"\n}\n")},
+			"insecure_bootstrap (--insecure-bootstrap) and trust_bundle_path (--trust-bundle) cannot both be set"},
 	}
 	for _, tt := range tests {
 		code, out, errOut := run(t, tt.args...)

@@ -536,8 +536,8 @@ func (s *Server) observeKEX(id tls.CurveID) {
 func (s *Server) openEtcd(ctx context.Context) (*clientv3.Client, func(), error) {
 	if len(s.cfg.Etcd.Endpoints) == 0 {
 		e, err := etcdserver.Start(ctx, etcdserver.Config{
-			Name:   "signet",
-			Dir:    filepath.Join(s.cfg.DataDir, "etcd"),
+			Name:   embeddedMember,
+			Dir:    EtcdDir(s.cfg.DataDir),
 			Logger: s.log,
 
 			QuotaBackendBytes:   s.cfg.State.QuotaBackendBytes,

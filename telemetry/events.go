@@ -19,6 +19,9 @@ const (
 	EventRateLimited = "rate_limited"
 	// EventCATransition: a CA authority changed state.
 	EventCATransition = "ca_transition"
+	// EventServerUntrusted: the agent met a server certificate its
+	// bundle does not verify (an interception, or a reset server).
+	EventServerUntrusted = "server_verification_failed"
 )
 
 // Field names of security events. They are stable: a SIEM matches on them.
@@ -41,7 +44,8 @@ const (
 )
 
 // SecurityEvent logs the security event named event (one of the Event
-// constants) with attrs at WARN, or at INFO for CA transitions. The
+// constants) with attrs at WARN, at INFO for CA transitions, at ERROR for
+// an untrusted server. The
 // message is "security event: <event>"; event and category=security are
 // the first fields. A nil log discards the event.
 func SecurityEvent(ctx context.Context, log *slog.Logger, event string, attrs ...slog.Attr) {
@@ -49,8 +53,11 @@ func SecurityEvent(ctx context.Context, log *slog.Logger, event string, attrs ..
 		return
 	}
 	level := slog.LevelWarn
-	if event == EventCATransition {
+	switch event {
+	case EventCATransition:
 		level = slog.LevelInfo
+	case EventServerUntrusted:
+		level = slog.LevelError
 	}
 	all := make([]slog.Attr, 0, len(attrs)+2)
 	all = append(all, slog.String(FieldEvent, event), slog.String(FieldCategory, "security"))

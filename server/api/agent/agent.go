@@ -524,6 +524,9 @@ func (s *Service) CreateJoinToken(ctx context.Context, req *agentv1.CreateJoinTo
 			return nil, apiutil.StoreError("failed to create join token registration entry", err, nil, nil, nil)
 		}
 	}
+	// The token is a credential: logged by its expiry and alias only.
+	s.cfg.Logger.InfoContext(ctx, "join token created", "expires_at", expiresAt.UTC().Format(time.RFC3339),
+		"alias", alias.String(), apiutil.CallerAttr(ctx))
 	return &types.JoinToken{Value: token, ExpiresAt: expiresAt.Unix()}, nil
 }
 

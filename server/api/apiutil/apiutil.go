@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/signet-id/signet/server/caller"
@@ -89,6 +90,23 @@ func CallerAgent(ctx context.Context) (spiffeid.ID, error) {
 		return spiffeid.ID{}, status.Error(codes.PermissionDenied, "caller is not an attested agent")
 	}
 	return c.ID, nil
+}
+
+// CallerAttr is the caller field of an admin change's log record: the
+// caller's SPIFFE ID, "admin_socket" for the local admin socket, or its
+// kind when it has no ID.
+func CallerAttr(ctx context.Context) slog.Attr {
+	c, ok := caller.FromContext(ctx)
+	switch {
+	case !ok:
+		return slog.String("caller", "unknown")
+	case !c.ID.IsZero():
+		return slog.String("caller", c.ID.String())
+	case c.Local:
+		return slog.String("caller", "admin_socket")
+	default:
+		return slog.String("caller", c.Kind.String())
+	}
 }
 
 // CheckSelector validates one selector: type and value non-empty, no ':'

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/ca"
+	"github.com/signet-id/signet/server/api/apiutil"
 	"github.com/signet-id/signet/server/caller"
 	"github.com/signet-id/signet/server/store"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -182,6 +183,7 @@ func (s *Service) createEntry(ctx context.Context, e *types.Entry, outputMask *t
 	created, err := s.store.CreateEntry(ctx, e)
 	switch {
 	case err == nil:
+		s.logChange(ctx, "entry created", created)
 		applyMask(created, outputMask)
 		return &entryv1.BatchCreateEntryResponse_Result{Status: okStatus(), Entry: created}
 	case errors.Is(err, store.ErrAlreadyExists) && created != nil:
@@ -192,6 +194,12 @@ func (s *Service) createEntry(ctx context.Context, e *types.Entry, outputMask *t
 	default:
 		return &entryv1.BatchCreateEntryResponse_Result{Status: s.storeStatus(ctx, "failed to create entry", err)}
 	}
+}
+
+// logChange logs an admin change of entry e at info, with stable fields.
+func (s *Service) logChange(ctx context.Context, msg string, e *types.Entry) {
+	s.log.InfoContext(ctx, msg, "entry_id", e.Id, "spiffe_id", apiutil.ProtoToString(e.SpiffeId), "parent_id", apiutil.ProtoToString(e.ParentId),
+		"selectors", len(e.Selectors), "revision", e.RevisionNumber, apiutil.CallerAttr(ctx))
 }
 
 // BatchUpdateEntry updates the input_mask fields (all when unset) of
@@ -218,6 +226,7 @@ func (s *Service) updateEntry(ctx context.Context, e *types.Entry, inputMask, ou
 	updated, err := s.store.UpdateEntry(ctx, e, inputMask)
 	switch {
 	case err == nil:
+		s.logChange(ctx, "entry updated", updated)
 		applyMask(updated, outputMask)
 		return &entryv1.BatchUpdateEntryResponse_Result{Status: okStatus(), Entry: updated}
 	case errors.Is(err, store.ErrNotFound):
@@ -244,6 +253,7 @@ func (s *Service) BatchDeleteEntry(ctx context.Context, req *entryv1.BatchDelete
 		}
 		switch err := s.store.DeleteEntry(ctx, id); {
 		case err == nil:
+			s.log.InfoContext(ctx, "entry deleted", "entry_id", id, apiutil.CallerAttr(ctx))
 			r.Status = okStatus()
 		case errors.Is(err, store.ErrNotFound):
 			r.Status = errStatus(codes.NotFound, "entry not found")
