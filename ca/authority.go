@@ -181,7 +181,7 @@ func (m *Manager) JWTAuthorities() []AuthorityInfo {
 func (m *Manager) describeKeys(info *AuthorityInfo, ref string, alt bool) {
 	info.KeyManager, info.KeyURI = m.keyLocation(ref)
 	if alt {
-		info.AltKeyLocation = StateKeyManager + " " + m.storage.String()
+		info.AltKeyLocation = m.storage.String()
 	}
 }
 
