@@ -98,9 +98,9 @@ type Config struct {
 	// KeyManager, if set, creates and holds the X.509 CA and JWT signing
 	// keys (classic and hybrid profiles); the state keeps references.
 	KeyManager KeyManager
-	Now      func() time.Time
-	Rand     io.Reader
-	Logger   *slog.Logger
+	Now        func() time.Time
+	Rand       io.Reader
+	Logger     *slog.Logger
 }
 
 // Manager holds the authorities of one trust domain. It is safe for

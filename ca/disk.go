@@ -46,7 +46,7 @@ type diskJWTKey struct {
 	KeyManager string `json:"key_manager,omitempty"`
 	KeyRef     string `json:"key_ref,omitempty"`
 	AltKey     []byte `json:"alt_key,omitempty"`
-	AltKeyID  string    `json:"alt_kid,omitempty"`
+	AltKeyID   string `json:"alt_kid,omitempty"`
 }
 
 // load reads the persisted state into m (replacing its slots); empty
