@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -87,7 +86,11 @@ func (m *Manager) newSigningKey(kind Kind) (crypto.Signer, string, error) {
 	if _, err := rand.Read(suffix[:]); err != nil {
 		return nil, "", fmt.Errorf("ca: key label: %w", err)
 	}
-	label := fmt.Sprintf("signet-%s-%s-%s", strings.ToLower(strings.TrimSuffix(string(kind), ".509")),
+	kindName := "jwt"
+	if kind == KindX509 {
+		kindName = "x509"
+	}
+	label := fmt.Sprintf("signet-%s-%s-%s", kindName,
 		m.cfg.Now().UTC().Format("20060102t150405"), hex.EncodeToString(suffix[:]))
 	ctx, cancel := context.WithTimeout(context.Background(), keyManagerTimeout)
 	defer cancel()

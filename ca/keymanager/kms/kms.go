@@ -11,9 +11,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/signet-id/signet/ca"
 	"go.step.sm/crypto/kms/apiv1"
@@ -217,7 +219,7 @@ func (k *KeyManager) CreateKey(_ context.Context, label string) (string, crypto.
 	if err != nil {
 		return "", nil, fmt.Errorf("kms: open key %s: %w", resp.Name, explain(err))
 	}
-	return resp.Name, signer, nil
+	return resp.Name, &reopening{km: k, ref: resp.Name, inner: signer}, nil
 }
 
 // Signer implements ca.KeyManager.
@@ -230,7 +232,51 @@ func (k *KeyManager) Signer(_ context.Context, ref string) (crypto.Signer, error
 		}
 		return nil, fmt.Errorf("kms: open key %s: %w", ref, explain(err))
 	}
-	return s, nil
+	return &reopening{km: k, ref: ref, inner: s}, nil
+}
+
+// open finds the key ref again (a new object handle).
+func (k *KeyManager) open(ref string) (crypto.Signer, error) {
+	return k.km.CreateSigner(&apiv1.CreateSignerRequest{SigningKey: ref})
+}
+
+// reopening is a signer that finds its key again when a signature fails:
+// an HSM that restarted, or a token that was re-inserted, invalidates the
+// object handles the key manager held, though the key is still there.
+type reopening struct {
+	km  *KeyManager
+	ref string
+
+	mu    sync.Mutex
+	inner crypto.Signer
+}
+
+func (r *reopening) Public() crypto.PublicKey {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.inner.Public()
+}
+
+// Sign implements crypto.Signer, retrying once with the key found again.
+func (r *reopening) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	r.mu.Lock()
+	inner := r.inner
+	r.mu.Unlock()
+	sig, err := inner.Sign(rand, digest, opts)
+	if err == nil {
+		return sig, nil
+	}
+	again, oerr := r.km.open(r.ref)
+	if oerr != nil {
+		return nil, fmt.Errorf("kms: sign with %s: %w (and the key could not be opened again: %v)", r.ref, explain(err), oerr)
+	}
+	if pe, ok := again.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pe.Equal(inner.Public()) {
+		return nil, fmt.Errorf("kms: sign with %s: %w (the key found again is another key)", r.ref, explain(err))
+	}
+	r.mu.Lock()
+	r.inner = again
+	r.mu.Unlock()
+	return again.Sign(rand, digest, opts)
 }
 
 // DeleteKey implements ca.KeyDeleter where the key manager can delete.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
@@ -126,4 +127,13 @@ func TestPKCS11Refusals(t *testing.T) {
 	if _, err := km.Signer(context.Background(), "pkcs11:id=0102;object=nosuch"); !errors.Is(err, ca.ErrKeyNotFound) {
 		t.Fatalf("missing key: %v, want ErrKeyNotFound", err)
 	}
+}
+
+func newCSR(t *testing.T) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, nil
 }
