@@ -40,8 +40,8 @@ type KeyDeleter interface {
 	DeleteKey(ctx context.Context, ref string) error
 }
 
-// ErrKeyNotFound: the key manager has no key with the reference the CA
-// state names (deleted, another token, another Vault mount).
+// ErrKeyNotFound is returned when the key manager has no key with the
+// reference the CA state names (deleted, another token, another Vault mount).
 var ErrKeyNotFound = errors.New("the key manager has no such key")
 
 // KeyManagerError reports a key manager that failed an operation: down,

@@ -49,7 +49,7 @@ var (
 	_ ca.KeyDeleter = (*KeyManager)(nil)
 )
 
-// ErrPINInURI: the configuration wrote the PIN itself.
+// ErrPINInURI is returned when the configuration writes the PIN itself.
 var ErrPINInURI = errors.New("kms: the URI must not hold the PIN (pin-value): put the PIN in a file (pin-source=/path/to/pin, mode 0600) or an environment variable (pin-source=env:NAME)")
 
 // Open opens the key manager cfg.URI names. It fails when the key manager
@@ -84,7 +84,7 @@ var supported = []apiv1.Type{apiv1.PKCS11, apiv1.AmazonKMS, apiv1.CloudKMS, apiv
 func kindOf(raw string) (apiv1.Type, error) {
 	scheme, _, ok := strings.Cut(raw, ":")
 	if raw == "" || !ok {
-		return "", fmt.Errorf("kms: uri %q names no key manager: want pkcs11:..., awskms:..., cloudkms:... or azurekms:...", raw)
+		return "", fmt.Errorf("kms: uri %q names no key manager: want a pkcs11, awskms, cloudkms or azurekms URI", raw)
 	}
 	typ := apiv1.Type(strings.ToLower(scheme))
 	for _, t := range supported {
@@ -228,7 +228,7 @@ func (k *KeyManager) Signer(_ context.Context, ref string) (crypto.Signer, error
 	if err != nil {
 		var nf apiv1.NotFoundError
 		if errors.As(err, &nf) || strings.Contains(err.Error(), "not found") {
-			return nil, fmt.Errorf("%w (%s): %v", ca.ErrKeyNotFound, k.typ, err)
+			return nil, fmt.Errorf("%w (%s): %w", ca.ErrKeyNotFound, k.typ, err)
 		}
 		return nil, fmt.Errorf("kms: open key %s: %w", ref, explain(err))
 	}
@@ -268,7 +268,7 @@ func (r *reopening) Sign(rand io.Reader, digest []byte, opts crypto.SignerOpts) 
 	}
 	again, oerr := r.km.open(r.ref)
 	if oerr != nil {
-		return nil, fmt.Errorf("kms: sign with %s: %w (and the key could not be opened again: %v)", r.ref, explain(err), oerr)
+		return nil, fmt.Errorf("kms: sign with %s: %w (and the key could not be opened again: %w)", r.ref, explain(err), oerr)
 	}
 	if pe, ok := again.Public().(interface{ Equal(crypto.PublicKey) bool }); !ok || !pe.Equal(inner.Public()) {
 		return nil, fmt.Errorf("kms: sign with %s: %w (the key found again is another key)", r.ref, explain(err))

@@ -5,6 +5,7 @@
 package softhsmtest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -99,8 +100,8 @@ func (tk *Token) PrivateKeys(t testing.TB) []PrivateKey {
 	case err == nil:
 		// Nobody else had the module open: close it again, so that
 		// the code under test initialises it afresh.
-		defer p.Finalize()
-	case err != pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED):
+		defer func() { _ = p.Finalize() }()
+	case !errors.Is(err, pkcs11.Error(pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED)):
 		t.Fatal(err)
 	}
 	slots, err := p.GetSlotList(true)
@@ -122,8 +123,8 @@ func (tk *Token) PrivateKeys(t testing.TB) []PrivateKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.CloseSession(sess)
-	if err := p.Login(sess, pkcs11.CKU_USER, tk.PIN); err != nil && err != pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
+	defer func() { _ = p.CloseSession(sess) }()
+	if err := p.Login(sess, pkcs11.CKU_USER, tk.PIN); err != nil && !errors.Is(err, pkcs11.Error(pkcs11.CKR_USER_ALREADY_LOGGED_IN)) {
 		t.Fatal(err)
 	}
 	if err := p.FindObjectsInit(sess, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY)}); err != nil {
