@@ -89,6 +89,16 @@ type AuthorityInfo struct {
 	// upstream certificate that signed it (as SPIRE reports it); empty
 	// for a self-signed authority.
 	UpstreamAuthorityID string
+	// KeyManager names where the signing key lives: the key manager's
+	// kind (pkcs11, hashicorp_vault, ...) or "state" (the CA state).
+	KeyManager string
+	// KeyURI is the key's reference in the key manager, or the CA state's
+	// location (a file path, or etcd:<key> sealed under the KEK).
+	KeyURI string
+	// AltKeyLocation, for the hybrid profile, is where the ML-DSA
+	// alternative key lives: always the CA state, since no key manager
+	// here holds ML-DSA keys.
+	AltKeyLocation string
 }
 
 // KeyIDString formats a subject or authority key identifier as an X.509
@@ -147,14 +157,32 @@ func (m *Manager) IsUpstreamAuthority() bool { return m.cfg.Upstream != nil }
 func (m *Manager) X509Authorities() []AuthorityInfo {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return infos(m.x509)
+	out := infos(m.x509)
+	for i := range out {
+		s := m.x509[len(m.x509)-1-i]
+		m.describeKeys(&out[i], s.KeyRef, s.AltKey != nil)
+	}
+	return out
 }
 
 // JWTAuthorities describes the JWT signing keys, newest first.
 func (m *Manager) JWTAuthorities() []AuthorityInfo {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return infos(m.jwt)
+	out := infos(m.jwt)
+	for i := range out {
+		s := m.jwt[len(m.jwt)-1-i]
+		m.describeKeys(&out[i], s.KeyRef, s.AltKey != nil)
+	}
+	return out
+}
+
+// describeKeys fills in where an authority's keys live.
+func (m *Manager) describeKeys(info *AuthorityInfo, ref string, alt bool) {
+	info.KeyManager, info.KeyURI = m.keyLocation(ref)
+	if alt {
+		info.AltKeyLocation = m.storage.String()
+	}
 }
 
 // X509AuthorityIDs returns the IDs of every X.509 authority in the
@@ -190,15 +218,20 @@ func (m *Manager) PrepareX509() (AuthorityInfo, error) {
 	}
 	undo := m.snapshotLocked()
 	kept := m.x509[:0:0]
+	var replaced []string
 	for _, o := range m.x509 {
 		if o.Status != StatusPrepared {
 			kept = append(kept, o)
+		} else {
+			replaced = append(replaced, o.KeyRef)
 		}
 	}
 	m.x509 = append(kept, s)
 	if err := m.commitLocked(undo); err != nil {
+		m.discardKeys(s.KeyRef)
 		return AuthorityInfo{}, err
 	}
+	m.discardKeys(replaced...) // never signed anything
 	return s.info(), nil
 }
 
@@ -213,15 +246,20 @@ func (m *Manager) PrepareJWT() (AuthorityInfo, error) {
 	}
 	undo := m.snapshotLocked()
 	kept := m.jwt[:0:0]
+	var replaced []string
 	for _, o := range m.jwt {
 		if o.Status != StatusPrepared {
 			kept = append(kept, o)
+		} else {
+			replaced = append(replaced, o.KeyRef)
 		}
 	}
 	m.jwt = append(kept, s)
 	if err := m.commitLocked(undo); err != nil {
+		m.discardKeys(s.KeyRef)
 		return AuthorityInfo{}, err
 	}
+	m.discardKeys(replaced...) // never signed anything
 	return s.info(), nil
 }
 
@@ -272,11 +310,13 @@ func (m *Manager) RevokeX509(id string) (AuthorityInfo, error) {
 	if err != nil {
 		return AuthorityInfo{}, err
 	}
+	ref := m.x509[i].KeyRef
 	undo := m.snapshotLocked()
 	m.x509 = append(m.x509[:i:i], m.x509[i+1:]...)
 	if err := m.commitLocked(undo); err != nil {
 		return AuthorityInfo{}, err
 	}
+	m.discardKeys(ref) // revoked: no longer trusted
 	m.cfg.Logger.Info("revoked X.509 authority", "authority_id", id)
 	return info, nil
 }
@@ -290,11 +330,13 @@ func (m *Manager) RevokeJWT(id string) (AuthorityInfo, error) {
 	if err != nil {
 		return AuthorityInfo{}, err
 	}
+	ref := m.jwt[i].KeyRef
 	undo := m.snapshotLocked()
 	m.jwt = append(m.jwt[:i:i], m.jwt[i+1:]...)
 	if err := m.commitLocked(undo); err != nil {
 		return AuthorityInfo{}, err
 	}
+	m.discardKeys(ref) // revoked: no longer trusted
 	m.cfg.Logger.Info("revoked JWT key", "kid", id)
 	return info, nil
 }

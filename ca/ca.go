@@ -49,6 +49,9 @@ type X509Slot struct {
 	Tainted bool
 	Cert    *x509.Certificate
 	Key     crypto.Signer
+	// KeyRef is the key's reference in the key manager; empty when the
+	// key is in the CA state.
+	KeyRef string
 	// AltKey is the ML-DSA alternative signing key (hybrid profile only).
 	AltKey crypto.Signer
 	// UpstreamChain and UpstreamRoots are set when an upstream authority
@@ -66,6 +69,9 @@ type JWTSlot struct {
 	NotBefore time.Time
 	NotAfter  time.Time
 	Key       crypto.Signer
+	// KeyRef is the key's reference in the key manager; empty when the
+	// key is in the CA state.
+	KeyRef string
 	// AltKey and AltKeyID are the ML-DSA-44 companion key of a hybrid
 	// profile's JWT key.
 	AltKey   crypto.Signer
@@ -89,9 +95,12 @@ type Config struct {
 	Profile Profile
 	// Upstream, if set, signs the X.509 authorities (classic profile).
 	Upstream UpstreamAuthority
-	Now      func() time.Time
-	Rand     io.Reader
-	Logger   *slog.Logger
+	// KeyManager, if set, creates and holds the X.509 CA and JWT signing
+	// keys (classic and hybrid profiles); the state keeps references.
+	KeyManager KeyManager
+	Now        func() time.Time
+	Rand       io.Reader
+	Logger     *slog.Logger
 }
 
 // Manager holds the authorities of one trust domain. It is safe for
@@ -105,6 +114,10 @@ type Manager struct {
 	jwt      []*JWTSlot
 	sequence uint64
 	subs     map[chan struct{}]struct{}
+
+	// keys caches the signers of key manager keys by reference.
+	keysMu sync.Mutex
+	keys   map[string]crypto.Signer
 }
 
 // New loads the authorities from cfg.Path, or creates and persists a fresh
@@ -131,7 +144,10 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	m := &Manager{cfg: cfg, subs: map[chan struct{}]struct{}{}, storage: cfg.Storage}
+	if cfg.KeyManager != nil && cfg.Profile == ProfilePQ {
+		return nil, fmt.Errorf("ca: the pq profile signs with ML-DSA keys only, and key manager %s cannot hold ML-DSA keys: use the classic or hybrid profile with a key manager, or remove the KeyManager block", cfg.KeyManager.Kind())
+	}
+	m := &Manager{cfg: cfg, subs: map[chan struct{}]struct{}{}, storage: cfg.Storage, keys: map[string]crypto.Signer{}}
 	if m.storage == nil {
 		m.storage = memoryStorage{}
 		if cfg.Path != "" {
@@ -240,6 +256,16 @@ func (m *Manager) Changed() (<-chan struct{}, func()) {
 func (m *Manager) Rotate() (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Nothing half-rotated: a failure (a key manager that is down, a
+	// refused upstream) restores the slots as they were and deletes the
+	// keys created on the way.
+	undo := m.snapshotLocked()
+	var created []string
+	fail := func(err error) (bool, error) {
+		undo()
+		m.discardKeys(created...)
+		return false, err
+	}
 	now := m.cfg.Now()
 	changed := false
 
@@ -248,8 +274,9 @@ func (m *Manager) Rotate() (bool, error) {
 	if active == nil || !now.Before(active.Cert.NotAfter) {
 		s, err := m.newX509Slot(now)
 		if err != nil {
-			return false, err
+			return fail(err)
 		}
+		created = append(created, s.KeyRef)
 		if active != nil {
 			active.Status = StatusOld
 		}
@@ -262,8 +289,9 @@ func (m *Manager) Rotate() (bool, error) {
 		if prepared == nil && !now.Before(pol.CAPrepareAt(active.Cert.NotBefore, active.Cert.NotAfter)) {
 			s, err := m.newX509Slot(now)
 			if err != nil {
-				return false, err
+				return fail(err)
 			}
+			created = append(created, s.KeyRef)
 			m.x509 = append(m.x509, s)
 			prepared = s
 			changed = true
@@ -275,10 +303,12 @@ func (m *Manager) Rotate() (bool, error) {
 			m.cfg.Logger.Info("activated X.509 authority", "subject_key_id", hex.EncodeToString(prepared.Cert.SubjectKeyId))
 		}
 	}
-	kept := m.x509[:0]
+	var dropped []string
+	kept := m.x509[:0:0]
 	for _, s := range m.x509 {
 		if s.Status == StatusOld && !now.Before(s.Cert.NotAfter) {
 			changed = true
+			dropped = append(dropped, s.KeyRef)
 			continue
 		}
 		kept = append(kept, s)
@@ -290,8 +320,9 @@ func (m *Manager) Rotate() (bool, error) {
 	if aj == nil || !now.Before(aj.NotAfter) {
 		s, err := m.newJWTSlot(now)
 		if err != nil {
-			return false, err
+			return fail(err)
 		}
+		created = append(created, s.KeyRef)
 		if aj != nil {
 			aj.Status = StatusOld
 		}
@@ -304,8 +335,9 @@ func (m *Manager) Rotate() (bool, error) {
 		if pj == nil && !now.Before(pol.CAPrepareAt(aj.NotBefore, aj.NotAfter)) {
 			s, err := m.newJWTSlot(now)
 			if err != nil {
-				return false, err
+				return fail(err)
 			}
+			created = append(created, s.KeyRef)
 			m.jwt = append(m.jwt, s)
 			pj = s
 			changed = true
@@ -317,10 +349,11 @@ func (m *Manager) Rotate() (bool, error) {
 			m.cfg.Logger.Info("activated JWT key", "kid", pj.KeyID)
 		}
 	}
-	keptJ := m.jwt[:0]
+	keptJ := m.jwt[:0:0]
 	for _, s := range m.jwt {
 		if s.Status == StatusOld && !now.Before(s.NotAfter) {
 			changed = true
+			dropped = append(dropped, s.KeyRef)
 			continue
 		}
 		keptJ = append(keptJ, s)
@@ -335,14 +368,16 @@ func (m *Manager) Rotate() (bool, error) {
 		if errors.Is(err, ErrStaleState) {
 			// Another replica advanced the lifecycle first: adopt its
 			// state instead of ours, so no authority is activated twice.
+			m.discardKeys(created...)
 			if lerr := m.load(); lerr != nil {
 				return false, lerr
 			}
 			m.notifyLocked()
 			return true, nil
 		}
-		return true, err
+		return fail(err)
 	}
+	m.discardKeys(dropped...) // expired: nothing verifies against them
 	m.notifyLocked()
 	return true, nil
 }
@@ -416,26 +451,28 @@ func (m *Manager) newX509Slot(now time.Time) (*X509Slot, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
-	cert, key, altKey, err := m.signCA(tmpl)
+	cert, key, ref, altKey, err := m.signCA(tmpl)
 	if err != nil {
 		return nil, err
 	}
 	m.cfg.Logger.Info("prepared X.509 authority", "subject_key_id", hex.EncodeToString(cert.SubjectKeyId), "not_after", cert.NotAfter, "profile", string(m.cfg.Profile))
-	return &X509Slot{Status: StatusPrepared, Cert: cert, Key: key, AltKey: altKey}, nil
+	return &X509Slot{Status: StatusPrepared, Cert: cert, Key: key, KeyRef: ref, AltKey: altKey}, nil
 }
 
 func (m *Manager) newJWTSlot(now time.Time) (*JWTSlot, error) {
-	key, altKey, err := m.newJWTKeys()
+	key, ref, altKey, err := m.newJWTKeys()
 	if err != nil {
 		return nil, err
 	}
 	kid, err := keyID(key.Public())
 	if err != nil {
+		m.discardKeys(ref)
 		return nil, err
 	}
-	s := &JWTSlot{Status: StatusPrepared, KeyID: kid, NotBefore: now, NotAfter: now.Add(m.cfg.CATTL), Key: key, AltKey: altKey}
+	s := &JWTSlot{Status: StatusPrepared, KeyID: kid, NotBefore: now, NotAfter: now.Add(m.cfg.CATTL), Key: key, KeyRef: ref, AltKey: altKey}
 	if altKey != nil {
 		if s.AltKeyID, err = keyID(altKey.Public()); err != nil {
+			m.discardKeys(ref)
 			return nil, err
 		}
 	}

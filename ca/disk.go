@@ -23,8 +23,12 @@ type diskX509 struct {
 	Status  Status `json:"status"`
 	Tainted bool   `json:"tainted,omitempty"`
 	Cert    []byte `json:"cert"`
-	Key     []byte `json:"key"`
-	AltKey  []byte `json:"alt_key,omitempty"`
+	// Key is the PKCS#8 private key, or empty when a key manager holds
+	// it: then KeyManager and KeyRef name it.
+	Key        []byte `json:"key,omitempty"`
+	KeyManager string `json:"key_manager,omitempty"`
+	KeyRef     string `json:"key_ref,omitempty"`
+	AltKey     []byte `json:"alt_key,omitempty"`
 	// UpstreamChain and UpstreamRoots are DER certificates (upstream
 	// authority only).
 	UpstreamChain [][]byte `json:"upstream_chain,omitempty"`
@@ -37,9 +41,12 @@ type diskJWTKey struct {
 	KeyID     string    `json:"kid"`
 	NotBefore time.Time `json:"not_before"`
 	NotAfter  time.Time `json:"not_after"`
-	Key       []byte    `json:"key"`
-	AltKey    []byte    `json:"alt_key,omitempty"`
-	AltKeyID  string    `json:"alt_kid,omitempty"`
+	// Key, KeyManager and KeyRef: as diskX509's.
+	Key        []byte `json:"key,omitempty"`
+	KeyManager string `json:"key_manager,omitempty"`
+	KeyRef     string `json:"key_ref,omitempty"`
+	AltKey     []byte `json:"alt_key,omitempty"`
+	AltKeyID   string `json:"alt_kid,omitempty"`
 }
 
 // load reads the persisted state into m (replacing its slots); empty
@@ -70,11 +77,14 @@ func (m *Manager) decodeLocked(data []byte) error {
 		if err != nil {
 			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.storage, i, err)
 		}
-		key, err := parseSigner(d.Key)
+		key, err := m.stateKey(d.Key, d.KeyManager, d.KeyRef)
 		if err != nil {
 			return fmt.Errorf("ca: %s: X.509 authority %d: %w", m.storage, i, err)
 		}
-		slot := &X509Slot{Status: d.Status, Tainted: d.Tainted, Cert: cert, Key: key}
+		if d.KeyRef != "" && !publicKeysEqual(key.Public(), cert.PublicKey) {
+			return fmt.Errorf("ca: %s: X.509 authority %d: key %s is not the key of its certificate", m.storage, i, d.KeyRef)
+		}
+		slot := &X509Slot{Status: d.Status, Tainted: d.Tainted, Cert: cert, Key: key, KeyRef: d.KeyRef}
 		if slot.UpstreamChain, err = parseCerts(d.UpstreamChain); err != nil {
 			return fmt.Errorf("ca: %s: X.509 authority %d upstream chain: %w", m.storage, i, err)
 		}
@@ -89,11 +99,14 @@ func (m *Manager) decodeLocked(data []byte) error {
 		m.x509 = append(m.x509, slot)
 	}
 	for i, d := range st.JWT {
-		key, err := parseSigner(d.Key)
+		key, err := m.stateKey(d.Key, d.KeyManager, d.KeyRef)
 		if err != nil {
 			return fmt.Errorf("ca: %s: JWT key %d: %w", m.storage, i, err)
 		}
-		slot := &JWTSlot{Status: d.Status, Tainted: d.Tainted, KeyID: d.KeyID, NotBefore: d.NotBefore, NotAfter: d.NotAfter, Key: key, AltKeyID: d.AltKeyID}
+		if kid, err := keyID(key.Public()); d.KeyRef != "" && (err != nil || kid != d.KeyID) {
+			return fmt.Errorf("ca: %s: JWT key %d: key %s is not the key of kid %s", m.storage, i, d.KeyRef, d.KeyID)
+		}
+		slot := &JWTSlot{Status: d.Status, Tainted: d.Tainted, KeyID: d.KeyID, NotBefore: d.NotBefore, NotAfter: d.NotAfter, Key: key, KeyRef: d.KeyRef, AltKeyID: d.AltKeyID}
 		if len(d.AltKey) > 0 {
 			if slot.AltKey, err = parseSigner(d.AltKey); err != nil {
 				return fmt.Errorf("ca: %s: JWT key %d alt key: %w", m.storage, i, err)
@@ -103,6 +116,21 @@ func (m *Manager) decodeLocked(data []byte) error {
 	}
 	m.sequence = st.Sequence
 	return nil
+}
+
+// stateKey returns a slot's signing key: parsed from the state, or opened
+// in the key manager that the state names.
+func (m *Manager) stateKey(der []byte, kind, ref string) (crypto.Signer, error) {
+	if ref == "" {
+		return parseSigner(der)
+	}
+	return m.openKey(kind, ref)
+}
+
+// publicKeysEqual compares two public keys of any type.
+func publicKeysEqual(a, b crypto.PublicKey) bool {
+	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && e.Equal(b)
 }
 
 func parseSigner(der []byte) (crypto.Signer, error) {
@@ -125,11 +153,11 @@ func parseSigner(der []byte) (crypto.Signer, error) {
 func (m *Manager) saveLocked() error {
 	st := diskState{Version: stateVersion, Sequence: m.sequence}
 	for _, s := range m.x509 {
-		key, err := marshalKey(s.Key)
-		if err != nil {
+		dx := diskX509{Status: s.Status, Tainted: s.Tainted, Cert: s.Cert.Raw, UpstreamChain: rawCerts(s.UpstreamChain), UpstreamRoots: rawCerts(s.UpstreamRoots)}
+		var err error
+		if dx.Key, dx.KeyManager, dx.KeyRef, err = m.stateKeyFields(s.Key, s.KeyRef); err != nil {
 			return fmt.Errorf("ca: marshal X.509 CA key: %w", err)
 		}
-		dx := diskX509{Status: s.Status, Tainted: s.Tainted, Cert: s.Cert.Raw, Key: key, UpstreamChain: rawCerts(s.UpstreamChain), UpstreamRoots: rawCerts(s.UpstreamRoots)}
 		if s.AltKey != nil {
 			if dx.AltKey, err = marshalKey(s.AltKey); err != nil {
 				return fmt.Errorf("ca: marshal X.509 CA alt key: %w", err)
@@ -138,11 +166,11 @@ func (m *Manager) saveLocked() error {
 		st.X509 = append(st.X509, dx)
 	}
 	for _, s := range m.jwt {
-		key, err := marshalKey(s.Key)
-		if err != nil {
+		dj := diskJWTKey{Status: s.Status, Tainted: s.Tainted, KeyID: s.KeyID, NotBefore: s.NotBefore, NotAfter: s.NotAfter, AltKeyID: s.AltKeyID}
+		var err error
+		if dj.Key, dj.KeyManager, dj.KeyRef, err = m.stateKeyFields(s.Key, s.KeyRef); err != nil {
 			return fmt.Errorf("ca: marshal JWT key: %w", err)
 		}
-		dj := diskJWTKey{Status: s.Status, Tainted: s.Tainted, KeyID: s.KeyID, NotBefore: s.NotBefore, NotAfter: s.NotAfter, Key: key, AltKeyID: s.AltKeyID}
 		if s.AltKey != nil {
 			if dj.AltKey, err = marshalKey(s.AltKey); err != nil {
 				return fmt.Errorf("ca: marshal JWT alt key: %w", err)
@@ -158,6 +186,16 @@ func (m *Manager) saveLocked() error {
 		return fmt.Errorf("ca: save state: %w", err)
 	}
 	return nil
+}
+
+// stateKeyFields is what the state records of a slot's key: the PKCS#8
+// key, or the key manager and reference of a key held there.
+func (m *Manager) stateKeyFields(key crypto.Signer, ref string) (der []byte, kind, keyRef string, err error) {
+	if ref != "" {
+		return nil, m.cfg.KeyManager.Kind(), ref, nil
+	}
+	der, err = marshalKey(key)
+	return der, "", "", err
 }
 
 func parseCerts(ders [][]byte) ([]*x509.Certificate, error) {

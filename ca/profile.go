@@ -2,8 +2,6 @@ package ca
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
 	"fmt"
 
@@ -39,77 +37,69 @@ func ParseProfile(s string) (Profile, error) {
 }
 
 // signCA creates the self-signed CA certificate for tmpl in the profile and
-// returns it with its signing key and, for hybrid, its ML-DSA alt key.
-func (m *Manager) signCA(tmpl *x509.Certificate) (*x509.Certificate, crypto.Signer, crypto.Signer, error) {
-	var (
-		der    []byte
-		key    crypto.Signer
-		altKey crypto.Signer
-		err    error
-	)
+// returns it with its signing key (and the key's reference when a key
+// manager holds it) and, for hybrid, its ML-DSA alt key, which stays in
+// the CA state.
+func (m *Manager) signCA(tmpl *x509.Certificate) (cert *x509.Certificate, key crypto.Signer, ref string, altKey crypto.Signer, err error) {
+	var der []byte
 	switch m.cfg.Profile {
 	case ProfilePQ:
 		k, gerr := mldsa.GenerateKey(m.cfg.Rand, mldsa.MLDSA65)
 		if gerr != nil {
-			return nil, nil, nil, fmt.Errorf("ca: generate ML-DSA-65 CA key: %w", gerr)
+			return nil, nil, "", nil, fmt.Errorf("ca: generate ML-DSA-65 CA key: %w", gerr)
 		}
 		key = k
 		der, err = purecert.CreateCertificate(m.cfg.Rand, tmpl, tmpl, k.PublicKey(), k)
 	case ProfileHybrid:
-		ek, gerr := ecdsa.GenerateKey(elliptic.P256(), m.cfg.Rand)
-		if gerr != nil {
-			return nil, nil, nil, fmt.Errorf("ca: generate X.509 CA key: %w", gerr)
-		}
 		ak, gerr := mldsa.GenerateKey(m.cfg.Rand, mldsa.MLDSA65)
 		if gerr != nil {
-			return nil, nil, nil, fmt.Errorf("ca: generate ML-DSA-65 alt key: %w", gerr)
+			return nil, nil, "", nil, fmt.Errorf("ca: generate ML-DSA-65 alt key: %w", gerr)
 		}
-		key, altKey = ek, ak
-		der, err = altsig.CreateCertificate(m.cfg.Rand, tmpl, tmpl, ek.Public(), ek, ak, ak.PublicKey())
+		if key, ref, err = m.newSigningKey(KindX509); err != nil {
+			return nil, nil, "", nil, err
+		}
+		altKey = ak
+		der, err = altsig.CreateCertificate(m.cfg.Rand, tmpl, tmpl, key.Public(), key, ak, ak.PublicKey())
 	default:
-		ek, gerr := ecdsa.GenerateKey(elliptic.P256(), m.cfg.Rand)
-		if gerr != nil {
-			return nil, nil, nil, fmt.Errorf("ca: generate X.509 CA key: %w", gerr)
+		if key, ref, err = m.newSigningKey(KindX509); err != nil {
+			return nil, nil, "", nil, err
 		}
-		key = ek
-		der, err = x509.CreateCertificate(m.cfg.Rand, tmpl, tmpl, ek.Public(), ek)
+		der, err = x509.CreateCertificate(m.cfg.Rand, tmpl, tmpl, key.Public(), key)
+	}
+	if err == nil {
+		cert, err = x509.ParseCertificate(der)
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("ca: self-sign X.509 CA (%s): %w", m.cfg.Profile, err)
+		m.discardKeys(ref)
+		return nil, nil, "", nil, fmt.Errorf("ca: self-sign X.509 CA (%s): %w", m.cfg.Profile, err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("ca: parse X.509 CA: %w", err)
-	}
-	return cert, key, altKey, nil
+	return cert, key, ref, altKey, nil
 }
 
 // newJWTKeys generates a JWT key pair set for the profile: the signing key
-// and, for hybrid, the ML-DSA-44 key of the private claim.
-func (m *Manager) newJWTKeys() (key, altKey crypto.Signer, err error) {
+// (and its reference when a key manager holds it) and, for hybrid, the
+// ML-DSA-44 key of the private claim.
+func (m *Manager) newJWTKeys() (key crypto.Signer, ref string, altKey crypto.Signer, err error) {
 	switch m.cfg.Profile {
 	case ProfilePQ:
 		k, err := mldsa.GenerateKey(m.cfg.Rand, mldsa.MLDSA44)
 		if err != nil {
-			return nil, nil, fmt.Errorf("ca: generate ML-DSA-44 JWT key: %w", err)
+			return nil, "", nil, fmt.Errorf("ca: generate ML-DSA-44 JWT key: %w", err)
 		}
-		return k, nil, nil
+		return k, "", nil, nil
 	case ProfileHybrid:
-		ek, err := ecdsa.GenerateKey(elliptic.P256(), m.cfg.Rand)
-		if err != nil {
-			return nil, nil, fmt.Errorf("ca: generate JWT key: %w", err)
-		}
 		ak, err := mldsa.GenerateKey(m.cfg.Rand, mldsa.MLDSA44)
 		if err != nil {
-			return nil, nil, fmt.Errorf("ca: generate ML-DSA-44 JWT key: %w", err)
+			return nil, "", nil, fmt.Errorf("ca: generate ML-DSA-44 JWT key: %w", err)
 		}
-		return ek, ak, nil
-	default:
-		ek, err := ecdsa.GenerateKey(elliptic.P256(), m.cfg.Rand)
+		key, ref, err := m.newSigningKey(KindJWT)
 		if err != nil {
-			return nil, nil, fmt.Errorf("ca: generate JWT key: %w", err)
+			return nil, "", nil, err
 		}
-		return ek, nil, nil
+		return key, ref, ak, nil
+	default:
+		key, ref, err := m.newSigningKey(KindJWT)
+		return key, ref, nil, err
 	}
 }
 

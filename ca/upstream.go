@@ -2,8 +2,8 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"fmt"
@@ -29,15 +29,28 @@ type UpstreamAuthority interface {
 const upstreamTimeout = 30 * time.Second
 
 // newUpstreamSlot creates an X.509 CA signed by the upstream authority: the
-// key is generated here and only a CSR leaves the server.
+// key is generated here (or in the key manager) and only a CSR leaves the
+// server.
 func (m *Manager) newUpstreamSlot() (*X509Slot, error) {
 	if m.cfg.Profile != ProfileClassic {
 		return nil, fmt.Errorf("ca: an upstream authority supports the classic profile only, not %s", m.cfg.Profile)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), m.cfg.Rand)
+	key, ref, err := m.newSigningKey(KindX509)
 	if err != nil {
-		return nil, fmt.Errorf("ca: generate X.509 CA key: %w", err)
+		return nil, err
 	}
+	slot, err := m.signByUpstream(key)
+	if err != nil {
+		m.discardKeys(ref)
+		return nil, err
+	}
+	slot.KeyRef = ref
+	return slot, nil
+}
+
+// signByUpstream has the upstream authority sign an intermediate CA for
+// key: only a CSR leaves the server.
+func (m *Manager) signByUpstream(key crypto.Signer) (*X509Slot, error) {
 	csr, err := x509.CreateCertificateRequest(m.cfg.Rand, &x509.CertificateRequest{
 		Subject: pkix.Name{Country: []string{"US"}, Organization: []string{"Signet"}},
 		URIs:    []*url.URL{{Scheme: "spiffe", Host: m.cfg.TrustDomain.Name()}},

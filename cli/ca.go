@@ -192,15 +192,29 @@ func printAuthorities(w io.Writer, title string, list []*cav1.Authority) {
 	}
 	fmt.Fprintf(w, "%s:\n", title)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  STATUS\tAUTHORITY ID\tEXPIRES AT\tTAINTED")
+	fmt.Fprintln(tw, "  STATUS\tAUTHORITY ID\tEXPIRES AT\tTAINTED\tKEY MANAGER\tKEY URI")
+	var alt []string
 	for _, a := range list {
 		tainted := "no"
 		if a.Tainted {
 			tainted = "yes"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", statusName(a.Status), a.AuthorityId, time.Unix(a.ExpiresAt, 0).UTC().Format(time.RFC3339), tainted)
+		km, uri := a.KeyManager, a.KeyUri
+		if km == "" {
+			km, uri = "-", "-" // a server that does not say (SPIRE)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", statusName(a.Status), a.AuthorityId, time.Unix(a.ExpiresAt, 0).UTC().Format(time.RFC3339), tainted, km, uri)
+		if a.AltKeyLocation != "" {
+			alt = append(alt, fmt.Sprintf("  %s: ML-DSA key in the CA state %s (no key manager here holds ML-DSA keys)", a.AuthorityId, a.AltKeyLocation))
+		}
 	}
 	tw.Flush()
+	if len(alt) > 0 {
+		fmt.Fprintln(w, "Hybrid ML-DSA alternative keys:")
+		for _, l := range alt {
+			fmt.Fprintln(w, l)
+		}
+	}
 }
 
 // printState prints an authority state the way spire-server does.

@@ -206,6 +206,9 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 	if cfg.NodeAttestors, err = buildServerNodeAttestors(cfg.TrustDomain, plugins); err != nil {
 		return cfg, runSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
 	}
+	if cfg.KeyManager, cfg.UpstreamDisk, err = buildKeyCustody(plugins); err != nil {
+		return cfg, runSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
+	}
 	cfg.DataDir = pick(f.dataDir, file.DataDir, defaults().ServerDataDir)
 	bind := strings.Trim(file.BindAddress, "[]")
 	if bind != "" || file.BindPort != 0 {

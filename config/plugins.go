@@ -19,7 +19,14 @@ type Plugins struct {
 	// WorkloadAttestors are the agent's `WorkloadAttestor "<type>"`
 	// blocks (default: unix).
 	WorkloadAttestors []*Plugin `hcl:"WorkloadAttestor,block"`
-	Remain            hcl.Body  `hcl:",remain"`
+	// KeyManagers are `KeyManager "<type>"` blocks (at most one): the
+	// server reads "kms" and "hashicorp_vault"; the others are judged by
+	// the plugin table.
+	KeyManagers []*Plugin `hcl:"KeyManager,block"`
+	// UpstreamAuthorities are `UpstreamAuthority "<type>"` blocks (at
+	// most one): the server reads "disk".
+	UpstreamAuthorities []*Plugin `hcl:"UpstreamAuthority,block"`
+	Remain              hcl.Body  `hcl:",remain"`
 }
 
 // Plugin is one `<Kind> "<type>" { plugin_data { ... } }` block. Its
@@ -72,7 +79,10 @@ func (ps *Plugins) check() error {
 	for _, kind := range []struct {
 		name    string
 		plugins []*Plugin
-	}{{"NodeAttestor", ps.NodeAttestors}, {"WorkloadAttestor", ps.WorkloadAttestors}} {
+	}{{"NodeAttestor", ps.NodeAttestors}, {"WorkloadAttestor", ps.WorkloadAttestors}, {"KeyManager", ps.KeyManagers}, {"UpstreamAuthority", ps.UpstreamAuthorities}} {
+		if (kind.name == "KeyManager" || kind.name == "UpstreamAuthority") && len(kind.plugins) > 1 {
+			return fmt.Errorf("plugins: at most one %s block, found %d (%q and %q)", kind.name, len(kind.plugins), kind.plugins[0].Type, kind.plugins[1].Type)
+		}
 		seen := map[string]bool{}
 		for _, p := range kind.plugins {
 			p.kind = kind.name

@@ -12,6 +12,7 @@ pkgs=(
 	swtpm-tools      # attest/tpmdevid: swtpm_setup for the TPM state
 	podman           # attest/docker: real containers and a Docker-compatible Engine API
 	runc             # attest/docker: podman's runtime here (crun refuses this host's hybrid cgroups)
+	softhsm2         # ca/keymanager: a real PKCS#11 token (SoftHSM2) for the CA and JWT keys
 )
 
 missing=()

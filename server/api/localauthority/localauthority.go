@@ -462,6 +462,7 @@ func toProto(list []ca.AuthorityInfo) []*cav1.Authority {
 		out = append(out, &cav1.Authority{
 			AuthorityId: a.ID, Status: st, Tainted: a.Tainted,
 			NotBefore: a.NotBefore.Unix(), ExpiresAt: a.NotAfter.Unix(),
+			KeyManager: a.KeyManager, KeyUri: a.KeyURI, AltKeyLocation: a.AltKeyLocation,
 		})
 	}
 	return out

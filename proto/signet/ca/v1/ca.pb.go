@@ -87,10 +87,19 @@ type Authority struct {
 	Status      Authority_Status `protobuf:"varint,2,opt,name=status,proto3,enum=signet.ca.v1.Authority_Status" json:"status,omitempty"`
 	Tainted     bool             `protobuf:"varint,3,opt,name=tainted,proto3" json:"tainted,omitempty"`
 	// Seconds since the Unix epoch.
-	NotBefore     int64 `protobuf:"varint,4,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
-	ExpiresAt     int64 `protobuf:"varint,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NotBefore int64 `protobuf:"varint,4,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	ExpiresAt int64 `protobuf:"varint,5,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Where the signing key lives: the key manager that holds it ("pkcs11",
+	// "awskms", "hashicorp_vault", ...) or "state" when the key is in the CA
+	// state (the ca.json file, or sealed in etcd). Never key material.
+	KeyManager string `protobuf:"bytes,6,opt,name=key_manager,json=keyManager,proto3" json:"key_manager,omitempty"`
+	// The key's URI or ID in the key manager, or the CA state's location.
+	KeyUri string `protobuf:"bytes,7,opt,name=key_uri,json=keyUri,proto3" json:"key_uri,omitempty"`
+	// Where the hybrid profile's ML-DSA alternative key lives (always the
+	// CA state: no key manager here holds ML-DSA keys); empty without one.
+	AltKeyLocation string `protobuf:"bytes,8,opt,name=alt_key_location,json=altKeyLocation,proto3" json:"alt_key_location,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Authority) Reset() {
@@ -156,6 +165,27 @@ func (x *Authority) GetExpiresAt() int64 {
 		return x.ExpiresAt
 	}
 	return 0
+}
+
+func (x *Authority) GetKeyManager() string {
+	if x != nil {
+		return x.KeyManager
+	}
+	return ""
+}
+
+func (x *Authority) GetKeyUri() string {
+	if x != nil {
+		return x.KeyUri
+	}
+	return ""
+}
+
+func (x *Authority) GetAltKeyLocation() string {
+	if x != nil {
+		return x.AltKeyLocation
+	}
+	return ""
 }
 
 type ListAuthoritiesRequest struct {
@@ -347,7 +377,7 @@ var File_signet_ca_v1_ca_proto protoreflect.FileDescriptor
 
 const file_signet_ca_v1_ca_proto_rawDesc = "" +
 	"\n" +
-	"\x15signet/ca/v1/ca.proto\x12\fsignet.ca.v1\"\x98\x02\n" +
+	"\x15signet/ca/v1/ca.proto\x12\fsignet.ca.v1\"\xfc\x02\n" +
 	"\tAuthority\x12!\n" +
 	"\fauthority_id\x18\x01 \x01(\tR\vauthorityId\x126\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x1e.signet.ca.v1.Authority.StatusR\x06status\x12\x18\n" +
@@ -355,7 +385,11 @@ const file_signet_ca_v1_ca_proto_rawDesc = "" +
 	"\n" +
 	"not_before\x18\x04 \x01(\x03R\tnotBefore\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x05 \x01(\x03R\texpiresAt\"X\n" +
+	"expires_at\x18\x05 \x01(\x03R\texpiresAt\x12\x1f\n" +
+	"\vkey_manager\x18\x06 \x01(\tR\n" +
+	"keyManager\x12\x17\n" +
+	"\akey_uri\x18\a \x01(\tR\x06keyUri\x12(\n" +
+	"\x10alt_key_location\x18\b \x01(\tR\x0ealtKeyLocation\"X\n" +
 	"\x06Status\x12\x16\n" +
 	"\x12STATUS_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fSTATUS_PREPARED\x10\x01\x12\x11\n" +

@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/signet-id/signet/config"
+	"github.com/signet-id/signet/server"
+)
+
+// buildKeyCustody reads the server's KeyManager and UpstreamAuthority
+// blocks: where the CA keys live and who signs the CA (docs/key-custody.md).
+// Blocks the plugin table accepts or refuses were judged when the file
+// was loaded.
+func buildKeyCustody(ps *config.Plugins) (*server.KeyManagerConfig, *server.UpstreamDiskConfig, error) {
+	if ps == nil {
+		return nil, nil, nil
+	}
+	var km *server.KeyManagerConfig
+	for _, p := range ps.KeyManagers {
+		switch p.Type {
+		case server.KeyManagerKMS:
+			var d config.KMSKeyManagerData
+			if p.Data == nil {
+				return nil, nil, fmt.Errorf("KeyManager %q needs plugin_data { uri = \"pkcs11:...\" }", p.Type)
+			}
+			if err := config.DecodePluginData(p, &d); err != nil {
+				return nil, nil, err
+			}
+			km = &server.KeyManagerConfig{Kind: server.KeyManagerKMS, URI: d.URI, KeyRing: d.KeyRing}
+		case server.KeyManagerVault:
+			d, err := config.DecodeVaultKeyManager(p)
+			if err != nil {
+				return nil, nil, err
+			}
+			km = &server.KeyManagerConfig{Kind: server.KeyManagerVault, TransitMount: d.TransitEnginePath}
+		}
+	}
+	var up *server.UpstreamDiskConfig
+	for _, p := range ps.UpstreamAuthorities {
+		if p.Type != "disk" {
+			continue
+		}
+		var d config.DiskUpstreamData
+		if p.Data == nil {
+			return nil, nil, fmt.Errorf("UpstreamAuthority \"disk\" needs plugin_data { cert_file_path = ..., key_file_path = ... }")
+		}
+		if err := config.DecodePluginData(p, &d); err != nil {
+			return nil, nil, err
+		}
+		up = &server.UpstreamDiskConfig{CertFile: d.CertFilePath, KeyFile: d.KeyFilePath, BundleFile: d.BundleFilePath}
+	}
+	return km, up, nil
+}
