@@ -42,6 +42,9 @@ var (
 	_ ca.KeyDeleter = (*KeyManager)(nil)
 )
 
+// errNoMount: the mount named in the config is not a transit engine.
+var errNoMount = errors.New("no transit secrets engine is mounted there")
+
 // Kind is the key manager's kind, SPIRE's plugin name.
 const Kind = "hashicorp_vault"
 
@@ -68,8 +71,14 @@ func (k *KeyManager) Check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("transit: %w", err)
 	}
-	if _, err := api.Logical().ListWithContext(ctx, k.mount+"/keys"); err != nil {
+	// A LIST under a missing mount answers 404, which vault/api turns into
+	// (nil, nil); the UI mounts endpoint names the mount or fails.
+	sec, err := api.Logical().ReadWithContext(ctx, "sys/internal/ui/mounts/"+k.mount)
+	if err != nil {
 		return fmt.Errorf("transit: mount %s: %w", k.mount, err)
+	}
+	if sec == nil || sec.Data["type"] != "transit" {
+		return fmt.Errorf("transit: mount %s: %w", k.mount, errNoMount)
 	}
 	return nil
 }
