@@ -215,11 +215,29 @@ func TestPKCS11HASharesKeysByReference(t *testing.T) {
 		}))
 	}
 	checkCALifecycle(t, replicas[0].CA(), replicas[1].CA())
-	a, b := replicas[0].CA().X509Authorities(), replicas[1].CA().X509Authorities()
-	for i := range a {
-		if a[i].KeyManager != "pkcs11" || i >= len(b) || a[i].KeyURI != b[i].KeyURI {
-			t.Fatalf("replicas disagree on the keys: %+v / %+v", a, b)
+	// The other replica picks up a rotation from etcd's watch: compare
+	// until both have seen the same state (bounded).
+	agree := func() (bool, string) {
+		a, b := replicas[0].CA().X509Authorities(), replicas[1].CA().X509Authorities()
+		if len(a) != len(b) {
+			return false, fmt.Sprintf("%+v / %+v", a, b)
 		}
+		for i := range a {
+			if a[i].KeyManager != "pkcs11" || a[i].KeyURI != b[i].KeyURI {
+				return false, fmt.Sprintf("%+v / %+v", a, b)
+			}
+		}
+		return true, ""
+	}
+	for i := 0; ; i++ {
+		ok, why := agree()
+		if ok {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("replicas disagree on the keys: %s", why)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	// Each authority has one key in the token: no replica made its own.
 	want := map[string]bool{}
