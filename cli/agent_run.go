@@ -2,7 +2,6 @@ package cli
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"github.com/signet-id/signet/config"
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.step.sm/crypto/pemutil"
 )
 
 func newAgentCommand() *cobra.Command {
@@ -213,24 +213,12 @@ func readPEMCerts(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("trust bundle: %w", err)
 	}
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("trust bundle %s: %w", path, err)
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
+	certs, err := pemutil.ParseCertificateBundle(data)
+	if pe := (*pemutil.InvalidPEMError)(nil); errors.As(err, &pe) && pe.Err == nil {
 		return nil, fmt.Errorf("trust bundle %s holds no PEM certificates (write it with `signet bundle show --format pem`)", path)
 	}
-	return out, nil
+	if err != nil {
+		return nil, fmt.Errorf("trust bundle %s: %w", path, err)
+	}
+	return certs, nil
 }

@@ -8,7 +8,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/signet-id/signet/clock"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
+	"go.step.sm/crypto/pemutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -97,24 +97,12 @@ func LoadCertificates(path string) ([]*x509.Certificate, error) {
 	if err != nil {
 		return nil, fmt.Errorf("x509pop: %w", err)
 	}
-	var certs []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("x509pop: %s: %w", path, err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
+	certs, err := pemutil.ParseCertificateBundle(b)
+	if pe := (*pemutil.InvalidPEMError)(nil); errors.As(err, &pe) && pe.Err == nil {
 		return nil, fmt.Errorf("x509pop: %s: no PEM certificates", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("x509pop: %s: %w", path, err)
 	}
 	return certs, nil
 }
