@@ -52,13 +52,17 @@ func downstreamAgent(t *testing.T, bins binaries) (*spireServer, string, *x509bu
 // (UpstreamAuthority "spire"): Signet's intermediate is signed through a
 // downstream entry, its bundle roots are SPIRE's, and a workload SVID that
 // Signet mints (served by a real spire-agent attested to Signet) verifies
-// with go-spiffe against SPIRE's bundle alone.
+// with go-spiffe against SPIRE's bundle alone. Then the spire-server stops
+// and Signet's clock passes the CA's half-life: the rotation fails with the
+// upstream named and nothing is half-rotated (the old CA stays active, no
+// prepared authority).
 func TestSignetUnderSPIRE(t *testing.T) {
 	bins := spireBinaries(t)
 	sp, socket, spireBundle := downstreamAgent(t, bins)
 	host, port, _ := strings.Cut(sp.addr, ":")
 	p, _ := strconv.Atoi(port)
-	srv := startSignet(t, signetOptions{upstreamSPIRE: &server.UpstreamSPIREConfig{ServerAddress: host, ServerPort: p, WorkloadAPISocket: socket}})
+	clk := &clock{}
+	srv := startSignet(t, signetOptions{now: clk.Now, upstreamSPIRE: &server.UpstreamSPIREConfig{ServerAddress: host, ServerPort: p, WorkloadAPISocket: socket}})
 
 	roots := srv.CA().Bundle().X509Authorities()
 	if len(roots) == 0 {
@@ -95,6 +99,18 @@ func TestSignetUnderSPIRE(t *testing.T) {
 	if _, _, err := x509svid.Verify(svid.Certificates, spireBundle); err != nil {
 		t.Fatalf("Signet's workload SVID does not verify against SPIRE's bundle: %v", err)
 	}
+	before := srv.CA().X509Slots()
+	active := activeCA(srv)
+	sp.stop()
+	life := active.NotAfter.Sub(active.NotBefore)
+	clk.Set(time.Until(active.NotBefore.Add(life * 2 / 3)))
+	if _, err := srv.CA().Rotate(); err == nil || !strings.Contains(err.Error(), "NewDownstreamX509CA") {
+		t.Fatalf("Rotate with the upstream down = %v, want an error naming NewDownstreamX509CA", err)
+	}
+	after := srv.CA().X509Slots()
+	if len(after) != len(before) || !activeCA(srv).Equal(active) || preparedCA(srv) != nil {
+		t.Fatalf("half-rotated: %d slots before, %d after; active changed %v; prepared %v", len(before), len(after), !activeCA(srv).Equal(active), preparedCA(srv) != nil)
+	}
 }
 
 // TestSignetUnderSPIREUnreachable: with the upstream spire-server down, or
@@ -125,7 +141,7 @@ func TestSignetUnderSPIREUnreachable(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
 			err = srv.Run(ctx)
-			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "UpstreamAuthority") && !strings.Contains(err.Error(), "upstream") {
+			if err == nil || !strings.Contains(err.Error(), "upstream authority") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run = %v, want an error naming %q", err, tc.want)
 			}
 			t.Logf("refused: %v", err)
