@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"strconv"
 
 	"github.com/signet-id/signet/config"
 	"github.com/signet-id/signet/server"
@@ -50,4 +51,29 @@ func buildKeyCustody(ps *config.Plugins) (*server.KeyManagerConfig, *server.Upst
 		up = &server.UpstreamDiskConfig{CertFile: d.CertFilePath, KeyFile: d.KeyFilePath, BundleFile: d.BundleFilePath}
 	}
 	return km, up, nil
+}
+
+// buildSPIREUpstream reads UpstreamAuthority "spire" (nil without one).
+func buildSPIREUpstream(ps *config.Plugins) (*server.UpstreamSPIREConfig, error) {
+	if ps == nil {
+		return nil, nil
+	}
+	for _, p := range ps.UpstreamAuthorities {
+		if p.Type != "spire" {
+			continue
+		}
+		if p.Data == nil {
+			return nil, fmt.Errorf("UpstreamAuthority \"spire\" needs plugin_data { server_address = ..., server_port = ..., workload_api_socket = ... }")
+		}
+		var d config.SPIREUpstreamData
+		if err := config.DecodePluginData(p, &d); err != nil {
+			return nil, err
+		}
+		port, err := strconv.Atoi(d.ServerPort)
+		if err != nil || port <= 0 || port > 65535 {
+			return nil, fmt.Errorf("UpstreamAuthority \"spire\": server_port %q is not a TCP port (1-65535)", d.ServerPort)
+		}
+		return &server.UpstreamSPIREConfig{ServerAddress: d.ServerAddress, ServerPort: port, WorkloadAPISocket: d.WorkloadAPISocket}, nil
+	}
+	return nil, nil
 }

@@ -47,6 +47,15 @@ type DiskUpstreamData struct {
 	BundleFilePath string `hcl:"bundle_file_path,optional"`
 }
 
+// SPIREUpstreamData is the plugin_data of UpstreamAuthority "spire", as in
+// SPIRE: the upstream spire-server and the local Workload API socket whose
+// agent serves this server an entry with downstream = true.
+type SPIREUpstreamData struct {
+	ServerAddress     string `hcl:"server_address"`
+	ServerPort        string `hcl:"server_port"`
+	WorkloadAPISocket string `hcl:"workload_api_socket"`
+}
+
 // DecodeVaultKeyManager decodes KeyManager "hashicorp_vault"'s
 // plugin_data, refusing SPIRE's connection settings with where they go.
 func DecodeVaultKeyManager(p *Plugin) (VaultKeyManagerData, error) {

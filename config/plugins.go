@@ -24,7 +24,7 @@ type Plugins struct {
 	// the plugin table.
 	KeyManagers []*Plugin `hcl:"KeyManager,block"`
 	// UpstreamAuthorities are `UpstreamAuthority "<type>"` blocks (at
-	// most one): the server reads "disk".
+	// most one): the server reads "disk" and "spire".
 	UpstreamAuthorities []*Plugin `hcl:"UpstreamAuthority,block"`
 	Remain              hcl.Body  `hcl:",remain"`
 }

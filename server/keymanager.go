@@ -44,6 +44,15 @@ type UpstreamDiskConfig struct {
 	BundleFile string
 }
 
+// UpstreamSPIREConfig is an upstream SPIRE server that signs Signet's
+// intermediate through a downstream entry (SPIRE's UpstreamAuthority
+// "spire").
+type UpstreamSPIREConfig struct {
+	ServerAddress     string
+	ServerPort        int
+	WorkloadAPISocket string
+}
+
 // keyManagerOpenTimeout bounds opening a key manager at start.
 const keyManagerOpenTimeout = 30 * time.Second
 

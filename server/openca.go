@@ -9,7 +9,10 @@ import (
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/secrets"
 	"github.com/signet-id/signet/secrets/vaultpki"
+	"github.com/signet-id/signet/server/spireupstream"
 )
+
+var _ ca.UpstreamAuthority = (*spireupstream.Upstream)(nil)
 
 // openCA builds the CA (state on disk, or sealed in a shared external
 // etcd), the optional Vault client and upstream authority, the issuer and
@@ -55,6 +58,16 @@ func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, closeKM func
 			return nil, nil, closeKM, fmt.Errorf("server: UpstreamAuthority \"disk\": %w", err)
 		}
 		upstream = du
+	}
+	if c := s.cfg.UpstreamSPIRE; c != nil {
+		if upstream != nil {
+			return nil, nil, closeKM, errors.New("server: two upstream authorities: UpstreamAuthority \"spire\" and another (UpstreamAuthority \"disk\" or vault { upstream_pki_mount }); keep one")
+		}
+		su, err := spireupstream.New(spireupstream.Config{ServerAddress: c.ServerAddress, ServerPort: c.ServerPort, WorkloadAPISocket: c.WorkloadAPISocket})
+		if err != nil {
+			return nil, nil, closeKM, fmt.Errorf("server: UpstreamAuthority \"spire\": %w", err)
+		}
+		upstream = su
 	}
 	km, closer, err := s.openKeyManager(vc)
 	if err != nil {

@@ -102,6 +102,9 @@ type Config struct {
 	// UpstreamDisk, if set, is an operator-provided CA that signs the
 	// server's X.509 CA (SPIRE's UpstreamAuthority "disk").
 	UpstreamDisk *UpstreamDiskConfig
+	// UpstreamSPIRE, if set, is an upstream SPIRE server that signs the
+	// server's X.509 CA (SPIRE's UpstreamAuthority "spire").
+	UpstreamSPIRE *UpstreamSPIREConfig
 	// OIDCAddress, if set, serves OIDC discovery and JWKS over HTTPS there
 	// (host:port), for Vault's jwt auth method and other relying parties.
 	OIDCAddress string

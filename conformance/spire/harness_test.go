@@ -235,6 +235,8 @@ type signetOptions struct {
 	// trustDomain defaults to td.
 	trustDomain spiffeid.TrustDomain
 	federation  server.FederationConfig
+	// upstreamSPIRE, if set, signs the CA (UpstreamAuthority "spire").
+	upstreamSPIRE *server.UpstreamSPIREConfig
 }
 
 func startSignet(t *testing.T, opts signetOptions) *signetServer {
@@ -258,6 +260,7 @@ func startSignet(t *testing.T, opts signetOptions) *signetServer {
 		Clock:            skewed(opts.now),
 		Registry:         opts.registry,
 		NodeAttestors:    opts.nodeAttestors,
+		UpstreamSPIRE:    opts.upstreamSPIRE,
 	})
 	if err != nil {
 		t.Fatal(err)
