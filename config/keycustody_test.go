@@ -69,7 +69,7 @@ func TestKeyCustodyRefusals(t *testing.T) {
 		{"aws_kms", "KeyManager \"aws_kms\" {\nplugin_data { region = \"x\" }\n}", "use KeyManager \"kms\""},
 		{"memory", `KeyManager "memory" {}`, "no memory-only mode"},
 		{"spire vault upstream", `UpstreamAuthority "vault" {}`, "upstream_pki_mount"},
-		{"awssecret upstream", `UpstreamAuthority "awssecret" {}`, "UpstreamAuthority \"disk\" or Vault PKI"},
+		{"awssecret upstream", `UpstreamAuthority "awssecret" {}`, "UpstreamAuthority \"disk\", UpstreamAuthority \"spire\" or Vault PKI"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := config.LoadServer(write(t, "server { trust_domain = \"example.org\" }\nplugins {\n"+c.plugins+"\n}\n"))

@@ -53,7 +53,7 @@ func TestRefusedPluginKinds(t *testing.T) {
 		{"server", `KeyManager "memory" {}`, `KeyManager "memory" is not supported: Signet keeps its keys on disk`},
 		{"server", "KeyManager \"aws_kms\" {\nplugin_data { region = \"x\" }\n}", `KeyManager "aws_kms" is not supported: use KeyManager "kms"`},
 		{"server", `UpstreamAuthority "vault" {}`, "vault { upstream_pki_mount"},
-		{"server", `UpstreamAuthority "awssecret" {}`, `UpstreamAuthority "awssecret" is not supported: the upstream authority is UpstreamAuthority "disk" or Vault PKI`},
+		{"server", `UpstreamAuthority "awssecret" {}`, `UpstreamAuthority "awssecret" is not supported: the upstream authority is UpstreamAuthority "disk", UpstreamAuthority "spire" or Vault PKI`},
 		{"server", `Notifier "k8sbundle" {}`, "notifiers are not supported"},
 		{"server", `BundlePublisher "aws_s3" {}`, "bundle publishers are not supported"},
 		{"server", `CredentialComposer "uniqueid" {}`, "credential composers are not supported"},
