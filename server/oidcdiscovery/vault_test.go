@@ -1,4 +1,4 @@
-package oidc_test
+package oidcdiscovery_test
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/secrets"
-	"github.com/signet-id/signet/secrets/oidc"
+	"github.com/signet-id/signet/server/oidcdiscovery"
 	"github.com/signet-id/signet/secrets/vaulttest"
 )
 
@@ -45,13 +45,13 @@ func serve(t *testing.T) *provider {
 		t.Fatal(err)
 	}
 	url := "http://" + lis.Addr().String()
-	h, err := oidc.New(oidc.Config{Issuer: url, Keys: func() map[string]crypto.PublicKey { return m.Bundle().JWTAuthorities() }})
+	h, err := oidcdiscovery.New(oidcdiscovery.Config{Issuer: url, Keys: func() map[string]crypto.PublicKey { return m.Bundle().JWTAuthorities() }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- oidc.Serve(ctx, lis, h) }()
+	go func() { done <- oidcdiscovery.Serve(ctx, lis, nil, h, 5*time.Second) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -73,18 +73,18 @@ func (p *provider) token(t *testing.T, id spiffeid.ID, aud string) string {
 func TestDiscoveryAndKeys(t *testing.T) {
 	p := serve(t)
 	var doc map[string]any
-	getJSON(t, p.url+oidc.DiscoveryPath, &doc)
-	if doc["issuer"] != p.url || doc["jwks_uri"] != p.url+oidc.KeysPath {
+	getJSON(t, p.url+oidcdiscovery.DiscoveryPath, &doc)
+	if doc["issuer"] != p.url || doc["jwks_uri"] != p.url+oidcdiscovery.KeysPath {
 		t.Fatalf("discovery = %v", doc)
 	}
 	var set struct {
 		Keys []map[string]any `json:"keys"`
 	}
-	getJSON(t, p.url+oidc.KeysPath, &set)
+	getJSON(t, p.url+oidcdiscovery.KeysPath, &set)
 	if len(set.Keys) != 1 || set.Keys[0]["kty"] != "EC" || set.Keys[0]["kid"] == "" || set.Keys[0]["use"] != "sig" {
 		t.Fatalf("keys = %v", set.Keys)
 	}
-	resp, err := http.Post(p.url+oidc.KeysPath, "text/plain", nil)
+	resp, err := http.Post(p.url+oidcdiscovery.KeysPath, "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestVaultJWTAuthWithJWTSVID(t *testing.T) {
 	// Vault fetches and accepts the discovery document...
 	vs.Write(t, "auth/jwt/config", map[string]any{"oidc_discovery_url": p.url})
 	// ...and verifies JWT-SVIDs (which carry no iss claim) with the JWKS.
-	vs.Write(t, "auth/jwt/config", map[string]any{"jwks_url": p.url + oidc.KeysPath})
+	vs.Write(t, "auth/jwt/config", map[string]any{"jwks_url": p.url + oidcdiscovery.KeysPath})
 	if err := vc.Sys().PutPolicy("web", `path "secret/data/web/*" { capabilities = ["read"] }`); err != nil {
 		t.Fatal(err)
 	}
