@@ -178,7 +178,7 @@ func (s *Server) startOIDC() (subsystem, error) {
 		"tls", tc != nil, "require_pq_key_exchange", o.RequirePQ)
 	lis := s.oidcLis
 	return unit{"OIDC discovery provider", func(ctx context.Context) error {
-		return oidcdiscovery.Serve(ctx, lis, tc, h, shutdownGrace)
+		return h.Serve(ctx, lis, tc, shutdownGrace)
 	}}, nil
 }
 

@@ -53,7 +53,7 @@ func serve(t *testing.T, adjust func(*oidcdiscovery.Config)) *provider {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- oidcdiscovery.Serve(ctx, lis, nil, h, 5*time.Second) }()
+	go func() { done <- h.Serve(ctx, lis, nil, 5*time.Second) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

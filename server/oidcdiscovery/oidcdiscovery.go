@@ -238,10 +238,12 @@ func algorithm(k crypto.PublicKey) string {
 
 // Serve serves h on lis until ctx is done, then shuts down (forcibly
 // after grace). With tc it speaks TLS; without, plain HTTP (behind a
-// TLS-terminating proxy).
-func Serve(ctx context.Context, lis net.Listener, tc *tls.Config, h http.Handler, grace time.Duration) error {
+// TLS-terminating proxy). Failed handshakes are logged at debug level:
+// the endpoint is public and scanners are common.
+func (h *Handler) Serve(ctx context.Context, lis net.Listener, tc *tls.Config, grace time.Duration) error {
 	srv := &http.Server{
 		Handler:           h,
+		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
