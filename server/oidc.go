@@ -93,8 +93,12 @@ func checkOIDC(cfg *Config) error {
 	if _, err := oidcdiscovery.New(providerConfig(o, issuer)); err != nil {
 		return fmt.Errorf(block+"%w", err)
 	}
-	if cfg.JWTIssuer != "" && o.Issuer != "" && strings.TrimRight(cfg.JWTIssuer, "/") != strings.TrimRight(o.Issuer, "/") {
-		return fmt.Errorf("server: jwt_issuer %q differs from the oidc_discovery_provider issuer %q: relying parties that read the discovery document (go-oidc, cloud token services) would refuse the JWT-SVIDs; set the same URL or leave jwt_issuer unset", cfg.JWTIssuer, o.Issuer)
+	o.Issuer = strings.TrimRight(o.Issuer, "/")
+	if cfg.JWTIssuer != "" && o.Issuer != "" {
+		if strings.TrimRight(cfg.JWTIssuer, "/") != o.Issuer {
+			return fmt.Errorf("server: jwt_issuer %q differs from the oidc_discovery_provider issuer %q: relying parties that read the discovery document (go-oidc, cloud token services) would refuse the JWT-SVIDs; set the same URL or leave jwt_issuer unset", cfg.JWTIssuer, o.Issuer)
+		}
+		cfg.JWTIssuer = o.Issuer // iss must equal the published issuer byte for byte
 	}
 	return nil
 }
