@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -109,9 +108,7 @@ func (s *Server) startBundleEndpoint() (subsystem, net.Listener, error) {
 	addr := lis.Addr().(*net.TCPAddr)
 	s.bundleEndpointAddr.Store(addr)
 	s.log.Info("serving the SPIFFE bundle endpoint", "address", addr.String(), "bundle_endpoint_profile", string(be.Profile))
-	return unit{"bundle endpoint", func(ctx context.Context) error {
-		return federation.Serve(ctx, lis, tc, h, shutdownGrace)
-	}}, lis, nil
+	return httpListener{name: "bundle endpoint", lis: lis, tls: tc, h: h, log: s.log.With("component", "bundle endpoint")}, lis, nil
 }
 
 // BundleEndpointAddr returns the bundle endpoint's address once Ready, nil

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto"
 	"crypto/tls"
 	"errors"
@@ -180,10 +179,7 @@ func (s *Server) startOIDC() (subsystem, error) {
 	}
 	s.log.Info("serving the OIDC discovery provider", "address", s.oidcLis.Addr().String(), "issuer", s.oidcIssuer,
 		"tls", tc != nil, "require_pq_key_exchange", o.RequirePQ)
-	lis := s.oidcLis
-	return unit{"OIDC discovery provider", func(ctx context.Context) error {
-		return h.Serve(ctx, lis, tc, shutdownGrace)
-	}}, nil
+	return httpListener{name: "OIDC discovery provider", lis: s.oidcLis, tls: tc, h: h, log: pc.Logger}, nil
 }
 
 // svidCertificate is the server's current SVID as a serving certificate.

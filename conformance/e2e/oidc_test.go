@@ -2,15 +2,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"math/big"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,6 +20,7 @@ import (
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/server"
 	"github.com/signet-id/signet/server/oidcdiscovery"
+	"github.com/signet-id/signet/tlspolicy/tlspolicytest"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
@@ -222,41 +218,6 @@ func getJSON(t *testing.T, c *http.Client, url string, want int, v any) {
 	}
 }
 
-// writeWebCert writes a self-signed serving certificate for localhost (a
-// stand-in for a Web PKI certificate) and returns its files and pool.
-func writeWebCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "oidc test"}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA: true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "web.crt"), filepath.Join(dir, "web.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(c)
-	return certFile, keyFile, pool
-}
-
 // TestOIDCRequirePQWithCertFile: with require_pq_key_exchange a
 // classical-only client (crypto/tls, OpenSSL 3.5) is refused and a hybrid
 // one served; the configured certificate, not the server SVID, is
@@ -264,7 +225,7 @@ func writeWebCert(t *testing.T, dir string) (certFile, keyFile string, pool *x50
 // provider.
 func TestOIDCRequirePQWithCertFile(t *testing.T) {
 	dir := shortDir(t)
-	certFile, keyFile, webRoots := writeWebCert(t, dir)
+	certFile, keyFile, webRoots := tlspolicytest.WriteSelfSigned(t, dir)
 	srv := startServerWith(t, dir, func(o *serverOptions) {
 		o.oidc = &server.OIDCConfig{Address: "127.0.0.1:0", RequirePQ: true, CertFile: certFile, KeyFile: keyFile}
 	})

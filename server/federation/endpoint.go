@@ -1,12 +1,9 @@
 package federation
 
 import (
-	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -59,34 +56,4 @@ func NewHandler(cfg EndpointConfig) (http.Handler, error) {
 		return nil, fmt.Errorf("federation: %w", err)
 	}
 	return h, nil
-}
-
-// Serve serves h over TLS on lis until ctx is done, then shuts down
-// (forcibly after grace).
-func Serve(ctx context.Context, lis net.Listener, tc *tls.Config, h http.Handler, grace time.Duration) error {
-	srv := &http.Server{
-		Handler:           h,
-		TLSConfig:         tc,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       time.Minute,
-		MaxHeaderBytes:    16 << 10,
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(tls.NewListener(lis, tc)) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("federation: bundle endpoint: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		_ = srv.Close()
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("federation: bundle endpoint: %w", err)
-	}
-	return nil
 }

@@ -1,13 +1,11 @@
 package oidcdiscovery_test
 
 import (
-	"context"
 	"crypto"
 	"encoding/json"
-	"net"
 	"net/http"
+	"net/http/httptest"
 	"testing"
-	"time"
 
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/issuer"
@@ -26,7 +24,7 @@ type provider struct {
 }
 
 // serve runs a CA, an issuer whose JWT-SVIDs carry the provider's URL as
-// iss, and the provider on a loopback listener (plain HTTP); adjust
+// iss, and the provider on a loopback httptest server (plain HTTP); adjust
 // changes the provider's configuration.
 func serve(t *testing.T, adjust func(*oidcdiscovery.Config)) *provider {
 	t.Helper()
@@ -34,11 +32,8 @@ func serve(t *testing.T, adjust func(*oidcdiscovery.Config)) *provider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	url := "http://" + lis.Addr().String()
+	ts := httptest.NewUnstartedServer(nil)
+	url := "http://" + ts.Listener.Addr().String()
 	iss, err := issuer.New(issuer.Config{TrustDomain: td, Authority: m, JWTIssuer: url})
 	if err != nil {
 		t.Fatal(err)
@@ -51,15 +46,9 @@ func serve(t *testing.T, adjust func(*oidcdiscovery.Config)) *provider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Serve(ctx, lis, nil, 5*time.Second) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	})
+	ts.Config.Handler = h
+	ts.Start()
+	t.Cleanup(ts.Close)
 	return &provider{issuer: iss, url: url}
 }
 

@@ -11,13 +11,11 @@
 package oidcdiscovery
 
 import (
-	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,7 +25,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/signet-id/signet/telemetry"
@@ -234,39 +231,4 @@ func algorithm(k crypto.PublicKey) string {
 		return string(jose.EdDSA)
 	}
 	return ""
-}
-
-// Serve serves h on lis until ctx is done, then shuts down (forcibly
-// after grace). With tc it speaks TLS; without, plain HTTP (behind a
-// TLS-terminating proxy). Failed handshakes are logged at debug level:
-// the endpoint is public and scanners are common.
-func (h *Handler) Serve(ctx context.Context, lis net.Listener, tc *tls.Config, grace time.Duration) error {
-	srv := &http.Server{
-		Handler:           h,
-		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       time.Minute,
-		MaxHeaderBytes:    16 << 10,
-	}
-	if tc != nil {
-		lis = tls.NewListener(lis, tc)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("oidcdiscovery: serve: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		_ = srv.Close()
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("oidcdiscovery: serve: %w", err)
-	}
-	return nil
 }
