@@ -57,6 +57,13 @@ func TestValidateOIDCDiscoveryProvider(t *testing.T) {
 	if code, _, errOut := run(t, "server", "validate", "--trust-domain", "example.org", "--oidc-address", "8443"); code == 0 || !strings.Contains(errOut, `listen_address "8443" is not host:port`) {
 		t.Errorf("--oidc-address 8443: exit %d, stderr %q", code, errOut)
 	}
+	p := filepath.Join(dir, "jwt_issuer.conf")
+	if err := os.WriteFile(p, []byte("server {\n trust_domain = \"example.org\"\n jwt_issuer = \"oidc.example.org\"\n}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := run(t, "server", "validate", "--config", p); code == 0 || !strings.Contains(errOut, `server: jwt_issuer: oidcdiscovery: issuer "oidc.example.org" must be an http(s) URL`) {
+		t.Errorf("jwt_issuer without a scheme: exit %d, stderr %q", code, errOut)
+	}
 }
 
 // TestOIDCFromFile: the block maps to the server's settings; the flag
