@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -176,8 +177,12 @@ func TestOIDCDiscoveryWithGoOIDC(t *testing.T) {
 	if !ok || !strings.Contains(out, "X25519") || strings.Contains(out, "MLKEM") {
 		t.Fatalf("openssl s_client -groups X25519 (a classical client):\n%s", out)
 	}
+	// curl built on OpenSSL 3.0 (no X25519MLKEM768), the client of the issue.
+	if out, ok := runCurl(t, rootFile, issuerURL+oidcdiscovery.DiscoveryPath); !ok || !strings.Contains(out, `"issuer":"`+issuerURL+`"`) {
+		t.Fatalf("curl (OpenSSL 3.0) fetching the discovery document:\n%s", out)
+	}
 	counted := oidcHandshakes(t, reg, "X25519")
-	if counted < 2 { // the crypto/tls client and openssl
+	if counted < 2 { // the crypto/tls client and openssl (and curl)
 		t.Errorf("signet_server_oidc_tls_handshakes_total{group=X25519} = %v, want >= 2", counted)
 	}
 	t.Logf("OIDC handshakes by group: X25519MLKEM768 %v, X25519 %v, P-256 %v",
@@ -246,6 +251,9 @@ func TestOIDCRequirePQWithCertFile(t *testing.T) {
 	if out, ok := tooltest.RunOpenSSL(t, "Q\n", "s_client", "-connect", addr, "-servername", "localhost", "-groups", "X25519", "-brief"); ok {
 		t.Fatalf("openssl s_client -groups X25519 accepted with require_pq_key_exchange:\n%s", out)
 	}
+	if out, ok := runCurl(t, certFile, srv.OIDCIssuer()+oidcdiscovery.DiscoveryPath); ok || !strings.Contains(out, "handshake failure") {
+		t.Fatalf("curl (OpenSSL 3.0, classical only) with require_pq_key_exchange: want a handshake failure, got\n%s", out)
+	}
 	octx := oidc.ClientContext(ctx, httpsClient(webRoots, nil))
 	if _, err := oidc.NewProvider(octx, srv.OIDCIssuer()); err != nil {
 		t.Fatalf("go-oidc discovery over the configured certificate: %v", err)
@@ -288,4 +296,21 @@ func TestOIDCPlainHTTPBehindProxy(t *testing.T) {
 	if _, err := handshake(ctx, srv.OIDCAddr().String(), nil, nil); err == nil {
 		t.Fatal("a TLS handshake succeeded on the plain HTTP listener")
 	}
+}
+
+// runCurl fetches url with the system curl trusting caFile and returns its
+// output and whether it succeeded. Debian bookworm's curl is built on
+// OpenSSL 3.0, which offers no post-quantum group. The test skips without
+// curl, except in CI.
+func runCurl(t *testing.T, caFile, url string) (string, bool) {
+	t.Helper()
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("curl not found")
+		}
+		t.Skip("curl not found")
+	}
+	out, err := exec.Command(curl, "-sS", "--max-time", "20", "--cacert", caFile, url).CombinedOutput()
+	return string(out), err == nil
 }
