@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/signet-id/signet/config"
+	"github.com/signet-id/signet/telemetry"
 )
 
 // serveHealth serves SPIRE's health_checks listener: live answers 200
@@ -23,17 +23,7 @@ func serveHealth(h *config.HealthChecks, ready func() bool, log *slog.Logger) (a
 	}
 	live, readyPath := h.Paths()
 	mux := http.NewServeMux()
-	reply := func(w http.ResponseWriter, ok bool, key string) {
-		w.Header().Set("Content-Type", "application/json")
-		if !ok {
-			w.WriteHeader(http.StatusInternalServerError)
-		}
-		_ = json.NewEncoder(w).Encode(map[string]bool{key: ok})
-	}
-	mux.HandleFunc(live, func(w http.ResponseWriter, _ *http.Request) { reply(w, true, "live") })
-	mux.HandleFunc(readyPath, func(w http.ResponseWriter, _ *http.Request) {
-		reply(w, ready(), "ready")
-	})
+	telemetry.HandleHealth(mux, live, readyPath, ready)
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = hs.Serve(lis) }()
 	log.Info("serving health checks", "address", lis.Addr().String(), "live_path", live, "ready_path", readyPath)

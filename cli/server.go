@@ -131,7 +131,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.logFormat, "log-format", "", "text or json (default text)")
 	fl.BoolVar(&f.allowClassical, "allow-classical-key-exchange", false, "also accept classical-only TLS key exchange (X25519, P-256); post-quantum X25519MLKEM768 is required otherwise")
 	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port (e.g. 127.0.0.1:9988)")
-	fl.StringVar(&f.oidcAddress, "oidc-address", "", "serve OIDC discovery and JWKS over HTTPS on host:port (for Vault's jwt auth)")
+	fl.StringVar(&f.oidcAddress, "oidc-address", "", "serve the OIDC discovery provider on host:port (overrides oidc_discovery_provider's listen_address; alone: the server SVID, issuer https://localhost:<port>)")
 	fl.StringVar(&f.caKEKFile, "ca-kek-file", "", "file with the 32-byte key that seals the CA in an external etcd shared by replicas")
 	f.state.register(fl)
 	fl.StringVar(&f.profile, "credential-profile", "", "classic (ECDSA P-256) or hybrid (ECDSA plus ML-DSA alternative signatures); default classic")
@@ -170,6 +170,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 	var cfg server.Config
 	var file config.Server
 	var fileInsecure bool
+	var fileOIDC *config.OIDCDiscoveryProvider
 	var plugins *config.Plugins
 	rs := runSettings{metrics: f.metricsAddress}
 	if f.configPath != "" {
@@ -181,6 +182,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 		cfg.Federation = federationFromFile(sf.Server.Federation)
 		rs.fromFile(f.metricsAddress, sf.Telemetry, sf.HealthChecks, sf.Warnings)
 		plugins = sf.Plugins
+		fileOIDC = sf.OIDCDiscoveryProvider
 		if v := sf.Vault; v != nil {
 			cfg.Vault = &server.VaultConfig{Address: v.Address, Namespace: v.Namespace, CAFile: v.CAFile, Auth: v.Auth,
 				TokenFile: v.TokenFile, RoleID: v.RoleID, SecretIDFile: v.SecretIDFile, JWTRole: v.JWTRole, JWTMount: v.JWTMount,
@@ -230,7 +232,8 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 	}
 	cfg.AdminSocket = pick(f.socketPath, file.SocketPath, privdir.AdminSocket(cfg.DataDir))
 	cfg.CAKEKFile = pick(f.caKEKFile, file.CAKEKPath)
-	cfg.OIDCAddress = pick(f.oidcAddress, file.OIDCAddress)
+	cfg.OIDC = oidcFromFile(fileOIDC, f.oidcAddress)
+	cfg.JWTIssuer = file.JWTIssuer
 	if len(f.etcdEndpoints) > 0 {
 		cfg.Etcd = server.EtcdConfig{Endpoints: f.etcdEndpoints, CertFile: f.etcdCert, KeyFile: f.etcdKey, CAFile: f.etcdCA}
 	}

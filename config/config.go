@@ -42,7 +42,10 @@ type ServerFile struct {
 	Telemetry *Telemetry `hcl:"telemetry,block"`
 	// HealthChecks is SPIRE's health_checks block: HTTP /live and /ready.
 	HealthChecks *HealthChecks `hcl:"health_checks,block"`
-	Remain       hcl.Body      `hcl:",remain"`
+	// OIDCDiscoveryProvider serves the OIDC discovery document and the
+	// JWKS of the JWT-SVID keys (docs/oidc.md).
+	OIDCDiscoveryProvider *OIDCDiscoveryProvider `hcl:"oidc_discovery_provider,block"`
+	Remain                hcl.Body               `hcl:",remain"`
 	// Warnings lists what the file holds that Signet accepts but ignores
 	// (for the daemon to log and validate to print).
 	Warnings []string
@@ -90,9 +93,9 @@ type Server struct {
 	// CAKEKPath is a file with the 32-byte key that seals the CA in an
 	// external etcd shared by replicas (flag --ca-kek-file).
 	CAKEKPath string `hcl:"ca_kek_path,optional"`
-	// OIDCAddress serves OIDC discovery and JWKS over HTTPS on host:port
-	// (for Vault's jwt auth).
-	OIDCAddress string `hcl:"oidc_address,optional"`
+	// JWTIssuer is the iss claim of JWT-SVIDs, an http(s) URL (SPIRE's
+	// jwt_issuer; default the oidc_discovery_provider issuer, else none).
+	JWTIssuer string `hcl:"jwt_issuer,optional"`
 	// Federation is SPIRE's federation block: the bundle endpoint and the
 	// federated trust domains.
 	Federation *Federation `hcl:"federation,block"`
@@ -250,6 +253,7 @@ func LoadServerWith(path string, opts Options) (*ServerFile, error) {
 	for _, err := range []error{
 		hostOnly("server: bind_address", f.Server.BindAddress, "bind_port"),
 		f.Telemetry.check(), f.HealthChecks.check(), f.Server.Federation.check(f.Server.TrustDomain),
+		f.OIDCDiscoveryProvider.check(),
 	} {
 		if err != nil {
 			return nil, fmt.Errorf("config: %s: %w", path, err)
@@ -338,13 +342,16 @@ func withHint(msg string) string {
 	if strings.Contains(msg, "Variables not allowed") {
 		msg += " (to use environment variables, run with -expandEnv; write $${ for a literal ${)"
 	}
+	if strings.Contains(msg, `"oidc_address" is not expected`) {
+		msg += " (oidc_address became the oidc_discovery_provider { listen_address = ... } block; see docs/oidc.md)"
+	}
 	return msg
 }
 
 // topBlocks are the top-level blocks of each side's file.
 func topBlocks(side string) []string {
 	if side == "server" {
-		return []string{"server", "etcd", "vault", "limits", "plugins", "telemetry", "health_checks"}
+		return []string{"server", "etcd", "vault", "limits", "plugins", "telemetry", "health_checks", "oidc_discovery_provider"}
 	}
 	return []string{"agent", "plugins", "telemetry", "health_checks"}
 }

@@ -114,7 +114,7 @@ health_checks {
 		{"agent", `health_checks { bind_port = "http" }`, `bind_port "http" is not a TCP port`},
 		{"agent", "health_checks {\nlive_path = \"/x\"\nready_path = \"/x\"\n}", "both"},
 		{"agent", `health_checks { bind_address = "localhost:80" }`, "is a host; put the port in bind_port"},
-		{"server", "federation {\nbundle_endpoint {}\n}", `unknown block "federation" in the server's configuration (it takes server, etcd, vault, limits, plugins, telemetry, health_checks)`},
+		{"server", "federation {\nbundle_endpoint {}\n}", `unknown block "federation" in the server's configuration (it takes server, etcd, vault, limits, plugins, telemetry, health_checks, oidc_discovery_provider)`},
 		{"agent", `etcd { endpoints = [] }`, `unknown block "etcd" in the agent's configuration`},
 	}
 	for _, tt := range tests {

@@ -66,6 +66,10 @@ type Config struct {
 	// X509TTL and JWTTTL are the default lifetimes when a request gives none.
 	X509TTL time.Duration
 	JWTTTL  time.Duration
+	// JWTIssuer, if set, is the iss claim of every JWT-SVID (SPIRE's
+	// jwt_issuer): the issuer URL of the OIDC discovery provider that
+	// publishes the keys, so OIDC relying parties accept the tokens.
+	JWTIssuer string
 	// Now and Rand may be injected; they default to time.Now and crypto/rand.
 	Now  func() time.Time
 	Rand io.Reader
@@ -221,7 +225,7 @@ func (i *Issuer) JWTSVID(p JWTParams) (string, time.Time, error) {
 			return "", time.Time{}, errors.New("issuer: active JWT key has expired")
 		}
 	}
-	tok, err := i.signJWT(jwtClaims(p.ID.String(), p.Audience, exp, now))
+	tok, err := i.signJWT(jwtClaims(i.cfg.JWTIssuer, p.ID.String(), p.Audience, exp, now))
 	if err != nil {
 		return "", time.Time{}, fmt.Errorf("issuer: sign JWT-SVID: %w", err)
 	}

@@ -5,7 +5,10 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,6 +138,45 @@ func TestParseCSR(t *testing.T) {
 	for name, in := range map[string][]byte{"empty": nil, "garbage": []byte("not a csr"), "bad signature": bad} {
 		if _, err := issuer.ParseCSR(in); !errors.Is(err, issuer.ErrInvalidCSR) {
 			t.Errorf("%s: err = %v, want ErrInvalidCSR", name, err)
+		}
+	}
+}
+
+// TestJWTIssuerClaim: iss is the configured JWTIssuer, absent without one
+// (JWT-SVIDs need none; OIDC relying parties compare it with the
+// discovery document's issuer).
+func TestJWTIssuerClaim(t *testing.T) {
+	m, err := ca.New(ca.Config{TrustDomain: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"", "https://oidc.example.org"} {
+		iss, err := issuer.New(issuer.Config{TrustDomain: td, Authority: m, JWTIssuer: want})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _, err := iss.JWTSVID(issuer.JWTParams{ID: spiffeid.RequireFromString("spiffe://example.org/web"), Audience: []string{"db"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := svidspec.CheckJWTSVID(tok); err != nil {
+			t.Fatal(err)
+		}
+		parts := strings.Split(tok, ".")
+		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var claims map[string]any
+		if err := json.Unmarshal(payload, &claims); err != nil {
+			t.Fatal(err)
+		}
+		got, has := claims["iss"]
+		if want == "" && has {
+			t.Fatalf("iss = %v without a JWTIssuer", got)
+		}
+		if want != "" && got != want {
+			t.Fatalf("iss = %v, want %q", got, want)
 		}
 	}
 }

@@ -117,10 +117,15 @@ func (i *Issuer) signJWT(claims map[string]any) (string, error) {
 	return pqjwt.SignClassic(claims, key, kid)
 }
 
-func jwtClaims(sub string, aud []string, exp, iat time.Time) map[string]any {
+// jwtClaims are a JWT-SVID's claims; iss only when configured.
+func jwtClaims(iss, sub string, aud []string, exp, iat time.Time) map[string]any {
 	var a any = aud
 	if len(aud) == 1 {
 		a = aud[0]
 	}
-	return map[string]any{"sub": sub, "aud": a, "exp": exp.Unix(), "iat": iat.Unix()}
+	c := map[string]any{"sub": sub, "aud": a, "exp": exp.Unix(), "iat": iat.Unix()}
+	if iss != "" {
+		c["iss"] = iss
+	}
+	return c
 }

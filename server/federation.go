@@ -1,10 +1,8 @@
 package server
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -80,23 +78,16 @@ func (s *Server) startBundleEndpoint() (subsystem, net.Listener, error) {
 	switch be.Profile {
 	case federation.ProfileSPIFFE, "":
 		tc = s.cfg.TLS.Config()
-		tc.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c := s.serverCert.Load()
-			if c == nil {
-				return nil, errors.New("server: no server SVID yet")
-			}
-			return c, nil
-		}
+		tc.GetCertificate = s.svidCertificate
 	case federation.ProfileWeb:
-		cf := &federation.CertFile{CertPath: be.CertFile, KeyPath: be.KeyFile, SyncInterval: be.FileSyncInterval, Clock: s.cfg.Clock, Logger: s.log}
+		cf := &tlspolicy.CertFile{CertPath: be.CertFile, KeyPath: be.KeyFile, SyncInterval: be.FileSyncInterval, Clock: s.cfg.Clock, Logger: s.log.With("component", "bundle endpoint")}
 		if err := cf.Load(); err != nil {
-			return nil, nil, fmt.Errorf("server: bundle endpoint: %w", err)
+			return nil, nil, fmt.Errorf("server: bundle endpoint: serving_cert_file: %w", err)
 		}
 		// Web PKI clients (browsers, curl, SPIRE built with an older Go)
 		// may lack X25519MLKEM768; the bundle is public, so classical key
 		// exchange is accepted here, hybrid still preferred.
-		tc = tlspolicy.Policy{AllowClassical: true}.Config()
-		tc.MinVersion = tls.VersionTLS12
+		tc = tlspolicy.Public(false)
 		tc.GetCertificate = cf.GetCertificate
 	default:
 		return nil, nil, fmt.Errorf("server: bundle endpoint profile %q is not supported (use https_spiffe or https_web)", be.Profile)
@@ -117,9 +108,7 @@ func (s *Server) startBundleEndpoint() (subsystem, net.Listener, error) {
 	addr := lis.Addr().(*net.TCPAddr)
 	s.bundleEndpointAddr.Store(addr)
 	s.log.Info("serving the SPIFFE bundle endpoint", "address", addr.String(), "bundle_endpoint_profile", string(be.Profile))
-	return unit{"bundle endpoint", func(ctx context.Context) error {
-		return federation.Serve(ctx, lis, tc, h, shutdownGrace)
-	}}, lis, nil
+	return httpListener{name: "bundle endpoint", lis: lis, tls: tc, h: h, log: s.log.With("component", "bundle endpoint")}, lis, nil
 }
 
 // BundleEndpointAddr returns the bundle endpoint's address once Ready, nil

@@ -1,16 +1,8 @@
 package server_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +12,7 @@ import (
 	"github.com/signet-id/signet/ca"
 	"github.com/signet-id/signet/server"
 	"github.com/signet-id/signet/server/federation"
+	"github.com/signet-id/signet/tlspolicy/tlspolicytest"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	gofed "github.com/spiffe/go-spiffe/v2/federation"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -67,37 +60,11 @@ func TestBundleEndpointSPIFFE(t *testing.T) {
 	}
 }
 
-// writeWebCert writes a self-signed certificate for localhost and its key.
-func writeWebCert(t *testing.T) (certPath, keyPath string, roots *x509.CertPool) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "localhost"}, DNSNames: []string{"localhost"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	dir := t.TempDir()
-	certPath, keyPath = filepath.Join(dir, "be.crt"), filepath.Join(dir, "be.key")
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	roots = x509.NewCertPool()
-	roots.AddCert(cert)
-	return certPath, keyPath, roots
-}
-
 // TestBundleEndpointWeb: the https_web endpoint serves with the
 // configured certificate files, verified by go-spiffe's Web PKI client,
 // and accepts classical key exchange so that any Web PKI client can fetch.
 func TestBundleEndpointWeb(t *testing.T) {
-	certPath, keyPath, roots := writeWebCert(t)
+	certPath, keyPath, roots := tlspolicytest.WriteSelfSigned(t, t.TempDir())
 	s := startServerWith(t, func(c *server.Config) {
 		c.Federation.BundleEndpoint = &server.BundleEndpointConfig{Address: "127.0.0.1:0", Profile: federation.ProfileWeb, CertFile: certPath, KeyFile: keyPath}
 	})

@@ -2,8 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"time"
 
@@ -77,4 +81,52 @@ func (l grpcListener) Run(ctx context.Context) error {
 		l.stopped()
 	}
 	return err
+}
+
+// httpListener serves an HTTP handler on a listener (over TLS with tls,
+// plain HTTP without) until ctx is done, then shuts down gracefully
+// (forcibly after shutdownGrace). Failed handshakes and other connection
+// errors go to log at debug level: the public endpoints draw scanners.
+type httpListener struct {
+	name string
+	lis  net.Listener
+	tls  *tls.Config
+	h    http.Handler
+	log  *slog.Logger
+}
+
+var _ subsystem = httpListener{}
+
+func (l httpListener) Name() string { return l.name }
+
+func (l httpListener) Run(ctx context.Context) error {
+	srv := &http.Server{
+		Handler:           l.h,
+		ErrorLog:          slog.NewLogLogger(l.log.Handler(), slog.LevelDebug),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       time.Minute,
+		MaxHeaderBytes:    16 << 10,
+	}
+	lis := l.lis
+	if l.tls != nil {
+		lis = tls.NewListener(lis, l.tls)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		_ = srv.Close()
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
 }

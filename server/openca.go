@@ -92,6 +92,7 @@ func (s *Server) openCA() (shared *etcdCAState, vc *secrets.Client, closeKM func
 		Authority:   s.ca,
 		X509TTL:     s.cfg.X509SVIDTTL,
 		JWTTTL:      s.cfg.JWTSVIDTTL,
+		JWTIssuer:   s.jwtIssuer(),
 		Now:         s.cfg.Clock.Now,
 	})
 	if err != nil {

@@ -105,9 +105,14 @@ type Config struct {
 	// UpstreamSPIRE, if set, is an upstream SPIRE server that signs the
 	// server's X.509 CA (SPIRE's UpstreamAuthority "spire").
 	UpstreamSPIRE *UpstreamSPIREConfig
-	// OIDCAddress, if set, serves OIDC discovery and JWKS over HTTPS there
-	// (host:port), for Vault's jwt auth method and other relying parties.
-	OIDCAddress string
+	// OIDC, if set, serves the OIDC discovery provider (discovery document
+	// and JWKS) for Vault's jwt auth method, cloud token services and other
+	// relying parties.
+	OIDC *OIDCConfig
+	// JWTIssuer is the iss claim of JWT-SVIDs (SPIRE's jwt_issuer); empty
+	// with OIDC set: the provider's issuer. Without either JWT-SVIDs carry
+	// no iss.
+	JWTIssuer string
 
 	// NodeAttestors are node attestation methods served besides join
 	// tokens, which are always served.
@@ -154,8 +159,11 @@ type Server struct {
 	secrets  *secretsapi.API
 	// leases is the Vault broker whose lease items the scheduler runs.
 	leases *secrets.Broker
-	// oidcIssuer is the OIDC issuer URL when OIDCAddress is set.
+	// oidcIssuer is the OIDC issuer URL when OIDC is set; oidcLis its
+	// listener, opened before the issuer is built (the default issuer
+	// names the port).
 	oidcIssuer string
+	oidcLis    net.Listener
 	evlog      *eventlog.Log
 	metrics    metrics
 
@@ -222,6 +230,9 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	cfg.Clock = clock.Or(cfg.Clock)
+	if err := checkOIDC(&cfg); err != nil {
+		return nil, err
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, ready: make(chan struct{}), caKick: make(chan struct{}, 1), renewals: make(chan scheduler.Item, 65536)}
 	s.metrics.kex = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signet_server_tls_handshakes_total",
@@ -282,6 +293,12 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := keyspace.Migrate(ctx, cli, s.keys(), s.log); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+
+	closeOIDC, err := s.listenOIDC()
+	if err != nil {
+		return err
+	}
+	defer closeOIDC()
 
 	st, err := store.New(cli, s.cfg.TrustDomain, store.WithLogger(s.log), store.WithClock(s.cfg.Clock))
 	if err != nil {
@@ -369,21 +386,17 @@ func (s *Server) subsystems(vc *secrets.Client, app *eventlog.Appender, shared *
 		cleanup = closeBroker
 		subs = append(subs, secretSubs...)
 	}
-	var oidcLis net.Listener
-	if s.cfg.OIDCAddress != "" {
-		sub, lis, err := s.startOIDC()
+	if s.oidcLis != nil {
+		sub, err := s.startOIDC()
 		if err != nil {
 			return nil, cleanup, err
 		}
-		oidcLis = lis
 		subs = append(subs, sub)
 	}
 	var beLis net.Listener
 	fail := func(err error) ([]subsystem, func(), error) {
-		for _, l := range []net.Listener{oidcLis, beLis} {
-			if l != nil {
-				l.Close()
-			}
+		if beLis != nil {
+			beLis.Close()
 		}
 		return nil, cleanup, err
 	}

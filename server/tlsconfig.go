@@ -3,7 +3,6 @@ package server
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 
@@ -13,7 +12,8 @@ import (
 )
 
 // TLSPolicy is the key-exchange policy of the server's TLS endpoints (the
-// agent listener and the OIDC endpoint): tlspolicy's, shared with the agent.
+// agent listener and the https_spiffe bundle endpoint; public endpoints use
+// tlspolicy.Public): tlspolicy's, shared with the agent.
 type TLSPolicy = tlspolicy.Policy
 
 // agentTLSConfig builds the agent listener's TLS configuration: TLS 1.3
@@ -24,14 +24,8 @@ func (s *Server) agentTLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:       tlspolicy.MinVersion,
 		CurvePreferences: s.cfg.TLS.CurvePreferences(),
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c := s.serverCert.Load()
-			if c == nil {
-				return nil, errors.New("server: no server SVID yet")
-			}
-			return c, nil
-		},
-		ClientAuth: tls.RequestClientCert,
+		GetCertificate:   s.svidCertificate,
+		ClientAuth:       tls.RequestClientCert,
 		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
 			if len(raw) == 0 {
 				return nil

@@ -2,12 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"time"
@@ -15,11 +13,9 @@ import (
 	"github.com/signet-id/signet/issuer"
 	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/signet-id/signet/secrets"
-	"github.com/signet-id/signet/secrets/oidc"
 	"github.com/signet-id/signet/secrets/vaultpki"
 	secretsapi "github.com/signet-id/signet/server/api/secrets"
 	"github.com/signet-id/signet/spireid"
-	"github.com/signet-id/signet/tlspolicy"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
@@ -155,42 +151,3 @@ func (s *Server) startSecrets(vc *secrets.Client, app *eventlog.Appender) (subs 
 	}
 	return subs, broker.Close, nil
 }
-
-// startOIDC serves the OIDC discovery document and JWKS (for Vault's jwt
-// auth method) over HTTPS with the server SVID, TLS 1.3 and the server's
-// key-exchange policy. The issuer URL uses "localhost", which the server
-// SVID names.
-// The caller closes the listener if it never runs the subsystem.
-func (s *Server) startOIDC() (subsystem, net.Listener, error) {
-	lis, err := net.Listen("tcp", s.cfg.OIDCAddress)
-	if err != nil {
-		return nil, nil, fmt.Errorf("server: OIDC listener %s: %w", s.cfg.OIDCAddress, err)
-	}
-	_, port, _ := net.SplitHostPort(lis.Addr().String())
-	s.oidcIssuer = "https://localhost:" + port
-	h, err := oidc.New(oidc.Config{
-		Issuer: s.oidcIssuer,
-		Keys:   func() map[string]crypto.PublicKey { return s.ca.Bundle().JWTAuthorities() },
-		Logger: s.log,
-	})
-	if err != nil {
-		lis.Close()
-		return nil, nil, fmt.Errorf("server: %w", err)
-	}
-	tl := tls.NewListener(lis, &tls.Config{
-		MinVersion:       tlspolicy.MinVersion,
-		CurvePreferences: s.cfg.TLS.CurvePreferences(),
-		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			c := s.serverCert.Load()
-			if c == nil {
-				return nil, errors.New("server: no server SVID yet")
-			}
-			return c, nil
-		},
-	})
-	s.log.Info("serving OIDC discovery and JWKS", "issuer", s.oidcIssuer)
-	return unit{"OIDC listener", func(ctx context.Context) error { return oidc.Serve(ctx, tl, h) }}, lis, nil
-}
-
-// OIDCIssuer returns the OIDC issuer URL once Ready, or "" if not served.
-func (s *Server) OIDCIssuer() string { return s.oidcIssuer }

@@ -1,7 +1,8 @@
 // Package telemetry is the one home of what Signet's daemons tell
 // operators beyond their logs: per-RPC metrics for the gRPC servers (the
-// server's agent and admin listeners, the agent's Workload API socket) and
-// structured security events for a SIEM.
+// server's agent and admin listeners, the agent's Workload API socket),
+// structured security events for a SIEM, and the /live and /ready health
+// check handlers.
 package telemetry
 
 import (

@@ -1,7 +1,9 @@
 // Package tlspolicy is the TLS policy Signet's server and agent share: TLS
 // 1.3 only, and post-quantum key exchange (X25519MLKEM768) required unless
 // classical groups are allowed explicitly, in which case the hybrid group
-// is still offered first.
+// is still offered first. Public endpoints (OIDC discovery, the https_web
+// bundle endpoint) use Public, and CertFile serves an operator's
+// certificate read from files.
 package tlspolicy
 
 import "crypto/tls"
@@ -31,4 +33,18 @@ func (p Policy) CurvePreferences() []tls.CurveID {
 // verification to.
 func (p Policy) Config() *tls.Config {
 	return &tls.Config{MinVersion: MinVersion, CurvePreferences: p.CurvePreferences()}
+}
+
+// Public returns the TLS configuration of an endpoint whose documents are
+// public and fetched by clients Signet does not control (cloud token
+// services, curl, browsers): X25519MLKEM768 preferred, classical X25519 and
+// P-256 accepted, TLS 1.2 and up. With requirePQ it is the default Policy's
+// (TLS 1.3, X25519MLKEM768 only). The caller adds the certificate.
+func Public(requirePQ bool) *tls.Config {
+	if requirePQ {
+		return Policy{}.Config()
+	}
+	c := Policy{AllowClassical: true}.Config()
+	c.MinVersion = tls.VersionTLS12
+	return c
 }

@@ -31,3 +31,22 @@ func TestPolicy(t *testing.T) {
 		})
 	}
 }
+
+func TestPublic(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		requirePQ bool
+		min       uint16
+		want      []tls.CurveID
+	}{
+		{"default accepts classical, prefers hybrid", false, tls.VersionTLS12, []tls.CurveID{tls.X25519MLKEM768, tls.X25519, tls.CurveP256}},
+		{"post-quantum required", true, tls.VersionTLS13, []tls.CurveID{tls.X25519MLKEM768}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Public(tc.requirePQ)
+			if c.MinVersion != tc.min || !slices.Equal(c.CurvePreferences, tc.want) {
+				t.Fatalf("Public(%v) = min %x, groups %v", tc.requirePQ, c.MinVersion, c.CurvePreferences)
+			}
+		})
+	}
+}

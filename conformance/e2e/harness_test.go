@@ -71,6 +71,8 @@ type serverOptions struct {
 	vault *server.VaultConfig
 	// logTo receives the server's debug log.
 	logTo io.Writer
+	// oidc serves the OIDC discovery provider.
+	oidc *server.OIDCConfig
 }
 
 // syncWriter is a goroutine-safe log sink for tests that scan logs.
@@ -121,6 +123,7 @@ func startServerWith(t testing.TB, dir string, opt func(*serverOptions)) *testSe
 		Registry:           reg,
 		CheckpointInterval: o.checkpointInterval,
 		Vault:              o.vault,
+		OIDC:               o.oidc,
 	})
 	if err != nil {
 		t.Fatal(err)
