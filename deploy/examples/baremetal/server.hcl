@@ -7,7 +7,7 @@ server {
   bind_port    = 8081
   # The unit's StateDirectory (0700, user signet); the unit also passes
   # --data-dir with this path. The admin socket is data_dir/private/api.sock:
-  #   sudo -u signet signet entry show --socket-path /var/lib/signet/server/private/api.sock
+  #   runuser -u signet -- signet entry show --socket-path /var/lib/signet/server/private/api.sock
   data_dir     = "/var/lib/signet/server"
   log_level    = "info"
   # The journal adds its own timestamps; json is easier to ship elsewhere.
