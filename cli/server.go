@@ -95,7 +95,8 @@ func newServerValidateCommand() *cobra.Command {
 		Use:   "validate",
 		Short: "Check a server configuration (file and flags) without starting anything",
 		Long: `Validate reads the configuration file and flags as ` + "`server run`" + ` does and runs every
-check that runs before the server starts. It exits 0 and prints "configuration is valid", or
+check that runs before the server starts, reading the files it reads first (ca_kek_path and, with an
+external etcd, its client certificate, key and CA). It exits 0 and prints "configuration is valid", or
 exits non-zero with the error. Warnings about SPIRE settings that Signet ignores go to stderr.`,
 		Example: "  signet server validate --config server.conf\n  signet server validate -config server.conf -expandEnv",
 		Args:    cobra.NoArgs,
@@ -104,8 +105,16 @@ exits non-zero with the error. Warnings about SPIRE settings that Signet ignores
 			if err != nil {
 				return err
 			}
-			if _, err := server.New(cfg); err != nil {
+			srv, err := server.New(cfg)
+			if err != nil {
 				return err
+			}
+			// The files run reads before it serves: etcd TLS and the CA KEK.
+			if err := srv.CheckFiles(); err != nil {
+				return err
+			}
+			if cfg.CAKEKFile != "" && len(cfg.Etcd.Endpoints) == 0 {
+				rs.warnings = append(rs.warnings, "ca_kek_path is read only with an external etcd (etcd block); the embedded etcd keeps the CA in data_dir")
 			}
 			printValid(cmd, rs)
 			return nil

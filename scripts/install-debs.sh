@@ -13,6 +13,7 @@ pkgs=(
 	podman           # attest/docker: real containers and a Docker-compatible Engine API
 	runc             # attest/docker: podman's runtime here (crun refuses this host's hybrid cgroups)
 	softhsm2         # ca/keymanager: a real PKCS#11 token (SoftHSM2) for the CA and JWT keys
+	systemd          # deploy/systemd: systemd-analyze verify/security and systemd-sysusers on the units (not booted)
 )
 
 missing=()

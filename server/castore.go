@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/signet-id/signet/ca"
@@ -20,28 +18,6 @@ type etcdCAState struct {
 }
 
 var _ ca.StateStore = etcdCAState{}
-
-// loadKEK reads a 32-byte key-encryption key (raw, or 64 hex characters).
-func loadKEK(path string) ([]byte, error) {
-	if path == "" {
-		return nil, errors.New("server: servers sharing an external etcd keep the CA keys there, sealed with a key-encryption key: set ca_kek_path / --ca-kek-file to a file of 32 random bytes shared by the replicas (e.g. `head -c32 /dev/urandom > kek`)")
-	}
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("server: CA key-encryption key: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return nil, fmt.Errorf("server: CA key-encryption key %s is readable by group or others (mode %v); chmod 600 it", path, fi.Mode().Perm())
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("server: CA key-encryption key: %w", err)
-	}
-	if len(data) != 32 {
-		return nil, fmt.Errorf("server: CA key-encryption key %s has %d bytes, want 32", path, len(data))
-	}
-	return data, nil
-}
 
 // newEtcdCAStorage returns the CA storage sealed under kek in etcd key
 // key; the key is the associated data, so a sealed state copied to another

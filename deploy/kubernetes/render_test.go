@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"maps"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/signet-id/signet/cli"
 	"github.com/signet-id/signet/config"
+	"github.com/signet-id/signet/deploy/deploytest"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -127,7 +129,7 @@ func TestRenderedConfigsValidate(t *testing.T) {
 		t.Run(dir, func(t *testing.T) {
 			objs := render(t, dir)
 			server := configData(t, objs, "signet-server", "server.conf")
-			if code, out := validate(t, "server", server); code != 0 || out != "configuration is valid\n" {
+			if code, out := validate(t, "server", withServerFiles(t, server)); code != 0 || out != "configuration is valid\n" {
 				t.Errorf("server.conf: exit %d: %s", code, out)
 			}
 			agent := configData(t, objs, "signet-agent", "agent.conf")
@@ -140,6 +142,38 @@ func TestRenderedConfigsValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// withServerFiles writes the files a server configuration names that
+// `server validate` reads (ca_kek_path, the etcd block's client
+// certificate, key and CA: the Secrets of overlays/ha), under a temporary
+// root, and returns the configuration with those paths moved there.
+func withServerFiles(t *testing.T, hcl string) string {
+	t.Helper()
+	sf := loadServer(t, hcl)
+	root := t.TempDir()
+	dirs := map[string]bool{}
+	at := func(p string) string {
+		dirs[filepath.Dir(p)+"/"] = true
+		return filepath.Join(root, p)
+	}
+	if p := sf.Server.CAKEKPath; p != "" {
+		deploytest.WriteKEK(t, at(p))
+	}
+	if e := sf.Etcd; e != nil {
+		ca := deploytest.NewAuthority(t, "etcd CA")
+		if e.CAFile != "" {
+			ca.WriteBundle(t, at(e.CAFile))
+		}
+		if e.CertFile != "" {
+			ca.WriteLeaf(t, "signet-server", at(e.CertFile), at(e.KeyFile))
+		}
+	}
+	prefixes := slices.Sorted(maps.Keys(dirs))
+	if len(prefixes) == 0 {
+		return hcl
+	}
+	return deploytest.Rehome(t, hcl, root, prefixes...)
 }
 
 // TestPiecesAgree: what one object names, another provides. The agent's
