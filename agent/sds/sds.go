@@ -246,7 +246,10 @@ type streamState struct {
 }
 
 // accept judges a request: false for a stale one (its nonce is not the
-// last sent), which is ignored. ACKs and NACKs are logged and counted.
+// last sent), which is ignored. A NACK (error_detail set; version_info
+// is then the last version applied) is logged and counted; a request
+// after it carries that older version too, without error_detail, and is
+// no NACK.
 func (st *streamState) accept(ctx context.Context, h *Handler, req *discoveryv3.DiscoveryRequest) bool {
 	if st.sent == nil {
 		return true
@@ -255,11 +258,11 @@ func (st *streamState) accept(ctx context.Context, h *Handler, req *discoveryv3.
 		h.log.DebugContext(ctx, "sds: ignoring request with a stale nonce", slog.String("nonce", req.ResponseNonce), slog.String("want", st.sent.Nonce))
 		return false
 	}
-	if req.ErrorDetail != nil || req.VersionInfo != st.sent.VersionInfo {
+	if req.ErrorDetail != nil {
 		h.m.nacks.Inc()
 		h.log.WarnContext(ctx, "sds: Envoy rejected secrets", slog.String("version", st.sent.VersionInfo),
-			slog.String("acked_version", req.VersionInfo), slog.Any("resource_names", req.ResourceNames),
-			slog.String("error", req.GetErrorDetail().GetMessage()))
+			slog.String("applied_version", req.VersionInfo), slog.Any("resource_names", req.ResourceNames),
+			slog.String("error", req.ErrorDetail.GetMessage()))
 	}
 	return true
 }
