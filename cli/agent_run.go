@@ -198,7 +198,7 @@ func (f *agentFlags) build() (agent.Config, runSettings, error) {
 		cfg.SDS = sds.Settings{DefaultSVIDName: s.DefaultSVIDName, DefaultBundleName: s.DefaultBundleName,
 			DefaultAllBundlesName: s.DefaultAllBundlesName, DisableSPIFFECertValidation: s.DisableSPIFFECertValidation}
 		if err := cfg.SDS.Validate(); err != nil {
-			return cfg, runSettings{}, usageError{fmt.Errorf("%s: agent: sds: %w", f.configPath, err)}
+			return cfg, runSettings{}, usageError{fmt.Errorf("%s: agent: %w", f.configPath, err)}
 		}
 	}
 	if cfg.InsecureBootstrap && pick(f.trustBundle, file.TrustBundlePath) != "" {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,6 +31,7 @@ import (
 	"github.com/signet-id/signet/agent/cache/cachetest"
 	"github.com/signet-id/signet/agent/sds"
 	"github.com/signet-id/signet/agent/workloadapi"
+	"github.com/signet-id/signet/agent/workloadapi/workloadapitest"
 	"github.com/signet-id/signet/attest/unix"
 )
 
@@ -87,25 +86,7 @@ func serve(t *testing.T, settings sds.Settings, entries ...*types.Entry) *fixtur
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := os.MkdirTemp("", "sds")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	f.sock = filepath.Join(dir, "agent", "api.sock")
-	l, err := workloadapi.Listen(f.sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeListener(ctx, l) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	f.sock = workloadapitest.Serve(t, srv)
 	return f
 }
 
