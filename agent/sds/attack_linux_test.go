@@ -49,6 +49,7 @@ func TestOtherUIDGetsNothingOverSDS(t *testing.T) {
 		name    string
 		entries []*types.Entry
 		want    map[string]sdsCall
+		denials string // signet_workload_api_denials_total samples
 	}{
 		{"uid 65534 has an entry", []*types.Entry{entry("r1", "/root-web", 0), entry("n1", "/nobody", nobodytest.UID)}, map[string]sdsCall{
 			"fetch root's ID":  {Code: "InvalidArgument"},
@@ -56,14 +57,14 @@ func TestOtherUIDGetsNothingOverSDS(t *testing.T) {
 			"fetch default":    {Code: "OK", IDs: []string{"spiffe://example.org/nobody"}},
 			"stream default":   {Code: "OK", IDs: []string{"spiffe://example.org/nobody"}},
 			"fetch everything": {Code: "OK", IDs: []string{"spiffe://example.org/nobody"}},
-		}},
+		}, `signet_workload_api_denials_total{reason="not_authorized"} 2`},
 		{"uid 65534 has no entry", []*types.Entry{entry("r1", "/root-web", 0)}, map[string]sdsCall{
 			"fetch root's ID":  {Code: "InvalidArgument"},
 			"stream root's ID": {Code: "InvalidArgument"},
 			"fetch default":    {Code: "InvalidArgument"},
 			"stream default":   {Code: "InvalidArgument"},
 			"fetch everything": {Code: "PermissionDenied"},
-		}},
+		}, "signet_workload_api_denials_total{reason=\"no_identity\"} 1\nsignet_workload_api_denials_total{reason=\"not_authorized\"} 4"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,6 +83,10 @@ func TestOtherUIDGetsNothingOverSDS(t *testing.T) {
 					t.Errorf("%s: uid 65534 received root's SVID", op)
 				}
 			}
+			// Each refusal is a denial (and a security event).
+			wantMetric(t, f.reg, "signet_workload_api_denials_total",
+				"Workload API calls refused, by reason: no_identity, attestation_failed, rate_limited, missing_security_header, not_authorized (SDS names the caller does not hold).",
+				"counter", tt.denials)
 		})
 	}
 }

@@ -33,8 +33,10 @@ const SPIFFEValidatorName = "envoy.tls.cert_validator.spiffe"
 // Settings.DisableSPIFFECertValidation for one client, as in SPIRE.
 const disableValidationKey = "disable_spiffe_cert_validation"
 
-// errUnauthorized marks requested names the workload cannot see.
-var errUnauthorized = errors.New("sds: names not authorized")
+// ErrNotAuthorized marks a request for names the workload does not hold
+// (another workload's SPIFFE ID, an unknown name); the caller gets
+// InvalidArgument, as from SPIRE.
+var ErrNotAuthorized = errors.New("sds: names not authorized")
 
 // unauthorizedError carries the names a workload asked for but does not
 // hold; it is InvalidArgument to the caller, as in SPIRE.
@@ -43,7 +45,7 @@ type unauthorizedError struct{ names []string }
 func (e unauthorizedError) Error() string {
 	return fmt.Sprintf("workload is not authorized for the requested identities %q", e.names)
 }
-func (e unauthorizedError) Unwrap() error { return errUnauthorized }
+func (e unauthorizedError) Unwrap() error { return ErrNotAuthorized }
 func (e unauthorizedError) GRPCStatus() *status.Status {
 	return status.New(codes.InvalidArgument, e.Error())
 }

@@ -115,7 +115,7 @@ func (h *Handler) build(req *discoveryv3.DiscoveryRequest, selectors []*types.Se
 	}
 	v := view{u: u, bundles: u.HasIdentity() || h.allowUnauth, spiffe: h.useSPIFFEValidator(req.Node)}
 	res, err := h.resources(req, v)
-	if errors.Is(err, errUnauthorized) || (err == nil && len(res) == 0 && !v.bundles) {
+	if errors.Is(err, ErrNotAuthorized) || (err == nil && len(res) == 0 && !v.bundles) {
 		// Nothing (or not all) of what was asked is visible: wait if an
 		// identity is on its way, else refuse.
 		if len(h.cache.MatchingEntries(selectors)) > len(u.Identities) {
