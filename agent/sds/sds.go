@@ -232,10 +232,17 @@ func (h *Handler) StreamSecrets(stream grpc.BidiStreamingServer[discoveryv3.Disc
 		if !force && st.sent != nil && sameResources(st.sent.Resources, resp.Resources) {
 			continue
 		}
-		if err := st.send(ctx, stream, resp); err != nil {
+		// The caller must still be the process that connected.
+		if err := peercred.Reverify(ctx); err != nil {
+			h.log.WarnContext(ctx, "sds: ending stream of a changed caller", slog.Any("error", err))
 			return err
 		}
+		// Counted before the send, so that a client that received it
+		// sees it counted.
 		h.m.responses.WithLabelValues("StreamSecrets").Inc()
+		if err := st.send(stream, resp); err != nil {
+			return err
+		}
 	}
 }
 
@@ -267,9 +274,8 @@ func (st *streamState) accept(ctx context.Context, h *Handler, req *discoveryv3.
 	return true
 }
 
-// send gives resp the next version and a fresh nonce and sends it, once
-// the caller is verified to still be the process that connected.
-func (st *streamState) send(ctx context.Context, stream grpc.BidiStreamingServer[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse], resp *discoveryv3.DiscoveryResponse) error {
+// send gives resp the next version and a fresh nonce and sends it.
+func (st *streamState) send(stream grpc.BidiStreamingServer[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse], resp *discoveryv3.DiscoveryResponse) error {
 	var n [8]byte
 	if _, err := rand.Read(n[:]); err != nil {
 		return status.Errorf(codes.Internal, "nonce: %v", err)
@@ -277,9 +283,6 @@ func (st *streamState) send(ctx context.Context, stream grpc.BidiStreamingServer
 	st.version++
 	resp.VersionInfo = strconv.FormatInt(st.version, 10)
 	resp.Nonce = hex.EncodeToString(n[:])
-	if err := peercred.Reverify(ctx); err != nil {
-		return err
-	}
 	if err := stream.Send(resp); err != nil {
 		return err
 	}
