@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/agent/cache"
 	"github.com/signet-id/signet/agent/client"
+	"github.com/signet-id/signet/agent/sds"
 	agentsecrets "github.com/signet-id/signet/agent/secrets"
 	"github.com/signet-id/signet/agent/workloadapi"
 	"github.com/signet-id/signet/clock"
@@ -81,6 +82,9 @@ type Config struct {
 	// WorkloadLimits bound Workload API connections and calls per local
 	// user (zero fields: workloadapi defaults).
 	WorkloadLimits workloadapi.Limits
+	// SDS names the resources of Envoy's SDS on the Workload API socket
+	// (zero: SPIRE's defaults).
+	SDS sds.Settings
 }
 
 // WorkloadAttestor returns a workload's selectors from its pid.
@@ -144,6 +148,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.SocketPath == "" {
 		return nil, errors.New("agent: Workload API socket path is required (--socket-path)")
+	}
+	if err := cfg.SDS.Validate(); err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = 30 * time.Second

@@ -29,6 +29,7 @@ func (a *Agent) serveWorkloadAPI(ctx context.Context) (func(), error) {
 		Logger:      a.log,
 		Registerer:  a.cfg.Registry,
 		NotReady:    a.notReady,
+		SDS:         a.cfg.SDS,
 	})
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/signet-id/signet/agent"
+	"github.com/signet-id/signet/agent/sds"
 	"github.com/signet-id/signet/agent/workloadapi"
 	"github.com/signet-id/signet/config"
 	"github.com/spf13/cobra"
@@ -193,6 +194,13 @@ func (f *agentFlags) build() (agent.Config, runSettings, error) {
 	cfg.Reattest = f.reattest
 	cfg.AllowClassicalKEX = f.allowClassical || file.AllowClassicalKEX
 	cfg.WorkloadLimits = f.workloadLimits
+	if s := file.SDS; s != nil {
+		cfg.SDS = sds.Settings{DefaultSVIDName: s.DefaultSVIDName, DefaultBundleName: s.DefaultBundleName,
+			DefaultAllBundlesName: s.DefaultAllBundlesName, DisableSPIFFECertValidation: s.DisableSPIFFECertValidation}
+		if err := cfg.SDS.Validate(); err != nil {
+			return cfg, runSettings{}, usageError{fmt.Errorf("%s: agent: %w", f.configPath, err)}
+		}
+	}
 	if cfg.InsecureBootstrap && pick(f.trustBundle, file.TrustBundlePath) != "" {
 		return cfg, runSettings{}, usageError{errors.New("insecure_bootstrap (--insecure-bootstrap) and trust_bundle_path (--trust-bundle) " +
 			"cannot both be set: the bundle verifies the server on first contact, insecure bootstrap skips that check; remove insecure_bootstrap")}

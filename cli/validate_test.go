@@ -90,6 +90,14 @@ func TestValidateRefuses(t *testing.T) {
 			"insecure_bootstrap (--insecure-bootstrap) and trust_bundle_path (--trust-bundle) cannot both be set"},
 		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n insecure_bootstrap = true\n trust_bundle_path = \"" + bundle + "\"\n}\n")},
 			"insecure_bootstrap (--insecure-bootstrap) and trust_bundle_path (--trust-bundle) cannot both be set"},
+		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n sds {\n default_bundle_name = \"ALL\"\n }\n}\n")},
+			`agent: sds: invalid settings: default_bundle_name and default_all_bundles_name are both "ALL"`},
+		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n sds {\n default_svid_name = \"spiffe://example.org/web\"\n }\n}\n")},
+			`default_svid_name "spiffe://example.org/web" is a SPIFFE ID`},
+		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n sds {\n default_svid_name = \"my svid\"\n }\n}\n")},
+			`default_svid_name "my svid" holds spaces`},
+		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n sds {\n default_name = \"x\"\n }\n}\n")},
+			`An argument named "default_name" is not expected here`},
 	}
 	for _, tt := range tests {
 		code, out, errOut := run(t, tt.args...)
@@ -100,6 +108,10 @@ func TestValidateRefuses(t *testing.T) {
 	code, out, _ := run(t, "server", "validate", "--trust-domain", "example.org")
 	if code != 0 || out != "configuration is valid\n" {
 		t.Errorf("flags only: exit %d, %q", code, out)
+	}
+	sds := conf("agent {\n trust_domain = \"example.org\"\n sds {\n default_svid_name = \"svid\"\n default_bundle_name = \"bundle\"\n default_all_bundles_name = \"bundles\"\n disable_spiffe_cert_validation = true\n }\n}\n")
+	if code, out, errOut := run(t, "agent", "validate", "--config", sds, "--insecure-bootstrap"); code != 0 || out != "configuration is valid\n" {
+		t.Errorf("sds block: exit %d, %q, %q", code, out, errOut)
 	}
 }
 

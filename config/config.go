@@ -191,6 +191,29 @@ type Agent struct {
 	LogFormat string `hcl:"log_format,optional"`
 	// AllowClassicalKEX also offers classical-only TLS key exchange.
 	AllowClassicalKEX bool `hcl:"allow_classical_key_exchange,optional"`
+	// SDS is SPIRE's sds block: the resource names of Envoy's Secret
+	// Discovery Service on the Workload API socket (docs/sds.md).
+	SDS *SDS `hcl:"sds,block"`
+}
+
+// SDS is the agent's `sds` block, as SPIRE's. Names must differ from each
+// other and must not be SPIFFE IDs (signet agent validate checks them).
+type SDS struct {
+	// DefaultSVIDName names the tls_certificate secret holding the
+	// workload's first identity (default "default").
+	DefaultSVIDName string `hcl:"default_svid_name,optional"`
+	// DefaultBundleName names the validation context secret holding the
+	// agent's own trust domain bundle (default "ROOTCA").
+	DefaultBundleName string `hcl:"default_bundle_name,optional"`
+	// DefaultAllBundlesName names the validation context secret holding
+	// every bundle the workload may see, own and federated, in one SPIFFE
+	// certificate validator config (default "ALL").
+	DefaultAllBundlesName string `hcl:"default_all_bundles_name,optional"`
+	// DisableSPIFFECertValidation serves bundles as plain trusted_ca
+	// instead of Envoy's SPIFFE certificate validator config (default
+	// false); Envoy's node metadata disable_spiffe_cert_validation
+	// overrides it per proxy.
+	DisableSPIFFECertValidation bool `hcl:"disable_spiffe_cert_validation,optional"`
 }
 
 // Options change how a file is read.

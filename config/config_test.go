@@ -69,12 +69,20 @@ func TestLoadAgent(t *testing.T) {
   server_address = "127.0.0.1"
   server_port    = 8081
   join_token     = "abc"
+  sds {
+    default_svid_name              = "svid"
+    default_all_bundles_name       = "bundles"
+    disable_spiffe_cert_validation = true
+  }
 }`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if f.Agent.ServerAddress != "127.0.0.1" || f.Agent.JoinToken != "abc" {
 		t.Fatalf("decoded %+v", f.Agent)
+	}
+	if s := f.Agent.SDS; s == nil || *s != (config.SDS{DefaultSVIDName: "svid", DefaultAllBundlesName: "bundles", DisableSPIFFECertValidation: true}) {
+		t.Fatalf("sds block decoded as %+v", f.Agent.SDS)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/signet-id/signet/agent/peercred"
+	"github.com/signet-id/signet/agent/sds"
 	"github.com/signet-id/signet/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -63,6 +64,8 @@ func denialReason(err error) string {
 		return "attestation_failed"
 	case errors.Is(err, errMissingHeader):
 		return "missing_security_header"
+	case errors.Is(err, sds.ErrNotAuthorized):
+		return "not_authorized"
 	}
 	switch status.Code(err) {
 	case codes.PermissionDenied:
@@ -179,7 +182,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"limit"}),
 		denials: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "denials_total",
-			Help: "Workload API calls refused, by reason: no_identity, attestation_failed, rate_limited, missing_security_header.",
+			Help: "Workload API calls refused, by reason: no_identity, attestation_failed, rate_limited, missing_security_header, not_authorized (SDS names the caller does not hold).",
 		}, []string{"reason"}),
 	}
 	if reg != nil {

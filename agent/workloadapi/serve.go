@@ -18,7 +18,8 @@ import (
 // JWT-SVID to validate.
 const maxRecvMsgSize = 256 << 10
 
-// NewGRPCServer returns a gRPC server with the Workload API registered,
+// NewGRPCServer returns a gRPC server with the Workload API and Envoy's SDS
+// (envoy.service.secret.v3, package sds) registered,
 // peer-credential transport credentials, the per-uid and per-connection
 // limits, the security header check, metrics and logging. Other services
 // for the same socket (such as signet.secrets) may be registered on it
@@ -34,6 +35,7 @@ func (s *Server) NewGRPCServer(opts ...grpc.ServerOption) *grpc.Server {
 	}...), s.limits.serverOptions()...), opts...)
 	g := grpc.NewServer(opts...)
 	workload.RegisterSpiffeWorkloadAPIServer(g, s)
+	s.sds.Register(g)
 	return g
 }
 

@@ -12,7 +12,8 @@
 // "workload.spiffe.io: true" (else InvalidArgument), a caller without an
 // identity gets PermissionDenied, and each stream sends the full state at
 // once and again whenever it changes. The WIT-SVID profile is not
-// implemented (Unimplemented).
+// implemented (Unimplemented). Envoy's SDS (package sds) is served on the
+// same socket with the same attestation and limits.
 package workloadapi
 
 import (
@@ -41,6 +42,7 @@ import (
 
 	"github.com/signet-id/signet/agent/cache"
 	"github.com/signet-id/signet/agent/peercred"
+	"github.com/signet-id/signet/agent/sds"
 	"github.com/signet-id/signet/telemetry"
 )
 
@@ -87,6 +89,9 @@ type Config struct {
 	// identity then gets Unavailable with that reason instead of
 	// PermissionDenied "no identity issued", and retries.
 	NotReady func() error
+	// SDS names the resources of Envoy's SDS on the socket (zero:
+	// SPIRE's defaults).
+	SDS sds.Settings
 }
 
 // Server implements the SPIFFE Workload API.
@@ -105,6 +110,7 @@ type Server struct {
 	m             *metrics
 	notReady      func() error
 	rpc           *telemetry.RPCMetrics
+	sds           *sds.Handler
 }
 
 var _ workload.SpiffeWorkloadAPIServer = (*Server)(nil)
@@ -146,6 +152,13 @@ func New(c Config) (*Server, error) {
 	}
 	s.limits = c.Limits.withDefaults()
 	s.lim = newUIDLimiter(s.limits, m)
+	s.sds, err = sds.New(sds.Config{
+		Attest: s.Attest, Cache: c.Cache, NoIdentity: s.noIdentity, AllowUnauthenticatedVerifiers: s.allowUnauth,
+		Settings: c.SDS, Logger: s.log, Registerer: c.Registerer,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("workloadapi: %w", err)
+	}
 	return s, nil
 }
 
@@ -166,10 +179,11 @@ func (s *Server) noIdentity() error {
 	return errNoIdentity
 }
 
-// attest identifies the caller of the RPC in ctx (see peercred.Attest: the
-// selectors describe the process, credentials and executable that opened
-// the connection).
-func (s *Server) attest(ctx context.Context) ([]*types.Selector, error) {
+// Attest identifies the caller of an RPC on the socket's gRPC server (see
+// peercred.Attest: the selectors describe the process, credentials and
+// executable that opened the connection). Its error is the status for the
+// caller. Other services on the socket (SDS) attest their callers with it.
+func (s *Server) Attest(ctx context.Context) ([]*types.Selector, error) {
 	ai, selectors, err := peercred.Attest(ctx, s.attestor.Attest)
 	if err != nil {
 		s.log.WarnContext(ctx, "workloadapi: workload attestation failed",
@@ -210,7 +224,7 @@ func streamUpdates[T any, PT interface {
 	proto.Message
 }](s *Server, stream grpc.ServerStreamingServer[T], method string, build func(context.Context, []*types.Selector, *cache.WorkloadUpdate) (PT, error)) error {
 	ctx := stream.Context()
-	selectors, err := s.attest(ctx)
+	selectors, err := s.Attest(ctx)
 	if err != nil {
 		return err
 	}
@@ -285,7 +299,7 @@ func (s *Server) FetchJWTSVID(ctx context.Context, req *workload.JWTSVIDRequest)
 			return nil, status.Errorf(codes.InvalidArgument, "invalid requested SPIFFE ID: %v", err)
 		}
 	}
-	selectors, err := s.attest(ctx)
+	selectors, err := s.Attest(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +350,7 @@ func (s *Server) ValidateJWTSVID(ctx context.Context, req *workload.ValidateJWTS
 	if req.Svid == "" {
 		return nil, status.Error(codes.InvalidArgument, "svid must be specified")
 	}
-	selectors, err := s.attest(ctx)
+	selectors, err := s.Attest(ctx)
 	if err != nil {
 		return nil, err
 	}

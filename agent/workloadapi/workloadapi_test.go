@@ -28,6 +28,7 @@ import (
 	"github.com/signet-id/signet/agent/cache"
 	"github.com/signet-id/signet/agent/cache/cachetest"
 	"github.com/signet-id/signet/agent/workloadapi"
+	"github.com/signet-id/signet/agent/workloadapi/workloadapitest"
 	"github.com/signet-id/signet/attest/unix"
 )
 
@@ -108,6 +109,11 @@ func startServer(t *testing.T, configure func(*workloadapi.Config), register fun
 	if err != nil {
 		t.Fatal(err)
 	}
+	if register == nil {
+		e.sock = workloadapitest.Serve(t, srv)
+		e.addr = "unix://" + e.sock
+		return e
+	}
 	dir, err := os.MkdirTemp("", "sg")
 	if err != nil {
 		t.Fatal(err)
@@ -119,25 +125,13 @@ func startServer(t *testing.T, configure func(*workloadapi.Config), register fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	if register != nil {
-		g := srv.NewGRPCServer()
-		register(e, g)
-		done := make(chan error, 1)
-		go func() { done <- g.Serve(l) }()
-		t.Cleanup(func() {
-			g.Stop()
-			if err := <-done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-				t.Errorf("serve: %v", err)
-			}
-		})
-		return e
-	}
-	ctx, cancel := context.WithCancel(context.Background())
+	g := srv.NewGRPCServer()
+	register(e, g)
 	done := make(chan error, 1)
-	go func() { done <- srv.ServeListener(ctx, l) }()
+	go func() { done <- g.Serve(l) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		g.Stop()
+		if err := <-done; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			t.Errorf("serve: %v", err)
 		}
 	})
