@@ -9,6 +9,9 @@
 # prometheus/plugins registers (aws, azure, gce, consul, …; 1364 → 1117
 # packages). promtool still imports discovery/file and discovery/kubernetes
 # itself, and `check rules` / `test rules` need no discovery at all.
+# `promtool --version` reports the module version. A cold build (empty
+# GOCACHE; the modules, already downloaded, took 30 s more) took 190 s of
+# CPU: 8.5 min wall on 2 cores shared with other builds, peak RSS 0.9 GB.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 mod="$root/conformance/tools/promtool"
@@ -23,7 +26,8 @@ if [[ "${1:-}" == "--cached" ]]; then
   exit 1
 fi
 rm -rf "$dir.tmp"; mkdir -p "$dir.tmp"
-( cd "$mod" && CGO_ENABLED=0 go build -trimpath -tags=remove_all_sd -ldflags="-s -w" \
+( cd "$mod" && CGO_ENABLED=0 go build -trimpath -tags=remove_all_sd \
+    -ldflags="-s -w -X github.com/prometheus/common/version.Version=$version" \
     -o "$dir.tmp/promtool" github.com/prometheus/prometheus/cmd/promtool ) >&2
 rm -rf "$dir"; mv "$dir.tmp" "$dir"
 echo "$dir/promtool"
