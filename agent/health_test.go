@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"crypto/x509"
 	"strings"
 	"testing"
 	"time"
@@ -47,5 +48,48 @@ func gaugeValue(t *testing.T, e *env, name string) float64 {
 		}
 	}
 	t.Fatalf("no single %s series", name)
+	return 0
+}
+
+// TestWorkloadSVIDExpiryGauge: the soonest-expiry gauge of the cached
+// workload SVIDs is absent with none cached, then counts down to the
+// earliest NotAfter on the agent's clock, and is negative once that has
+// passed.
+func TestWorkloadSVIDExpiryGauge(t *testing.T) {
+	const name = "signet_agent_workload_svid_expiry_seconds"
+	// Long agent SVID and poll interval: nothing renews while the test
+	// moves the clock.
+	e, clk := startFake(t, 4*time.Hour, 2*time.Hour)
+	if n := seriesCount(t, e, name); n != 0 {
+		t.Fatalf("%d %s series with no workload SVID cached", n, name)
+	}
+	first := e.workloadLeaf(t, e.createEntry(t, "/workload/a").Id, func(*x509.Certificate) bool { return true })
+	second := e.workloadLeaf(t, e.createEntry(t, "/workload/b").Id, func(*x509.Certificate) bool { return true })
+	soonest := first.NotAfter
+	if second.NotAfter.Before(soonest) {
+		soonest = second.NotAfter
+	}
+	if got, want := gaugeValue(t, e, name), soonest.Sub(clk.Now()).Seconds(); got != want {
+		t.Errorf("%s = %v, want %v (soonest NotAfter %v)", name, got, want, soonest)
+	}
+	// Past the renewal times: the agent renews, but the server (on the
+	// wall clock) can only issue SVIDs already expired on the agent's.
+	clk.Advance(soonest.Sub(clk.Now()) + time.Hour)
+	if got := gaugeValue(t, e, name); got >= 0 {
+		t.Errorf("%s an hour after the soonest expiry = %v, want negative", name, got)
+	}
+}
+
+func seriesCount(t *testing.T, e *env, name string) int {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return len(mf.GetMetric())
+		}
+	}
 	return 0
 }

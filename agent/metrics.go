@@ -1,6 +1,10 @@
 package agent
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type agentMetrics struct {
 	attestations  prometheus.Counter
@@ -32,27 +36,41 @@ func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
 	return m
 }
 
-// svidExpiry exports the seconds until the agent SVID expires, computed at
-// scrape time from the SVID the attestation and renewal loops hold;
-// nothing before the first attestation.
+// svidExpiry exports the seconds until the agent SVID expires and until
+// the soonest-expiring cached workload X.509-SVID does, computed at scrape
+// time from the SVIDs the attestation, renewal and sync loops hold; each
+// is absent while there is no such SVID.
 type svidExpiry struct {
-	a    *Agent
-	desc *prometheus.Desc
+	a        *Agent
+	desc     *prometheus.Desc
+	workload *prometheus.Desc
 }
 
 func newSVIDExpiry(a *Agent) svidExpiry {
-	return svidExpiry{a: a, desc: prometheus.NewDesc("signet_agent_svid_expiry_seconds",
-		"Seconds until the agent SVID expires (negative once expired; absent before the first attestation).", nil, nil)}
+	return svidExpiry{a: a,
+		desc: prometheus.NewDesc("signet_agent_svid_expiry_seconds",
+			"Seconds until the agent SVID expires (negative once expired; absent before the first attestation).", nil, nil),
+		workload: prometheus.NewDesc("signet_agent_workload_svid_expiry_seconds",
+			"Seconds until the soonest-expiring cached workload X.509-SVID expires (negative once expired; absent with none cached).", nil, nil)}
 }
 
-func (c svidExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c svidExpiry) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.workload }
 
 func (c svidExpiry) Collect(ch chan<- prometheus.Metric) {
 	c.a.mu.Lock()
 	s := c.a.agentSVID
-	c.a.mu.Unlock()
-	if s == nil {
-		return
+	var soonest time.Time
+	for _, w := range c.a.svids {
+		if na := w.Chain[0].NotAfter; soonest.IsZero() || na.Before(soonest) {
+			soonest = na
+		}
 	}
-	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, s.Chain[0].NotAfter.Sub(c.a.cfg.Clock.Now()).Seconds())
+	c.a.mu.Unlock()
+	now := c.a.cfg.Clock.Now()
+	if s != nil {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, s.Chain[0].NotAfter.Sub(now).Seconds())
+	}
+	if !soonest.IsZero() {
+		ch <- prometheus.MustNewConstMetric(c.workload, prometheus.GaugeValue, soonest.Sub(now).Seconds())
+	}
 }
