@@ -5,10 +5,14 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	auditv1 "github.com/signet-id/signet/proto/signet/audit/v1"
+	"github.com/signet-id/signet/rotation/eventlog"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
@@ -77,6 +81,7 @@ func TestNewDownstreamX509CA(t *testing.T) {
 	ctx := testContext(t)
 	active, _ := s.CA().X509Authority()
 	key, csr := caCSR(t)
+	var serials []string
 
 	for _, tt := range []struct {
 		name     string
@@ -105,6 +110,7 @@ func TestNewDownstreamX509CA(t *testing.T) {
 			if len(cert.URIs) != 1 || cert.URIs[0].String() != "spiffe://example.org" {
 				t.Fatalf("downstream CA URIs %v, want the trust domain ID", cert.URIs)
 			}
+			serials = append(serials, cert.SerialNumber.String())
 			if !key.PublicKey.Equal(cert.PublicKey) {
 				t.Fatal("downstream CA is not for the CSR's key")
 			}
@@ -122,6 +128,20 @@ func TestNewDownstreamX509CA(t *testing.T) {
 				t.Fatalf("lifetime %v, want %v", life, tt.wantLife)
 			}
 		})
+	}
+	// Each signing is in the rotation event log, by the downstream caller
+	// (the log is written asynchronously: poll, bounded).
+	var logged map[string]string
+	for i := 0; i < 100; i++ {
+		if logged = downstreamEvents(t, s); len(logged) >= len(serials) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, serial := range serials {
+		if logged[serial] != "spiffe://example.org/nested/spire-server" {
+			t.Fatalf("downstream CA %s: event log actor %q, want the downstream caller (events %v)", serial, logged[serial], logged)
+		}
 	}
 
 	for _, tt := range []struct {
@@ -146,6 +166,33 @@ func TestNewDownstreamX509CA(t *testing.T) {
 				t.Fatalf("got %v, want %v saying %q", err, tt.code, tt.msg)
 			}
 		})
+	}
+}
+
+// downstreamEvents returns the actors of the svid.issued events marked
+// downstream, by serial.
+func downstreamEvents(t *testing.T, s *testServer) map[string]string {
+	t.Helper()
+	stream, err := auditv1.NewAuditClient(s.admin).Tail(testContext(t), &auditv1.TailRequest{Kinds: []string{string(eventlog.KindSVIDIssued)}, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for {
+		rec, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := eventlog.ParseRecord(rec.Json)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Details["downstream"] == "true" && r.Subject == "spiffe://example.org" {
+			out[r.Serial] = r.Actor
+		}
 	}
 }
 
