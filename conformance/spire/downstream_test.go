@@ -119,8 +119,13 @@ func TestSPIREUnderSignet(t *testing.T) {
 	if _, _, err := x509svid.Verify(svid.Certificates, signetBundle); err != nil {
 		t.Fatalf("SPIRE's workload SVID does not verify against Signet's bundle: %v", err)
 	}
-	if len(svid.Certificates) < 3 {
-		t.Fatalf("SPIRE's SVID chain has %d certificates, want leaf, SPIRE's CA (signed by Signet) and more", len(svid.Certificates))
+	// The chain is the leaf and SPIRE's CA, which Signet's (self-signed,
+	// root) CA signed.
+	if n := len(svid.Certificates); n != 2 {
+		t.Fatalf("SPIRE's SVID chain has %d certificates, want the leaf and SPIRE's CA", n)
+	}
+	if err := svid.Certificates[1].CheckSignatureFrom(activeCA(signet)); err != nil {
+		t.Fatalf("SPIRE's CA is not signed by Signet's active CA: %v", err)
 	}
 
 	jwt, err := client.FetchJWTSVID(ctx, jwtsvid.Params{Audience: "signet-test"})
