@@ -73,13 +73,13 @@ func jwtBundleOf(s *signetServer) *jwtbundle.Bundle {
 	return jwtbundle.FromJWTAuthorities(td, s.CA().Bundle().JWTAuthorities())
 }
 
-// TestSPIREUnderSignet nests a real spire-server v1.13.3 under Signet
+// TestSPIREDownstreamOfSignet nests a real spire-server v1.13.3 under Signet
 // (UpstreamAuthority "spire" pointed at Signet, through a downstream entry
 // served by a Signet agent): its CA is signed by Signet, the bundle it
 // serves is Signet's, an X509-SVID that a spire-agent attested to it hands
 // a workload verifies with go-spiffe against Signet's bundle alone, and so
 // does its JWT-SVID, SPIRE having published its JWT authority to Signet.
-func TestSPIREUnderSignet(t *testing.T) {
+func TestSPIREDownstreamOfSignet(t *testing.T) {
 	bins := spireBinaries(t)
 	signet := startSignet(t, signetOptions{})
 	socket := downstreamSocket(t, signet, spiffeid.RequireFromPath(td, "/nested/spire-server"))
@@ -104,14 +104,15 @@ func TestSPIREUnderSignet(t *testing.T) {
 	wl := startSPIREAgentAt(t, bins.agent, sp.addr, spireBundlePath, td.Name(), shortDir(t), "spire-agent.conf.tmpl", map[string]any{"JoinToken": tok})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	client, err := workloadapi.New(ctx, workloadapi.WithAddr("unix://"+wl))
+	// The source waits for the agent to sync the entry.
+	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+wl)))
+	if err != nil {
+		t.Fatalf("X509Source on the spire-agent under SPIRE under Signet: %v", err)
+	}
+	defer src.Close()
+	svid, err := src.GetX509SVID()
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer client.Close()
-	svid, err := client.FetchX509SVID(ctx)
-	if err != nil {
-		t.Fatalf("X509-SVID from the spire-agent under SPIRE under Signet: %v", err)
 	}
 	if svid.ID != me {
 		t.Fatalf("SVID ID %v, want %v", svid.ID, me)
@@ -128,6 +129,11 @@ func TestSPIREUnderSignet(t *testing.T) {
 		t.Fatalf("SPIRE's CA is not signed by Signet's active CA: %v", err)
 	}
 
+	client, err := workloadapi.New(ctx, workloadapi.WithAddr("unix://"+wl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
 	jwt, err := client.FetchJWTSVID(ctx, jwtsvid.Params{Audience: "signet-test"})
 	if err != nil {
 		t.Fatalf("JWT-SVID from the spire-agent: %v", err)
