@@ -287,43 +287,61 @@ func runSignetUntilRefused(t *testing.T, tdName spiffeid.TrustDomain, cfg server
 	return err
 }
 
-// TestSignetUnderImpostorUpstream: Signet nested under an upstream (here
-// another Signet server, which serves NewDownstreamX509CA as SPIRE does)
-// refuses an upstream that presents a valid SVID of the trust domain with
-// any other ID than spiffe://<td>/spire/server, naming that ID: at start,
-// and at rotation (the connection switched to the impostor), leaving
-// nothing half-rotated. It also refuses a Workload API that serves an
-// SVID of another trust domain.
+// TestSignetUnderImpostorUpstream: Signet nested under an upstream that
+// serves NewDownstreamX509CA (here another Signet server) refuses an
+// impostor; see checkImpostorRefused.
 func TestSignetUnderImpostorUpstream(t *testing.T) {
 	upstream := startSignet(t, signetOptions{})
 	socket := downstreamSocket(t, upstream, spiffeid.RequireFromPath(td, "/nested/signet"))
+	checkImpostorRefused(t, upstream.AgentAddr().String(), socket, upstream.CA().Bundle().X509Authorities())
+}
+
+// TestSignetUnderSPIREImpostor: the same against a real spire-server
+// v1.13.3 upstream, the impostor presenting the downstream X509-SVID that
+// SPIRE's agent hands Signet.
+func TestSignetUnderSPIREImpostor(t *testing.T) {
+	bins := spireBinaries(t)
+	sp, socket, spireBundle := downstreamAgent(t, bins)
+	checkImpostorRefused(t, sp.addr, socket, spireBundle.X509Authorities())
+}
+
+// checkImpostorRefused: Signet nested under the upstream at upstreamAddr
+// (its downstream SVID served at socket, its roots upstreamRoots) refuses
+// an upstream that presents a valid SVID of the trust domain with any
+// other ID than spiffe://<td>/spire/server, naming that ID: at start, and
+// at rotation (the connection switched to the impostor), leaving nothing
+// half-rotated. It also refuses a Workload API that serves an SVID of
+// another trust domain.
+func checkImpostorRefused(t *testing.T, upstreamAddr, socket string, upstreamRoots []*x509.Certificate) {
+	t.Helper()
 	impostor, impostorID := startImpostor(t, socket)
-	upHost, upPort, _ := net.SplitHostPort(upstream.AgentAddr().String())
+	upHost, upPort, _ := net.SplitHostPort(upstreamAddr)
 	imHost, imPort, _ := net.SplitHostPort(impostor)
 	port := func(s string) int { p, _ := strconv.Atoi(s); return p }
+	want := "presented " + impostorID.String() + ", not spiffe://example.org/spire/server"
 
 	t.Run("at start", func(t *testing.T) {
 		err := runSignetUntilRefused(t, td, server.UpstreamSPIREConfig{ServerAddress: imHost, ServerPort: port(imPort), WorkloadAPISocket: socket})
-		if want := "presented " + impostorID.String() + ", not spiffe://example.org/spire/server"; !strings.Contains(err.Error(), want) {
+		if !strings.Contains(err.Error(), want) {
 			t.Fatalf("refusal %q does not say %q", err, want)
 		}
 	})
 
 	t.Run("at rotation", func(t *testing.T) {
-		proxy := newSwitchProxy(t, net.JoinHostPort(upHost, upPort))
+		proxy := newSwitchProxy(t, upstreamAddr)
 		host, p := proxy.hostPort()
 		clk := &clock{}
 		srv := startSignet(t, signetOptions{now: clk.Now, upstreamSPIRE: &server.UpstreamSPIREConfig{ServerAddress: host, ServerPort: p, WorkloadAPISocket: socket}})
 		active := activeCA(srv)
-		if err := active.CheckSignatureFrom(upstream.CA().Bundle().X509Authorities()[0]); err != nil {
-			t.Fatalf("the nested Signet's CA is not signed by the upstream Signet: %v", err)
+		if _, err := active.Verify(x509.VerifyOptions{Roots: certPool(upstreamRoots), Intermediates: certPool(srv.CA().X509Intermediates()[1:]), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+			t.Fatalf("the nested Signet's CA does not chain to the upstream's roots: %v", err)
 		}
 		before := srv.CA().X509Slots()
 		proxy.target.Store(impostor)
 		life := active.NotAfter.Sub(active.NotBefore)
 		clk.Set(time.Until(active.NotBefore.Add(life * 2 / 3)))
 		_, err := srv.CA().Rotate()
-		if want := "presented " + impostorID.String() + ", not spiffe://example.org/spire/server"; err == nil || !strings.Contains(err.Error(), want) {
+		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("Rotate through the impostor = %v, want a refusal saying %q", err, want)
 		}
 		t.Logf("refused: %v", err)
@@ -340,4 +358,12 @@ func TestSignetUnderImpostorUpstream(t *testing.T) {
 			t.Fatalf("refusal %q does not name both trust domains", err)
 		}
 	})
+}
+
+func certPool(cs []*x509.Certificate) *x509.CertPool {
+	p := x509.NewCertPool()
+	for _, c := range cs {
+		p.AddCert(c)
+	}
+	return p
 }

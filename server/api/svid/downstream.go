@@ -26,8 +26,8 @@ type DownstreamCA interface {
 
 var _ DownstreamCA = (*ca.Manager)(nil)
 
-// DownstreamEvents, if Config.Events implements it, is told of every
-// downstream CA signed: callerID is the downstream server's SPIFFE ID,
+// DownstreamEvents is told of every downstream CA signed, if Config.Events
+// implements it: callerID is the downstream server's SPIFFE ID,
 // entryID its downstream entry.
 type DownstreamEvents interface {
 	DownstreamCAIssued(ctx context.Context, callerID spiffeid.ID, entryID, serial, authorityID string, expiresAt time.Time)
