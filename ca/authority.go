@@ -442,7 +442,9 @@ func (m *Manager) snapshotLocked() func() {
 		j[i] = *s
 	}
 	seq := m.sequence
+	pub := append([]JWTAuthority(nil), m.published...)
 	return func() {
+		m.published = pub
 		m.x509 = m.x509[:0:0]
 		for i := range x {
 			m.x509 = append(m.x509, &x[i])

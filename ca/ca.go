@@ -108,12 +108,14 @@ type Config struct {
 type Manager struct {
 	cfg Config
 
-	storage  Storage
-	mu       sync.RWMutex
-	x509     []*X509Slot
-	jwt      []*JWTSlot
-	sequence uint64
-	subs     map[chan struct{}]struct{}
+	storage Storage
+	mu      sync.RWMutex
+	x509    []*X509Slot
+	jwt     []*JWTSlot
+	// published are downstream servers' JWT authorities (PublishJWTAuthority).
+	published []JWTAuthority
+	sequence  uint64
+	subs      map[chan struct{}]struct{}
 
 	// keys caches the signers of key manager keys by reference.
 	keysMu sync.Mutex
@@ -225,10 +227,16 @@ func (m *Manager) Bundle() *spiffebundle.Bundle {
 		b.AddX509Authority(s.Cert)
 	}
 	for _, s := range m.jwt {
-		if _, isPQ := s.Key.(*mldsa.PrivateKey); isPQ {
+		if isMLDSA(s.Key) {
 			continue // published in signet_mldsa_keys, see MLDSAJWTKeys
 		}
 		_ = b.AddJWTAuthority(s.KeyID, s.Key.Public())
+	}
+	now := m.cfg.Now()
+	for _, p := range m.published {
+		if p.NotAfter.After(now) {
+			_ = b.AddJWTAuthority(p.KeyID, p.PublicKey)
+		}
 	}
 	b.SetSequenceNumber(m.sequence)
 	b.SetRefreshHint(m.cfg.RefreshHint)
@@ -478,6 +486,11 @@ func (m *Manager) newJWTSlot(now time.Time) (*JWTSlot, error) {
 	}
 	m.cfg.Logger.Info("prepared JWT key", "kid", kid, "profile", string(m.cfg.Profile))
 	return s, nil
+}
+
+func isMLDSA(k crypto.Signer) bool {
+	_, ok := k.(*mldsa.PrivateKey)
+	return ok
 }
 
 // keyID derives a key ID from the SHA-256 of the public key's SPKI.

@@ -17,6 +17,8 @@ type diskState struct {
 	Sequence uint64       `json:"sequence"`
 	X509     []diskX509   `json:"x509"`
 	JWT      []diskJWTKey `json:"jwt"`
+	// Published are downstream servers' JWT authorities.
+	Published []diskPublishedJWT `json:"published_jwt,omitempty"`
 }
 
 type diskX509 struct {
@@ -115,7 +117,7 @@ func (m *Manager) decodeLocked(data []byte) error {
 		m.jwt = append(m.jwt, slot)
 	}
 	m.sequence = st.Sequence
-	return nil
+	return m.decodePublished(st.Published)
 }
 
 // stateKey returns a slot's signing key: parsed from the state, or opened
@@ -177,6 +179,10 @@ func (m *Manager) saveLocked() error {
 			}
 		}
 		st.JWT = append(st.JWT, dj)
+	}
+	var err error
+	if st.Published, err = m.encodePublished(); err != nil {
+		return err
 	}
 	data, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {

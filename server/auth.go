@@ -38,6 +38,9 @@ const (
 	accessAgent
 	accessAdmin
 	accessAgentOrAdmin
+	// accessDownstream: callers with the X.509-SVID of a downstream entry
+	// (as SPIRE's allow_downstream).
+	accessDownstream
 )
 
 // policy lists every method the server serves, keyed by the generated
@@ -72,7 +75,7 @@ var policy = map[string]access{
 	svidv1.SVID_NewJWTSVID_FullMethodName:          accessAgent,
 	svidv1.SVID_MintX509SVID_FullMethodName:        accessAdmin,
 	svidv1.SVID_MintJWTSVID_FullMethodName:         accessAdmin,
-	svidv1.SVID_NewDownstreamX509CA_FullMethodName: accessAdmin,
+	svidv1.SVID_NewDownstreamX509CA_FullMethodName: accessDownstream,
 
 	bundlev1.Bundle_GetBundle_FullMethodName:                  accessAny,
 	bundlev1.Bundle_CountBundles_FullMethodName:               accessAdmin,
@@ -83,7 +86,7 @@ var policy = map[string]access{
 	bundlev1.Bundle_BatchSetFederatedBundle_FullMethodName:    accessAdmin,
 	bundlev1.Bundle_BatchDeleteFederatedBundle_FullMethodName: accessAdmin,
 	bundlev1.Bundle_AppendBundle_FullMethodName:               accessAdmin,
-	bundlev1.Bundle_PublishJWTAuthority_FullMethodName:        accessAdmin,
+	bundlev1.Bundle_PublishJWTAuthority_FullMethodName:        accessDownstream,
 
 	trustdomainv1.TrustDomain_ListFederationRelationships_FullMethodName:       accessAdmin,
 	trustdomainv1.TrustDomain_GetFederationRelationship_FullMethodName:         accessAdmin,
@@ -142,6 +145,8 @@ func allowed(a access, k caller.Kind) bool {
 		return k == caller.Admin
 	case accessAgentOrAdmin:
 		return k == caller.Agent || k == caller.Admin
+	case accessDownstream:
+		return k == caller.Downstream
 	}
 	return false
 }
@@ -210,7 +215,9 @@ func (w *wrappedStream) Context() context.Context { return w.ctx }
 
 // authenticateTLS establishes the caller of the agent listener from its
 // client certificate (already verified against the bundle by the TLS
-// handshake): an agent with a current record, or an admin workload.
+// handshake): an agent with a current record, an admin workload, or a
+// downstream server. An entry marked both admin and downstream makes an
+// admin caller (SPIRE grants both; Signet one kind per caller).
 func (s *Server) authenticateTLS(ctx context.Context) (context.Context, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
@@ -247,27 +254,32 @@ func (s *Server) authenticateTLS(ctx context.Context) (context.Context, error) {
 		}
 		return caller.NewContext(ctx, caller.Caller{Kind: caller.Agent, ID: id}), nil
 	}
-	if s.isAdminID(ctx, id) {
+	admin, downstream := s.entryRoles(ctx, id)
+	switch {
+	case admin:
 		return caller.NewContext(ctx, caller.Caller{Kind: caller.Admin, ID: id}), nil
+	case downstream:
+		return caller.NewContext(ctx, caller.Caller{Kind: caller.Downstream, ID: id}), nil
 	}
 	return caller.NewContext(ctx, caller.Caller{Kind: caller.Unauthenticated, ID: id}), nil
 }
 
-// isAdminID reports whether id belongs to a registration entry marked admin.
-func (s *Server) isAdminID(ctx context.Context, id spiffeid.ID) bool {
+// entryRoles reports whether id is an admin ID or belongs to a
+// registration entry marked admin, and whether it belongs to one marked
+// downstream.
+func (s *Server) entryRoles(ctx context.Context, id spiffeid.ID) (admin, downstream bool) {
 	for _, a := range s.cfg.AdminIDs {
 		if a == id {
-			return true
+			admin = true
 		}
 	}
 	entries, _, err := s.store.ListEntries(ctx, store.EntryFilter{BySpiffeID: id}, 0, "")
 	if err != nil {
-		return false
+		return admin, false
 	}
 	for _, e := range entries {
-		if e.Admin {
-			return true
-		}
+		admin = admin || e.Admin
+		downstream = downstream || e.Downstream
 	}
-	return false
+	return admin, downstream
 }

@@ -50,6 +50,15 @@ func (e *events) SVIDIssued(ctx context.Context, agentID spiffeid.ID, entryID st
 	})
 }
 
+// DownstreamCAIssued implements svid.DownstreamEvents: an svid.issued
+// event for the downstream CA, marked downstream, the caller as actor.
+func (e *events) DownstreamCAIssued(ctx context.Context, callerID spiffeid.ID, entryID, serial, authorityID string, expiresAt time.Time) {
+	e.append(ctx, eventlog.Event{
+		Kind: eventlog.KindSVIDIssued, Subject: e.s.cfg.TrustDomain.ID().String(), Actor: callerID.String(), Serial: serial, KeyID: authorityID,
+		Details: map[string]string{"entry_id": entryID, "downstream": "true", "expires_at": expiresAt.UTC().Format(time.RFC3339)},
+	})
+}
+
 // AgentEvent implements agent.Events.
 func (e *events) AgentEvent(ctx context.Context, kind eventlog.Kind, id spiffeid.ID, serial string) {
 	actor := id.String()

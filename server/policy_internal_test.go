@@ -81,6 +81,11 @@ func TestPolicyPrivilegeSurface(t *testing.T) {
 		accessAgentOrAdmin: {
 			"/spire.api.server.bundle.v1.Bundle/GetFederatedBundle",
 		},
+		// As SPIRE's allow_downstream (docs/key-custody.md).
+		accessDownstream: {
+			"/spire.api.server.bundle.v1.Bundle/PublishJWTAuthority",
+			"/spire.api.server.svid.v1.SVID/NewDownstreamX509CA",
+		},
 	}
 	got := map[access][]string{}
 	for m, a := range policy {

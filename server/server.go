@@ -466,7 +466,7 @@ func (s *Server) register(g *grpc.Server) {
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Logger: s.log, MaxTTL: s.cfg.CATTL,
 	}))
 	svidv1.RegisterSVIDServer(g, svidapi.New(svidapi.Config{
-		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer, Events: s.events, Clock: s.cfg.Clock, Logger: s.log,
+		TrustDomain: s.cfg.TrustDomain, Store: s.store, Issuer: s.issuer, Events: s.events, DownstreamCA: s.ca, Clock: s.cfg.Clock, Logger: s.log,
 	}))
 	la := localauthority.New(localauthority.Config{
 		CA: s.ca, Notifier: caNotifier{s}, Counter: s.events.tracker, Events: s.events, Now: s.cfg.Clock.Now, Logger: s.log,
@@ -475,7 +475,7 @@ func (s *Server) register(g *grpc.Server) {
 	cav1.RegisterCAServer(g, la.CAService())
 	auditv1.RegisterAuditServer(g, auditapi.New(auditapi.Config{Log: s.evlog, Logger: s.log, Signer: eventlog.SVIDKey(serverSVIDSource{s})}))
 	bundlev1.RegisterBundleServer(g, bundleapi.New(bundleapi.Config{
-		TrustDomain: s.cfg.TrustDomain, Source: s.ca, Store: s.store, Logger: s.log,
+		TrustDomain: s.cfg.TrustDomain, Source: s.ca, Store: s.store, Publisher: s.ca, Logger: s.log,
 	}))
 	trustdomainv1.RegisterTrustDomainServer(g, trustdomainapi.New(trustdomainapi.Config{
 		TrustDomain: s.cfg.TrustDomain, Store: s.store, Refresher: s.refresher, Logger: s.log,

@@ -2,8 +2,6 @@ package spire
 
 import (
 	"context"
-	"encoding/json"
-	"log/slog"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -25,22 +23,12 @@ import (
 func downstreamAgent(t *testing.T, bins binaries) (*spireServer, string, *x509bundle.Bundle) {
 	t.Helper()
 	sp := startSPIREServer(t, bins)
-	spireCLI := func(args ...string) string {
-		out, err := cli(context.Background(), bins.server, sp.socket, args...)
-		if err != nil {
-			t.Fatalf("spire-server %v: %v", args, err)
-		}
-		return out
-	}
-	var tok struct{ Value string }
-	if err := json.Unmarshal([]byte(spireCLI("token", "generate", "-ttl", "600", "-output", "json")), &tok); err != nil || tok.Value == "" {
-		t.Fatalf("token generate: %v", err)
-	}
-	agentID := spiffeid.RequireFromSegments(td, "spire", "agent", "join_token", tok.Value)
-	spireCLI("entry", "create", "-parentID", agentID.String(), "-spiffeID", spiffeid.RequireFromPath(td, "/signet/server").String(),
+	tok := sp.joinToken(t)
+	agentID := spiffeid.RequireFromSegments(td, "spire", "agent", "join_token", tok)
+	sp.mustCLI(t, "entry", "create", "-parentID", agentID.String(), "-spiffeID", spiffeid.RequireFromPath(td, "/signet/server").String(),
 		"-selector", uidSelector().Type+":"+uidSelector().Value, "-downstream")
-	bundlePath := writeTemp(t, "spire.pem", spireCLI("bundle", "show"))
-	socket := startSPIREAgentAt(t, bins.agent, sp.addr, bundlePath, td.Name(), shortDir(t), "spire-agent.conf.tmpl", map[string]any{"JoinToken": tok.Value})
+	bundlePath := writeTemp(t, "spire.pem", sp.mustCLI(t, "bundle", "show"))
+	socket := startSPIREAgentAt(t, bins.agent, sp.addr, bundlePath, td.Name(), shortDir(t), "spire-agent.conf.tmpl", map[string]any{"JoinToken": tok})
 	b, err := x509bundle.Load(td, bundlePath)
 	if err != nil {
 		t.Fatal(err)
@@ -128,23 +116,10 @@ func TestSignetUnderSPIREUnreachable(t *testing.T) {
 		{"no workload API socket", server.UpstreamSPIREConfig{ServerAddress: "127.0.0.1", ServerPort: 1, WorkloadAPISocket: filepath.Join(t.TempDir(), "none.sock")}, "workload_api_socket"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := shortDir(t)
-			cfg := tc.cfg
-			srv, err := server.New(server.Config{
-				TrustDomain: td, DataDir: filepath.Join(dir, "server"), BindAddress: "127.0.0.1:0",
-				AdminSocket: filepath.Join(dir, "admin.sock"), Logger: slog.New(slog.DiscardHandler),
-				UpstreamSPIRE: &cfg,
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			err = srv.Run(ctx)
-			if err == nil || !strings.Contains(err.Error(), "upstream authority") || !strings.Contains(err.Error(), tc.want) {
+			err := runSignetUntilRefused(t, td, tc.cfg)
+			if !strings.Contains(err.Error(), "upstream authority") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Run = %v, want an error naming %q", err, tc.want)
 			}
-			t.Logf("refused: %v", err)
 		})
 	}
 }

@@ -20,6 +20,10 @@ const (
 	// Admin callers came through the local admin socket or presented the
 	// X.509-SVID of an entry marked admin.
 	Admin
+	// Downstream callers presented the X.509-SVID of an entry marked
+	// downstream (a SPIRE server nested below this one); they may only
+	// have their CA signed and publish JWT authorities.
+	Downstream
 )
 
 func (k Kind) String() string {
@@ -28,6 +32,8 @@ func (k Kind) String() string {
 		return "agent"
 	case Admin:
 		return "admin"
+	case Downstream:
+		return "downstream"
 	default:
 		return "unauthenticated"
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffegrpc/grpccredentials"
@@ -19,6 +20,14 @@ import (
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	"google.golang.org/grpc"
 )
+
+// ErrImpostor is returned when the upstream server presents an X509-SVID
+// that is not spiffe://<trust domain>/spire/server.
+var ErrImpostor = errors.New("the upstream server is not the trust domain's SPIRE server")
+
+// ErrTrustDomainMismatch is returned when the Workload API serves an
+// X509-SVID of another trust domain than the server's.
+var ErrTrustDomainMismatch = errors.New("trust domain mismatch")
 
 // Config locates the upstream SPIRE server and the local Workload API that
 // hands out the downstream X509-SVID, as SPIRE's plugin_data does.
@@ -54,7 +63,11 @@ func New(cfg Config) (*Upstream, error) {
 // Workload API, dials the upstream server with it (authorising
 // spiffe://<its trust domain>/spire/server) and calls NewDownstreamX509CA.
 // It returns the CA chain (the new CA first) and the upstream X.509 roots.
-func (u *Upstream) SignIntermediate(ctx context.Context, _ spiffeid.TrustDomain, csrDER []byte, ttl time.Duration) (chain, roots []*x509.Certificate, err error) {
+//
+// It refuses an X509-SVID of another trust domain than td (nesting is
+// within one trust domain, as in SPIRE), and an upstream that presents any
+// other SPIFFE ID than the server ID (ErrImpostor).
+func (u *Upstream) SignIntermediate(ctx context.Context, td spiffeid.TrustDomain, csrDER []byte, ttl time.Duration) (chain, roots []*x509.Certificate, err error) {
 	if _, err := os.Stat(u.cfg.WorkloadAPISocket); err != nil {
 		return nil, nil, fmt.Errorf("spireupstream: workload_api_socket: %w (start the agent that serves this server's downstream entry first)", err)
 	}
@@ -67,12 +80,17 @@ func (u *Upstream) SignIntermediate(ctx context.Context, _ spiffeid.TrustDomain,
 	if err != nil {
 		return nil, nil, fmt.Errorf("spireupstream: downstream X509-SVID: %w", err)
 	}
+	if !td.IsZero() && svid.ID.TrustDomain() != td {
+		return nil, nil, fmt.Errorf("spireupstream: the Workload API at %s serves %s, of trust domain %q, not of this server's trust domain %q: %w",
+			u.cfg.WorkloadAPISocket, svid.ID, svid.ID.TrustDomain().Name(), td.Name(), ErrTrustDomainMismatch)
+	}
 	serverID, err := spiffeid.FromPath(svid.ID.TrustDomain(), "/spire/server")
 	if err != nil {
 		return nil, nil, fmt.Errorf("spireupstream: upstream server ID: %w", err)
 	}
 	addr := net.JoinHostPort(u.cfg.ServerAddress, strconv.Itoa(u.cfg.ServerPort))
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(grpccredentials.MTLSClientCredentials(src, src, tlsconfig.AuthorizeID(serverID))))
+	auth := &serverAuthorizer{want: serverID}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(grpccredentials.MTLSClientCredentials(src, src, auth.authorize)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("spireupstream: dial upstream server %s: %w", addr, err)
 	}
@@ -81,6 +99,9 @@ func (u *Upstream) SignIntermediate(ctx context.Context, _ spiffeid.TrustDomain,
 		Csr:          csrDER,
 		PreferredTtl: int32(ttl / time.Second),
 	})
+	if got, bad := auth.refused(); bad {
+		return nil, nil, fmt.Errorf("spireupstream: upstream server %s presented %s, not %s: %w", addr, got, serverID, ErrImpostor)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("spireupstream: upstream server %s: NewDownstreamX509CA as %s: %w", addr, svid.ID, err)
 	}
@@ -91,6 +112,31 @@ func (u *Upstream) SignIntermediate(ctx context.Context, _ spiffeid.TrustDomain,
 		return nil, nil, fmt.Errorf("spireupstream: x509_authorities: %w", err)
 	}
 	return chain, roots, nil
+}
+
+// serverAuthorizer authorizes the upstream server's SVID and remembers
+// the ID it refused.
+type serverAuthorizer struct {
+	want spiffeid.ID
+	mu   sync.Mutex
+	got  spiffeid.ID
+	bad  bool
+}
+
+func (a *serverAuthorizer) authorize(id spiffeid.ID, chains [][]*x509.Certificate) error {
+	if err := tlsconfig.AuthorizeID(a.want)(id, chains); err != nil {
+		a.mu.Lock()
+		a.got, a.bad = id, true
+		a.mu.Unlock()
+		return err
+	}
+	return nil
+}
+
+func (a *serverAuthorizer) refused() (spiffeid.ID, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.got, a.bad
 }
 
 func parseAll(ders [][]byte) ([]*x509.Certificate, error) {

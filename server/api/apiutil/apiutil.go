@@ -92,6 +92,16 @@ func CallerAgent(ctx context.Context) (spiffeid.ID, error) {
 	return c.ID, nil
 }
 
+// CallerDownstream returns the SPIFFE ID of the calling downstream server,
+// or PermissionDenied.
+func CallerDownstream(ctx context.Context) (spiffeid.ID, error) {
+	c, ok := caller.FromContext(ctx)
+	if !ok || c.Kind != caller.Downstream || c.ID.IsZero() {
+		return spiffeid.ID{}, status.Error(codes.PermissionDenied, "caller is not a downstream server")
+	}
+	return c.ID, nil
+}
+
 // CallerAttr is the caller field of an admin change's log record: the
 // caller's SPIFFE ID, "admin_socket" for the local admin socket, or its
 // kind when it has no ID.

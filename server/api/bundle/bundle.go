@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
+	"time"
 
 	bundlecodec "github.com/signet-id/signet/bundle"
 	"github.com/signet-id/signet/ca"
@@ -27,6 +28,14 @@ type Source interface {
 	Bundle() *spiffebundle.Bundle
 }
 
+// Publisher adds downstream servers' JWT authorities to the bundle
+// (*ca.Manager).
+type Publisher interface {
+	PublishJWTAuthority(a ca.JWTAuthority) ([]ca.JWTAuthority, error)
+}
+
+var _ Publisher = (*ca.Manager)(nil)
+
 // Store keeps federated bundles.
 type Store interface {
 	CreateBundle(ctx context.Context, b *types.Bundle) (*types.Bundle, error)
@@ -42,7 +51,9 @@ type Config struct {
 	TrustDomain spiffeid.TrustDomain
 	Source      Source
 	Store       Store
-	Logger      *slog.Logger
+	// Publisher, if set, serves PublishJWTAuthority.
+	Publisher Publisher
+	Logger    *slog.Logger
 }
 
 // Service implements bundlev1.BundleServer.
@@ -326,8 +337,47 @@ func (s *Service) AppendBundle(context.Context, *bundlev1.AppendBundleRequest) (
 	return nil, status.Error(codes.Unimplemented, "appending to the local bundle is not supported: Signet manages its own authorities")
 }
 
-// PublishJWTAuthority serves downstream servers, which Signet does not
-// support yet: Unimplemented.
-func (s *Service) PublishJWTAuthority(context.Context, *bundlev1.PublishJWTAuthorityRequest) (*bundlev1.PublishJWTAuthorityResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "downstream JWT authorities are not supported by Signet yet")
+// PublishJWTAuthority adds a downstream server's JWT authority to the
+// trust domain's bundle (SPIRE Bundle API, downstream callers) and returns
+// the bundle's JWT authorities.
+func (s *Service) PublishJWTAuthority(ctx context.Context, req *bundlev1.PublishJWTAuthorityRequest) (*bundlev1.PublishJWTAuthorityResponse, error) {
+	if s.cfg.Publisher == nil {
+		return nil, status.Error(codes.Unimplemented, "publishing JWT authorities is not configured on this server")
+	}
+	k := req.JwtAuthority
+	if k == nil {
+		return nil, status.Error(codes.InvalidArgument, "missing JWT authority")
+	}
+	if len(k.PublicKey) == 0 {
+		return nil, status.Error(codes.InvalidArgument, "invalid JWT authority: missing public key")
+	}
+	pub, err := x509.ParsePKIXPublicKey(k.PublicKey)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "invalid JWT authority %q: public key: %v", k.KeyId, err)
+	}
+	var notAfter time.Time
+	if k.ExpiresAt > 0 {
+		notAfter = time.Unix(k.ExpiresAt, 0)
+	}
+	keys, err := s.cfg.Publisher.PublishJWTAuthority(ca.JWTAuthority{KeyID: k.KeyId, PublicKey: pub, NotAfter: notAfter})
+	switch {
+	case errors.Is(err, ca.ErrInvalidJWTAuthority):
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	case errors.Is(err, ca.ErrJWTKeyIDInUse):
+		return nil, status.Errorf(codes.AlreadyExists, "%v", err)
+	case errors.Is(err, ca.ErrTooManyJWTKeys):
+		return nil, status.Errorf(codes.ResourceExhausted, "%v", err)
+	case err != nil:
+		return nil, status.Errorf(codes.Internal, "failed to publish JWT authority: %v", err)
+	}
+	s.cfg.Logger.Info("published JWT authority", apiutil.CallerAttr(ctx), slog.String("kid", k.KeyId), slog.Time("not_after", notAfter))
+	resp := &bundlev1.PublishJWTAuthorityResponse{}
+	for _, a := range keys {
+		der, err := x509.MarshalPKIXPublicKey(a.PublicKey)
+		if err != nil {
+			return nil, status.Errorf(codes.Internal, "failed to marshal JWT authority %q: %v", a.KeyID, err)
+		}
+		resp.JwtAuthorities = append(resp.JwtAuthorities, &types.JWTKey{PublicKey: der, KeyId: a.KeyID, ExpiresAt: a.NotAfter.Unix()})
+	}
+	return resp, nil
 }

@@ -28,6 +28,7 @@ const MaxBatch = 1000
 type Store interface {
 	GetAgent(ctx context.Context, id spiffeid.ID) (*types.Agent, error)
 	AuthorizedEntries(ctx context.Context, agentID spiffeid.ID, selectors []*types.Selector) ([]*types.Entry, error)
+	ListEntries(ctx context.Context, f store.EntryFilter, pageSize int, pageToken string) ([]*types.Entry, string, error)
 }
 
 // Issuer mints SVIDs.
@@ -53,6 +54,8 @@ type Config struct {
 	Store       Store
 	Issuer      Issuer
 	Events      Events
+	// DownstreamCA, if set, serves NewDownstreamX509CA.
+	DownstreamCA DownstreamCA
 	// Clock stamps IssuedAt on minted JWT-SVIDs (default the wall
 	// clock); give it the issuer's.
 	Clock  clock.Clock
@@ -266,11 +269,6 @@ func (s *Service) MintJWTSVID(ctx context.Context, req *svidv1.MintJWTSVIDReques
 		return nil, err
 	}
 	return &svidv1.MintJWTSVIDResponse{Svid: svid}, nil
-}
-
-// NewDownstreamX509CA is not supported yet.
-func (s *Service) NewDownstreamX509CA(context.Context, *svidv1.NewDownstreamX509CARequest) (*svidv1.NewDownstreamX509CAResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "downstream CAs are not supported by Signet yet")
 }
 
 func (s *Service) mintJWT(id spiffeid.ID, aud []string, ttl time.Duration) (*types.JWTSVID, error) {
