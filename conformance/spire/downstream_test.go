@@ -29,7 +29,6 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	svidv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/svid/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
@@ -104,22 +103,7 @@ func TestSPIREDownstreamOfSignet(t *testing.T) {
 	wl := startSPIREAgentAt(t, bins.agent, sp.addr, spireBundlePath, td.Name(), shortDir(t), "spire-agent.conf.tmpl", map[string]any{"JoinToken": tok})
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	// The source waits for the agent to sync the entry.
-	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+wl)))
-	if err != nil {
-		t.Fatalf("X509Source on the spire-agent under SPIRE under Signet: %v", err)
-	}
-	defer src.Close()
-	svid, err := src.GetX509SVID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if svid.ID != me {
-		t.Fatalf("SVID ID %v, want %v", svid.ID, me)
-	}
-	if _, _, err := x509svid.Verify(svid.Certificates, signetBundle); err != nil {
-		t.Fatalf("SPIRE's workload SVID does not verify against Signet's bundle: %v", err)
-	}
+	svid := workloadSVID(t, wl, me, signetBundle, "the spire-agent under SPIRE under Signet (against Signet's bundle)")
 	// The chain is the leaf and SPIRE's CA, which Signet's (self-signed,
 	// root) CA signed.
 	if n := len(svid.Certificates); n != 2 {

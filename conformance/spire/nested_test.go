@@ -1,7 +1,6 @@
 package spire
 
 import (
-	"context"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -11,8 +10,6 @@ import (
 	"github.com/signet-id/signet/server"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"github.com/spiffe/go-spiffe/v2/workloadapi"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 )
 
@@ -70,23 +67,7 @@ func TestSignetUnderSPIRE(t *testing.T) {
 	me := spiffeid.RequireFromPath(td, "/workload/nested")
 	srv.createEntry(t, &types.Entry{SpiffeId: protoID(me), ParentId: protoID(agentID), Selectors: []*types.Selector{uidSelector()}})
 	wl := startSPIREAgent(t, bins.agent, srv, shortDir(t), "spire-agent.conf.tmpl", map[string]any{"JoinToken": token})
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	src, err := workloadapi.NewX509Source(ctx, workloadapi.WithClientOptions(workloadapi.WithAddr("unix://"+wl)))
-	if err != nil {
-		t.Fatalf("X509Source on the spire-agent under Signet: %v", err)
-	}
-	defer src.Close()
-	svid, err := src.GetX509SVID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if svid.ID != me {
-		t.Fatalf("SVID ID %v, want %v", svid.ID, me)
-	}
-	if _, _, err := x509svid.Verify(svid.Certificates, spireBundle); err != nil {
-		t.Fatalf("Signet's workload SVID does not verify against SPIRE's bundle: %v", err)
-	}
+	workloadSVID(t, wl, me, spireBundle, "the spire-agent under Signet (against SPIRE's bundle)")
 	before := srv.CA().X509Slots()
 	active := activeCA(srv)
 	sp.stop()

@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -117,14 +116,10 @@ func signetBinary(t *testing.T) string {
 		if buildErr != nil {
 			return
 		}
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			goTool = "go"
-		}
-		cmd := exec.Command(goTool, "build", "-o", filepath.Join(buildDir, "signet"), "github.com/signet-id/signet/cmd/signet")
+		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "signet"), "github.com/signet-id/signet/cmd/signet")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/signet: %v\n%s", err, out)
+			buildErr = fmt.Errorf("go build ./cmd/signet: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
