@@ -99,6 +99,21 @@ type Server struct {
 	// Federation is SPIRE's federation block: the bundle endpoint and the
 	// federated trust domains.
 	Federation *Federation `hcl:"federation,block"`
+	// ProfilingAddress serves Go's net/http/pprof endpoints
+	// (/debug/pprof/) on this host:port when set (flag
+	// --profiling-address; SPIRE's profiling_enabled/profiling_port). Off
+	// by default. Must be a loopback address unless
+	// profiling_allow_remote is true: the endpoints have no
+	// authentication and a heap profile shows memory contents.
+	ProfilingAddress string `hcl:"profiling_address,optional"`
+	// ProfilingAllowRemote lets profiling_address be a non-loopback
+	// address (flag --profiling-allow-remote). Default false.
+	ProfilingAllowRemote bool `hcl:"profiling_allow_remote,optional"`
+	// MemoryLimit is the Go runtime's soft memory limit, e.g. "512MiB"
+	// or "2GiB" (runtime/debug.SetMemoryLimit, as GOMEMLIMIT; this
+	// setting wins over GOMEMLIMIT). The garbage collector works harder
+	// as the heap nears it; it is not a hard cap. Default: none.
+	MemoryLimit string `hcl:"memory_limit,optional"`
 }
 
 // Etcd is the `etcd` block: an external cluster instead of the embedded one.
@@ -191,6 +206,21 @@ type Agent struct {
 	LogFormat string `hcl:"log_format,optional"`
 	// AllowClassicalKEX also offers classical-only TLS key exchange.
 	AllowClassicalKEX bool `hcl:"allow_classical_key_exchange,optional"`
+	// ProfilingAddress serves Go's net/http/pprof endpoints
+	// (/debug/pprof/) on this host:port when set (flag
+	// --profiling-address; SPIRE's profiling_enabled/profiling_port). Off
+	// by default. Must be a loopback address unless
+	// profiling_allow_remote is true: the endpoints have no
+	// authentication and a heap profile shows memory contents.
+	ProfilingAddress string `hcl:"profiling_address,optional"`
+	// ProfilingAllowRemote lets profiling_address be a non-loopback
+	// address (flag --profiling-allow-remote). Default false.
+	ProfilingAllowRemote bool `hcl:"profiling_allow_remote,optional"`
+	// MemoryLimit is the Go runtime's soft memory limit, e.g. "512MiB"
+	// or "2GiB" (runtime/debug.SetMemoryLimit, as GOMEMLIMIT; this
+	// setting wins over GOMEMLIMIT). The garbage collector works harder
+	// as the heap nears it; it is not a hard cap. Default: none.
+	MemoryLimit string `hcl:"memory_limit,optional"`
 	// SDS is SPIRE's sds block: the resource names of Envoy's Secret
 	// Discovery Service on the Workload API socket (docs/sds.md).
 	SDS *SDS `hcl:"sds,block"`
@@ -259,6 +289,9 @@ func LoadServerWith(path string, opts Options) (*ServerFile, error) {
 			return nil, fmt.Errorf("config: %s: %s: %w", path, d.name, err)
 		}
 	}
+	if _, err := ParseSize(f.Server.MemoryLimit); err != nil {
+		return nil, fmt.Errorf("config: %s: server: memory_limit: %w", path, err)
+	}
 	if f.Limits != nil {
 		if err := f.Limits.check(); err != nil {
 			return nil, fmt.Errorf("config: %s: %w", path, err)
@@ -302,6 +335,9 @@ func LoadAgentWith(path string, opts Options) (*AgentFile, error) {
 	}
 	if f.Plugins != nil && len(f.Plugins.NodeAttestors) > 1 {
 		return nil, fmt.Errorf("config: %s: an agent has exactly one NodeAttestor, found %d", path, len(f.Plugins.NodeAttestors))
+	}
+	if _, err := ParseSize(f.Agent.MemoryLimit); err != nil {
+		return nil, fmt.Errorf("config: %s: agent: memory_limit: %w", path, err)
 	}
 	if f.Agent.ServerPort < 0 || f.Agent.ServerPort > 65535 {
 		return nil, fmt.Errorf("config: %s: server_port %d is not a TCP port", path, f.Agent.ServerPort)
