@@ -190,6 +190,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 	var fileInsecure bool
 	var fileOIDC *config.OIDCDiscoveryProvider
 	var plugins *config.Plugins
+	var fileState config.EtcdState
 	rs := runSettings{metrics: f.metricsAddress}
 	if f.configPath != "" {
 		sf, err := config.LoadServerWith(f.configPath, config.Options{ExpandEnv: f.expandEnv})
@@ -208,6 +209,9 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 		}
 		if sf.Limits != nil {
 			cfg.Limits = limitsFromFile(sf.Limits)
+		}
+		if fileState, err = sf.Etcd.State(); err != nil { // checked by LoadServer
+			return cfg, runSettings{}, usageError{err}
 		}
 		if sf.Etcd != nil {
 			cfg.Etcd = server.EtcdConfig{Endpoints: sf.Etcd.Endpoints, CertFile: sf.Etcd.CertFile, KeyFile: sf.Etcd.KeyFile, CAFile: sf.Etcd.CAFile}
@@ -272,7 +276,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 		}
 		cfg.AdminIDs = append(cfg.AdminIDs, id)
 	}
-	f.state.apply(&cfg, fileInsecure)
+	f.state.apply(&cfg, fileInsecure, fileState)
 	if err := f.runtime.apply(&rs, file.ProfilingAddress, file.ProfilingAllowRemote, file.MemoryLimit); err != nil {
 		return cfg, rs, err
 	}

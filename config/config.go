@@ -28,7 +28,8 @@ type ServerFile struct {
 	// Server holds the server's settings.
 	Server *Server `hcl:"server,block"`
 	// Etcd points the server at an external etcd cluster instead of the
-	// embedded one.
+	// embedded one (endpoints), and sizes either: quota, compaction and,
+	// for the embedded member, raft snapshots (docs/scaling.md).
 	Etcd *Etcd `hcl:"etcd,block"`
 	// Vault is the Vault the server brokers secrets from (and, with
 	// upstream_pki_mount, its upstream CA).
@@ -116,10 +117,12 @@ type Server struct {
 	MemoryLimit string `hcl:"memory_limit,optional"`
 }
 
-// Etcd is the `etcd` block: an external cluster instead of the embedded one.
+// Etcd is the `etcd` block: an external cluster instead of the embedded
+// one (endpoints), and the state settings of either (docs/scaling.md).
 type Etcd struct {
 	// Endpoints are the cluster's client URLs, e.g. https://10.0.0.1:2379.
-	Endpoints []string `hcl:"endpoints"`
+	// Empty: the embedded member.
+	Endpoints []string `hcl:"endpoints,optional"`
 	// CertFile is the client certificate (PEM).
 	CertFile string `hcl:"cert_file,optional"`
 	// KeyFile is the client certificate's key (PEM).
@@ -128,6 +131,25 @@ type Etcd struct {
 	CAFile string `hcl:"ca_file,optional"`
 	// Insecure accepts plaintext endpoints or no client certificate.
 	Insecure bool `hcl:"insecure,optional"`
+	// QuotaBackendBytes is the embedded member's backend quota, bytes or
+	// a size such as "2GiB" (flag --etcd-quota-bytes; default 2GiB, etcd's).
+	// Writes fail with NOSPACE beyond it. With endpoints it is the quota
+	// assumed for the quota gauge when the members do not report theirs.
+	QuotaBackendBytes string `hcl:"quota_backend_bytes,optional"`
+	// AutoCompactionMode is periodic (default: keep
+	// auto_compaction_retention of history) or revision (keep the last
+	// auto_compaction_retention revisions; embedded member only).
+	AutoCompactionMode string `hcl:"auto_compaction_mode,optional"`
+	// AutoCompactionRetention is a duration for periodic mode (default
+	// "5m"; "0" never compacts; flag --etcd-compaction-retention) or a
+	// revision count for revision mode (e.g. "10000"). With endpoints the
+	// scheduler leader compacts (periodic only).
+	AutoCompactionRetention string `hcl:"auto_compaction_retention,optional"`
+	// SnapshotCount is the embedded member's committed transactions
+	// between raft snapshots to disk (default 10000, etcd's); the WAL
+	// before a snapshot is released. Not with endpoints: set it on the
+	// cluster's members.
+	SnapshotCount int64 `hcl:"snapshot_count,optional"`
 }
 
 // Vault is the `vault` block: the Vault the server brokers secrets from.
@@ -291,6 +313,9 @@ func LoadServerWith(path string, opts Options) (*ServerFile, error) {
 	}
 	if _, err := ParseSize(f.Server.MemoryLimit); err != nil {
 		return nil, fmt.Errorf("config: %s: server: memory_limit: %w", path, err)
+	}
+	if err := f.Etcd.check(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
 	if f.Limits != nil {
 		if err := f.Limits.check(); err != nil {
