@@ -115,6 +115,16 @@ type Server struct {
 	// setting wins over GOMEMLIMIT). The garbage collector works harder
 	// as the heap nears it; it is not a hard cap. Default: none.
 	MemoryLimit string `hcl:"memory_limit,optional"`
+	// ProfilingEnabled and ProfilingPort are SPIRE's way to turn
+	// profiling on: the same as profiling_address = "localhost:<port>".
+	ProfilingEnabled bool `hcl:"profiling_enabled,optional"`
+	// ProfilingPort is the port of SPIRE's profiling_enabled (required
+	// with it).
+	ProfilingPort int `hcl:"profiling_port,optional"`
+	// ProfilingFreq and ProfilingNames are SPIRE's settings for writing
+	// profiles to files; accepted and ignored (with a warning).
+	ProfilingFreq  int      `hcl:"profiling_freq,optional"`
+	ProfilingNames []string `hcl:"profiling_names,optional"`
 }
 
 // Etcd is the `etcd` block: an external cluster instead of the embedded
@@ -243,6 +253,16 @@ type Agent struct {
 	// setting wins over GOMEMLIMIT). The garbage collector works harder
 	// as the heap nears it; it is not a hard cap. Default: none.
 	MemoryLimit string `hcl:"memory_limit,optional"`
+	// ProfilingEnabled and ProfilingPort are SPIRE's way to turn
+	// profiling on: the same as profiling_address = "localhost:<port>".
+	ProfilingEnabled bool `hcl:"profiling_enabled,optional"`
+	// ProfilingPort is the port of SPIRE's profiling_enabled (required
+	// with it).
+	ProfilingPort int `hcl:"profiling_port,optional"`
+	// ProfilingFreq and ProfilingNames are SPIRE's settings for writing
+	// profiles to files; accepted and ignored (with a warning).
+	ProfilingFreq  int      `hcl:"profiling_freq,optional"`
+	ProfilingNames []string `hcl:"profiling_names,optional"`
 	// SDS is SPIRE's sds block: the resource names of Envoy's Secret
 	// Discovery Service on the Workload API socket (docs/sds.md).
 	SDS *SDS `hcl:"sds,block"`
@@ -314,6 +334,10 @@ func LoadServerWith(path string, opts Options) (*ServerFile, error) {
 	if _, err := ParseSize(f.Server.MemoryLimit); err != nil {
 		return nil, fmt.Errorf("config: %s: server: memory_limit: %w", path, err)
 	}
+	var err error
+	if f.Server.ProfilingAddress, err = spireProfiling(f.Server.ProfilingAddress, f.Server.ProfilingEnabled, f.Server.ProfilingPort, f.Server.ProfilingFreq, f.Server.ProfilingNames, &f.Warnings); err != nil {
+		return nil, fmt.Errorf("config: %s: server: %w", path, err)
+	}
 	if err := f.Etcd.check(); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
@@ -363,6 +387,10 @@ func LoadAgentWith(path string, opts Options) (*AgentFile, error) {
 	}
 	if _, err := ParseSize(f.Agent.MemoryLimit); err != nil {
 		return nil, fmt.Errorf("config: %s: agent: memory_limit: %w", path, err)
+	}
+	var err error
+	if f.Agent.ProfilingAddress, err = spireProfiling(f.Agent.ProfilingAddress, f.Agent.ProfilingEnabled, f.Agent.ProfilingPort, f.Agent.ProfilingFreq, f.Agent.ProfilingNames, &f.Warnings); err != nil {
+		return nil, fmt.Errorf("config: %s: agent: %w", path, err)
 	}
 	if f.Agent.ServerPort < 0 || f.Agent.ServerPort > 65535 {
 		return nil, fmt.Errorf("config: %s: server_port %d is not a TCP port", path, f.Agent.ServerPort)

@@ -73,3 +73,31 @@ func TestRuntimeSettings(t *testing.T) {
 		t.Errorf("agent: %v", err)
 	}
 }
+
+func TestSPIREProfilingSettings(t *testing.T) {
+	s, err := config.LoadServer(write(t, `server {
+  profiling_enabled = true
+  profiling_port    = 6060
+  profiling_freq    = 60
+  profiling_names   = ["heap"]
+}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Server.ProfilingAddress != "localhost:6060" || len(s.Warnings) != 1 || !strings.Contains(s.Warnings[0], "profiling_freq and profiling_names are ignored") {
+		t.Fatalf("address %q, warnings %q", s.Server.ProfilingAddress, s.Warnings)
+	}
+	a, err := config.LoadAgent(write(t, "agent {\n  profiling_enabled = true\n  profiling_port = 6061\n}"))
+	if err != nil || a.Agent.ProfilingAddress != "localhost:6061" {
+		t.Fatalf("agent: %v %+v", err, a)
+	}
+	for src, want := range map[string]string{
+		"server {\n  profiling_enabled = true\n}":                                                              "server: profiling_enabled needs profiling_port",
+		"server {\n  profiling_enabled = true\n  profiling_port = 70000\n}":                                    "profiling_port, a TCP port (got 70000)",
+		"server {\n  profiling_enabled = true\n  profiling_port = 1\n  profiling_address = \"127.0.0.1:2\"\n}": "not both",
+	} {
+		if _, err := config.LoadServer(write(t, src)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", src, err, want)
+		}
+	}
+}
