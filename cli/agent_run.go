@@ -41,6 +41,7 @@ type agentFlags struct {
 	allowClassical    bool
 	metricsAddress    string
 	workloadLimits    workloadapi.Limits
+	runtime           runtimeFlags
 	// plugins is the configuration file's plugins block, read by build.
 	plugins *config.Plugins
 }
@@ -134,6 +135,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	fl.BoolVar(&f.allowClassical, "allow-classical-key-exchange", false, "also offer classical-only TLS key exchange")
 	fl.StringVar(&f.metricsAddress, "metrics-address", "", "serve Prometheus metrics on this host:port")
 	addWorkloadLimitFlags(fl, &f.workloadLimits)
+	f.runtime.register(fl)
 }
 
 func (f *agentFlags) build() (agent.Config, runSettings, error) {
@@ -211,6 +213,9 @@ func (f *agentFlags) build() (agent.Config, runSettings, error) {
 			return cfg, runSettings{}, usageError{err}
 		}
 		cfg.TrustBundle = certs
+	}
+	if err := f.runtime.apply(&rs, file.ProfilingAddress, file.ProfilingAllowRemote, file.MemoryLimit); err != nil {
+		return cfg, rs, err
 	}
 	rs.level, rs.format = pick(f.logLevel, file.LogLevel, "info"), pick(f.logFormat, file.LogFormat, "text")
 	return cfg, rs, checkLog(rs)

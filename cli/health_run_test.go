@@ -101,9 +101,19 @@ telemetry {
 	if code, body, err := get(metrics, "/metrics"); err != nil || code != 200 || !strings.Contains(body, "signet_server_renewals_unscheduled_total") {
 		t.Errorf("/metrics: %d %v", code, err)
 	}
+	// Profiling is off unless asked for: not on the other listeners
+	// either (net/http/pprof registers on http.DefaultServeMux).
+	for _, port := range []int{health, metrics} {
+		if code, _, err := get(port, "/debug/pprof/"); err != nil || code != http.StatusNotFound {
+			t.Errorf("port %d /debug/pprof/: %d %v, want 404", port, code, err)
+		}
+	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("server run exit %d: %s", code, errOut.String())
+	}
+	if strings.Contains(errOut.String(), "profiling") {
+		t.Errorf("profiling mentioned without profiling_address:\n%s", errOut.String())
 	}
 	for _, want := range []string{`configuration setting ignored`, `KeyManager \"disk\" is ignored`, "serving health checks", "agent_address=[::1]:"} {
 		if !strings.Contains(errOut.String(), want) {

@@ -19,6 +19,7 @@ import (
 	"github.com/signet-id/signet/config"
 	"github.com/signet-id/signet/privdir"
 	"github.com/signet-id/signet/server"
+	"github.com/signet-id/signet/telemetry"
 	"github.com/spf13/cobra"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
@@ -48,6 +49,7 @@ type serverFlags struct {
 	caKEKFile      string
 	oidcAddress    string
 	state          stateFlags
+	runtime        runtimeFlags
 }
 
 func newServerRunCommand() *cobra.Command {
@@ -143,6 +145,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.oidcAddress, "oidc-address", "", "serve the OIDC discovery provider on host:port (overrides oidc_discovery_provider's listen_address; alone: the server SVID, issuer https://localhost:<port>)")
 	fl.StringVar(&f.caKEKFile, "ca-kek-file", "", "file with the 32-byte key that seals the CA in an external etcd shared by replicas")
 	f.state.register(fl)
+	f.runtime.register(fl)
 	fl.StringVar(&f.profile, "credential-profile", "", "classic (ECDSA P-256) or hybrid (ECDSA plus ML-DSA alternative signatures); default classic")
 }
 
@@ -152,8 +155,14 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 type runSettings struct {
 	level, format string
 	metrics       string
-	health        *config.HealthChecks
-	warnings      []string
+	// profiling is the net/http/pprof address ("" off); profilingRemote
+	// allows a non-loopback one.
+	profiling       string
+	profilingRemote bool
+	// memoryLimit is the Go runtime's soft memory limit (0: unchanged).
+	memoryLimit int64
+	health      *config.HealthChecks
+	warnings    []string
 }
 
 // fileSettings reads the telemetry and health_checks blocks and the
@@ -181,6 +190,7 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 	var fileInsecure bool
 	var fileOIDC *config.OIDCDiscoveryProvider
 	var plugins *config.Plugins
+	var fileState config.EtcdState
 	rs := runSettings{metrics: f.metricsAddress}
 	if f.configPath != "" {
 		sf, err := config.LoadServerWith(f.configPath, config.Options{ExpandEnv: f.expandEnv})
@@ -199,6 +209,9 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 		}
 		if sf.Limits != nil {
 			cfg.Limits = limitsFromFile(sf.Limits)
+		}
+		if fileState, err = sf.Etcd.State(); err != nil { // checked by LoadServer
+			return cfg, runSettings{}, usageError{err}
 		}
 		if sf.Etcd != nil {
 			cfg.Etcd = server.EtcdConfig{Endpoints: sf.Etcd.Endpoints, CertFile: sf.Etcd.CertFile, KeyFile: sf.Etcd.KeyFile, CAFile: sf.Etcd.CAFile}
@@ -263,7 +276,10 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 		}
 		cfg.AdminIDs = append(cfg.AdminIDs, id)
 	}
-	f.state.apply(&cfg, fileInsecure)
+	f.state.apply(&cfg, fileInsecure, fileState)
+	if err := f.runtime.apply(&rs, file.ProfilingAddress, file.ProfilingAllowRemote, file.MemoryLimit); err != nil {
+		return cfg, rs, err
+	}
 	rs.level, rs.format = pick(f.logLevel, file.LogLevel, "info"), pick(f.logFormat, file.LogFormat, "text")
 	if err := checkLog(rs); err != nil {
 		return cfg, rs, err
@@ -323,21 +339,28 @@ func serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func
 
 // observability builds the logger and the Prometheus registry of a daemon,
 // logs the configuration file's warnings, and serves /metrics when
-// rs.metrics is set; stop shuts the metrics server.
+// rs.metrics is set and net/http/pprof when rs.profiling is, after
+// applying rs.memoryLimit; stop shuts those listeners.
 func observability(cmd *cobra.Command, rs runSettings) (*slog.Logger, *prometheus.Registry, func(), error) {
 	log := newLogger(cmd.ErrOrStderr(), rs.level, rs.format)
 	for _, w := range rs.warnings {
 		log.Warn("configuration setting ignored", "detail", w)
 	}
+	telemetry.ApplyMemoryLimit(rs.memoryLimit, log)
+	_, stopProfiling, err := telemetry.ServeProfiling(rs.profiling, rs.profilingRemote, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	addr := rs.metrics
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if addr == "" {
-		return log, reg, func() {}, nil
+		return log, reg, stopProfiling, nil
 	}
 	stop, err := serveMetrics(addr, reg, log)
 	if err != nil {
+		stopProfiling()
 		return nil, nil, nil, err
 	}
-	return log, reg, stop, nil
+	return log, reg, func() { stop(); stopProfiling() }, nil
 }

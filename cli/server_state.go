@@ -3,6 +3,7 @@ package cli
 import (
 	"time"
 
+	"github.com/signet-id/signet/config"
 	"github.com/signet-id/signet/server"
 	"github.com/spf13/pflag"
 )
@@ -25,12 +26,23 @@ func (f *stateFlags) register(fl *pflag.FlagSet) {
 	fl.DurationVar(&f.keepAge, "event-log-keep-age", 0, "archive event-log records older than this, e.g. 720h (default: no age bound)")
 }
 
-func (f *stateFlags) apply(cfg *server.Config, fileInsecure bool) {
+// apply sets cfg's state settings from the etcd block's (file) and the
+// flags, which override them.
+func (f *stateFlags) apply(cfg *server.Config, fileInsecure bool, file config.EtcdState) {
 	cfg.Etcd.Insecure = f.etcdInsecure || fileInsecure
 	cfg.State = server.StateConfig{
-		QuotaBackendBytes:   f.quotaBytes,
-		CompactionRetention: f.compactionRetention,
+		QuotaBackendBytes:   file.QuotaBackendBytes,
+		CompactionRetention: file.CompactionRetention,
+		CompactionRevisions: file.CompactionRevisions,
+		SnapshotCount:       file.SnapshotCount,
 		EventLogKeepRecords: f.keepRecords,
 		EventLogKeepAge:     f.keepAge,
+	}
+	if f.quotaBytes != 0 {
+		cfg.State.QuotaBackendBytes = f.quotaBytes
+	}
+	if f.compactionRetention != 0 {
+		cfg.State.CompactionRetention = f.compactionRetention
+		cfg.State.CompactionRevisions = 0
 	}
 }

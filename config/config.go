@@ -28,7 +28,8 @@ type ServerFile struct {
 	// Server holds the server's settings.
 	Server *Server `hcl:"server,block"`
 	// Etcd points the server at an external etcd cluster instead of the
-	// embedded one.
+	// embedded one (endpoints), and sizes either: quota, compaction and,
+	// for the embedded member, raft snapshots (docs/scaling.md).
 	Etcd *Etcd `hcl:"etcd,block"`
 	// Vault is the Vault the server brokers secrets from (and, with
 	// upstream_pki_mount, its upstream CA).
@@ -99,12 +100,39 @@ type Server struct {
 	// Federation is SPIRE's federation block: the bundle endpoint and the
 	// federated trust domains.
 	Federation *Federation `hcl:"federation,block"`
+	// ProfilingAddress serves Go's net/http/pprof endpoints
+	// (/debug/pprof/) on this host:port when set (flag
+	// --profiling-address; SPIRE's profiling_enabled/profiling_port). Off
+	// by default. Must be a loopback address unless
+	// profiling_allow_remote is true: the endpoints have no
+	// authentication and a heap profile shows memory contents.
+	ProfilingAddress string `hcl:"profiling_address,optional"`
+	// ProfilingAllowRemote lets profiling_address be a non-loopback
+	// address (flag --profiling-allow-remote). Default false.
+	ProfilingAllowRemote bool `hcl:"profiling_allow_remote,optional"`
+	// MemoryLimit is the Go runtime's soft memory limit, e.g. "512MiB"
+	// or "2GiB" (runtime/debug.SetMemoryLimit, as GOMEMLIMIT; this
+	// setting wins over GOMEMLIMIT). The garbage collector works harder
+	// as the heap nears it; it is not a hard cap. Default: none.
+	MemoryLimit string `hcl:"memory_limit,optional"`
+	// ProfilingEnabled and ProfilingPort are SPIRE's way to turn
+	// profiling on: the same as profiling_address = "localhost:<port>".
+	ProfilingEnabled bool `hcl:"profiling_enabled,optional"`
+	// ProfilingPort is the port of SPIRE's profiling_enabled (required
+	// with it).
+	ProfilingPort int `hcl:"profiling_port,optional"`
+	// ProfilingFreq and ProfilingNames are SPIRE's settings for writing
+	// profiles to files; accepted and ignored (with a warning).
+	ProfilingFreq  int      `hcl:"profiling_freq,optional"`
+	ProfilingNames []string `hcl:"profiling_names,optional"`
 }
 
-// Etcd is the `etcd` block: an external cluster instead of the embedded one.
+// Etcd is the `etcd` block: an external cluster instead of the embedded
+// one (endpoints), and the state settings of either (docs/scaling.md).
 type Etcd struct {
 	// Endpoints are the cluster's client URLs, e.g. https://10.0.0.1:2379.
-	Endpoints []string `hcl:"endpoints"`
+	// Empty: the embedded member.
+	Endpoints []string `hcl:"endpoints,optional"`
 	// CertFile is the client certificate (PEM).
 	CertFile string `hcl:"cert_file,optional"`
 	// KeyFile is the client certificate's key (PEM).
@@ -113,6 +141,25 @@ type Etcd struct {
 	CAFile string `hcl:"ca_file,optional"`
 	// Insecure accepts plaintext endpoints or no client certificate.
 	Insecure bool `hcl:"insecure,optional"`
+	// QuotaBackendBytes is the embedded member's backend quota, bytes or
+	// a size such as "2GiB" (flag --etcd-quota-bytes; default 2GiB, etcd's).
+	// Writes fail with NOSPACE beyond it. With endpoints it is the quota
+	// assumed for the quota gauge when the members do not report theirs.
+	QuotaBackendBytes string `hcl:"quota_backend_bytes,optional"`
+	// AutoCompactionMode is periodic (default: keep
+	// auto_compaction_retention of history) or revision (keep the last
+	// auto_compaction_retention revisions; embedded member only).
+	AutoCompactionMode string `hcl:"auto_compaction_mode,optional"`
+	// AutoCompactionRetention is a duration for periodic mode (default
+	// "5m"; "0" never compacts; flag --etcd-compaction-retention) or a
+	// revision count for revision mode (e.g. "10000"). With endpoints the
+	// scheduler leader compacts (periodic only).
+	AutoCompactionRetention string `hcl:"auto_compaction_retention,optional"`
+	// SnapshotCount is the embedded member's committed transactions
+	// between raft snapshots to disk (default 10000, etcd's); the WAL
+	// before a snapshot is released. Not with endpoints: set it on the
+	// cluster's members.
+	SnapshotCount int64 `hcl:"snapshot_count,optional"`
 }
 
 // Vault is the `vault` block: the Vault the server brokers secrets from.
@@ -191,6 +238,31 @@ type Agent struct {
 	LogFormat string `hcl:"log_format,optional"`
 	// AllowClassicalKEX also offers classical-only TLS key exchange.
 	AllowClassicalKEX bool `hcl:"allow_classical_key_exchange,optional"`
+	// ProfilingAddress serves Go's net/http/pprof endpoints
+	// (/debug/pprof/) on this host:port when set (flag
+	// --profiling-address; SPIRE's profiling_enabled/profiling_port). Off
+	// by default. Must be a loopback address unless
+	// profiling_allow_remote is true: the endpoints have no
+	// authentication and a heap profile shows memory contents.
+	ProfilingAddress string `hcl:"profiling_address,optional"`
+	// ProfilingAllowRemote lets profiling_address be a non-loopback
+	// address (flag --profiling-allow-remote). Default false.
+	ProfilingAllowRemote bool `hcl:"profiling_allow_remote,optional"`
+	// MemoryLimit is the Go runtime's soft memory limit, e.g. "512MiB"
+	// or "2GiB" (runtime/debug.SetMemoryLimit, as GOMEMLIMIT; this
+	// setting wins over GOMEMLIMIT). The garbage collector works harder
+	// as the heap nears it; it is not a hard cap. Default: none.
+	MemoryLimit string `hcl:"memory_limit,optional"`
+	// ProfilingEnabled and ProfilingPort are SPIRE's way to turn
+	// profiling on: the same as profiling_address = "localhost:<port>".
+	ProfilingEnabled bool `hcl:"profiling_enabled,optional"`
+	// ProfilingPort is the port of SPIRE's profiling_enabled (required
+	// with it).
+	ProfilingPort int `hcl:"profiling_port,optional"`
+	// ProfilingFreq and ProfilingNames are SPIRE's settings for writing
+	// profiles to files; accepted and ignored (with a warning).
+	ProfilingFreq  int      `hcl:"profiling_freq,optional"`
+	ProfilingNames []string `hcl:"profiling_names,optional"`
 	// SDS is SPIRE's sds block: the resource names of Envoy's Secret
 	// Discovery Service on the Workload API socket (docs/sds.md).
 	SDS *SDS `hcl:"sds,block"`
@@ -259,6 +331,16 @@ func LoadServerWith(path string, opts Options) (*ServerFile, error) {
 			return nil, fmt.Errorf("config: %s: %s: %w", path, d.name, err)
 		}
 	}
+	if _, err := ParseSize(f.Server.MemoryLimit); err != nil {
+		return nil, fmt.Errorf("config: %s: server: memory_limit: %w", path, err)
+	}
+	var err error
+	if f.Server.ProfilingAddress, err = spireProfiling(f.Server.ProfilingAddress, f.Server.ProfilingEnabled, f.Server.ProfilingPort, f.Server.ProfilingFreq, f.Server.ProfilingNames, &f.Warnings); err != nil {
+		return nil, fmt.Errorf("config: %s: server: %w", path, err)
+	}
+	if err := f.Etcd.check(); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
 	if f.Limits != nil {
 		if err := f.Limits.check(); err != nil {
 			return nil, fmt.Errorf("config: %s: %w", path, err)
@@ -302,6 +384,13 @@ func LoadAgentWith(path string, opts Options) (*AgentFile, error) {
 	}
 	if f.Plugins != nil && len(f.Plugins.NodeAttestors) > 1 {
 		return nil, fmt.Errorf("config: %s: an agent has exactly one NodeAttestor, found %d", path, len(f.Plugins.NodeAttestors))
+	}
+	if _, err := ParseSize(f.Agent.MemoryLimit); err != nil {
+		return nil, fmt.Errorf("config: %s: agent: memory_limit: %w", path, err)
+	}
+	var err error
+	if f.Agent.ProfilingAddress, err = spireProfiling(f.Agent.ProfilingAddress, f.Agent.ProfilingEnabled, f.Agent.ProfilingPort, f.Agent.ProfilingFreq, f.Agent.ProfilingNames, &f.Warnings); err != nil {
+		return nil, fmt.Errorf("config: %s: agent: %w", path, err)
 	}
 	if f.Agent.ServerPort < 0 || f.Agent.ServerPort > 65535 {
 		return nil, fmt.Errorf("config: %s: server_port %d is not a TCP port", path, f.Agent.ServerPort)

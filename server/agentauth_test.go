@@ -41,7 +41,7 @@ func startServer(t *testing.T) *testServer {
 }
 
 // startServerWith is startServer with a hook to adjust the configuration.
-func startServerWith(t *testing.T, configure func(*server.Config)) *testServer {
+func startServerWith(t testing.TB, configure func(*server.Config)) *testServer {
 	t.Helper()
 	// Unix socket paths are limited to 108 bytes: keep the directory short.
 	dir, err := os.MkdirTemp("", "sg")

@@ -503,6 +503,8 @@ func (s *Server) openEtcd(ctx context.Context) (*clientv3.Client, func(), error)
 
 			QuotaBackendBytes:   s.cfg.State.QuotaBackendBytes,
 			CompactionRetention: s.cfg.State.CompactionRetention,
+			CompactionRevisions: s.cfg.State.CompactionRevisions,
+			SnapshotCount:       s.cfg.State.SnapshotCount,
 		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("server: start embedded etcd: %w", err)

@@ -39,6 +39,12 @@ type StateConfig struct {
 	// negative: never compact). The embedded member auto-compacts; with
 	// an external etcd the scheduler leader compacts.
 	CompactionRetention time.Duration
+	// CompactionRevisions, when positive, compacts the embedded member by
+	// revision count instead (keep the last CompactionRevisions).
+	CompactionRevisions int64
+	// SnapshotCount is the embedded member's raft snapshot interval in
+	// committed transactions (0: etcd's 10000).
+	SnapshotCount uint64
 	// EventLogKeepRecords is how many event-log records stay in etcd (0:
 	// DefaultEventLogKeepRecords, negative: no count bound).
 	EventLogKeepRecords int64

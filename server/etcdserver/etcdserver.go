@@ -30,6 +30,13 @@ const (
 	DefaultCompactionRetention = 5 * time.Minute
 	// DefaultQuotaBackendBytes is etcd's default backend quota (2 GiB).
 	DefaultQuotaBackendBytes = 2 << 30
+	// DefaultSnapshotCount is etcd's: raft snapshots every 10,000
+	// committed transactions (what lets the WAL be released).
+	DefaultSnapshotCount = 10000
+	// singleCatchUpEntries are the raft entries a single member keeps in
+	// memory after each in-memory snapshot (etcd's 5,000 are for slow
+	// followers; a single member has none). Measured in docs/scaling.md.
+	singleCatchUpEntries = 500
 	// ClientSocketName is the single member's client socket, inside Dir.
 	ClientSocketName = "client.sock"
 	// maxSocketPath is the longest Unix socket path Linux accepts.
@@ -70,8 +77,17 @@ type Config struct {
 	// DefaultQuotaBackendBytes. Writes fail with NOSPACE beyond it.
 	QuotaBackendBytes int64
 	// CompactionRetention is the history periodic auto-compaction keeps;
-	// 0 means DefaultCompactionRetention, negative disables it.
+	// 0 means DefaultCompactionRetention, negative disables it. Ignored
+	// when CompactionRevisions is set.
 	CompactionRetention time.Duration
+	// CompactionRevisions, when positive, switches auto-compaction to
+	// etcd's revision mode: keep the last CompactionRevisions revisions
+	// (compacted every 5 minutes).
+	CompactionRevisions int64
+	// SnapshotCount is the committed transactions between two raft
+	// snapshots; the member keeps at most about this many raft entries
+	// in memory. 0 means DefaultSnapshotCount.
+	SnapshotCount uint64
 	// Logger receives etcd's error-level logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -127,6 +143,19 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	ec.AutoCompactionRetention = "0"
 	if cfg.CompactionRetention > 0 {
 		ec.AutoCompactionRetention = cfg.CompactionRetention.String()
+	}
+	if cfg.CompactionRevisions > 0 {
+		ec.AutoCompactionMode = embed.CompactorModeRevision
+		ec.AutoCompactionRetention = strconv.FormatInt(cfg.CompactionRevisions, 10)
+	}
+	if cfg.SnapshotCount == 0 {
+		cfg.SnapshotCount = DefaultSnapshotCount
+	}
+	ec.SnapshotCount = cfg.SnapshotCount
+	// Entries kept after a snapshot for a slow follower to catch up
+	// from; a single member has no follower.
+	if cfg.InitialCluster == "" {
+		ec.SnapshotCatchUpEntries = singleCatchUpEntries
 	}
 	// No listener besides the ones configured below: no metrics URL, no
 	// pprof, no separate HTTP URL, no gRPC gateway.
