@@ -29,12 +29,12 @@ func buildNotifiers(ps *config.Plugins) ([]server.NotifierFactory, error) {
 			return nil, err
 		}
 		if err := k8sbundle.CheckNames(d.Namespace, d.ConfigMap, d.ConfigMapKey); err != nil {
-			return nil, fmt.Errorf("Notifier \"k8sbundle\": plugin_data: %w", err)
+			return nil, fmt.Errorf("plugins: Notifier \"k8sbundle\": plugin_data: %w", err)
 		}
 		var rc *rest.Config
 		if d.KubeConfigFilePath != "" {
 			if rc, err = k8sbundle.RESTConfig(d.KubeConfigFilePath); err != nil {
-				return nil, fmt.Errorf("Notifier \"k8sbundle\": plugin_data: %w", err)
+				return nil, fmt.Errorf("plugins: Notifier \"k8sbundle\": plugin_data: %w", err)
 			}
 		}
 		out = append(out, server.NotifierFactory{Name: "k8sbundle", New: func(h server.NotifierHost) (server.Notifier, error) {

@@ -47,7 +47,8 @@ func DecodeK8sBundle(p *Plugin) (K8sBundleData, error) {
 			names = append(names, name)
 		}
 		sort.Strings(names)
-		for _, name := range names {
+		if len(names) > 0 {
+			name := names[0]
 			why, known := k8sBundleRefused[name]
 			if !known {
 				why = "unknown setting (the settings are namespace, config_map, config_map_key and kube_config_file_path)"
