@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"log/slog"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,7 @@ import (
 	"github.com/signet-id/signet/conformance/kubetest"
 	"github.com/signet-id/signet/k8s/k8sbundle"
 	"github.com/signet-id/signet/server"
+	"github.com/signet-id/signet/server/etcdserver"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	bundlev1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/bundle/v1"
 	localauthorityv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/localauthority/v1"
@@ -68,28 +70,55 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("%s: not after a minute", what)
 }
 
+// replica is how runServer runs one server.
+type replica struct {
+	kc  kubernetes.Interface
+	ns  string
+	reg *prometheus.Registry
+	log *slog.Logger
+	// configure adjusts the server's configuration (HA: the shared etcd).
+	configure func(*server.Config)
+	// followerPasses, if set, counts the notifier's passes while this
+	// replica does not lead.
+	followerPasses *atomic.Int64
+}
+
 // runServer runs a Signet server whose Notifier "k8sbundle" writes
-// through kc; it returns the server and its admin connection.
-func runServer(t *testing.T, kc kubernetes.Interface, ns string, reg *prometheus.Registry, log *slog.Logger) (*server.Server, *grpc.ClientConn) {
+// through r.kc into r.ns; it returns the server and its admin connection.
+func runServer(t *testing.T, r replica) (*server.Server, *grpc.ClientConn) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "k8sb")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	srv, err := server.New(server.Config{
+	cfg := server.Config{
 		TrustDomain: spiffeid.RequireTrustDomainFromString("example.org"),
 		DataDir:     filepath.Join(dir, "data"),
 		BindAddress: "127.0.0.1:0",
 		AdminSocket: filepath.Join(dir, "api.sock"),
-		Logger:      log,
-		Registry:    reg,
+		Logger:      r.log,
+		Registry:    r.reg,
 		Notifiers: []server.NotifierFactory{{Name: "k8sbundle", New: func(h server.NotifierHost) (server.Notifier, error) {
-			return k8sbundle.New(k8sbundle.Config{Client: kc, Namespace: ns, Bundle: h.X509Authorities, Leader: h.Leader,
-				RetryBase: 100 * time.Millisecond, RetryLimit: time.Second,
+			leader := h.Leader
+			if r.followerPasses != nil {
+				leader = func() bool {
+					l := h.Leader()
+					if !l {
+						r.followerPasses.Add(1)
+					}
+					return l
+				}
+			}
+			return k8sbundle.New(k8sbundle.Config{Client: r.kc, Namespace: r.ns, Bundle: h.X509Authorities, Leader: leader,
+				Interval: 100 * time.Millisecond, RetryBase: 100 * time.Millisecond, RetryLimit: time.Second,
 				Clock: h.Clock, Logger: h.Logger, Registry: h.Registry})
 		}}},
-	})
+	}
+	if r.configure != nil {
+		r.configure(&cfg)
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +146,7 @@ func runServer(t *testing.T, kc kubernetes.Interface, ns string, reg *prometheus
 	return srv, conn
 }
 
-// configMapPEM returns the certificates under bundle.crt of
+// configMapCerts returns the certificates under bundle.crt of
 // ns/spire-bundle (nil while it is missing).
 func configMapCerts(t *testing.T, kc kubernetes.Interface, ns string) ([]*x509.Certificate, *corev1.ConfigMap) {
 	t.Helper()
@@ -212,7 +241,7 @@ func TestAgainstKubeAPIServer(t *testing.T) {
 		const ns = "spire"
 		c.CreateNamespace(t, ns)
 		reg := prometheus.NewRegistry()
-		srv, conn := runServer(t, c.Client, ns, reg, nil)
+		srv, conn := runServer(t, replica{kc: c.Client, ns: ns, reg: reg})
 		first, _ := srv.CA().X509Authority()
 		eventually(t, "ConfigMap with the server's authority", func() bool {
 			certs, _ := configMapCerts(t, c.Client, ns)
@@ -301,16 +330,115 @@ func TestAgainstKubeAPIServer(t *testing.T) {
 		t.Cleanup(func() { cancel(); <-done })
 		n.BundleChanged()
 		for range 3 { // three passes that were not leading
-			<-asked
+			select {
+			case <-asked:
+			case <-time.After(time.Minute):
+				t.Fatal("the notifier never asked whether it leads")
+			}
 		}
 		if certs, cm := configMapCerts(t, c.Client, ns); cm != nil {
-			t.Fatalf("a follower wrote the ConfigMap: %v", certs)
+			t.Fatalf("a follower wrote the ConfigMap (%d certificates)", len(certs))
 		}
 		leading.Store(true)
 		eventually(t, "ConfigMap written by the new leader", func() bool {
 			certs, _ := configMapCerts(t, c.Client, ns)
 			return len(certs) == 1 && certs[0].Equal(cert)
 		})
+	})
+
+	// Two replicas on one etcd share the CA: only the scheduler leader
+	// writes the ConfigMap, at start and after a rotation made through the
+	// other replica; the follower runs its passes and writes nothing.
+	t.Run("HA: only the leader writes", func(t *testing.T) {
+		const ns = "ha"
+		c.CreateNamespace(t, ns)
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+		defer cancel()
+		dir, err := os.MkdirTemp("", "k8sha")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		members, err := etcdserver.StartCluster(ctx, filepath.Join(dir, "etcd"), 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { members[0].Close() })
+		kek := filepath.Join(dir, "kek")
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(kek, key, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		type running struct {
+			srv      *server.Server
+			conn     *grpc.ClientConn
+			reg      *prometheus.Registry
+			passes   *atomic.Int64
+			requests *atomic.Int64 // API requests of its notifier
+		}
+		var rs []running
+		for range 2 {
+			r := running{reg: prometheus.NewRegistry(), passes: new(atomic.Int64), requests: new(atomic.Int64)}
+			rc := rest.CopyConfig(c.Config)
+			rc.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+				return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+					r.requests.Add(1)
+					return rt.RoundTrip(req)
+				})
+			}
+			kc, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.srv, r.conn = runServer(t, replica{kc: kc, ns: ns, reg: r.reg, followerPasses: r.passes, configure: func(cfg *server.Config) {
+				tls := members[0].TLS()
+				cfg.Etcd = server.EtcdConfig{Endpoints: members[0].Endpoints(), CertFile: tls.CertFile, KeyFile: tls.KeyFile, CAFile: tls.CAFile}
+				cfg.CAKEKFile = kek
+			}})
+			rs = append(rs, r)
+		}
+		var leader, follower running
+		eventually(t, "one scheduler leader", func() bool {
+			a, b := rs[0].srv.SchedulerLeader(), rs[1].srv.SchedulerLeader()
+			switch {
+			case a && !b:
+				leader, follower = rs[0], rs[1]
+			case b && !a:
+				leader, follower = rs[1], rs[0]
+			}
+			return a != b
+		})
+		first, _ := leader.srv.CA().X509Authority()
+		eventually(t, "ConfigMap with the shared authority", func() bool {
+			certs, _ := configMapCerts(t, c.Client, ns)
+			return hasAuthority(certs, ca.X509AuthorityID(first))
+		})
+		prep, err := localauthorityv1.NewLocalAuthorityClient(follower.conn).PrepareX509Authority(t.Context(), &localauthorityv1.PrepareX509AuthorityRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next := prep.PreparedAuthority.AuthorityId
+		eventually(t, "ConfigMap with the authority prepared on the follower", func() bool {
+			certs, _ := configMapCerts(t, c.Client, ns)
+			return hasAuthority(certs, next)
+		})
+		eventually(t, "the follower's CA reloaded", func() bool {
+			return hasAuthority(follower.srv.CA().Bundle().X509Authorities(), next)
+		})
+		seen := follower.passes.Load()
+		eventually(t, "two more passes of the follower", func() bool { return follower.passes.Load() >= seen+2 })
+		if !leader.srv.SchedulerLeader() || follower.srv.SchedulerLeader() {
+			t.Fatal("scheduler leadership moved during the test")
+		}
+		if n := follower.requests.Load(); n != 0 {
+			t.Errorf("the follower's notifier made %d API requests, want none", n)
+		}
+		if w := updates(t, leader.reg, "created") + updates(t, leader.reg, "updated"); w < 2 {
+			t.Errorf("the leader wrote %v times, want the creation and the rotation", w)
+		}
 	})
 
 	// With a service account that may get and create but not update the
@@ -328,7 +456,7 @@ func TestAgainstKubeAPIServer(t *testing.T) {
 		kc := serviceAccountClient(t, c, ns, "signet-server", []string{"get", "create"})
 		reg := prometheus.NewRegistry()
 		var logs syncBuffer
-		_, conn := runServer(t, kc, ns, reg, slog.New(slog.NewTextHandler(&logs, nil)))
+		_, conn := runServer(t, replica{kc: kc, ns: ns, reg: reg, log: slog.New(slog.NewTextHandler(&logs, nil))})
 		eventually(t, "two failed attempts counted", func() bool {
 			return updates(t, reg, "failure") >= 2
 		})
@@ -344,6 +472,10 @@ func TestAgainstKubeAPIServer(t *testing.T) {
 		}
 	})
 }
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // updates is signet_k8sbundle_updates_total{result} in reg (0 if absent).
 func updates(t *testing.T, reg *prometheus.Registry, result string) float64 {
