@@ -68,7 +68,7 @@ func PluginRules() []PluginRule {
 		{Kind: "UpstreamAuthority", Side: "server", Verdict: VerdictRefused,
 			Says: "the upstream authority is UpstreamAuthority \"disk\", UpstreamAuthority \"spire\" or Vault PKI (`vault { upstream_pki_mount = ... }`); without one Signet's CA is self-signed"},
 		{Kind: "Notifier", Type: "k8sbundle", Side: "server", Verdict: VerdictRead,
-			Says: "the leading server writes the bundle's X.509 authorities (PEM) into a ConfigMap on every change, creating it if missing: plugin_data namespace (default spire), config_map (default spire-bundle), config_map_key (default bundle.crt), kube_config_file_path (default: the pod's in-cluster configuration), as in SPIRE; webhook_label, api_service_label and clusters are refused"},
+			Says: "the leading server writes the bundle's X.509 authorities (PEM) into a ConfigMap on every change, creating it if missing: plugin_data namespace (default spire), config_map (default spire-bundle), config_map_key (default bundle.crt), kube_config_file_path (default: the pod's in-cluster configuration), as in SPIRE; webhook_label, api_service_label and clusters are refused (docs/k8sbundle.md)"},
 		{Kind: "Notifier", Side: "server", Verdict: VerdictRefused, Says: "the only notifier is Notifier \"k8sbundle\" (a ConfigMap in the cluster); otherwise remove the block and publish the bundle with `signet bundle show`"},
 		{Kind: "BundlePublisher", Side: "server", Verdict: VerdictRefused, Says: "bundle publishers are not supported: remove the block (publish the bundle with `signet bundle show` instead)"},
 		{Kind: "CredentialComposer", Side: "server", Verdict: VerdictRefused, Says: "credential composers are not supported: remove the block"},
