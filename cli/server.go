@@ -236,6 +236,9 @@ func (f *serverFlags) build(cmd *cobra.Command) (server.Config, runSettings, err
 	if cfg.UpstreamSPIRE, err = buildSPIREUpstream(plugins); err != nil {
 		return cfg, runSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
 	}
+	if cfg.Notifiers, err = buildNotifiers(plugins); err != nil {
+		return cfg, runSettings{}, usageError{fmt.Errorf("%s: %w", f.configPath, err)}
+	}
 	cfg.DataDir = pick(f.dataDir, file.DataDir, defaults().ServerDataDir)
 	bind := strings.Trim(file.BindAddress, "[]")
 	if bind != "" || file.BindPort != 0 {

@@ -26,7 +26,11 @@ type Plugins struct {
 	// UpstreamAuthorities are `UpstreamAuthority "<type>"` blocks (at
 	// most one): the server reads "disk" and "spire".
 	UpstreamAuthorities []*Plugin `hcl:"UpstreamAuthority,block"`
-	Remain              hcl.Body  `hcl:",remain"`
+	// Notifiers are the server's `Notifier "<type>"` blocks: only
+	// "k8sbundle" is read (see the plugin kinds table); its settings are
+	// namespace, config_map, config_map_key and kube_config_file_path.
+	Notifiers []*Plugin `hcl:"Notifier,block"`
+	Remain    hcl.Body  `hcl:",remain"`
 }
 
 // Plugin is one `<Kind> "<type>" { plugin_data { ... } }` block. Its
@@ -79,7 +83,7 @@ func (ps *Plugins) check() error {
 	for _, kind := range []struct {
 		name    string
 		plugins []*Plugin
-	}{{"NodeAttestor", ps.NodeAttestors}, {"WorkloadAttestor", ps.WorkloadAttestors}, {"KeyManager", ps.KeyManagers}, {"UpstreamAuthority", ps.UpstreamAuthorities}} {
+	}{{"NodeAttestor", ps.NodeAttestors}, {"WorkloadAttestor", ps.WorkloadAttestors}, {"KeyManager", ps.KeyManagers}, {"UpstreamAuthority", ps.UpstreamAuthorities}, {"Notifier", ps.Notifiers}} {
 		if (kind.name == "KeyManager" || kind.name == "UpstreamAuthority") && len(kind.plugins) > 1 {
 			return fmt.Errorf("plugins: at most one %s block, found %d (%q and %q)", kind.name, len(kind.plugins), kind.plugins[0].Type, kind.plugins[1].Type)
 		}

@@ -97,6 +97,7 @@ func (s *Server) caChanged() {
 	seq, _ := s.ca.Bundle().SequenceNumber()
 	s.hub.BundleChanged(seq)
 	s.writeBundleFile()
+	s.notifyBundleChanged()
 	if s.sched.IsLeader() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		s.scheduleCA(ctx)

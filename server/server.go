@@ -122,6 +122,10 @@ type Config struct {
 	// relationships.
 	Federation FederationConfig
 
+	// Notifiers publish the bundle on every change (SPIRE's Notifier
+	// plugins, e.g. Notifier "k8sbundle"); they are built at start.
+	Notifiers []NotifierFactory
+
 	// CheckpointInterval is how often a signed checkpoint is appended to
 	// the rotation event log. Default 5m.
 	CheckpointInterval time.Duration
@@ -186,6 +190,8 @@ type Server struct {
 
 	refresher          *federation.Refresher
 	bundleEndpointAddr atomic.Pointer[net.TCPAddr]
+	// notifiers are built from cfg.Notifiers before the subsystems run.
+	notifiers []Notifier
 }
 
 type metrics struct {
@@ -404,6 +410,11 @@ func (s *Server) subsystems(vc *secrets.Client, app *eventlog.Appender, shared *
 		return fail(err)
 	}
 	subs = append(subs, loop("federation refresher", s.refresher.Run))
+	notifierSubs, err := s.startNotifiers()
+	if err != nil {
+		return fail(err)
+	}
+	subs = append(subs, notifierSubs...)
 	if s.cfg.Federation.BundleEndpoint != nil {
 		sub, lis, err := s.startBundleEndpoint()
 		if err != nil {

@@ -2,14 +2,18 @@ package kubernetes
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/signet-id/signet/conformance/kubetest"
+	"github.com/signet-id/signet/k8s/k8sbundle"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -222,6 +226,16 @@ func TestRBACLeastPrivilege(t *testing.T) {
 		{server, ra{Group: "spire.spiffe.io", Resource: "clusterspiffeids", Verb: "delete"}, false},
 		{server, ra{Resource: "nodes", Subresource: "proxy", Verb: "get"}, false},
 		{server, ra{Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings", Verb: "create"}, false},
+		{server, ra{Resource: "configmaps", Verb: "get", Namespace: "signet", Name: "signet-bundle"}, true},
+		{server, ra{Resource: "configmaps", Verb: "update", Namespace: "signet", Name: "signet-bundle"}, true},
+		{server, ra{Resource: "configmaps", Verb: "patch", Namespace: "signet", Name: "signet-bundle"}, true},
+		{server, ra{Resource: "configmaps", Verb: "create", Namespace: "signet"}, true},
+		{server, ra{Resource: "configmaps", Verb: "update", Namespace: "signet", Name: "signet-server"}, false},
+		{server, ra{Resource: "configmaps", Verb: "delete", Namespace: "signet", Name: "signet-bundle"}, false},
+		{server, ra{Resource: "configmaps", Verb: "list", Namespace: "signet"}, false},
+		{server, ra{Resource: "configmaps", Verb: "create", Namespace: "kube-system"}, false},
+		{server, ra{Resource: "configmaps", Verb: "update", Namespace: "kube-system", Name: "signet-bundle"}, false},
+		{agent, ra{Resource: "configmaps", Verb: "update", Namespace: "signet", Name: "signet-bundle"}, false},
 		{agent, ra{Resource: "nodes", Subresource: "pods", Verb: "get"}, true},
 		{agent, ra{Group: "authentication.k8s.io", Resource: "tokenreviews", Verb: "create"}, false},
 		{agent, ra{Resource: "nodes", Subresource: "proxy", Verb: "get"}, false},
@@ -246,6 +260,31 @@ func TestRBACLeastPrivilege(t *testing.T) {
 			t.Errorf("%s %s %s/%s in %q: allowed %v, want %v (%s)", tt.user, attr.Verb, attr.Resource, attr.Subresource, attr.Namespace,
 				sar.Status.Allowed, tt.allow, sar.Status.Reason)
 		}
+	}
+
+	// The server's Notifier "k8sbundle", with the server account's token,
+	// creates the bundle ConfigMap and then updates it; it cannot write
+	// another ConfigMap (its own configuration).
+	bundle := func() []*x509.Certificate { return nil } // Sync is given the PEM
+	asServer := clientAs(t, c, "signet", "signet-server")
+	n, err := k8sbundle.New(k8sbundle.Config{Client: asServer, Namespace: "signet", ConfigMap: "signet-bundle", Key: "bundle.pem", Bundle: bundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"created", "updated"} {
+		if got, err := n.Sync(t.Context(), want+"\n"); err != nil || got != want {
+			t.Errorf("k8sbundle as signet-server: %q, %v; want %s", got, err, want)
+		}
+	}
+	if _, err := c.Client.CoreV1().ConfigMaps("signet").Create(t.Context(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "signet-server"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := k8sbundle.New(k8sbundle.Config{Client: asServer, Namespace: "signet", ConfigMap: "signet-server", Key: "server.conf", Bundle: bundle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Sync(t.Context(), "x"); !apierrors.IsForbidden(errors.Unwrap(err)) {
+		t.Errorf("k8sbundle as signet-server wrote the ConfigMap signet-server: %v", err)
 	}
 
 	// The same, end to end for the property that matters most: a token of

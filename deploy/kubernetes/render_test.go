@@ -218,6 +218,8 @@ func TestPiecesAgree(t *testing.T) {
 			mounts := mountPaths(t, spec, "agent")
 			wantMounted(t, "agent", mounts, "/var/run/secrets/tokens/"+token["path"].(string), filepath.Dir(af.Agent.SocketPath), af.Agent.DataDir, "/run/signet/bundle/bundle.pem", "/etc/signet/agent.conf")
 
+			checkBundleNotifier(t, objs, sf, af.Agent.TrustBundlePath, spec)
+
 			sts := find(t, objs, "StatefulSet", "signet-server")
 			sspec := podSpec(t, sts)
 			wantMounted(t, "server", mountPaths(t, sspec, "server"), sf.Server.DataDir, filepath.Dir(sf.Server.SocketPath), "/etc/signet/server.conf")
@@ -247,6 +249,58 @@ func TestPiecesAgree(t *testing.T) {
 				t.Errorf("%s: replicas %d, etcd %v, volumeClaimTemplates %v", dir, replicas, sf.Etcd, claims)
 			}
 		})
+	}
+}
+
+// checkBundleNotifier: the server's Notifier "k8sbundle" writes the
+// ConfigMap and key the agent pods mount as their trust bundle, in their
+// namespace, and a Role bound to the server's account lets it get, patch
+// and update that ConfigMap by name.
+func checkBundleNotifier(t *testing.T, objs []*unstructured.Unstructured, sf *config.ServerFile, trustBundlePath string, agentSpec map[string]any) {
+	t.Helper()
+	if sf.Plugins == nil || len(sf.Plugins.Notifiers) != 1 || sf.Plugins.Notifiers[0].Type != "k8sbundle" {
+		t.Fatal("server.conf has no Notifier \"k8sbundle\"")
+	}
+	d, err := config.DecodeK8sBundle(sf.Plugins.Notifiers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := find(t, objs, "DaemonSet", "signet-agent")
+	var volume string
+	for _, v := range list(agentSpec["volumes"]) {
+		if cm, ok := v["configMap"].(map[string]any); ok && cm["name"] == d.ConfigMap {
+			volume = v["name"].(string)
+		}
+	}
+	if d.Namespace != ds.GetNamespace() || volume == "" {
+		t.Fatalf("the notifier writes %s/%s, the agents (namespace %s) mount no such ConfigMap", d.Namespace, d.ConfigMap, ds.GetNamespace())
+	}
+	mounted := false
+	for _, c := range list(agentSpec["containers"]) {
+		for _, m := range list(c["volumeMounts"]) {
+			mounted = mounted || m["name"] == volume && filepath.Join(m["mountPath"].(string), d.ConfigMapKey) == trustBundlePath
+		}
+	}
+	if !mounted {
+		t.Errorf("trust_bundle_path %s is not key %s of the mounted ConfigMap %s", trustBundlePath, d.ConfigMapKey, d.ConfigMap)
+	}
+	role := find(t, objs, "Role", "signet-server-bundle")
+	if role.GetNamespace() != d.Namespace {
+		t.Errorf("Role signet-server-bundle in %q, the ConfigMap in %q", role.GetNamespace(), d.Namespace)
+	}
+	named := false
+	rules, _, _ := unstructured.NestedSlice(role.Object, "rules")
+	for _, r := range rules {
+		names, _, _ := unstructured.NestedStringSlice(r.(map[string]any), "resourceNames")
+		named = named || slices.Equal(names, []string{d.ConfigMap})
+	}
+	if !named {
+		t.Errorf("Role signet-server-bundle does not name the ConfigMap %s", d.ConfigMap)
+	}
+	binding := find(t, objs, "RoleBinding", "signet-server-bundle")
+	subjects, _, _ := unstructured.NestedSlice(binding.Object, "subjects")
+	if len(subjects) != 1 || subjects[0].(map[string]any)["name"] != "signet-server" {
+		t.Errorf("RoleBinding signet-server-bundle subjects %v", subjects)
 	}
 }
 

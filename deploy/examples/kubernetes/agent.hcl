@@ -9,8 +9,8 @@ agent {
   data_dir          = "/var/lib/signet/agent"
   # The host directory that workloads mount (hostPath, read-only).
   socket_path       = "/run/signet/agent/public/api.sock"
-  # The signet-bundle ConfigMap, created from `signet bundle show`
-  # (deploy/kubernetes/README.md).
+  # The signet-bundle ConfigMap, which the server writes (its Notifier
+  # "k8sbundle"; deploy/kubernetes/README.md).
   trust_bundle_path = "/run/signet/bundle/bundle.pem"
   log_format        = "json"
 }

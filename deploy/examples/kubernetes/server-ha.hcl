@@ -37,6 +37,18 @@ plugins {
       }
     }
   }
+
+  # The server keeps the agents' bootstrap bundle, the ConfigMap
+  # signet-bundle (key bundle.pem), current: the leading server writes its
+  # X.509 authorities there at start and on every CA change (RBAC:
+  # Role signet-server-bundle).
+  Notifier "k8sbundle" {
+    plugin_data {
+      namespace      = "signet"
+      config_map     = "signet-bundle"
+      config_map_key = "bundle.pem"
+    }
+  }
 }
 
 health_checks {
