@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,8 +106,16 @@ type Agent struct {
 	agentSVID *cache.X509SVID
 	bundle    *spiffebundle.Bundle
 	federated map[spiffeid.TrustDomain]*spiffebundle.Bundle
-	entries   []*types.Entry
-	svids     map[string]*cache.X509SVID
+	// entries are the authorized entries by ID. Only the session
+	// goroutine (and Run, before it) writes entries and svids.
+	entries map[string]*types.Entry
+	svids   map[string]*cache.X509SVID
+	// dirtyEntries, dirtySVIDs and dirtyBundles are what changed since
+	// the last publish (entry IDs), so the cache gets only the change.
+	dirtyEntries, dirtySVIDs map[string]struct{}
+	dirtyBundles             bool
+	// pubMu orders publishes.
+	pubMu     sync.Mutex
 	serverIdx int
 	conn      *client.Client
 	force     map[string]bool
@@ -116,6 +126,9 @@ type Agent struct {
 	// entriesGen counts events after which the entries must be reread;
 	// fetchedGen is the count the held entries were read at.
 	entriesGen, fetchedGen uint64
+	// synced is set once entries were read from a server;
+	// fallbackLogged once the agent said it reads them the old way.
+	synced, fallbackLogged bool
 	// pushLive is set while a server push stream is open.
 	pushLive atomic.Bool
 	svidRev  map[string]int64
@@ -166,15 +179,18 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	a := &Agent{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		disk:      &diskState{dir: cfg.DataDir},
-		svids:     map[string]*cache.X509SVID{},
-		force:     map[string]bool{},
-		svidRev:   map[string]int64{},
-		federated: map[spiffeid.TrustDomain]*spiffebundle.Bundle{},
-		syncNow:   make(chan struct{}, 1),
-		ready:     make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		disk:         &diskState{dir: cfg.DataDir},
+		svids:        map[string]*cache.X509SVID{},
+		entries:      map[string]*types.Entry{},
+		dirtyEntries: map[string]struct{}{},
+		dirtySVIDs:   map[string]struct{}{},
+		force:        map[string]bool{},
+		svidRev:      map[string]int64{},
+		federated:    map[spiffeid.TrustDomain]*spiffebundle.Bundle{},
+		syncNow:      make(chan struct{}, 1),
+		ready:        make(chan struct{}),
 	}
 	a.m = newAgentMetrics(cfg.Registry)
 	cfg.Registry.MustRegister(newSVIDExpiry(a))
@@ -242,25 +258,75 @@ func (a *Agent) hybrid() bool {
 	return false
 }
 
-// publish pushes the current state to the cache and, with persist, to disk.
+// publish hands what changed since the last publish to the cache and,
+// with persist, writes the whole state to disk.
 func (a *Agent) publish(persist bool) {
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
 	a.mu.Lock()
-	u := cache.Update{Bundle: a.bundle, Federated: map[spiffeid.TrustDomain]*spiffebundle.Bundle{}, Entries: a.entries, SVIDs: map[string]*cache.X509SVID{}}
-	for td, b := range a.federated {
-		u.Federated[td] = b
+	d := cache.Delta{SVIDs: make(map[string]*cache.X509SVID, len(a.dirtySVIDs))}
+	if a.dirtyBundles {
+		d.SetBundles, d.Bundle, d.Federated = true, a.bundle, maps.Clone(a.federated)
 	}
-	for id, s := range a.svids {
-		u.SVIDs[id] = s
+	for id := range a.dirtyEntries {
+		if e, ok := a.entries[id]; ok {
+			d.Entries = append(d.Entries, e)
+		} else {
+			d.RemoveEntries = append(d.RemoveEntries, id)
+		}
 	}
-	snap := persisted{Bundle: a.bundle, Entries: a.entries, SVIDs: u.SVIDs, Federated: u.Federated}
+	for id := range a.dirtySVIDs {
+		if s, ok := a.svids[id]; ok {
+			d.SVIDs[id] = s
+		} else if _, ok := a.entries[id]; ok {
+			d.RemoveSVIDs = append(d.RemoveSVIDs, id)
+		}
+	}
+	a.dirtyBundles = false
+	clear(a.dirtyEntries)
+	clear(a.dirtySVIDs)
+	var snap persisted
+	if persist {
+		snap = persisted{Bundle: a.bundle, Entries: a.entryList(), SVIDs: maps.Clone(a.svids), Federated: maps.Clone(a.federated)}
+	}
 	a.mu.Unlock()
-	a.cache.Update(u)
+	a.cache.Apply(d)
 	if !persist {
 		return
 	}
 	if err := a.disk.saveCache(snap); err != nil {
 		a.log.Warn("failed to persist SVID cache", "error", err)
 	}
+}
+
+// entryList returns the entries in ID order. Callers hold a.mu.
+func (a *Agent) entryList() []*types.Entry {
+	out := make([]*types.Entry, 0, len(a.entries))
+	for _, id := range slices.Sorted(maps.Keys(a.entries)) {
+		out = append(out, a.entries[id])
+	}
+	return out
+}
+
+// setEntry adds or replaces an entry; removeEntry drops one and its
+// SVID; setSVID sets an entry's SVID. Callers hold a.mu.
+func (a *Agent) setEntry(e *types.Entry) {
+	a.entries[e.Id] = e
+	a.dirtyEntries[e.Id] = struct{}{}
+}
+
+func (a *Agent) removeEntry(id string) {
+	delete(a.entries, id)
+	delete(a.svids, id)
+	delete(a.svidRev, id)
+	a.dirtyEntries[id] = struct{}{}
+	a.dirtySVIDs[id] = struct{}{}
+}
+
+func (a *Agent) setSVID(id string, s *cache.X509SVID, rev int64) {
+	a.svids[id] = s
+	a.svidRev[id] = rev
+	a.dirtySVIDs[id] = struct{}{}
 }
 
 // Run attests (if needed), serves the Workload API, and keeps everything in
@@ -280,10 +346,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("ignoring unreadable SVID cache", "error", err)
 	} else if snap != nil {
 		a.mu.Lock()
-		a.bundle, a.entries, a.svids = snap.Bundle, snap.Entries, snap.SVIDs
+		a.bundle, a.dirtyBundles = snap.Bundle, true
 		for _, e := range snap.Entries {
-			if _, ok := snap.SVIDs[e.Id]; ok {
-				a.svidRev[e.Id] = e.RevisionNumber
+			a.setEntry(e)
+			if s, ok := snap.SVIDs[e.Id]; ok {
+				a.setSVID(e.Id, s, e.RevisionNumber)
 			}
 		}
 		for td, b := range snap.Federated {

@@ -58,8 +58,9 @@ func (a *Agent) obtain(ctx context.Context, c *client.Client, due []*types.Entry
 		a.mu.Lock()
 		for _, e := range chunk {
 			if s, ok := got[e.Id]; ok {
-				a.svids[e.Id] = s
-				a.svidRev[e.Id] = e.RevisionNumber
+				if _, still := a.entries[e.Id]; still {
+					a.setSVID(e.Id, s, e.RevisionNumber)
+				}
 			}
 		}
 		a.mu.Unlock()
