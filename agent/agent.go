@@ -87,6 +87,12 @@ type Config struct {
 	// SDS names the resources of Envoy's SDS on the Workload API socket
 	// (zero: SPIRE's defaults).
 	SDS sds.Settings
+	// X509SVIDCacheMaxSize bounds the workload X.509-SVIDs kept for
+	// workloads seen recently (SPIRE's x509_svid_cache_max_size; zero:
+	// DefaultX509SVIDCacheMaxSize). SVIDs are minted only for entries a
+	// workload that attested matches; those of connected workloads are
+	// kept beyond the bound.
+	X509SVIDCacheMaxSize int
 }
 
 // WorkloadAttestor returns a workload's selectors from its pid.
@@ -107,7 +113,7 @@ type Agent struct {
 	bundle    *spiffebundle.Bundle
 	federated map[spiffeid.TrustDomain]*spiffebundle.Bundle
 	// entries are the authorized entries by ID. Only the session
-	// goroutine (and Run, before it) writes entries and svids.
+	// goroutine (and Run, before it) writes entries.
 	entries map[string]*types.Entry
 	svids   map[string]*cache.X509SVID
 	// dirtyEntries, dirtySVIDs and dirtyBundles are what changed since
@@ -115,7 +121,11 @@ type Agent struct {
 	dirtyEntries, dirtySVIDs map[string]struct{}
 	dirtyBundles             bool
 	// pubMu orders publishes.
-	pubMu     sync.Mutex
+	pubMu sync.Mutex
+	// wanted are the entries whose SVIDs workloads asked for; mintKick
+	// asks the session to mint the missing ones.
+	wanted    *wantSet
+	mintKick  chan struct{}
 	serverIdx int
 	conn      *client.Client
 	force     map[string]bool
@@ -168,6 +178,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = 30 * time.Second
 	}
+	if cfg.X509SVIDCacheMaxSize < 0 {
+		return nil, fmt.Errorf("agent: x509_svid_cache_max_size %d is negative", cfg.X509SVIDCacheMaxSize)
+	}
+	if cfg.X509SVIDCacheMaxSize == 0 {
+		cfg.X509SVIDCacheMaxSize = DefaultX509SVIDCacheMaxSize
+	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
@@ -190,11 +206,13 @@ func New(cfg Config) (*Agent, error) {
 		svidRev:      map[string]int64{},
 		federated:    map[spiffeid.TrustDomain]*spiffebundle.Bundle{},
 		syncNow:      make(chan struct{}, 1),
+		mintKick:     make(chan struct{}, 1),
+		wanted:       newWantSet(cfg.X509SVIDCacheMaxSize),
 		ready:        make(chan struct{}),
 	}
 	a.m = newAgentMetrics(cfg.Registry)
 	cfg.Registry.MustRegister(newSVIDExpiry(a))
-	a.cache = cache.New(cfg.TrustDomain, cache.WithClock(cfg.Clock), cache.WithLogger(cfg.Logger), cache.WithJWTMinter(jwtMinter{a}))
+	a.cache = cache.New(cfg.TrustDomain, cache.WithClock(cfg.Clock), cache.WithLogger(cfg.Logger), cache.WithJWTMinter(jwtMinter{a}), cache.WithDemand(a.demand))
 	return a, nil
 }
 
@@ -316,6 +334,7 @@ func (a *Agent) setEntry(e *types.Entry) {
 }
 
 func (a *Agent) removeEntry(id string) {
+	a.wanted.remove(id)
 	delete(a.entries, id)
 	delete(a.svids, id)
 	delete(a.svidRev, id)
@@ -351,6 +370,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.setEntry(e)
 			if s, ok := snap.SVIDs[e.Id]; ok {
 				a.setSVID(e.Id, s, e.RevisionNumber)
+				a.wanted.touch(e.Id) // asked for before the restart
 			}
 		}
 		for td, b := range snap.Federated {

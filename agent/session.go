@@ -256,6 +256,8 @@ func (a *Agent) session(ctx context.Context) error {
 			renewOnly = true
 		case <-renewKick:
 			renewOnly = true
+		case <-a.mintKick:
+			renewOnly = true // a workload waits for SVIDs not minted yet
 		}
 		timer.Stop()
 		if renewOnly {

@@ -101,6 +101,9 @@ func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 	a.bundle, a.federated, a.fetchedGen = own, federated, gen
 	due := []*types.Entry{}
 	for _, e := range entries {
+		if !a.wanted.has(e.Id) {
+			continue // no workload asked for it: not minted (lazily)
+		}
 		s := a.svids[e.Id]
 		rev, known := a.svidRev[e.Id]
 		if s != nil && !a.forceAll && !a.force[e.Id] && !needsRenewal(s, e, own, now, a.renewalTime(s.Chain[0]), known && rev != e.RevisionNumber) {

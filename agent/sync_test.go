@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/signet-id/signet/agent"
 	entryv1 "github.com/spiffe/spire-api-sdk/proto/spire/api/server/entry/v1"
 	"github.com/spiffe/spire-api-sdk/proto/spire/api/types"
 	"google.golang.org/grpc/codes"
@@ -15,7 +16,8 @@ import (
 // disappears from the cache with its SVID, with no entry transferred.
 func TestSyncManyEntriesThenOnlyChanges(t *testing.T) {
 	const n = 2000
-	e := start(t)
+	// Room for every SVID: the workload below asks for all of them.
+	e := startWith(t, nil, func(c *agent.Config) { c.X509SVIDCacheMaxSize = n })
 	received := func() float64 { return e.metric(t, "signet_agent_entries_received_total", "") }
 
 	var batch []*types.Entry

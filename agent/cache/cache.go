@@ -121,6 +121,7 @@ type Cache struct {
 	now    func() time.Time
 	log    *slog.Logger
 	minter JWTMinter
+	demand func([]string)
 
 	mu   sync.RWMutex
 	st   *state
@@ -155,7 +156,6 @@ func (c *Cache) Update(u Update) {
 	st := c.buildState(u)
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	old := c.st
 	c.st = st
 
@@ -164,29 +164,9 @@ func (c *Cache) Update(u Update) {
 		c.jwt.clear()
 	}
 
-	c.notifyLocked(nil)
-}
-
-// notifyLocked pushes a new view to every subscriber (that want accepts,
-// if not nil) whose view changed. Callers hold c.mu.
-func (c *Cache) notifyLocked(want func(*Subscription) bool) {
-	st := c.st
-	views := make(map[string]*WorkloadUpdate)
-	for sub := range c.subs {
-		if want != nil && !want(sub) {
-			continue
-		}
-		wu, ok := views[sub.key]
-		if !ok {
-			wu = st.workloadUpdate(sub.selectors)
-			views[sub.key] = wu
-		}
-		if equalUpdates(sub.last, wu) {
-			continue
-		}
-		sub.last = wu
-		sub.push(wu)
-	}
+	missing := c.notifyLocked(nil)
+	c.mu.Unlock()
+	c.tellDemand(missing)
 }
 
 // Subscribe returns a subscription for a workload with the given selectors.
@@ -194,8 +174,8 @@ func (c *Cache) notifyLocked(want func(*Subscription) bool) {
 func (c *Cache) Subscribe(selectors []*types.Selector) *Subscription {
 	set := newSelectorSet(selectors)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	wu := c.st.workloadUpdate(set)
+	wu, _ := c.st.workloadUpdate(set)
+	matched := c.matchedIDs(set)
 	s := &Subscription{
 		c:         c,
 		key:       set.key(),
@@ -205,6 +185,8 @@ func (c *Cache) Subscribe(selectors []*types.Selector) *Subscription {
 	}
 	s.ch <- wu
 	c.subs[s] = struct{}{}
+	c.mu.Unlock()
+	c.tellDemand(matched)
 	return s
 }
 
@@ -213,8 +195,11 @@ func (c *Cache) Subscribe(selectors []*types.Selector) *Subscription {
 func (c *Cache) FetchWorkloadUpdate(selectors []*types.Selector) *WorkloadUpdate {
 	set := newSelectorSet(selectors)
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.st.workloadUpdate(set)
+	wu, _ := c.st.workloadUpdate(set)
+	matched := c.matchedIDs(set)
+	c.mu.RUnlock()
+	c.tellDemand(matched)
+	return wu
 }
 
 // MatchingEntries returns the entries whose selectors are all among the
@@ -415,14 +400,18 @@ func (st *state) match(set selectorSet) []*record {
 	return out
 }
 
-func (st *state) workloadUpdate(set selectorSet) *WorkloadUpdate {
+// workloadUpdate returns the view of a workload with selectors set, and
+// the IDs of the entries it matches that have no SVID.
+func (st *state) workloadUpdate(set selectorSet) (*WorkloadUpdate, []string) {
 	wu := &WorkloadUpdate{
 		Bundle:    st.bundle,
 		Federated: make(map[spiffeid.TrustDomain]*spiffebundle.Bundle),
 	}
+	var missing []string
 	for _, r := range st.match(set) {
 		svid := st.svids[r.entry.Id]
 		if svid == nil || len(svid.Chain) == 0 || svid.Key == nil {
+			missing = append(missing, r.entry.Id)
 			continue
 		}
 		wu.Identities = append(wu.Identities, Identity{Entry: r.entry, SVID: svid})
@@ -432,7 +421,7 @@ func (st *state) workloadUpdate(set selectorSet) *WorkloadUpdate {
 			}
 		}
 	}
-	return wu
+	return wu, missing
 }
 
 // EntrySPIFFEID returns the SPIFFE ID of an entry.

@@ -39,7 +39,6 @@ func (c *Cache) Apply(d Delta) {
 	}
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	st := c.st
 	oldBundle := st.bundle
 	// affected holds the selector keys of every record whose entry or
@@ -76,16 +75,19 @@ func (c *Cache) Apply(d Delta) {
 	if jwtKeysRemoved(oldBundle, st.bundle) {
 		c.jwt.clear()
 	}
+	var missing []string
 	if d.SetBundles {
-		c.notifyLocked(nil)
-		return
-	}
-	c.notifyLocked(func(sub *Subscription) bool {
-		for k := range sub.selectors {
-			if _, ok := affected[k]; ok {
-				return true
+		missing = c.notifyLocked(nil)
+	} else {
+		missing = c.notifyLocked(func(sub *Subscription) bool {
+			for k := range sub.selectors {
+				if _, ok := affected[k]; ok {
+					return true
+				}
 			}
-		}
-		return false
-	})
+			return false
+		})
+	}
+	c.mu.Unlock()
+	c.tellDemand(missing)
 }
