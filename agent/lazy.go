@@ -55,26 +55,27 @@ func (w *wantSet) overflow(pinned map[string]bool) []string {
 }
 
 // demand is the cache's demand function: workloads match entryIDs. Their
-// SVIDs are kept (most recent use first) and the missing ones minted; the
-// least recently used beyond the bound are dropped.
+// SVIDs are kept (most recent use first) and the session mints the
+// missing ones and drops the least recently used beyond the bound. It
+// may run inside a publish (the cache calls it from Apply), so it only
+// records and signals.
 func (a *Agent) demand(entryIDs []string) {
 	a.mu.Lock()
-	missing := false
+	kick := false
 	for _, id := range entryIDs {
 		if _, ok := a.entries[id]; !ok {
 			continue
 		}
 		a.wanted.touch(id)
 		if a.svids[id] == nil {
-			missing = true
+			kick = true
 		}
 	}
-	over := a.wanted.len() > a.wanted.max
-	a.mu.Unlock()
-	if over {
-		a.evict()
+	if a.wanted.len() > a.wanted.max {
+		kick = true
 	}
-	if missing {
+	a.mu.Unlock()
+	if kick {
 		select {
 		case a.mintKick <- struct{}{}:
 		default:
@@ -83,8 +84,14 @@ func (a *Agent) demand(entryIDs []string) {
 }
 
 // evict drops the least recently used SVIDs beyond the bound that no
-// connected workload uses.
+// connected workload uses. The session goroutine calls it.
 func (a *Agent) evict() {
+	a.mu.Lock()
+	over := a.wanted.len() > a.wanted.max
+	a.mu.Unlock()
+	if !over {
+		return
+	}
 	pinned := a.cache.SubscribedEntries()
 	a.mu.Lock()
 	victims := a.wanted.overflow(pinned)

@@ -22,8 +22,14 @@ func lazySelectors(i int) []*types.Selector {
 // createLazy registers n entries for the agent, entry i for workload i.
 func (e *env) createLazy(t *testing.T, n int) []*types.Entry {
 	t.Helper()
+	return e.createLazyFrom(t, 0, n)
+}
+
+// createLazyFrom registers entries from to from+n-1.
+func (e *env) createLazyFrom(t *testing.T, from, n int) []*types.Entry {
+	t.Helper()
 	var batch []*types.Entry
-	for i := range n {
+	for i := from; i < from+n; i++ {
 		batch = append(batch, &types.Entry{
 			SpiffeId:  &types.SPIFFEID{TrustDomain: td.Name(), Path: fmt.Sprintf("/lazy/%d", i)},
 			ParentId:  &types.SPIFFEID{TrustDomain: td.Name(), Path: e.agentID.Path()},
@@ -44,7 +50,7 @@ func (e *env) createLazy(t *testing.T, n int) []*types.Entry {
 	// Wait until the agent holds them all (MatchingEntries asks for no
 	// SVID).
 	var all []*types.Selector
-	for i := range n {
+	for i := from; i < from+n; i++ {
 		all = append(all, lazySelectors(i)...)
 	}
 	e.waitFor(t, fmt.Sprintf("the agent to hold %d entries", n), func() bool {
@@ -170,6 +176,26 @@ func TestSVIDCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	if got := issued(); got != 5 {
 		t.Fatalf("%v SVIDs minted; want 5 (0, 1, 2, 3, then 0 again)", got)
 	}
+}
+
+// TestEvictionWhenAnEntryArrivesForAWaitingWorkload: a workload waits
+// for an entry that does not exist yet; when it arrives, the agent mints
+// its SVID and evicts, beyond the bound of 1, the SVID of a workload that
+// left.
+func TestEvictionWhenAnEntryArrivesForAWaitingWorkload(t *testing.T) {
+	e := startWith(t, nil, func(c *agent.Config) { c.X509SVIDCacheMaxSize = 1 })
+	e.createLazy(t, 1)
+	first := e.agent.Cache().Subscribe(lazySelectors(0))
+	nextUpdate(t, first, "SVID for workload 0", (*cache.WorkloadUpdate).HasIdentity)
+	first.Close()
+
+	waiting := e.agent.Cache().Subscribe(lazySelectors(1))
+	defer waiting.Close()
+	e.createLazyFrom(t, 1, 1)
+	nextUpdate(t, waiting, "SVID for workload 1", (*cache.WorkloadUpdate).HasIdentity)
+	e.waitFor(t, "workload 0's SVID evicted", func() bool {
+		return e.metric(t, "signet_agent_workload_svids_evicted_total", "") == 1
+	})
 }
 
 // startFakeWith is startFake with the agent configuration adjusted.

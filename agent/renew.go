@@ -19,6 +19,7 @@ const renewRetry = 5 * time.Second
 // BatchNewX509SVID per renewal, not a sync of every entry. refused reports
 // SVIDs the server did not renew.
 func (a *Agent) renewDue(ctx context.Context, c *client.Client) (refused bool, err error) {
+	a.evict()
 	now := a.cfg.Clock.Now()
 	a.mu.Lock()
 	var due []*types.Entry
