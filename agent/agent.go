@@ -305,7 +305,7 @@ func (a *Agent) publish(persist bool) {
 	clear(a.dirtySVIDs)
 	var snap persisted
 	if persist {
-		snap = persisted{Bundle: a.bundle, Entries: a.entryList(), SVIDs: maps.Clone(a.svids), Federated: maps.Clone(a.federated)}
+		snap = persisted{Bundle: a.bundle, Entries: a.entriesWithSVIDs(), SVIDs: maps.Clone(a.svids), Federated: maps.Clone(a.federated)}
 	}
 	a.mu.Unlock()
 	a.cache.Apply(d)
@@ -317,11 +317,15 @@ func (a *Agent) publish(persist bool) {
 	}
 }
 
-// entryList returns the entries in ID order. Callers hold a.mu.
-func (a *Agent) entryList() []*types.Entry {
-	out := make([]*types.Entry, 0, len(a.entries))
-	for _, id := range slices.Sorted(maps.Keys(a.entries)) {
-		out = append(out, a.entries[id])
+// entriesWithSVIDs returns the entries that have an SVID, in ID order:
+// what the disk copy needs to serve workloads before the server answers
+// (the rest is synced again, in full, after a restart). Callers hold a.mu.
+func (a *Agent) entriesWithSVIDs() []*types.Entry {
+	out := make([]*types.Entry, 0, len(a.svids))
+	for _, id := range slices.Sorted(maps.Keys(a.svids)) {
+		if e, ok := a.entries[id]; ok {
+			out = append(out, e)
+		}
 	}
 	return out
 }

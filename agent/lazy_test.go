@@ -1,7 +1,10 @@
 package agent_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -110,6 +113,22 @@ func TestLazyMintingOnlyForWorkloadsSeen(t *testing.T) {
 	}
 	if got := issued(); got != 3 {
 		t.Fatalf("%v SVIDs minted for 3 workloads seen among %d entries", got, n)
+	}
+	// The disk copy holds what serves them, not every entry (it is
+	// written just after the cache is served).
+	var disk struct {
+		Entries []json.RawMessage `json:"entries"`
+		SVIDs   map[string]any    `json:"svids"`
+	}
+	e.waitFor(t, "three SVIDs on disk", func() bool {
+		raw, err := os.ReadFile(filepath.Join(e.dataDir, "svid-cache.json"))
+		if err != nil || json.Unmarshal(raw, &disk) != nil {
+			return false
+		}
+		return len(disk.SVIDs) == 3
+	})
+	if len(disk.Entries) != 3 {
+		t.Fatalf("disk copy holds %d entries with the 3 SVIDs, want 3", len(disk.Entries))
 	}
 
 	// The watching workload's SVID is renewed on the agent's clock and

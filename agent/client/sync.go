@@ -12,6 +12,14 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// syncMask is SPIRE's agent output mask: what an agent needs of an entry
+// (the server mints with the rest), so parent IDs, DNS names and TTLs of
+// thousands of entries are neither sent nor held.
+var syncMask = &types.EntryMask{
+	SpiffeId: true, Selectors: true, FederatesWith: true, Admin: true, Downstream: true,
+	RevisionNumber: true, StoreSvid: true, Hint: true, CreatedAt: true,
+}
+
 // EntrySync is the difference between the entries a caller held and the
 // ones the server authorizes now.
 type EntrySync struct {
@@ -39,11 +47,11 @@ func (c *Client) SyncEntries(ctx context.Context, held map[string]*types.Entry) 
 	if status.Code(err) != codes.Unimplemented {
 		return res, err
 	}
-	entries, err := c.AuthorizedEntries(ctx)
+	resp, err := c.entry.GetAuthorizedEntries(ctx, &entryv1.GetAuthorizedEntriesRequest{OutputMask: syncMask})
 	if err != nil {
 		return nil, err
 	}
-	res = diffFull(held, entries)
+	res = diffFull(held, resp.Entries)
 	res.Fallback = true
 	return res, nil
 }
@@ -55,7 +63,7 @@ func (c *Client) syncEntries(ctx context.Context, held map[string]*types.Entry) 
 	if err != nil {
 		return nil, err
 	}
-	if err := stream.Send(&entryv1.SyncAuthorizedEntriesRequest{}); err != nil {
+	if err := stream.Send(&entryv1.SyncAuthorizedEntriesRequest{OutputMask: syncMask}); err != nil {
 		if _, rerr := stream.Recv(); rerr != nil {
 			if _, ok := status.FromError(rerr); ok {
 				return nil, rerr

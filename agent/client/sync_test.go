@@ -195,6 +195,12 @@ func TestSyncEntriesTransfersOnlyChanges(t *testing.T) {
 		t.Fatalf("first sync: received %d, wire %d entries %d revisions, fallback %v", res.Received, e.wire.entries.Load(), e.wire.revisions.Load(), res.Fallback)
 	}
 
+	for _, x := range held {
+		if x.ParentId != nil || x.SpiffeId == nil || len(x.Selectors) == 0 || x.CreatedAt == 0 {
+			t.Fatalf("entry %s not masked as SPIRE's agent asks: %v", x.Id, x)
+		}
+	}
+
 	upd := cloneEntry(all[123])
 	upd.Hint = "changed"
 	got, err := e.store.UpdateEntry(testContext(t), upd, &types.EntryMask{Hint: true})
