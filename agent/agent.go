@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,6 +87,12 @@ type Config struct {
 	// SDS names the resources of Envoy's SDS on the Workload API socket
 	// (zero: SPIRE's defaults).
 	SDS sds.Settings
+	// X509SVIDCacheMaxSize bounds the workload X.509-SVIDs kept for
+	// workloads seen recently (SPIRE's x509_svid_cache_max_size; zero:
+	// DefaultX509SVIDCacheMaxSize). SVIDs are minted only for entries a
+	// workload that attested matches; those of connected workloads are
+	// kept beyond the bound.
+	X509SVIDCacheMaxSize int
 }
 
 // WorkloadAttestor returns a workload's selectors from its pid.
@@ -104,8 +112,20 @@ type Agent struct {
 	agentSVID *cache.X509SVID
 	bundle    *spiffebundle.Bundle
 	federated map[spiffeid.TrustDomain]*spiffebundle.Bundle
-	entries   []*types.Entry
-	svids     map[string]*cache.X509SVID
+	// entries are the authorized entries by ID. Only the session
+	// goroutine (and Run, before it) writes entries.
+	entries map[string]*types.Entry
+	svids   map[string]*cache.X509SVID
+	// dirtyEntries, dirtySVIDs and dirtyBundles are what changed since
+	// the last publish (entry IDs), so the cache gets only the change.
+	dirtyEntries, dirtySVIDs map[string]struct{}
+	dirtyBundles             bool
+	// pubMu orders publishes.
+	pubMu sync.Mutex
+	// wanted are the entries whose SVIDs workloads asked for; mintKick
+	// asks the session to mint the missing ones.
+	wanted    *wantSet
+	mintKick  chan struct{}
 	serverIdx int
 	conn      *client.Client
 	force     map[string]bool
@@ -116,6 +136,9 @@ type Agent struct {
 	// entriesGen counts events after which the entries must be reread;
 	// fetchedGen is the count the held entries were read at.
 	entriesGen, fetchedGen uint64
+	// synced is set once entries were read from a server;
+	// fallbackLogged once the agent said it reads them the old way.
+	synced, fallbackLogged bool
 	// pushLive is set while a server push stream is open.
 	pushLive atomic.Bool
 	svidRev  map[string]int64
@@ -155,6 +178,12 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = 30 * time.Second
 	}
+	if cfg.X509SVIDCacheMaxSize < 0 {
+		return nil, fmt.Errorf("agent: x509_svid_cache_max_size %d is negative", cfg.X509SVIDCacheMaxSize)
+	}
+	if cfg.X509SVIDCacheMaxSize == 0 {
+		cfg.X509SVIDCacheMaxSize = DefaultX509SVIDCacheMaxSize
+	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
@@ -166,19 +195,24 @@ func New(cfg Config) (*Agent, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	a := &Agent{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		disk:      &diskState{dir: cfg.DataDir},
-		svids:     map[string]*cache.X509SVID{},
-		force:     map[string]bool{},
-		svidRev:   map[string]int64{},
-		federated: map[spiffeid.TrustDomain]*spiffebundle.Bundle{},
-		syncNow:   make(chan struct{}, 1),
-		ready:     make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		disk:         &diskState{dir: cfg.DataDir},
+		svids:        map[string]*cache.X509SVID{},
+		entries:      map[string]*types.Entry{},
+		dirtyEntries: map[string]struct{}{},
+		dirtySVIDs:   map[string]struct{}{},
+		force:        map[string]bool{},
+		svidRev:      map[string]int64{},
+		federated:    map[spiffeid.TrustDomain]*spiffebundle.Bundle{},
+		syncNow:      make(chan struct{}, 1),
+		mintKick:     make(chan struct{}, 1),
+		wanted:       newWantSet(cfg.X509SVIDCacheMaxSize),
+		ready:        make(chan struct{}),
 	}
 	a.m = newAgentMetrics(cfg.Registry)
 	cfg.Registry.MustRegister(newSVIDExpiry(a))
-	a.cache = cache.New(cfg.TrustDomain, cache.WithClock(cfg.Clock), cache.WithLogger(cfg.Logger), cache.WithJWTMinter(jwtMinter{a}))
+	a.cache = cache.New(cfg.TrustDomain, cache.WithClock(cfg.Clock), cache.WithLogger(cfg.Logger), cache.WithJWTMinter(jwtMinter{a}), cache.WithDemand(a.demand))
 	return a, nil
 }
 
@@ -242,25 +276,80 @@ func (a *Agent) hybrid() bool {
 	return false
 }
 
-// publish pushes the current state to the cache and, with persist, to disk.
+// publish hands what changed since the last publish to the cache and,
+// with persist, writes the whole state to disk.
 func (a *Agent) publish(persist bool) {
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
 	a.mu.Lock()
-	u := cache.Update{Bundle: a.bundle, Federated: map[spiffeid.TrustDomain]*spiffebundle.Bundle{}, Entries: a.entries, SVIDs: map[string]*cache.X509SVID{}}
-	for td, b := range a.federated {
-		u.Federated[td] = b
+	d := cache.Delta{SVIDs: make(map[string]*cache.X509SVID, len(a.dirtySVIDs))}
+	if a.dirtyBundles {
+		d.SetBundles, d.Bundle, d.Federated = true, a.bundle, maps.Clone(a.federated)
 	}
-	for id, s := range a.svids {
-		u.SVIDs[id] = s
+	for id := range a.dirtyEntries {
+		if e, ok := a.entries[id]; ok {
+			d.Entries = append(d.Entries, e)
+		} else {
+			d.RemoveEntries = append(d.RemoveEntries, id)
+		}
 	}
-	snap := persisted{Bundle: a.bundle, Entries: a.entries, SVIDs: u.SVIDs, Federated: u.Federated}
+	for id := range a.dirtySVIDs {
+		if s, ok := a.svids[id]; ok {
+			d.SVIDs[id] = s
+		} else if _, ok := a.entries[id]; ok {
+			d.RemoveSVIDs = append(d.RemoveSVIDs, id)
+		}
+	}
+	a.dirtyBundles = false
+	clear(a.dirtyEntries)
+	clear(a.dirtySVIDs)
+	var snap persisted
+	if persist {
+		snap = persisted{Bundle: a.bundle, Entries: a.entriesWithSVIDs(), SVIDs: maps.Clone(a.svids), Federated: maps.Clone(a.federated)}
+	}
 	a.mu.Unlock()
-	a.cache.Update(u)
+	a.cache.Apply(d)
 	if !persist {
 		return
 	}
 	if err := a.disk.saveCache(snap); err != nil {
 		a.log.Warn("failed to persist SVID cache", "error", err)
 	}
+}
+
+// entriesWithSVIDs returns the entries that have an SVID, in ID order:
+// what the disk copy needs to serve workloads before the server answers
+// (the rest is synced again, in full, after a restart). Callers hold a.mu.
+func (a *Agent) entriesWithSVIDs() []*types.Entry {
+	out := make([]*types.Entry, 0, len(a.svids))
+	for _, id := range slices.Sorted(maps.Keys(a.svids)) {
+		if e, ok := a.entries[id]; ok {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// setEntry adds or replaces an entry; removeEntry drops one and its
+// SVID; setSVID sets an entry's SVID. Callers hold a.mu.
+func (a *Agent) setEntry(e *types.Entry) {
+	a.entries[e.Id] = e
+	a.dirtyEntries[e.Id] = struct{}{}
+}
+
+func (a *Agent) removeEntry(id string) {
+	a.wanted.remove(id)
+	delete(a.entries, id)
+	delete(a.svids, id)
+	delete(a.svidRev, id)
+	a.dirtyEntries[id] = struct{}{}
+	a.dirtySVIDs[id] = struct{}{}
+}
+
+func (a *Agent) setSVID(id string, s *cache.X509SVID, rev int64) {
+	a.svids[id] = s
+	a.svidRev[id] = rev
+	a.dirtySVIDs[id] = struct{}{}
 }
 
 // Run attests (if needed), serves the Workload API, and keeps everything in
@@ -280,10 +369,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("ignoring unreadable SVID cache", "error", err)
 	} else if snap != nil {
 		a.mu.Lock()
-		a.bundle, a.entries, a.svids = snap.Bundle, snap.Entries, snap.SVIDs
+		a.bundle, a.dirtyBundles = snap.Bundle, true
 		for _, e := range snap.Entries {
-			if _, ok := snap.SVIDs[e.Id]; ok {
-				a.svidRev[e.Id] = e.RevisionNumber
+			a.setEntry(e)
+			if s, ok := snap.SVIDs[e.Id]; ok {
+				a.setSVID(e.Id, s, e.RevisionNumber)
+				a.wanted.touch(e.Id) // asked for before the restart
 			}
 		}
 		for td, b := range snap.Federated {

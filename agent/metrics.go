@@ -17,6 +17,10 @@ type agentMetrics struct {
 	kex           *prometheus.CounterVec
 	entryReads    prometheus.Counter
 	renewOnly     prometheus.Counter
+	// entriesReceived counts entries received in full: with
+	// SyncAuthorizedEntries, only the new and changed ones.
+	entriesReceived prometheus.Counter
+	svidsEvicted    prometheus.Counter
 }
 
 func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
@@ -32,7 +36,9 @@ func newAgentMetrics(reg prometheus.Registerer) agentMetrics {
 	}
 	m.entryReads = prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_entry_reads_total", Help: "Reads of the authorized entries from the server."})
 	m.renewOnly = prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_due_renewals_total", Help: "Renewals of only the due workload SVIDs, without a full sync."})
-	reg.MustRegister(m.renewOnly, m.entryReads, m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes, m.kex)
+	m.entriesReceived = prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_entries_received_total", Help: "Registration entries received in full from the server (only new and changed ones once synced)."})
+	m.svidsEvicted = prometheus.NewCounter(prometheus.CounterOpts{Name: "signet_agent_workload_svids_evicted_total", Help: "Workload X.509-SVIDs dropped from the bounded cache (x509_svid_cache_max_size), least recently used first."})
+	reg.MustRegister(m.svidsEvicted, m.entriesReceived, m.renewOnly, m.entryReads, m.attestations, m.agentRenewals, m.svidsIssued, m.syncs, m.syncSeconds, m.reconnects, m.pushes, m.kex)
 	return m
 }
 

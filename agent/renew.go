@@ -13,16 +13,19 @@ import (
 const renewRetry = 5 * time.Second
 
 // renewDue renews the held workload SVIDs past their renewal time or
-// named by a RENEW_NOW, and nothing else: no bundle or entry read, no check
+// named by a RENEW_NOW, and mints those workloads asked for that are
+// missing, and nothing else: no bundle or entry read, no check
 // of the other SVIDs. One short-lived entry therefore costs one small
 // BatchNewX509SVID per renewal, not a sync of every entry. refused reports
 // SVIDs the server did not renew.
 func (a *Agent) renewDue(ctx context.Context, c *client.Client) (refused bool, err error) {
+	a.evict()
 	now := a.cfg.Clock.Now()
 	a.mu.Lock()
 	var due []*types.Entry
 	for _, e := range a.entries {
-		if s := a.svids[e.Id]; s != nil && (a.force[e.Id] || !now.Before(a.renewalTime(s.Chain[0]))) {
+		s := a.svids[e.Id]
+		if s != nil && (a.force[e.Id] || !now.Before(a.renewalTime(s.Chain[0]))) || s == nil && a.wanted.has(e.Id) {
 			due = append(due, e)
 			delete(a.force, e.Id)
 		}
@@ -58,8 +61,9 @@ func (a *Agent) obtain(ctx context.Context, c *client.Client, due []*types.Entry
 		a.mu.Lock()
 		for _, e := range chunk {
 			if s, ok := got[e.Id]; ok {
-				a.svids[e.Id] = s
-				a.svidRev[e.Id] = e.RevisionNumber
+				if _, still := a.entries[e.Id]; still && a.wanted.has(e.Id) {
+					a.setSVID(e.Id, s, e.RevisionNumber)
+				}
 			}
 		}
 		a.mu.Unlock()

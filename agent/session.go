@@ -63,8 +63,9 @@ func (a *Agent) dial(addr string, roots []*x509.Certificate, client *cache.X509S
 		a.m.kex.WithLabelValues(id.String()).Inc()
 		a.log.Debug("server TLS handshake", "server", addr, "kex_group", id.String())
 	}}
-	// An agent with tens of thousands of entries receives them in one
-	// GetAuthorizedEntries response; allow it beyond gRPC's 4 MiB default.
+	// Entries arrive in pages through SyncAuthorizedEntries, but a server
+	// without it sends them all in one GetAuthorizedEntries response:
+	// allow that beyond gRPC's 4 MiB default.
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxServerMessage)))
 }
 
@@ -255,6 +256,8 @@ func (a *Agent) session(ctx context.Context) error {
 			renewOnly = true
 		case <-renewKick:
 			renewOnly = true
+		case <-a.mintKick:
+			renewOnly = true // a workload waits for SVIDs not minted yet
 		}
 		timer.Stop()
 		if renewOnly {

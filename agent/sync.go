@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/signet-id/signet/agent/cache"
@@ -33,16 +36,37 @@ func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 	// Entries are reread only when they may have changed (push, poll, new
 	// session); a bundle change or renew-now reuses the ones held.
 	a.mu.Lock()
-	gen, fresh, entries := a.entriesGen, a.fetchedGen == a.entriesGen && a.entries != nil, a.entries
+	gen, fresh := a.entriesGen, a.fetchedGen == a.entriesGen && a.synced
 	previous := a.federated
 	a.mu.Unlock()
+	var delta *client.EntrySync
 	if !fresh {
-		entries, err = c.AuthorizedEntries(rctx)
+		// Only this goroutine writes a.entries: reading it unlocked is safe.
+		delta, err = c.SyncEntries(rctx, a.entries)
 		if err != nil {
-			return fmt.Errorf("agent: get authorized entries: %w", err)
+			return fmt.Errorf("agent: sync authorized entries: %w", err)
 		}
 		a.m.entryReads.Inc()
+		a.m.entriesReceived.Add(float64(delta.Received))
+		if delta.Fallback && !a.fallbackLogged {
+			a.fallbackLogged = true
+			a.log.Info("server has no SyncAuthorizedEntries; reading all entries with GetAuthorizedEntries")
+		}
 	}
+	// Apply the entries' change at once, dropping the SVIDs of entries
+	// that are gone.
+	a.mu.Lock()
+	if delta != nil {
+		for _, id := range delta.Removed {
+			a.removeEntry(id)
+		}
+		for _, e := range delta.Changed {
+			a.setEntry(e)
+		}
+		a.synced = true
+	}
+	entries := slices.Collect(maps.Values(a.entries))
+	a.mu.Unlock()
 	federated := map[spiffeid.TrustDomain]*spiffebundle.Bundle{}
 	for _, e := range entries {
 		for _, name := range e.FederatesWith {
@@ -67,16 +91,19 @@ func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 		}
 	}
 
-	// Adopt the bundle and entries at once, drop SVIDs of entries that are
-	// gone, and find the SVIDs due. SVIDs being replaced stay served until
-	// their replacement arrives.
+	// Adopt the bundles and find the SVIDs due. SVIDs being replaced stay
+	// served until their replacement arrives.
 	now := a.cfg.Clock.Now()
 	a.mu.Lock()
-	a.bundle, a.federated, a.entries, a.fetchedGen = own, federated, entries, gen
-	present := make(map[string]bool, len(entries))
+	if a.bundle == nil || !a.bundle.Equal(own) || !sameBundles(a.federated, federated) {
+		a.dirtyBundles = true
+	}
+	a.bundle, a.federated, a.fetchedGen = own, federated, gen
 	due := []*types.Entry{}
 	for _, e := range entries {
-		present[e.Id] = true
+		if !a.wanted.has(e.Id) {
+			continue // no workload asked for it: not minted (lazily)
+		}
 		s := a.svids[e.Id]
 		rev, known := a.svidRev[e.Id]
 		if s != nil && !a.forceAll && !a.force[e.Id] && !needsRenewal(s, e, own, now, a.renewalTime(s.Chain[0]), known && rev != e.RevisionNumber) {
@@ -84,12 +111,7 @@ func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 		}
 		due = append(due, e)
 	}
-	for id := range a.svids {
-		if !present[id] {
-			delete(a.svids, id)
-			delete(a.svidRev, id)
-		}
-	}
+	slices.SortFunc(due, func(x, y *types.Entry) int { return strings.Compare(x.Id, y.Id) })
 	a.forceAll = false
 	a.force = map[string]bool{}
 	a.mu.Unlock()
@@ -109,6 +131,20 @@ func (a *Agent) sync(ctx context.Context, c *client.Client) error {
 		a.log.Info("synced", "entries", len(entries), "new_svids", issued, "seconds", time.Since(start).Seconds())
 	}
 	return nil
+}
+
+// sameBundles reports whether a and b hold equal bundles for the same
+// trust domains.
+func sameBundles(a, b map[spiffeid.TrustDomain]*spiffebundle.Bundle) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for td, x := range a {
+		if y, ok := b[td]; !ok || !x.Equal(y) {
+			return false
+		}
+	}
+	return true
 }
 
 // needsRenewal reports whether s must be replaced: past half-life, no

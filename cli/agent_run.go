@@ -196,6 +196,7 @@ func (f *agentFlags) build() (agent.Config, runSettings, error) {
 	cfg.Reattest = f.reattest
 	cfg.AllowClassicalKEX = f.allowClassical || file.AllowClassicalKEX
 	cfg.WorkloadLimits = f.workloadLimits
+	cfg.X509SVIDCacheMaxSize = file.X509SVIDCacheMaxSize
 	if s := file.SDS; s != nil {
 		cfg.SDS = sds.Settings{DefaultSVIDName: s.DefaultSVIDName, DefaultBundleName: s.DefaultBundleName,
 			DefaultAllBundlesName: s.DefaultAllBundlesName, DisableSPIFFECertValidation: s.DisableSPIFFECertValidation}

@@ -96,6 +96,8 @@ func TestValidateRefuses(t *testing.T) {
 			`default_svid_name "spiffe://example.org/web" is a SPIFFE ID`},
 		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n sds {\n default_svid_name = \"my svid\"\n }\n}\n")},
 			`default_svid_name "my svid" holds spaces`},
+		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n x509_svid_cache_max_size = -1\n}\n")},
+			"x509_svid_cache_max_size -1 is negative"},
 		{[]string{"agent", "validate", "--config", conf("agent {\n trust_domain = \"example.org\"\n sds {\n default_name = \"x\"\n }\n}\n")},
 			`An argument named "default_name" is not expected here`},
 	}

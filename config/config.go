@@ -266,6 +266,10 @@ type Agent struct {
 	// SDS is SPIRE's sds block: the resource names of Envoy's Secret
 	// Discovery Service on the Workload API socket (docs/sds.md).
 	SDS *SDS `hcl:"sds,block"`
+	// X509SVIDCacheMaxSize bounds the workload X.509-SVIDs the agent keeps
+	// for workloads seen recently; SVIDs are minted only for workloads
+	// that attest (SPIRE's option; default 1000).
+	X509SVIDCacheMaxSize int `hcl:"x509_svid_cache_max_size,optional"`
 }
 
 // SDS is the agent's `sds` block, as SPIRE's. Names must differ from each
@@ -394,6 +398,9 @@ func LoadAgentWith(path string, opts Options) (*AgentFile, error) {
 	}
 	if f.Agent.ServerPort < 0 || f.Agent.ServerPort > 65535 {
 		return nil, fmt.Errorf("config: %s: server_port %d is not a TCP port", path, f.Agent.ServerPort)
+	}
+	if f.Agent.X509SVIDCacheMaxSize < 0 {
+		return nil, fmt.Errorf("config: %s: x509_svid_cache_max_size %d is negative", path, f.Agent.X509SVIDCacheMaxSize)
 	}
 	for _, err := range []error{
 		hostOnly("agent: server_address", f.Agent.ServerAddress, "server_port"),

@@ -2,7 +2,10 @@
 // the workload registration entries authorized for this agent and their
 // X.509-SVIDs, and the JWT-SVIDs minted for workloads.
 //
-// The agent's sync loop replaces the whole state with Update. Workload API
+// The agent's sync loop replaces the whole state with Update, or applies
+// what changed since with Apply (a Delta: entries added, replaced or
+// removed, SVIDs replaced), which costs the size of the change, not of the
+// state. Workload API
 // handlers Subscribe with a workload's selectors and receive a
 // WorkloadUpdate at once and then whenever what that workload sees changes.
 // Each subscription holds only the latest update (a channel of size one), so
@@ -118,6 +121,7 @@ type Cache struct {
 	now    func() time.Time
 	log    *slog.Logger
 	minter JWTMinter
+	demand func([]string)
 
 	mu   sync.RWMutex
 	st   *state
@@ -132,7 +136,7 @@ func New(td spiffeid.TrustDomain, opts ...Option) *Cache {
 		td:   td,
 		now:  time.Now,
 		log:  slog.New(slog.DiscardHandler),
-		st:   &state{},
+		st:   &state{byID: map[string]*record{}, bySelector: map[string]map[string]*record{}, svids: map[string]*X509SVID{}},
 		subs: make(map[*Subscription]struct{}),
 		jwt:  jwtCache{max: 1000, m: make(map[string]*JWTSVID)},
 	}
@@ -152,7 +156,6 @@ func (c *Cache) Update(u Update) {
 	st := c.buildState(u)
 
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	old := c.st
 	c.st = st
 
@@ -161,19 +164,9 @@ func (c *Cache) Update(u Update) {
 		c.jwt.clear()
 	}
 
-	views := make(map[string]*WorkloadUpdate)
-	for sub := range c.subs {
-		wu, ok := views[sub.key]
-		if !ok {
-			wu = st.workloadUpdate(sub.selectors)
-			views[sub.key] = wu
-		}
-		if equalUpdates(sub.last, wu) {
-			continue
-		}
-		sub.last = wu
-		sub.push(wu)
-	}
+	missing := c.notifyLocked(nil)
+	c.mu.Unlock()
+	c.tellDemand(missing)
 }
 
 // Subscribe returns a subscription for a workload with the given selectors.
@@ -181,8 +174,8 @@ func (c *Cache) Update(u Update) {
 func (c *Cache) Subscribe(selectors []*types.Selector) *Subscription {
 	set := newSelectorSet(selectors)
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	wu := c.st.workloadUpdate(set)
+	wu, _ := c.st.workloadUpdate(set)
+	matched := c.matchedIDs(set)
 	s := &Subscription{
 		c:         c,
 		key:       set.key(),
@@ -192,6 +185,8 @@ func (c *Cache) Subscribe(selectors []*types.Selector) *Subscription {
 	}
 	s.ch <- wu
 	c.subs[s] = struct{}{}
+	c.mu.Unlock()
+	c.tellDemand(matched)
 	return s
 }
 
@@ -200,8 +195,11 @@ func (c *Cache) Subscribe(selectors []*types.Selector) *Subscription {
 func (c *Cache) FetchWorkloadUpdate(selectors []*types.Selector) *WorkloadUpdate {
 	set := newSelectorSet(selectors)
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return c.st.workloadUpdate(set)
+	wu, _ := c.st.workloadUpdate(set)
+	matched := c.matchedIDs(set)
+	c.mu.RUnlock()
+	c.tellDemand(matched)
+	return wu
 }
 
 // MatchingEntries returns the entries whose selectors are all among the
@@ -270,17 +268,73 @@ type record struct {
 type state struct {
 	bundle    *spiffebundle.Bundle
 	federated map[spiffeid.TrustDomain]*spiffebundle.Bundle
-	// bySelector indexes records by each of their selectors.
-	bySelector map[string][]*record
+	// byID holds the records by entry ID; bySelector indexes them by each
+	// of their selectors (then by entry ID).
+	byID       map[string]*record
+	bySelector map[string]map[string]*record
 	svids      map[string]*X509SVID
+}
+
+// add indexes r, replacing any record of the same entry ID.
+func (st *state) add(r *record) {
+	st.remove(r.entry.Id)
+	st.byID[r.entry.Id] = r
+	for _, k := range r.selectors {
+		m := st.bySelector[k]
+		if m == nil {
+			m = make(map[string]*record, 1)
+			st.bySelector[k] = m
+		}
+		m[r.entry.Id] = r
+	}
+}
+
+// remove drops the record of entry ID id, if any.
+func (st *state) remove(id string) {
+	r, ok := st.byID[id]
+	if !ok {
+		return
+	}
+	delete(st.byID, id)
+	for _, k := range r.selectors {
+		m := st.bySelector[k]
+		delete(m, id)
+		if len(m) == 0 {
+			delete(st.bySelector, k)
+		}
+	}
 }
 
 func (c *Cache) buildState(u Update) *state {
 	st := &state{
-		federated:  make(map[spiffeid.TrustDomain]*spiffebundle.Bundle, len(u.Federated)),
-		bySelector: make(map[string][]*record),
-		svids:      u.SVIDs,
+		byID:       make(map[string]*record, len(u.Entries)),
+		bySelector: make(map[string]map[string]*record),
+		svids:      make(map[string]*X509SVID, len(u.SVIDs)),
 	}
+	for id, s := range u.SVIDs {
+		st.svids[id] = s
+	}
+	c.setBundles(st, u.Bundle, u.Federated)
+
+	for _, e := range u.Entries {
+		r, ok := c.newRecord(e)
+		if !ok {
+			continue
+		}
+		if st.byID[e.Id] != nil {
+			c.log.Warn("cache: skipping entry with duplicate ID", slog.String("entry_id", e.Id))
+			continue
+		}
+		st.add(r)
+	}
+	return st
+}
+
+// setBundles validates and sets the bundles of st.
+func (c *Cache) setBundles(st *state, own *spiffebundle.Bundle, federated map[spiffeid.TrustDomain]*spiffebundle.Bundle) {
+	st.bundle = nil
+	st.federated = make(map[spiffeid.TrustDomain]*spiffebundle.Bundle, len(federated))
+	u := Update{Bundle: own, Federated: federated}
 	if u.Bundle != nil {
 		if u.Bundle.TrustDomain() != c.td {
 			c.log.Error("cache: ignoring bundle of another trust domain",
@@ -297,23 +351,6 @@ func (c *Cache) buildState(u Update) *state {
 		}
 		st.federated[td] = b
 	}
-
-	seen := make(map[string]bool, len(u.Entries))
-	for _, e := range u.Entries {
-		r, ok := c.newRecord(e)
-		if !ok {
-			continue
-		}
-		if seen[e.Id] {
-			c.log.Warn("cache: skipping entry with duplicate ID", slog.String("entry_id", e.Id))
-			continue
-		}
-		seen[e.Id] = true
-		for _, k := range r.selectors {
-			st.bySelector[k] = append(st.bySelector[k], r)
-		}
-	}
-	return st
 }
 
 func (c *Cache) newRecord(e *types.Entry) (*record, bool) {
@@ -363,14 +400,18 @@ func (st *state) match(set selectorSet) []*record {
 	return out
 }
 
-func (st *state) workloadUpdate(set selectorSet) *WorkloadUpdate {
+// workloadUpdate returns the view of a workload with selectors set, and
+// the IDs of the entries it matches that have no SVID.
+func (st *state) workloadUpdate(set selectorSet) (*WorkloadUpdate, []string) {
 	wu := &WorkloadUpdate{
 		Bundle:    st.bundle,
 		Federated: make(map[spiffeid.TrustDomain]*spiffebundle.Bundle),
 	}
+	var missing []string
 	for _, r := range st.match(set) {
 		svid := st.svids[r.entry.Id]
 		if svid == nil || len(svid.Chain) == 0 || svid.Key == nil {
+			missing = append(missing, r.entry.Id)
 			continue
 		}
 		wu.Identities = append(wu.Identities, Identity{Entry: r.entry, SVID: svid})
@@ -380,7 +421,7 @@ func (st *state) workloadUpdate(set selectorSet) *WorkloadUpdate {
 			}
 		}
 	}
-	return wu
+	return wu, missing
 }
 
 // EntrySPIFFEID returns the SPIFFE ID of an entry.

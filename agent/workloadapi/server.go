@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,6 +44,7 @@ import (
 	"github.com/signet-id/signet/agent/cache"
 	"github.com/signet-id/signet/agent/peercred"
 	"github.com/signet-id/signet/agent/sds"
+	"github.com/signet-id/signet/clock"
 	"github.com/signet-id/signet/telemetry"
 )
 
@@ -92,7 +94,18 @@ type Config struct {
 	// SDS names the resources of Envoy's SDS on the socket (zero:
 	// SPIRE's defaults).
 	SDS sds.Settings
+	// PendingTimeout bounds how long a FetchX509SVID stream waits for
+	// its first SVID when the caller matches entries whose SVIDs are
+	// still being obtained (the agent mints them on demand); it then ends
+	// with Unavailable and the client retries. Zero:
+	// DefaultPendingTimeout.
+	PendingTimeout time.Duration
+	// Clock times PendingTimeout (default the wall clock).
+	Clock clock.Clock
 }
+
+// DefaultPendingTimeout is the default Config.PendingTimeout.
+const DefaultPendingTimeout = 30 * time.Second
 
 // Server implements the SPIFFE Workload API.
 type Server struct {
@@ -111,6 +124,8 @@ type Server struct {
 	notReady      func() error
 	rpc           *telemetry.RPCMetrics
 	sds           *sds.Handler
+	pending       time.Duration
+	clock         clock.Clock
 }
 
 var _ workload.SpiffeWorkloadAPIServer = (*Server)(nil)
@@ -132,6 +147,11 @@ func New(c Config) (*Server, error) {
 		procRoot:      c.ProcRoot,
 		log:           c.Logger,
 		notReady:      c.NotReady,
+		pending:       c.PendingTimeout,
+		clock:         clock.Or(c.Clock),
+	}
+	if s.pending <= 0 {
+		s.pending = DefaultPendingTimeout
 	}
 	if s.procRoot == "" {
 		s.procRoot = "/proc"
@@ -231,17 +251,36 @@ func streamUpdates[T any, PT interface {
 	sub := s.cache.Subscribe(selectors)
 	defer sub.Close()
 	var prev PT
+	// pending fires when the first identity took too long to arrive.
+	var pending clock.Timer
+	var pendingC <-chan time.Time
+	defer func() {
+		if pending != nil {
+			pending.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-pendingC:
+			s.log.WarnContext(ctx, "workloadapi: identity still pending", slog.String("method", method), slog.Duration("waited", s.pending))
+			return status.Errorf(codes.Unavailable, "identity not issued within %v: the agent is still obtaining it; retry", s.pending)
 		case u, ok := <-sub.Updates():
 			if !ok {
 				return status.Error(codes.Unavailable, "cache subscription closed")
 			}
 			resp, err := build(ctx, selectors, u)
 			if errors.Is(err, errPending) {
+				if prev == nil && pending == nil {
+					pending = s.clock.NewTimer(s.pending)
+					pendingC = pending.C()
+				}
 				continue
+			}
+			if pending != nil {
+				pending.Stop()
+				pending, pendingC = nil, nil
 			}
 			if err != nil {
 				return err
