@@ -488,7 +488,7 @@ func (h *harness) scale(ctx context.Context) {
 		add("server peak RSS", "MiB", false, func(r scaleResult) value { return r.serverPeak })
 		add("agent peak RSS", "MiB", false, func(r scaleResult) value { return r.agentPeak })
 	}
-	h.rep.note(4, "SPIRE's agent mints SVIDs lazily into an LRU cache of at most 1000 (its default x509_svid_cache_max_size); Signet's agent mints an SVID for every authorized entry during the sync, so its sync time includes N key generations and N signatures.")
+	h.rep.note(4, "Both agents mint X.509-SVIDs lazily, for workloads that attest, into an LRU of at most 1000 (x509_svid_cache_max_size, both defaults), and sync entries through SyncAuthorizedEntries.")
 }
 
 type scaleResult struct {
