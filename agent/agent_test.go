@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -44,19 +45,21 @@ type env struct {
 	reg     *prometheus.Registry
 	// logs holds the main agent's text logs.
 	logs *logBuffer
+	// stop ends the agent (once; cleanup calls it too).
+	stop func()
 }
 
 // start runs a real server (embedded etcd) and a real agent joined to it
 // with a one-hour poll interval, and waits until the agent has synced and
 // holds a live push stream.
-func start(t *testing.T) *env {
+func start(t testing.TB) *env {
 	t.Helper()
 	return startWith(t, nil, nil)
 }
 
 // startWith is start with the server and agent configurations adjusted by
 // srvCfg and agentCfg (either may be nil).
-func startWith(t *testing.T, srvCfg func(*server.Config), agentCfg func(*agent.Config)) *env {
+func startWith(t testing.TB, srvCfg func(*server.Config), agentCfg func(*agent.Config)) *env {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "sg") // short: Unix socket paths are limited
 	if err != nil {
@@ -126,7 +129,8 @@ func startWith(t *testing.T, srvCfg func(*server.Config), agentCfg func(*agent.C
 	actx, acancel := context.WithCancel(context.Background())
 	adone := make(chan error, 1)
 	go func() { adone <- e.agent.Run(actx) }()
-	t.Cleanup(func() { acancel(); <-adone })
+	e.stop = sync.OnceFunc(func() { acancel(); <-adone })
+	t.Cleanup(e.stop)
 	// The push stream is open (HELLO received) and the first sync is done:
 	// from here on, only a push can make the agent reread its entries
 	// within deliveryBound.
@@ -137,13 +141,13 @@ func startWith(t *testing.T, srvCfg func(*server.Config), agentCfg func(*agent.C
 	return e
 }
 
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), deliveryBound)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func (e *env) waitFor(t *testing.T, what string, cond func() bool) {
+func (e *env) waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(deliveryBound)
 	for !cond() {
@@ -156,7 +160,7 @@ func (e *env) waitFor(t *testing.T, what string, cond func() bool) {
 
 // metric returns the value of a counter in the agent's registry; with
 // kind set, of the series labelled kind=kind. Absent series count 0.
-func (e *env) metric(t *testing.T, name, kind string) float64 {
+func (e *env) metric(t testing.TB, name, kind string) float64 {
 	t.Helper()
 	mfs, err := e.reg.Gather()
 	if err != nil {

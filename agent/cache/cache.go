@@ -136,7 +136,7 @@ func New(td spiffeid.TrustDomain, opts ...Option) *Cache {
 		td:   td,
 		now:  time.Now,
 		log:  slog.New(slog.DiscardHandler),
-		st:   &state{byID: map[string]*record{}, bySelector: map[string]map[string]*record{}, svids: map[string]*X509SVID{}},
+		st:   &state{byID: map[string]*record{}, bySelector: map[string]*recordSet{}, svids: map[string]*X509SVID{}},
 		subs: make(map[*Subscription]struct{}),
 		jwt:  jwtCache{max: 1000, m: make(map[string]*JWTSVID)},
 	}
@@ -271,8 +271,61 @@ type state struct {
 	// byID holds the records by entry ID; bySelector indexes them by each
 	// of their selectors (then by entry ID).
 	byID       map[string]*record
-	bySelector map[string]map[string]*record
+	bySelector map[string]*recordSet
 	svids      map[string]*X509SVID
+}
+
+// recordSet holds the records of one selector. Most selectors (a
+// workload's own gid, pod UID, ...) belong to a single entry, so that one
+// is held without a map: thousands of one-element maps were a large part
+// of the index.
+type recordSet struct {
+	one  *record            // the only record, while many is nil
+	many map[string]*record // by entry ID, once there are two or more
+}
+
+func (s *recordSet) add(r *record) {
+	switch {
+	case s.many != nil:
+		s.many[r.entry.Id] = r
+	case s.one == nil || s.one.entry.Id == r.entry.Id:
+		s.one = r
+	default:
+		s.many = map[string]*record{s.one.entry.Id: s.one, r.entry.Id: r}
+		s.one = nil
+	}
+}
+
+// remove drops the record of entry ID id and reports whether the set is
+// empty.
+func (s *recordSet) remove(id string) bool {
+	if s.many == nil {
+		if s.one != nil && s.one.entry.Id == id {
+			s.one = nil
+		}
+		return s.one == nil
+	}
+	delete(s.many, id)
+	if len(s.many) == 1 {
+		for _, r := range s.many {
+			s.one = r
+		}
+		s.many = nil
+	}
+	return s.one == nil && len(s.many) == 0
+}
+
+// each calls f with every record of the set.
+func (s *recordSet) each(f func(*record)) {
+	if s == nil {
+		return
+	}
+	if s.one != nil {
+		f(s.one)
+	}
+	for _, r := range s.many {
+		f(r)
+	}
 }
 
 // add indexes r, replacing any record of the same entry ID.
@@ -282,10 +335,10 @@ func (st *state) add(r *record) {
 	for _, k := range r.selectors {
 		m := st.bySelector[k]
 		if m == nil {
-			m = make(map[string]*record, 1)
+			m = &recordSet{}
 			st.bySelector[k] = m
 		}
-		m[r.entry.Id] = r
+		m.add(r)
 	}
 }
 
@@ -297,9 +350,7 @@ func (st *state) remove(id string) {
 	}
 	delete(st.byID, id)
 	for _, k := range r.selectors {
-		m := st.bySelector[k]
-		delete(m, id)
-		if len(m) == 0 {
+		if m := st.bySelector[k]; m != nil && m.remove(id) {
 			delete(st.bySelector, k)
 		}
 	}
@@ -308,7 +359,7 @@ func (st *state) remove(id string) {
 func (c *Cache) buildState(u Update) *state {
 	st := &state{
 		byID:       make(map[string]*record, len(u.Entries)),
-		bySelector: make(map[string]map[string]*record),
+		bySelector: make(map[string]*recordSet),
 		svids:      make(map[string]*X509SVID, len(u.SVIDs)),
 	}
 	for id, s := range u.SVIDs {
@@ -386,15 +437,15 @@ func (st *state) match(set selectorSet) []*record {
 	var out []*record
 	seen := make(map[*record]bool)
 	for k := range set {
-		for _, r := range st.bySelector[k] {
+		st.bySelector[k].each(func(r *record) {
 			if seen[r] {
-				continue
+				return
 			}
 			seen[r] = true
 			if set.containsAll(r.selectors) {
 				out = append(out, r)
 			}
-		}
+		})
 	}
 	slices.SortFunc(out, func(a, b *record) int { return strings.Compare(a.entry.Id, b.entry.Id) })
 	return out
