@@ -94,8 +94,13 @@ func spireSystem(serverBin, agentBin string) *system {
 }
 
 // Signet's server: embedded etcd (the default), admin socket, SPIRE's
-// default TTLs spelled out.
-const signetServerConf = `server {
+// default TTLs spelled out. Its per-agent signing rate limit is off, as
+// SPIRE's is below: the harness measures issuance, not the limiter.
+const signetServerConf = `limits {
+  sign_rate = -1
+}
+
+server {
   trust_domain          = "{{.TrustDomain}}"
   bind_address          = "127.0.0.1"
   bind_port             = {{.Port}}
@@ -111,8 +116,8 @@ const signetServerConf = `server {
 
 // SPIRE's server: the default sqlite datastore, ECDSA P-256 CA, disk key
 // manager (Signet keeps its CA keys on disk too), join_token attestation.
-// The per-IP signing rate limit is off: Signet has none, and the harness
-// and the agents all come from 127.0.0.1.
+// The per-IP signing rate limit is off, as Signet's per-agent one is: the
+// harness and the agents all come from 127.0.0.1.
 const spireServerConf = `server {
   bind_address          = "127.0.0.1"
   bind_port             = "{{.Port}}"
