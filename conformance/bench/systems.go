@@ -62,7 +62,10 @@ func signetSystem(bin string) *system {
 		agentArgs: func(dir, serverAddr, token, bundlePath, socket string) (string, []string, error) {
 			return bin, []string{"agent", "run", "--trust-domain", trustDomainName, "--server-address", serverAddr,
 				"--join-token", token, "--trust-bundle", bundlePath, "--data-dir", filepath.Join(dir, "data"),
-				"--socket-path", socket, "--log-level", "warn"}, nil
+				"--socket-path", socket, "--log-level", "warn",
+				// All the harness's Workload API clients are one uid; SPIRE's
+				// agent has no per-uid limits, so Signet's are lifted too.
+				"--workload-max-conns-per-uid", "-1", "--workload-max-calls-per-uid", "-1"}, nil
 		},
 	}
 }
